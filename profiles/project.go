@@ -238,10 +238,12 @@ func explain(err error, problems []string) error {
 }
 
 // Show loads the project and returns the effective vLLM flags of service
-// (or of the only vLLM service), with the variables left unset.
+// (or of the only vLLM service), and the variables looked up but not set.
 func (p Project) Show(ctx context.Context, service string) (string, Flags, []string, error) {
 	var problems []string
-	for i := len(p.Files) - 1; i >= 0 && service == ""; i-- {
+	var firstErr error
+	found := false
+	for i := len(p.Files) - 1; i >= 0 && !found; i-- {
 		src, err := os.ReadFile(p.Files[i])
 		if err != nil {
 			return "", nil, nil, fmt.Errorf("read profile: %w", err)
@@ -250,13 +252,20 @@ func (p Project) Show(ctx context.Context, service string) (string, Flags, []str
 		if err != nil {
 			return "", nil, nil, err
 		}
-		if s, err := d.ResolveService(""); err == nil {
-			service = s
-			r, _ := d.region(s)
-			problems = r.problems
-		} else if i == 0 {
-			return "", nil, nil, err
+		s, err := d.ResolveService(service)
+		if err != nil {
+			firstErr = cmpErr(firstErr, err)
+			continue
 		}
+		r, err := d.region(s)
+		if err != nil {
+			firstErr = cmpErr(firstErr, err)
+			continue
+		}
+		service, problems, found = s, r.problems, true
+	}
+	if !found {
+		return "", nil, nil, firstErr
 	}
 	l, err := p.Load(ctx, nil)
 	if err != nil {
