@@ -259,3 +259,20 @@ func NewCandidate(set []string, unset []string) (Candidate, error) {
 	}
 	return c, nil
 }
+
+// Words returns the argument list as words, the way they were given.
+func (f Flags) Words() []string {
+	var out []string
+	for _, a := range f {
+		switch {
+		case a.Name == "":
+			out = append(out, a.Values...)
+		case a.Inline:
+			out = append(out, a.Spelled+"="+strings.Join(a.Values, " "))
+		default:
+			out = append(out, a.Spelled)
+			out = append(out, a.Values...)
+		}
+	}
+	return out
+}

@@ -4,6 +4,8 @@
 //
 //	vllm-sim serve --model Qwen/Qwen3-32B-AWQ --tensor-parallel-size 2 ...
 //	vllm serve ...            (the same binary installed as "vllm")
+//	curl -f http://localhost:8000/health   (installed as "curl", for health checks)
+//	find DIR -type f -printf '%s\n'        (installed as "find": BusyBox's has no -printf)
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -23,6 +26,12 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	switch filepath.Base(os.Args[0]) {
+	case "curl":
+		os.Exit(curl(os.Args[1:], os.Stdout, os.Stderr))
+	case "find":
+		os.Exit(find(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
