@@ -81,6 +81,9 @@ func (p Project) Load(ctx context.Context, overrides map[string][]byte) (*Loaded
 	if err != nil {
 		return nil, fmt.Errorf("compose could not load %s: %w", strings.Join(p.Files, " + "), err)
 	}
+	for _, f := range details.ConfigFiles {
+		proj.ComposeFiles = append(proj.ComposeFiles, f.Filename)
+	}
 	// Looked up but unset is not yet missing: ${X:-default} asks too.
 	return &Loaded{Project: proj, Missing: missing}, nil
 }

@@ -2,54 +2,23 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/vgrid/vgrid/internal/dockertest"
 	"github.com/vgrid/vgrid/profiles"
 )
 
-const testImage = "vllm-sim:test"
+var testImage = dockertest.SimImage
 
-var buildOnce sync.Once
-var buildErr error
+func simImage(t *testing.T) { dockertest.BuildSimImage(t) }
 
-// simImage builds the image with the documented script, once per test run.
-// Without a Docker engine the test skips and says why; CI starts dockerd,
-// so it never skips there.
-func simImage(t *testing.T) {
-	t.Helper()
-	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("no Docker engine answers in CI: %v\n%s", err, out)
-		}
-		t.Skipf("skipped: no Docker engine answers (%v); .ci/run installs and starts dockerd", strings.TrimSpace(string(out)))
-	}
-	buildOnce.Do(func() {
-		out, err := exec.Command("../../scripts/build-sim-image.sh", testImage).CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("build image: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-}
-
-func docker(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("docker", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
+func docker(t *testing.T, args ...string) string { return dockertest.Docker(t, args...) }
 
 // runProfile starts a fixture's vLLM service the way compose would (its
 // interpolated entrypoint, command and health check), with the sim image.
