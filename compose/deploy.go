@@ -142,7 +142,7 @@ func (d *Deployer) serving(ctx context.Context, s *Spec, id string) bool {
 	if h := r.Container.State.Health; h != nil && h.Status == container.Unhealthy {
 		return false
 	}
-	ep, err := d.endpoint(s, r.Container.NetworkSettings)
+	ep, err := d.Endpoint(s, r.Container.NetworkSettings)
 	if err != nil {
 		return false
 	}
@@ -153,7 +153,7 @@ func (d *Deployer) serving(ctx context.Context, s *Spec, id string) bool {
 
 // endpoint is where this host reaches the service's vLLM server: the
 // Spec's override, else the host port published for vLLM's --port.
-func (d *Deployer) endpoint(s *Spec, ns *container.NetworkSettings) (string, error) {
+func (d *Deployer) Endpoint(s *Spec, ns *container.NetworkSettings) (string, error) {
 	if s.Endpoint != "" {
 		return s.Endpoint, nil
 	}

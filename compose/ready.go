@@ -28,6 +28,7 @@ type ReadyOptions struct {
 	Interval         time.Duration // probe interval (default 250ms)
 	DecodeTimeout    time.Duration // one decode probe (default 30s)
 	UnreachableAfter time.Duration // probes failing this long after the log says the API is up (default 10s)
+	OnPhase          func(phase string)
 }
 
 func (o *ReadyOptions) defaults() {
@@ -115,7 +116,7 @@ func (d *Deployer) WaitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 	probes := make(chan probeResult, 1)
 	probing := false
 
-	w := &watch{d: d, s: s, id: id, logs: &ring{n: 200}, phase: "starting the container", phaseAt: d.now()}
+	w := &watch{d: d, s: s, id: id, logs: &ring{n: 200}, phase: "starting the container", phaseAt: d.now(), onPhase: opts.OnPhase}
 	if r, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{}); err == nil {
 		w.restarts0 = r.Container.RestartCount
 	}
@@ -185,7 +186,7 @@ func (d *Deployer) WaitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 				return nil, w.fail(ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.phase), "")
 			}
 			if endpoint == "" {
-				if endpoint, err = d.endpoint(s, r.Container.NetworkSettings); err != nil {
+				if endpoint, err = d.Endpoint(s, r.Container.NetworkSettings); err != nil {
 					return nil, w.fail(ReasonUnreachable, err.Error(), "")
 				}
 			}
@@ -234,6 +235,7 @@ type watch struct {
 	phase     string
 	phaseAt   time.Time
 	restarts0 int
+	onPhase   func(string)
 }
 
 func (w *watch) fail(r Reason, detail, line string) *Failure {
@@ -243,8 +245,11 @@ func (w *watch) fail(r Reason, detail, line string) *Failure {
 // line takes one log line: it may advance the phase or prove a failure.
 func (w *watch) line(l logLine) *Failure {
 	w.logs.add(l.text)
-	if p, ok := phaseOf(l.text); ok {
+	if p, ok := phaseOf(l.text); ok && p != w.phase {
 		w.phase, w.phaseAt = p, w.d.now()
+		if w.onPhase != nil {
+			w.onPhase(p)
+		}
 	}
 	if r, ok := classifyLine(l.text); ok {
 		f := w.fail(r, fmt.Sprintf("vLLM failed while %s", w.phase), l.text)
