@@ -313,12 +313,27 @@ func TestMissingImageChangesNothing(t *testing.T) {
 	if state := dockertest.Docker(t, "inspect", "-f", "{{.State.Status}}", res.ContainerID); state != "running" {
 		t.Errorf("the running service was touched: %s", state)
 	}
+	// A bad compose file and an unknown service fail before Docker is asked anything.
+	broken := stage(t, "medium.yml", "services:\n  vllm-medium-qwen3:\n    ports: [unclosed\n")
+	if _, err := broken.Load(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "override.yml") {
+		t.Errorf("bad compose file: %v, want an error naming the file", err)
+	}
+	l, err := p.Load(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Convert(l.Project, "nope", ConvertOptions{}); err == nil || !strings.Contains(err.Error(), `no service "nope"`) || !strings.Contains(err.Error(), medium) {
+		t.Errorf("unknown service: %v", err)
+	}
 	// Without --gpus=off on a host without the NVIDIA runtime: a clear error, nothing changed.
 	_, err = d.Recreate(context.Background(), load(t, stage(t, "medium.yml", simOverride(medium, freePort(t))), medium, ConvertOptions{}))
 	if !errors.As(err, &f) || f.Reason != ReasonNoGPURuntime || !strings.Contains(f.Detail, "--gpus=off") {
 		t.Errorf("no NVIDIA runtime: %v", err)
 	}
-	if state := dockertest.Docker(t, "inspect", "-f", "{{.State.Status}}", res.ContainerID); state != "running" {
+	if state := dockertest.Docker(t, "inspect", "-f", "{{.State.Status}} {{.RestartCount}}", res.ContainerID); state != "running 0" {
 		t.Errorf("the running service was touched: %s", state)
+	}
+	if n := dockertest.Docker(t, "ps", "-aq", "--filter", "label="+LabelProject+"=myia_vllm"); len(strings.Fields(n)) != 1 {
+		t.Errorf("containers of the project: %q, want only the running service", n)
 	}
 }
