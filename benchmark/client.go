@@ -1,0 +1,404 @@
+package benchmark
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Message is one chat message.
+type Message struct {
+	Role       string     `json:"role"`
+	Content    string     `json:"content"`
+	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
+}
+
+// ToolCall is a function call the model made.
+type ToolCall struct {
+	ID       string `json:"id,omitempty"`
+	Type     string `json:"type,omitempty"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
+}
+
+// Request is one chat completion to send (always streamed).
+type Request struct {
+	Messages   []Message
+	MaxTokens  int
+	Tools      []json.RawMessage
+	ToolChoice any
+	Extra      map[string]any // e.g. chat_template_kwargs, temperature
+}
+
+// Result is one request, measured. A failed request is data (Err), not a
+// Go error. Durations are from the moment the request was sent.
+type Result struct {
+	Scenario string `json:"scenario"`
+	Tag      string `json:"tag,omitempty"`   // e.g. miss/hit, turn-3, short/long
+	Class    string `json:"class,omitempty"` // request class within a scenario
+	Seq      int    `json:"seq"`             // order within the scenario
+	Warmup   bool   `json:"warmup,omitempty"`
+
+	Sent         time.Time       `json:"sent"`
+	TTFT         time.Duration   `json:"ttft_ns"`          // first chunk with a non-empty delta (reasoning, content or tool call)
+	TTFC         time.Duration   `json:"ttfc_ns"`          // first content (answer) chunk; 0 if none
+	E2EL         time.Duration   `json:"e2el_ns"`          // last token chunk
+	ITL          []time.Duration `json:"itl_ns,omitempty"` // gaps between successive token chunks
+	Chunks       int             `json:"chunks"`           // token chunks received
+	OutputTokens int             `json:"output_tokens"`    // from usage; Chunks when usage is missing
+	TokensFromUs bool            `json:"tokens_counted,omitempty"`
+	PromptTokens int             `json:"prompt_tokens"`
+	CachedTokens int             `json:"cached_tokens"` // -1: the server does not report it
+	Reasoning    int             `json:"reasoning_chunks"`
+	FinishReason string          `json:"finish_reason,omitempty"`
+	Status       int             `json:"status"`
+	Err          string          `json:"error,omitempty"`
+
+	Content       string     `json:"content,omitempty"`
+	ReasoningText string     `json:"reasoning,omitempty"`
+	ToolCalls     []ToolCall `json:"tool_calls,omitempty"`
+}
+
+// OK reports a request that completed without error.
+func (r *Result) OK() bool { return r.Err == "" }
+
+// TPOT is (E2EL - TTFT) / (output tokens - 1), the vllm bench definition.
+func (r *Result) TPOT() (time.Duration, bool) {
+	if r.OutputTokens < 2 || !r.OK() {
+		return 0, false
+	}
+	return (r.E2EL - r.TTFT) / time.Duration(r.OutputTokens-1), true
+}
+
+// Client talks to one OpenAI-compatible endpoint. The API key comes from an
+// environment variable and is never printed or stored.
+type Client struct {
+	Endpoint string // http://host:port
+	Model    string
+	KeyEnv   string // the variable the key was read from, for messages
+	apiKey   string
+	HTTP     *http.Client
+	Timeout  time.Duration // per request (default 5 min)
+}
+
+// NewClient reads the API key from keyEnv via getenv.
+func NewClient(endpoint, model, keyEnv string, getenv func(string) string) *Client {
+	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), Model: model, KeyEnv: keyEnv, apiKey: getenv(keyEnv),
+		HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}, Timeout: 5 * time.Minute}
+}
+
+func (c *Client) newRequest(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.Endpoint+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.apiKey)
+	}
+	return req, nil
+}
+
+// Models lists the served model ids.
+func (c *Client) Models(ctx context.Context) ([]string, error) {
+	req, err := c.newRequest(ctx, "GET", "/v1/models", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s/v1/models: %w (is the server up?)", c.Endpoint, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, c.unauthorized()
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("GET %s/v1/models: status %d: %s", c.Endpoint, resp.StatusCode, b)
+	}
+	var m struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return nil, fmt.Errorf("GET %s/v1/models: %w", c.Endpoint, err)
+	}
+	var ids []string
+	for _, d := range m.Data {
+		ids = append(ids, d.ID)
+	}
+	return ids, nil
+}
+
+func (c *Client) unauthorized() error {
+	if c.apiKey == "" {
+		return fmt.Errorf("the server at %s requires an API key (401) and $%s is empty; set it, or pass --api-key-env with the variable that holds the key", c.Endpoint, c.KeyEnv)
+	}
+	return fmt.Errorf("the server at %s rejected the API key read from $%s (401); check the key (it is not printed)", c.Endpoint, c.KeyEnv)
+}
+
+// Check verifies the endpoint before a run: reachable, the key accepted,
+// the model served (listing what is served otherwise).
+func (c *Client) Check(ctx context.Context) error {
+	ids, err := c.Models(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if id == c.Model {
+			return nil
+		}
+	}
+	return fmt.Errorf("model %q is not served at %s; served: %s", c.Model, c.Endpoint, strings.Join(ids, ", "))
+}
+
+// chunk is the part of a chat.completion.chunk vgrid reads. It is reused
+// between lines; fields are reset by decodeChunk.
+type chunk struct {
+	Choices []struct {
+		Delta struct {
+			Content          string `json:"content"`
+			ReasoningContent string `json:"reasoning_content"`
+			Reasoning        string `json:"reasoning"`
+			ToolCalls        []struct {
+				Index    int    `json:"index"`
+				ID       string `json:"id"`
+				Type     string `json:"type"`
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *struct {
+		PromptTokens        int `json:"prompt_tokens"`
+		CompletionTokens    int `json:"completion_tokens"`
+		PromptTokensDetails *struct {
+			CachedTokens int `json:"cached_tokens"`
+		} `json:"prompt_tokens_details"`
+	} `json:"usage"`
+}
+
+func decodeChunk(data []byte, ch *chunk) error {
+	// json.Unmarshal reuses slice elements and leaves fields absent from
+	// the new line as they were: zero them, or a finish chunk ("delta":{})
+	// would repeat the previous token.
+	all := ch.Choices[:cap(ch.Choices)]
+	clear(all)
+	ch.Choices = all[:0]
+	ch.Usage = nil
+	return json.Unmarshal(data, ch)
+}
+
+// sseReader reads "data:" payloads of an SSE stream.
+type sseReader struct {
+	r   *bufio.Reader
+	buf []byte
+}
+
+func newSSEReader(r io.Reader) *sseReader { return &sseReader{r: bufio.NewReaderSize(r, 64*1024)} }
+
+// next returns the next data payload (without "data: "), io.EOF at the end
+// of the stream. Comments, event names and blank lines are skipped.
+func (s *sseReader) next() ([]byte, error) {
+	for {
+		line, err := s.r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			s.buf = append(s.buf[:0], line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = s.r.ReadSlice('\n')
+				s.buf = append(s.buf, line...)
+			}
+			line = s.buf
+		}
+		if len(line) == 0 && err != nil {
+			return nil, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if bytes.HasPrefix(line, []byte("data:")) {
+			return bytes.TrimPrefix(line[5:], []byte(" ")), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Chat sends one streamed chat completion and measures it.
+func (c *Client) Chat(ctx context.Context, r Request) Result {
+	res := Result{CachedTokens: -1}
+	body := map[string]any{"model": c.Model, "messages": r.Messages, "stream": true,
+		"stream_options": map[string]any{"include_usage": true}}
+	if r.MaxTokens > 0 {
+		body["max_tokens"] = r.MaxTokens
+	}
+	if len(r.Tools) > 0 {
+		body["tools"] = r.Tools
+		if r.ToolChoice != nil {
+			body["tool_choice"] = r.ToolChoice
+		}
+	}
+	for k, v := range r.Extra {
+		body[k] = v
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		res.Err = "encode request: " + err.Error()
+		return res
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := c.newRequest(ctx, "POST", "/v1/chat/completions", b)
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	res.Sent = time.Now()
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		res.Err = c.transportErr(ctx, err, timeout)
+		return res
+	}
+	defer resp.Body.Close()
+	res.Status = resp.StatusCode
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		switch resp.StatusCode {
+		case http.StatusUnauthorized:
+			res.Err = c.unauthorized().Error()
+		case http.StatusNotFound:
+			served, _ := c.Models(context.WithoutCancel(ctx))
+			res.Err = fmt.Sprintf("404: model %q not found; served: %s", c.Model, strings.Join(served, ", "))
+		default:
+			res.Err = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+		}
+		return res
+	}
+	c.readStream(ctx, resp.Body, &res, timeout)
+	return res
+}
+
+func (c *Client) transportErr(ctx context.Context, err error, timeout time.Duration) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Sprintf("timeout after %s", timeout)
+	}
+	if errors.Is(err, context.Canceled) {
+		return "cancelled"
+	}
+	return err.Error()
+}
+
+func (c *Client) readStream(ctx context.Context, body io.Reader, res *Result, timeout time.Duration) {
+	sse := newSSEReader(body)
+	var ch chunk
+	var last time.Time
+	var content, reasoning strings.Builder
+	calls := map[int]*ToolCall{}
+	var order []int
+	done := false
+	for {
+		data, err := sse.next()
+		if err != nil {
+			if !done {
+				switch {
+				case errors.Is(ctx.Err(), context.DeadlineExceeded):
+					res.Err = fmt.Sprintf("timeout after %s (%d chunks received)", timeout, res.Chunks)
+				case errors.Is(ctx.Err(), context.Canceled):
+					res.Err = "cancelled"
+				case err == io.EOF:
+					res.Err = fmt.Sprintf("the server closed the stream before [DONE] after %d chunks", res.Chunks)
+				default:
+					res.Err = fmt.Sprintf("stream read after %d chunks: %v", res.Chunks, err)
+				}
+			}
+			break
+		}
+		now := time.Now()
+		if string(data) == "[DONE]" {
+			done = true
+			continue
+		}
+		if err := decodeChunk(data, &ch); err != nil {
+			res.Err = fmt.Sprintf("malformed SSE data line: %.200q", data)
+			io.Copy(io.Discard, body)
+			break
+		}
+		token := false
+		for _, choice := range ch.Choices {
+			d := &choice.Delta
+			r := d.ReasoningContent + d.Reasoning
+			if d.Content != "" {
+				content.WriteString(d.Content)
+				if res.TTFC == 0 {
+					res.TTFC = now.Sub(res.Sent)
+				}
+			}
+			if r != "" {
+				reasoning.WriteString(r)
+				res.Reasoning++
+			}
+			for _, tc := range d.ToolCalls {
+				call, ok := calls[tc.Index]
+				if !ok {
+					call = &ToolCall{Type: "function"}
+					calls[tc.Index] = call
+					order = append(order, tc.Index)
+				}
+				if tc.ID != "" {
+					call.ID = tc.ID
+				}
+				call.Function.Name += tc.Function.Name
+				call.Function.Arguments += tc.Function.Arguments
+			}
+			if d.Content != "" || r != "" || len(d.ToolCalls) > 0 {
+				token = true
+			}
+			if choice.FinishReason != nil && *choice.FinishReason != "" {
+				res.FinishReason = *choice.FinishReason
+			}
+		}
+		if token {
+			if res.Chunks == 0 {
+				res.TTFT = now.Sub(res.Sent)
+			} else {
+				res.ITL = append(res.ITL, now.Sub(last))
+			}
+			res.Chunks++
+			last = now
+			res.E2EL = now.Sub(res.Sent)
+		}
+		if u := ch.Usage; u != nil {
+			res.OutputTokens, res.PromptTokens = u.CompletionTokens, u.PromptTokens
+			if u.PromptTokensDetails != nil {
+				res.CachedTokens = u.PromptTokensDetails.CachedTokens
+			}
+		}
+	}
+	if res.OutputTokens == 0 && res.Chunks > 0 {
+		res.OutputTokens, res.TokensFromUs = res.Chunks, true
+	}
+	res.Content, res.ReasoningText = content.String(), reasoning.String()
+	for _, i := range order {
+		res.ToolCalls = append(res.ToolCalls, *calls[i])
+	}
+}

@@ -1,0 +1,138 @@
+package benchmark
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sseServer streams scripted chunks: each step waits, then writes a data line.
+type step struct {
+	wait time.Duration
+	data string
+}
+
+func sseServer(t *testing.T, steps []step) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/models" {
+			fmt.Fprint(w, `{"data":[{"id":"served-a"},{"id":"served-b"}]}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, s := range steps {
+			time.Sleep(s.wait)
+			fmt.Fprintf(w, "data: %s\n\n", s.data)
+			w.(http.Flusher).Flush()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func delta(field, text string) string {
+	return fmt.Sprintf(`{"choices":[{"index":0,"delta":{%q:%q},"finish_reason":null}]}`, field, text)
+}
+
+func TestStreamMetricsDefinitions(t *testing.T) {
+	srv := sseServer(t, []step{
+		{0, `{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}`}, // role only: not a token
+		{50 * time.Millisecond, delta("reasoning_content", "think ")},
+		{20 * time.Millisecond, delta("reasoning_content", "more ")},
+		{20 * time.Millisecond, delta("content", "Answer")},
+		{20 * time.Millisecond, delta("content", " done")},
+		{0, `{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`},
+		{0, `{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":8}}}`},
+		{0, "[DONE]"},
+	})
+	c := NewClient(srv.URL, "m", "K", func(string) string { return "" })
+	r := c.Chat(context.Background(), Request{Messages: []Message{{Role: "user", Content: "hi"}}})
+	if !r.OK() {
+		t.Fatal(r.Err)
+	}
+	near := func(got, want time.Duration) bool { return got >= want && got < want+15*time.Millisecond }
+	if !near(r.TTFT, 50*time.Millisecond) || !near(r.TTFC, 90*time.Millisecond) || !near(r.E2EL, 110*time.Millisecond) {
+		t.Errorf("TTFT %v (want ~50ms: first reasoning chunk, role chunk excluded), TTFC %v (~90ms), E2EL %v (~110ms)", r.TTFT, r.TTFC, r.E2EL)
+	}
+	if r.Chunks != 4 || len(r.ITL) != 3 || r.OutputTokens != 4 || r.TokensFromUs || r.PromptTokens != 12 || r.CachedTokens != 8 {
+		t.Errorf("chunks %d itl %d out %d counted %v prompt %d cached %d", r.Chunks, len(r.ITL), r.OutputTokens, r.TokensFromUs, r.PromptTokens, r.CachedTokens)
+	}
+	if tpot, ok := r.TPOT(); !ok || !near(tpot, 20*time.Millisecond) {
+		t.Errorf("TPOT %v, want (E2EL-TTFT)/(4-1) ~ 20ms", tpot)
+	}
+	if r.Content != "Answer done" || r.ReasoningText != "think more " || r.FinishReason != "stop" || r.Reasoning != 2 {
+		t.Errorf("content %q reasoning %q finish %q", r.Content, r.ReasoningText, r.FinishReason)
+	}
+}
+
+func TestStreamWithoutUsageCountsChunks(t *testing.T) {
+	srv := sseServer(t, []step{{0, delta("content", "a")}, {0, delta("content", "b")}, {0, "[DONE]"}})
+	r := NewClient(srv.URL, "m", "K", func(string) string { return "" }).Chat(context.Background(), Request{})
+	if !r.OK() || r.OutputTokens != 2 || !r.TokensFromUs || r.CachedTokens != -1 {
+		t.Errorf("%+v: want 2 tokens counted from chunks, flagged, cached unknown", r)
+	}
+}
+
+func TestBadInputs(t *testing.T) {
+	getenv := func(k string) string { return map[string]string{"MY_KEY": "secret-value"}[k] }
+	unauthorized := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(401)
+		fmt.Fprint(w, `{"error":"Unauthorized"}`)
+	}))
+	defer unauthorized.Close()
+	notFound := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/models" {
+			fmt.Fprint(w, `{"data":[{"id":"qwen3"}]}`)
+			return
+		}
+		w.WriteHeader(404)
+		fmt.Fprint(w, `{"error":{"message":"The model x does not exist."}}`)
+	}))
+	defer notFound.Close()
+	malformed := sseServer(t, []step{{0, delta("content", "a")}, {0, `{"choices": [oops`}})
+	early := sseServer(t, []step{{0, delta("content", "a")}})
+	slow := sseServer(t, []step{{0, delta("content", "a")}, {2 * time.Second, "[DONE]"}})
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+
+	tests := []struct {
+		name, url string
+		timeout   time.Duration
+		want      string
+	}{
+		{"401 names the variable, never the key", unauthorized.URL, 0, "rejected the API key read from $MY_KEY"},
+		{"404 lists served models", notFound.URL, 0, "served: qwen3"},
+		{"malformed SSE line", malformed.URL, 0, `malformed SSE data line: "{\"choices\": [oops"`},
+		{"stream closed early", early.URL, 0, "closed the stream before [DONE] after 1 chunks"},
+		{"per-request timeout", slow.URL, 200 * time.Millisecond, "timeout after 200ms (1 chunks received)"},
+		{"endpoint down", down.URL, 0, "connection refused"},
+	}
+	for _, tt := range tests {
+		c := NewClient(tt.url, "x", "MY_KEY", getenv)
+		c.Timeout = tt.timeout
+		r := c.Chat(context.Background(), Request{Messages: []Message{{Role: "user", Content: "hi"}}})
+		if r.OK() || !strings.Contains(r.Err, tt.want) || strings.Contains(r.Err, "secret-value") {
+			t.Errorf("%s: error %q, want %q (and no key)", tt.name, r.Err, tt.want)
+		}
+	}
+	if err := NewClient(notFound.URL, "x", "MY_KEY", getenv).Check(context.Background()); err == nil || !strings.Contains(err.Error(), `model "x" is not served`) {
+		t.Errorf("Check: %v", err)
+	}
+	if err := NewClient(unauthorized.URL, "x", "EMPTY", getenv).Check(context.Background()); err == nil || !strings.Contains(err.Error(), "$EMPTY is empty") {
+		t.Errorf("Check without key: %v", err)
+	}
+}
+
+func TestCancelReachesInFlightStream(t *testing.T) {
+	srv := sseServer(t, []step{{0, delta("content", "a")}, {5 * time.Second, "[DONE]"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	start := time.Now()
+	r := NewClient(srv.URL, "m", "K", func(string) string { return "" }).Chat(ctx, Request{})
+	if r.Err != "cancelled" || time.Since(start) > time.Second {
+		t.Errorf("err %q after %v, want cancelled promptly", r.Err, time.Since(start))
+	}
+}
