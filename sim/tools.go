@@ -104,36 +104,49 @@ func fillArgs(s *schema, name, prompt string) any {
 		return obj
 	case "array":
 		return []any{fillArgs(s.Items, strings.TrimSuffix(name, "s"), prompt)}
-	case "integer":
-		if m := numberRe.FindString(prompt); m != "" && !strings.Contains(m, ".") {
-			var n int
-			fmt.Sscan(m, &n)
-			return n
+	case "integer", "number":
+		v := promptNumber(strings.ToLower(name), prompt)
+		if s.Type == "integer" {
+			return int(v)
 		}
-		return 1
-	case "number":
-		if m := numberRe.FindString(prompt); m != "" {
-			var f float64
-			fmt.Sscan(m, &f)
-			return f
-		}
-		return 1.0
+		return v
 	case "boolean":
-		return !strings.Contains(strings.ToLower(prompt), "not "+strings.ToLower(name))
+		return !strings.Contains(strings.ToLower(prompt), "not "+strings.ToLower(name)) && !strings.Contains(strings.ToLower(prompt), "no "+strings.ToLower(name))
 	}
 	lname := strings.ToLower(name)
+	after := func(words string) (string, bool) {
+		re := regexp.MustCompile(`\b(?:` + words + `)\s+(\p{Lu}[\p{L}'-]+(?:\s+\p{Lu}[\p{L}'-]+)*)`)
+		if m := re.FindStringSubmatch(prompt); m != nil {
+			return m[1], true
+		}
+		return "", false
+	}
+	codes := currencyRe.FindAllString(prompt, -1)
 	switch {
+	case strings.Contains(lname, "currency") && len(codes) > 0:
+		if strings.Contains(lname, "to") || strings.Contains(lname, "target") {
+			return codes[len(codes)-1]
+		}
+		return codes[0]
+	case strings.Contains(lname, "origin") || strings.Contains(lname, "from") || strings.Contains(lname, "source"):
+		if v, ok := after("from"); ok {
+			return v
+		}
+	case strings.Contains(lname, "destination") || strings.Contains(lname, "target"):
+		if v, ok := after("to"); ok {
+			return v
+		}
 	case strings.Contains(lname, "email"):
 		if m := emailRe.FindString(prompt); m != "" {
 			return m
 		}
 	case strings.Contains(lname, "city") || strings.Contains(lname, "location") || strings.Contains(lname, "place"):
-		if m := regexp.MustCompile(`\b(?:in|for|at|to)\s+(\p{Lu}[\p{L}'-]+(?:\s+\p{Lu}[\p{L}'-]+)*)`).FindStringSubmatch(prompt); m != nil {
-			return m[1]
+		if v, ok := after("in|at|for|to"); ok {
+			return v
 		}
 	case strings.Contains(lname, "name") || strings.Contains(lname, "user"):
-		if m := regexp.MustCompile(`\b(?:named|called|for user|user)\s+(\p{Lu}[\p{L}'-]+(?:\s+\p{Lu}[\p{L}'-]+)*)`).FindStringSubmatch(prompt); m != nil {
-			return m[1]
+		if v, ok := after("named|called|for user|user"); ok {
+			return v
 		}
 	}
 	if m := capWordRe.FindAllString(prompt, -1); len(m) > 1 {
@@ -156,4 +169,35 @@ func planToolCall(tools []toolDef, prompt string, called []string, id string) (*
 	}
 	args, _ := json.Marshal(fillArgs(&s, tools[i].Function.Name, prompt))
 	return &toolCall{ID: id, Name: tools[i].Function.Name, Arguments: string(args)}, nil
+}
+
+var currencyRe = regexp.MustCompile(`\b[A-Z]{3}\b`)
+
+// promptNumber picks the number a property asks for: the one before a word
+// the property is named after ("3 nights" for nights), the one before a
+// currency code for an amount or price, else the first number.
+func promptNumber(name, prompt string) float64 {
+	parse := func(s string) float64 {
+		var f float64
+		fmt.Sscan(s, &f)
+		return f
+	}
+	for _, word := range strings.FieldsFunc(name, func(r rune) bool { return r == '_' || r == '-' }) {
+		word = strings.TrimSuffix(word, "s")
+		if len(word) < 3 {
+			continue
+		}
+		if m := regexp.MustCompile(`(-?\d+(?:\.\d+)?)\s+` + regexp.QuoteMeta(word)).FindStringSubmatch(strings.ToLower(prompt)); m != nil {
+			return parse(m[1])
+		}
+	}
+	if strings.Contains(name, "amount") || strings.Contains(name, "price") {
+		if m := regexp.MustCompile(`(-?\d+(?:\.\d+)?)\s*[A-Z]{3}\b`).FindStringSubmatch(prompt); m != nil {
+			return parse(m[1])
+		}
+	}
+	if m := numberRe.FindString(prompt); m != "" {
+		return parse(m)
+	}
+	return 1
 }

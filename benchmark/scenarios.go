@@ -1,0 +1,481 @@
+package benchmark
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Report is one benchmark run: every scenario's summary and raw samples.
+type Report struct {
+	Endpoint  string           `json:"endpoint"`
+	Model     string           `json:"model"`
+	Started   time.Time        `json:"started"`
+	Scenarios []ScenarioReport `json:"scenarios"`
+}
+
+// ScenarioReport is one scenario: common metrics, its specific fields,
+// telemetry, and the raw per-request samples everything was computed from.
+type ScenarioReport struct {
+	Name    string    `json:"name"`
+	Started time.Time `json:"started"`
+	Common
+	Acceleration    *CI           `json:"acceleration,omitempty"`
+	KV              *KVReport     `json:"kv_cache,omitempty"`
+	Degradation     *Degradation  `json:"degradation,omitempty"`
+	Quality         *Quality      `json:"quality,omitempty"`
+	ToolCallSuccess *float64      `json:"tool_call_success,omitempty"`
+	Tools           []ToolOutcome `json:"tools,omitempty"`
+	Load            []LoadLevel   `json:"load,omitempty"`
+	SaturatesAt     *int          `json:"saturates_at_concurrency,omitempty"`
+	GPU             *GPUReport    `json:"gpu,omitempty"`
+	Server          *ServerReport `json:"server,omitempty"`
+	Notes           []string      `json:"notes,omitempty"`
+	Results         []Result      `json:"results"`
+}
+
+// Runner runs scenarios against one client.
+type Runner struct {
+	Client   *Client
+	Config   Config
+	GPU      GPUSource // nil: no GPU telemetry
+	Scrape   time.Duration
+	Progress func(scenario string, done, total int)
+}
+
+// recorder collects a scenario's results as they complete.
+type recorder struct {
+	mu       sync.Mutex
+	name     string
+	results  []Result
+	seq      int
+	total    int
+	progress func(string, int, int)
+}
+
+func (r *recorder) add(res Result) {
+	r.mu.Lock()
+	res.Scenario = r.name
+	res.Seq = r.seq
+	r.seq++
+	r.results = append(r.results, res)
+	done := len(r.results)
+	r.mu.Unlock()
+	if r.progress != nil {
+		r.progress(r.name, done, r.total)
+	}
+}
+
+// Total is the number of requests a scenario will send (for ETA).
+func (c Config) Total(name string) int {
+	switch name {
+	case "kv-cache":
+		return c.KVCache.Warmup + 2*c.KVCache.Pairs
+	case "long-conversation":
+		return c.LongConv.Conversations * len(c.LongConv.Turns)
+	case "reasoning":
+		return len(c.Reasoning.Tasks) * max(1, c.Reasoning.Repetitions)
+	case "tool-calling":
+		n := 0
+		for _, tc := range ToolCases() {
+			n += len(tc.Expect)
+			if len(tc.Expect) > 1 {
+				n++ // the final answer after the last tool result
+			}
+		}
+		return n * max(1, c.Tools.Repetitions)
+	case "stability":
+		return c.Stability.Windows * c.Stability.PerWindow * len(c.Stability.Classes)
+	case "load":
+		n := 0
+		for _, cc := range c.Load.Concurrency {
+			n += max(c.Load.RequestsPerLevel, 2*cc)
+		}
+		return n + len(c.Load.Rates)*c.Load.RequestsPerRate
+	}
+	return 0
+}
+
+// Run runs the named scenarios in order. A run-level problem (endpoint
+// down, key rejected, model not served) is an error; failed requests are
+// data in the report. Cancelling ctx stops in-flight requests; the partial
+// report is returned with the error.
+func (r *Runner) Run(ctx context.Context, names []string) (*Report, error) {
+	names, err := CheckNames(names)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Client.Check(ctx); err != nil {
+		return nil, err
+	}
+	rep := &Report{Endpoint: r.Client.Endpoint, Model: r.Client.Model, Started: time.Now()}
+	for _, name := range names {
+		sr, err := r.scenario(ctx, name)
+		if sr != nil {
+			rep.Scenarios = append(rep.Scenarios, *sr)
+		}
+		if err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func (r *Runner) scenario(ctx context.Context, name string) (*ScenarioReport, error) {
+	rec := &recorder{name: name, total: r.Config.Total(name), progress: r.Progress}
+	sr := &ScenarioReport{Name: name, Started: time.Now()}
+	tel := startTelemetry(ctx, r.Client, r.GPU, r.Scrape)
+	before := tel.server.snapshot(ctx)
+	var err error
+	switch name {
+	case "kv-cache":
+		err = r.kvCache(ctx, rec)
+	case "long-conversation":
+		err = r.longConversation(ctx, rec)
+	case "reasoning":
+		err = r.reasoning(ctx, rec, sr)
+	case "tool-calling":
+		err = r.toolCalling(ctx, rec, sr)
+	case "stability":
+		err = r.stability(ctx, rec)
+	case "load":
+		err = r.load(ctx, rec, sr)
+	}
+	after := tel.server.snapshot(context.WithoutCancel(ctx))
+	sr.GPU, sr.Server = tel.stop(before, after)
+	sr.Results = rec.results
+	sr.Common = SummarizeCommon(rec.results)
+	switch name {
+	case "kv-cache":
+		kv, acc := SummarizeKV(rec.results)
+		sr.KV, sr.Acceleration = &kv, &acc
+		if sr.Server != nil && sr.Server.PrefixHitRate != nil {
+			kv.PrefixHitRate = sr.Server.PrefixHitRate
+		}
+		if sr.Server != nil && sr.Server.PrefixCaching != nil {
+			kv.PrefixCaching = sr.Server.PrefixCaching
+			if !*kv.PrefixCaching {
+				kv.ExpectedNoGain = true
+				sr.Notes = append(sr.Notes, "the server reports prefix caching disabled (vllm:cache_config_info): an acceleration of ~1 is expected")
+			}
+		}
+		if kv.CachedOnHit == nil {
+			sr.Notes = append(sr.Notes, "the server does not report cached_tokens (vLLM needs --enable-prompt-tokens-details)")
+		}
+	case "long-conversation":
+		d := SummarizeConversation(rec.results)
+		sr.Degradation = &d
+	case "stability":
+		d := SummarizeStability(rec.results)
+		sr.Degradation = &d
+	}
+	return sr, err
+}
+
+// document builds a long, deterministic incident report of about n words.
+func document(n int) string {
+	parts := []string{"The storage service began returning errors at", "Operators observed rising latency on", "The on-call engineer restarted",
+		"Traffic was shifted away from", "Metrics showed the queue depth of", "A configuration change was rolled back on", "Users reported failed uploads through"}
+	services := []string{"the API gateway", "the metadata database", "the object store", "the cache tier", "the job scheduler"}
+	var b strings.Builder
+	for i := 0; b.Len()/6 < n; i++ {
+		fmt.Fprintf(&b, "%s %s at step %d, minute %d. ", parts[i%len(parts)], services[(i*3)%len(services)], i, 7*i%60)
+	}
+	return b.String()
+}
+
+func (r *Runner) kvCache(ctx context.Context, rec *recorder) error {
+	c := r.Config.KVCache
+	doc := document(c.PrefixWords)
+	qs := c.Questions
+	if len(qs) == 0 {
+		qs = []string{"Summarise the report above."}
+	}
+	for i := 0; i < c.Warmup; i++ {
+		res := r.Client.Chat(ctx, Request{Messages: []Message{{Role: "user", Content: fmt.Sprintf("Warm-up %d: say hello.", i)}}, MaxTokens: c.MaxTokens})
+		res.Warmup, res.Tag = true, "warmup"
+		rec.add(res)
+	}
+	nonce := rand.Uint64()
+	for i := 0; i < c.Pairs && ctx.Err() == nil; i++ {
+		// The nonce comes first, so no earlier request shares any prefix
+		// block with this pair's miss; the hit repeats the miss's prefix.
+		system := fmt.Sprintf("Session %x-%d. Read this incident report.\n\n%s", nonce, i, doc)
+		for j, tag := range []string{"miss", "hit"} {
+			res := r.Client.Chat(ctx, Request{MaxTokens: c.MaxTokens, Messages: []Message{
+				{Role: "system", Content: system}, {Role: "user", Content: qs[(2*i+j)%len(qs)]}}})
+			res.Tag = tag
+			rec.add(res)
+		}
+	}
+	return ctx.Err()
+}
+
+func (r *Runner) longConversation(ctx context.Context, rec *recorder) error {
+	c := r.Config.LongConv
+	for conv := 1; conv <= c.Conversations && ctx.Err() == nil; conv++ {
+		msgs := []Message{{Role: "system", Content: fmt.Sprintf("You are a helpful infrastructure engineer. Conversation %d.", conv)}}
+		for t, prompt := range c.Turns {
+			msgs = append(msgs, Message{Role: "user", Content: prompt})
+			res := r.Client.Chat(ctx, Request{Messages: msgs, MaxTokens: c.MaxTokens})
+			res.Tag, res.Class = fmt.Sprintf("turn-%d", t+1), fmt.Sprintf("conversation-%d", conv)
+			rec.add(res)
+			reply := res.Content
+			if reply == "" {
+				reply = "(no answer)"
+			}
+			msgs = append(msgs, Message{Role: "assistant", Content: reply})
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+func (r *Runner) reasoning(ctx context.Context, rec *recorder, sr *ScenarioReport) error {
+	c := r.Config.Reasoning
+	q := &Quality{}
+	passed := 0
+	for rep := 0; rep < max(1, c.Repetitions) && ctx.Err() == nil; rep++ {
+		for _, task := range c.Tasks {
+			res := r.Client.Chat(ctx, Request{Messages: []Message{{Role: "user", Content: task.Prompt}}, MaxTokens: task.MaxTokens})
+			res.Tag = task.Name
+			rec.add(res)
+			o := Outcome(task, res)
+			if o.Passed {
+				passed++
+			}
+			q.Tasks = append(q.Tasks, o)
+		}
+	}
+	if len(q.Tasks) > 0 {
+		q.Score = float64(passed) / float64(len(q.Tasks))
+	}
+	sr.Quality = q
+	return ctx.Err()
+}
+
+func (r *Runner) toolCalling(ctx context.Context, rec *recorder, sr *ScenarioReport) error {
+	c := r.Config.Tools
+	passed, total := 0, 0
+	for rep := 0; rep < max(1, c.Repetitions) && ctx.Err() == nil; rep++ {
+		for _, tc := range ToolCases() {
+			o := r.toolCase(ctx, rec, tc)
+			total++
+			if o.Passed {
+				passed++
+			}
+			sr.Tools = append(sr.Tools, o)
+		}
+	}
+	if total > 0 {
+		rate := float64(passed) / float64(total)
+		sr.ToolCallSuccess = &rate
+	}
+	return ctx.Err()
+}
+
+// toolCase runs one case: the model calls tools, vgrid executes each call
+// with its fake implementation and sends the result back, until the model
+// answers in text or MaxSteps is reached. Every call is checked.
+func (r *Runner) toolCase(ctx context.Context, rec *recorder, tc ToolCase) ToolOutcome {
+	o := ToolOutcome{Case: tc.Name}
+	defs := make([]json.RawMessage, 0, len(tc.Tools))
+	for _, t := range tc.Tools {
+		defs = append(defs, t.def())
+	}
+	msgs := []Message{{Role: "user", Content: tc.Prompt}}
+	maxSteps := max(r.Config.Tools.MaxSteps, len(tc.Expect)+1)
+	next := 0
+	for o.Steps < maxSteps {
+		o.Steps++
+		res := r.Client.Chat(ctx, Request{Messages: msgs, Tools: defs, ToolChoice: "auto", MaxTokens: r.Config.Tools.MaxTokens})
+		res.Tag, res.Class = fmt.Sprintf("step-%d", o.Steps), tc.Name
+		rec.add(res)
+		if !res.OK() {
+			o.Reason = "request failed: " + res.Err
+			return o
+		}
+		if len(res.ToolCalls) == 0 {
+			if next < len(tc.Expect) {
+				o.Reason = fmt.Sprintf("answered in text after %d of %d expected calls (next: %s)", next, len(tc.Expect), tc.Expect[next].Function)
+				return o
+			}
+			if strings.TrimSpace(res.Content) == "" {
+				o.Reason = "no final answer after the tool results"
+				return o
+			}
+			o.Passed, o.Reason = true, fmt.Sprintf("%d call(s) validated, final answer given", len(tc.Expect))
+			return o
+		}
+		msgs = append(msgs, Message{Role: "assistant", ToolCalls: res.ToolCalls})
+		for _, call := range res.ToolCalls {
+			o.Calls = append(o.Calls, call.Function.Name)
+			if next >= len(tc.Expect) {
+				o.Reason = fmt.Sprintf("unexpected extra call %s", call.Function.Name)
+				return o
+			}
+			args, err := CheckCall(tc.Tools, tc.Expect[next], call)
+			if err != nil {
+				o.Reason = err.Error()
+				return o
+			}
+			next++
+			var result string
+			for _, t := range tc.Tools {
+				if t.Name == call.Function.Name {
+					result = t.Result(args)
+				}
+			}
+			msgs = append(msgs, Message{Role: "tool", ToolCallID: call.ID, Content: result})
+		}
+		if len(tc.Expect) == 1 && next == 1 {
+			// A single-call case passes once the call is right; the model's
+			// answer to the tool result is not part of it.
+			o.Passed, o.Reason = true, "call validated"
+			return o
+		}
+	}
+	o.Reason = fmt.Sprintf("no final answer after %d steps", maxSteps)
+	return o
+}
+
+// stability interleaves the classes so that every window holds the same
+// mix: window w sends class A, B, A, B... PerWindow times.
+func (r *Runner) stability(ctx context.Context, rec *recorder) error {
+	c := r.Config.Stability
+	type job struct {
+		class  RequestClass
+		window int
+	}
+	var jobs []job
+	for w := 1; w <= c.Windows; w++ {
+		for i := 0; i < c.PerWindow; i++ {
+			for _, cl := range c.Classes {
+				jobs = append(jobs, job{cl, w})
+			}
+		}
+	}
+	return r.pool(ctx, max(1, c.Concurrency), len(jobs), func(i int) {
+		j := jobs[i]
+		res := r.Client.Chat(ctx, Request{Messages: []Message{{Role: "user", Content: j.class.Prompt}}, MaxTokens: j.class.MaxTokens})
+		res.Tag, res.Class = fmt.Sprintf("window-%d", j.window), j.class.Name
+		rec.add(res)
+	})
+}
+
+// pool runs n jobs in order with at most workers at a time (closed loop).
+func (r *Runner) pool(ctx context.Context, workers, n int, job func(i int)) error {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				job(i)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			close(next)
+			wg.Wait()
+			return ctx.Err()
+		}
+	}
+	close(next)
+	wg.Wait()
+	return ctx.Err()
+}
+
+// PoissonSchedule returns n arrival offsets for rate requests per second:
+// exponential gaps from a seeded source, so a schedule can be replayed. Pure.
+func PoissonSchedule(rate float64, n int, seed uint64) []time.Duration {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	out := make([]time.Duration, n)
+	var t float64
+	for i := range out {
+		out[i] = time.Duration(t * float64(time.Second))
+		t += rng.ExpFloat64() / rate
+	}
+	return out
+}
+
+func (r *Runner) load(ctx context.Context, rec *recorder, sr *ScenarioReport) error {
+	c := r.Config.Load
+	req := Request{Messages: []Message{{Role: "user", Content: c.Request.Prompt}}, MaxTokens: c.Request.MaxTokens}
+	for _, cc := range c.Concurrency {
+		n := max(c.RequestsPerLevel, 2*cc)
+		var mu sync.Mutex
+		var level []Result
+		err := r.pool(ctx, cc, n, func(i int) {
+			res := r.Client.Chat(ctx, req)
+			res.Tag, res.Class = fmt.Sprintf("concurrency-%d", cc), "closed"
+			rec.add(res)
+			mu.Lock()
+			level = append(level, res)
+			mu.Unlock()
+		})
+		l := LoadLevel{Mode: "closed", Concurrency: cc, Common: SummarizeCommon(level)}
+		l.Goodput = Goodput(level, c.SLO, l.WallSeconds)
+		sr.Load = append(sr.Load, l)
+		if err != nil {
+			return err
+		}
+	}
+	for _, rate := range c.Rates {
+		sched := PoissonSchedule(rate, c.RequestsPerRate, c.Seed)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var level []Result
+		start := time.Now()
+		for _, at := range sched {
+			if err := sleepCtx(ctx, time.Until(start.Add(at))); err != nil {
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res := r.Client.Chat(ctx, req)
+				res.Tag, res.Class = fmt.Sprintf("rate-%g", rate), "poisson"
+				rec.add(res)
+				mu.Lock()
+				level = append(level, res)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		l := LoadLevel{Mode: "poisson", Rate: rate, Common: SummarizeCommon(level)}
+		l.Goodput = Goodput(level, c.SLO, l.WallSeconds)
+		sr.Load = append(sr.Load, l)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	if s := Saturation(sr.Load); s > 0 {
+		sr.SaturatesAt = &s
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,448 @@
+package benchmark
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// GPUQuery is the nvidia-smi query vgrid runs, every GPU.
+const GPUQuery = "index,uuid,utilization.gpu,memory.used,memory.total,temperature.gpu,power.draw"
+
+// GPUSample is one reading of one GPU.
+type GPUSample struct {
+	At          time.Time `json:"at"`
+	Index       int       `json:"index"`
+	UUID        string    `json:"uuid,omitempty"`
+	UtilPct     float64   `json:"util_pct"`
+	MemUsedMiB  float64   `json:"mem_used_mib"`
+	MemTotalMiB float64   `json:"mem_total_mib"`
+	TempC       float64   `json:"temp_c"`
+	PowerW      float64   `json:"power_w"`
+}
+
+// ParseGPUCSV parses nvidia-smi --query-gpu CSV output, with or without the
+// header line and units ("41234 MiB", "85 %", "350.12 W"); "[N/A]" values
+// become NaN. Columns are named by the header when present, else by
+// GPUQuery's order. A "timestamp" column sets At.
+func ParseGPUCSV(r io.Reader, now func() time.Time) ([]GPUSample, error) {
+	cr := csv.NewReader(r)
+	cr.TrimLeadingSpace = true
+	cr.FieldsPerRecord = -1
+	cols := strings.Split(GPUQuery, ",")
+	var out []GPUSample
+	for line := 1; ; line++ {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("nvidia-smi line %d: %w", line, err)
+		}
+		if len(rec) == 0 || (len(rec) == 1 && strings.TrimSpace(rec[0]) == "") {
+			continue
+		}
+		if strings.Contains(rec[0], "index") || strings.Contains(rec[0], "timestamp") {
+			cols = cols[:0]
+			for _, h := range rec {
+				name, _, _ := strings.Cut(strings.TrimSpace(h), " ") // "memory.used [MiB]" -> memory.used
+				cols = append(cols, name)
+			}
+			continue
+		}
+		if len(rec) != len(cols) {
+			return out, fmt.Errorf("nvidia-smi line %d: %d fields, expected %d (%s)", line, len(rec), len(cols), strings.Join(cols, ","))
+		}
+		s := GPUSample{At: now(), Index: -1}
+		for i, c := range cols {
+			v := strings.TrimSpace(rec[i])
+			f := number(v)
+			switch c {
+			case "timestamp":
+				if t, err := time.ParseInLocation("2006/01/02 15:04:05.000", v, time.Local); err == nil {
+					s.At = t
+				}
+			case "index":
+				s.Index = int(f)
+			case "uuid":
+				s.UUID = v
+			case "utilization.gpu":
+				s.UtilPct = f
+			case "memory.used":
+				s.MemUsedMiB = f
+			case "memory.total":
+				s.MemTotalMiB = f
+			case "temperature.gpu":
+				s.TempC = f
+			case "power.draw":
+				s.PowerW = f
+			}
+		}
+		out = append(out, s)
+	}
+}
+
+// number reads "41234 MiB", "85 %", "350.12 W" or "41234"; NaN otherwise.
+func number(v string) float64 {
+	f, err := strconv.ParseFloat(strings.Fields(v + " x")[0], 64)
+	if err != nil {
+		return math.NaN()
+	}
+	return f
+}
+
+// GPUSource starts a GPU sampler: a command that prints nvidia-smi CSV
+// lines every interval until cancelled.
+type GPUSource func(ctx context.Context, interval time.Duration) (*exec.Cmd, error)
+
+// LocalNvidiaSMI runs nvidia-smi on this host.
+func LocalNvidiaSMI(ctx context.Context, interval time.Duration) (*exec.Cmd, error) {
+	path, err := exec.LookPath("nvidia-smi")
+	if err != nil {
+		return nil, err
+	}
+	return exec.CommandContext(ctx, path, "--query-gpu="+GPUQuery, "--format=csv,noheader,nounits", fmt.Sprintf("-lms=%d", interval.Milliseconds())), nil
+}
+
+// DockerNvidiaSMI runs nvidia-smi inside a container (the vLLM one sees
+// its GPUs), for engines on another host.
+func DockerNvidiaSMI(container string) GPUSource {
+	return func(ctx context.Context, interval time.Duration) (*exec.Cmd, error) {
+		path, err := exec.LookPath("docker")
+		if err != nil {
+			return nil, err
+		}
+		return exec.CommandContext(ctx, path, "exec", container, "nvidia-smi", "--query-gpu="+GPUQuery, "--format=csv,noheader,nounits", fmt.Sprintf("-lms=%d", interval.Milliseconds())), nil
+	}
+}
+
+// GPUStats is one GPU over a scenario.
+type GPUStats struct {
+	Index       int     `json:"index"`
+	UUID        string  `json:"uuid,omitempty"`
+	Samples     int     `json:"samples"`
+	MemPeakMiB  float64 `json:"mem_peak_mib"`
+	MemMeanMiB  float64 `json:"mem_mean_mib"`
+	MemTotalMiB float64 `json:"mem_total_mib"`
+	UtilPeakPct float64 `json:"util_peak_pct"`
+	UtilMeanPct float64 `json:"util_mean_pct"`
+	PowerPeakW  float64 `json:"power_peak_w"`
+	PowerMeanW  float64 `json:"power_mean_w"`
+	TempPeakC   float64 `json:"temp_peak_c"`
+}
+
+// GPUReport is GPU telemetry for a scenario, or why there is none.
+type GPUReport struct {
+	Available bool        `json:"available"`
+	Reason    string      `json:"reason,omitempty"`
+	GPUs      []GPUStats  `json:"gpus,omitempty"`
+	Samples   []GPUSample `json:"samples,omitempty"`
+}
+
+// AggregateGPU computes per-GPU peak and mean (NaN readings skipped). Pure.
+func AggregateGPU(samples []GPUSample) []GPUStats {
+	by := map[int]*GPUStats{}
+	sums := map[int][4]float64{}
+	counts := map[int][4]int{}
+	for _, s := range samples {
+		g := by[s.Index]
+		if g == nil {
+			g = &GPUStats{Index: s.Index, UUID: s.UUID}
+			by[s.Index] = g
+		}
+		g.Samples++
+		sm, ct := sums[s.Index], counts[s.Index]
+		for i, v := range []float64{s.MemUsedMiB, s.UtilPct, s.PowerW, s.TempC} {
+			if math.IsNaN(v) {
+				continue
+			}
+			sm[i] += v
+			ct[i]++
+			switch i {
+			case 0:
+				g.MemPeakMiB = math.Max(g.MemPeakMiB, v)
+			case 1:
+				g.UtilPeakPct = math.Max(g.UtilPeakPct, v)
+			case 2:
+				g.PowerPeakW = math.Max(g.PowerPeakW, v)
+			case 3:
+				g.TempPeakC = math.Max(g.TempPeakC, v)
+			}
+		}
+		sums[s.Index], counts[s.Index] = sm, ct
+		if !math.IsNaN(s.MemTotalMiB) {
+			g.MemTotalMiB = s.MemTotalMiB
+		}
+	}
+	var out []GPUStats
+	for i, g := range by {
+		sm, ct := sums[i], counts[i]
+		mean := func(k int) float64 {
+			if ct[k] == 0 {
+				return math.NaN()
+			}
+			return sm[k] / float64(ct[k])
+		}
+		g.MemMeanMiB, g.UtilMeanPct, g.PowerMeanW = mean(0), mean(1), mean(2)
+		out = append(out, *g)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Index < out[b].Index })
+	return out
+}
+
+// gpuSampler runs a GPUSource in the background; stop returns the report.
+type gpuSampler struct {
+	cancel  context.CancelFunc
+	done    chan struct{}
+	mu      sync.Mutex
+	samples []GPUSample
+	reason  string
+}
+
+func startGPU(ctx context.Context, src GPUSource, interval time.Duration) *gpuSampler {
+	g := &gpuSampler{done: make(chan struct{})}
+	if src == nil {
+		g.reason = "no GPU telemetry source configured"
+		close(g.done)
+		return g
+	}
+	ctx, g.cancel = context.WithCancel(ctx)
+	cmd, err := src(ctx, interval)
+	if err != nil {
+		g.reason = "nvidia-smi unavailable: " + err.Error()
+		close(g.done)
+		return g
+	}
+	out, err := cmd.StdoutPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
+	if err != nil {
+		g.reason = "nvidia-smi did not start: " + err.Error()
+		close(g.done)
+		return g
+	}
+	go func() {
+		defer close(g.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			ss, err := ParseGPUCSV(strings.NewReader(sc.Text()), time.Now)
+			g.mu.Lock()
+			if err != nil && g.reason == "" {
+				g.reason = err.Error()
+			}
+			g.samples = append(g.samples, ss...)
+			g.mu.Unlock()
+		}
+		if err := cmd.Wait(); err != nil && ctx.Err() == nil {
+			g.mu.Lock()
+			g.reason = "nvidia-smi exited: " + err.Error()
+			g.mu.Unlock()
+		}
+	}()
+	return g
+}
+
+func (g *gpuSampler) stop() *GPUReport {
+	if g.cancel != nil {
+		g.cancel()
+	}
+	<-g.done
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.samples) == 0 {
+		reason := g.reason
+		if reason == "" {
+			reason = "nvidia-smi printed no sample"
+		}
+		return &GPUReport{Available: false, Reason: reason}
+	}
+	return &GPUReport{Available: true, GPUs: AggregateGPU(g.samples), Samples: g.samples}
+}
+
+// ServerSnapshot is one scrape of vLLM's /metrics.
+type ServerSnapshot struct {
+	KVUsage       float64
+	Running       float64
+	Waiting       float64
+	Preemptions   float64
+	PrefixQueries float64
+	PrefixHits    float64
+	PrefixCaching *bool
+}
+
+// ServerReport is server telemetry over a scenario.
+type ServerReport struct {
+	KVUsagePeak   float64  `json:"kv_cache_usage_peak"`
+	RunningPeak   float64  `json:"running_peak"`
+	WaitingPeak   float64  `json:"waiting_peak"`
+	Preemptions   float64  `json:"preemptions"`
+	PrefixQueries float64  `json:"prefix_cache_queries"`
+	PrefixHits    float64  `json:"prefix_cache_hits"`
+	PrefixHitRate *float64 `json:"prefix_cache_hit_rate,omitempty"`
+	PrefixCaching *bool    `json:"prefix_caching,omitempty"`
+	Scrapes       int      `json:"scrapes"`
+	Unavailable   string   `json:"unavailable,omitempty"`
+}
+
+// ParseServerMetrics reads the vLLM metrics vgrid follows.
+func ParseServerMetrics(r io.Reader) (*ServerSnapshot, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, err
+	}
+	val := func(name string) float64 {
+		f, ok := fams[name]
+		if !ok {
+			return math.NaN()
+		}
+		var sum float64
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			}
+		}
+		return sum
+	}
+	s := &ServerSnapshot{KVUsage: val("vllm:kv_cache_usage_perc"), Running: val("vllm:num_requests_running"),
+		Waiting: val("vllm:num_requests_waiting"), Preemptions: val("vllm:num_preemptions_total"),
+		PrefixQueries: val("vllm:prefix_cache_queries_total"), PrefixHits: val("vllm:prefix_cache_hits_total")}
+	if f, ok := fams["vllm:cache_config_info"]; ok && len(f.GetMetric()) > 0 {
+		for _, l := range f.GetMetric()[0].GetLabel() {
+			if l.GetName() == "enable_prefix_caching" {
+				b := strings.EqualFold(l.GetValue(), "true")
+				s.PrefixCaching = &b
+			}
+		}
+	}
+	return s, nil
+}
+
+type serverSampler struct {
+	c       *Client
+	cancel  context.CancelFunc
+	done    chan struct{}
+	mu      sync.Mutex
+	rep     ServerReport
+	failure string
+}
+
+func (s *serverSampler) scrape(ctx context.Context) (*ServerSnapshot, error) {
+	req, err := s.c.newRequest(ctx, "GET", "/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.c.HTTP.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/metrics answered %d", resp.StatusCode)
+	}
+	return ParseServerMetrics(resp.Body)
+}
+
+func (s *serverSampler) snapshot(ctx context.Context) *ServerSnapshot {
+	if s == nil {
+		return nil
+	}
+	snap, err := s.scrape(ctx)
+	if err != nil {
+		s.mu.Lock()
+		s.failure = err.Error()
+		s.mu.Unlock()
+		return nil
+	}
+	s.observe(snap)
+	return snap
+}
+
+func (s *serverSampler) observe(snap *ServerSnapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rep.Scrapes++
+	peak := func(dst *float64, v float64) {
+		if !math.IsNaN(v) && v > *dst {
+			*dst = v
+		}
+	}
+	peak(&s.rep.KVUsagePeak, snap.KVUsage)
+	peak(&s.rep.RunningPeak, snap.Running)
+	peak(&s.rep.WaitingPeak, snap.Waiting)
+	if snap.PrefixCaching != nil {
+		s.rep.PrefixCaching = snap.PrefixCaching
+	}
+}
+
+// telemetry is what runs beside a scenario; the scenario owns it.
+type telemetry struct {
+	gpu    *gpuSampler
+	server *serverSampler
+}
+
+func startTelemetry(ctx context.Context, c *Client, gpu GPUSource, interval time.Duration) *telemetry {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	t := &telemetry{gpu: startGPU(ctx, gpu, interval)}
+	s := &serverSampler{c: c, done: make(chan struct{})}
+	var sctx context.Context
+	sctx, s.cancel = context.WithCancel(ctx)
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-tick.C:
+				s.snapshot(sctx)
+			}
+		}
+	}()
+	t.server = s
+	return t
+}
+
+// stop ends the samplers and reports; before/after are the scrapes taken
+// around the scenario, for counter deltas.
+func (t *telemetry) stop(before, after *ServerSnapshot) (*GPUReport, *ServerReport) {
+	gpu := t.gpu.stop()
+	s := t.server
+	s.cancel()
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rep := s.rep
+	if before == nil || after == nil {
+		rep.Unavailable = "could not scrape /metrics: " + s.failure
+		return gpu, &rep
+	}
+	rep.Preemptions = after.Preemptions - before.Preemptions
+	rep.PrefixQueries = after.PrefixQueries - before.PrefixQueries
+	rep.PrefixHits = after.PrefixHits - before.PrefixHits
+	if rep.PrefixQueries > 0 {
+		r := rep.PrefixHits / rep.PrefixQueries
+		rep.PrefixHitRate = &r
+	}
+	return gpu, &rep
+}

@@ -1,0 +1,57 @@
+package benchmark
+
+import (
+	"context"
+	"math"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseRealNvidiaSMI(t *testing.T) {
+	f, err := os.Open("testdata/h200_query_gpu_loaded.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ss, err := ParseGPUCSV(f, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ss) != 50 {
+		t.Fatalf("%d samples, want 50", len(ss))
+	}
+	first := ss[0]
+	if first.Index != 0 || first.MemTotalMiB != 143771 || first.PowerW != 112.18 || first.TempC != 39 || first.At.Format("15:04:05.000") != "17:42:41.525" {
+		t.Errorf("first sample %+v", first)
+	}
+	agg := AggregateGPU(ss)
+	if len(agg) != 1 || agg[0].MemPeakMiB < 40000 || agg[0].UtilPeakPct < 50 || agg[0].Samples != 50 {
+		t.Errorf("aggregate %+v: want the ~41 GiB load seen", agg)
+	}
+}
+
+func TestParseNoUnitsSeveralGPUs(t *testing.T) {
+	in := "0, GPU-aaaa, 97, 21145, 24564, 71, 402.50\n1, GPU-bbbb, 95, 19340, 24564, 66, [N/A]\n0, GPU-aaaa, 99, 21200, 24564, 72, 410.00\n"
+	ss, err := ParseGPUCSV(strings.NewReader(in), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg := AggregateGPU(ss)
+	if len(agg) != 2 || agg[0].MemPeakMiB != 21200 || agg[1].MemPeakMiB != 19340 || agg[0].PowerMeanW != 406.25 || !math.IsNaN(agg[1].PowerMeanW) {
+		t.Errorf("got %+v", agg)
+	}
+	if _, err := ParseGPUCSV(strings.NewReader("0, 1, 2\n"), time.Now); err == nil {
+		t.Error("short line: no error")
+	}
+}
+
+func TestMissingNvidiaSMIIsNotAnError(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	g := startGPU(context.Background(), LocalNvidiaSMI, 100*time.Millisecond)
+	rep := g.stop()
+	if rep.Available || !strings.Contains(rep.Reason, "nvidia-smi unavailable") {
+		t.Errorf("got %+v", rep)
+	}
+}
