@@ -212,7 +212,10 @@ type sseReader struct {
 	buf []byte
 }
 
-func newSSEReader(r io.Reader) *sseReader { return &sseReader{r: bufio.NewReaderSize(r, 64*1024)} }
+// newSSEReader reads with a 4 KiB buffer: chunks are a few hundred bytes,
+// and longer lines are assembled in buf (a 64 KiB buffer per request cost
+// 16 MiB of garbage per 256-stream burst, visible as GC delay in TTFT).
+func newSSEReader(r io.Reader) *sseReader { return &sseReader{r: bufio.NewReaderSize(r, 4096)} }
 
 // next returns the next data payload (without "data: "), io.EOF at the end
 // of the stream. Comments, event names and blank lines are skipped.
