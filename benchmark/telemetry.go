@@ -203,8 +203,8 @@ func AggregateGPU(samples []GPUSample) []GPUStats {
 	return out
 }
 
-// gpuSampler runs a GPUSource in the background; stop returns the report.
-type gpuSampler struct {
+// GPUSampler runs a GPUSource in the background; Stop returns the report.
+type GPUSampler struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	mu      sync.Mutex
@@ -212,8 +212,9 @@ type gpuSampler struct {
 	reason  string
 }
 
-func startGPU(ctx context.Context, src GPUSource, interval time.Duration) *gpuSampler {
-	g := &gpuSampler{done: make(chan struct{})}
+// StartGPU starts sampling; the caller must call Stop.
+func StartGPU(ctx context.Context, src GPUSource, interval time.Duration) *GPUSampler {
+	g := &GPUSampler{done: make(chan struct{})}
 	if src == nil {
 		g.reason = "no GPU telemetry source configured"
 		close(g.done)
@@ -256,7 +257,8 @@ func startGPU(ctx context.Context, src GPUSource, interval time.Duration) *gpuSa
 	return g
 }
 
-func (g *gpuSampler) stop() *GPUReport {
+// Stop ends sampling and returns per-GPU peaks and means, or why there are none.
+func (g *GPUSampler) Stop() *GPUReport {
 	if g.cancel != nil {
 		g.cancel()
 	}
@@ -394,7 +396,7 @@ func (s *serverSampler) observe(snap *ServerSnapshot) {
 
 // telemetry is what runs beside a scenario; the scenario owns it.
 type telemetry struct {
-	gpu    *gpuSampler
+	gpu    *GPUSampler
 	server *serverSampler
 }
 
@@ -402,7 +404,7 @@ func startTelemetry(ctx context.Context, c *Client, gpu GPUSource, interval time
 	if interval <= 0 {
 		interval = time.Second
 	}
-	t := &telemetry{gpu: startGPU(ctx, gpu, interval)}
+	t := &telemetry{gpu: StartGPU(ctx, gpu, interval)}
 	s := &serverSampler{c: c, done: make(chan struct{})}
 	var sctx context.Context
 	sctx, s.cancel = context.WithCancel(ctx)
@@ -426,7 +428,7 @@ func startTelemetry(ctx context.Context, c *Client, gpu GPUSource, interval time
 // stop ends the samplers and reports; before/after are the scrapes taken
 // around the scenario, for counter deltas.
 func (t *telemetry) stop(before, after *ServerSnapshot) (*GPUReport, *ServerReport) {
-	gpu := t.gpu.stop()
+	gpu := t.gpu.Stop()
 	s := t.server
 	s.cancel()
 	<-s.done

@@ -49,8 +49,8 @@ func TestParseNoUnitsSeveralGPUs(t *testing.T) {
 
 func TestMissingNvidiaSMIIsNotAnError(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	g := startGPU(context.Background(), LocalNvidiaSMI, 100*time.Millisecond)
-	rep := g.stop()
+	g := StartGPU(context.Background(), LocalNvidiaSMI, 100*time.Millisecond)
+	rep := g.Stop()
 	if rep.Available || !strings.Contains(rep.Reason, "nvidia-smi unavailable") {
 		t.Errorf("got %+v", rep)
 	}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vgrid/vgrid/sim"
+)
+
+func startSim(t *testing.T, args ...string) string {
+	t.Helper()
+	c, err := sim.ParseServeArgs(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"VLLM_SIM_TIME_SCALE": "0.1", "VLLM_SIM_BOOT_SLOWDOWN": "0"}
+	ev, _ := sim.EnvFromGetenv(c, func(k string) string { return env[k] })
+	e, err := sim.Boot(context.Background(), c, ev, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return "http://" + ln.Addr().String()
+}
+
+func TestBenchCommand(t *testing.T) {
+	url := startSim(t, "--model", "m", "--api-key", "k-123456", "--enable-prompt-tokens-details", "--max-model-len", "8192", "--gpu-memory-utilization", "0.5")
+	out := filepath.Join(t.TempDir(), "bench.json")
+	var stdout, stderr bytes.Buffer
+	env := []string{"MY_KEY=k-123456"}
+	code := run(context.Background(), []string{"bench", "--endpoint", url, "--api-key-env", "MY_KEY", "--scenario", "kv-cache", "--requests", "4", "--gpu", "off", "--json", out}, env, nil, &stdout, &stderr)
+	if code != 0 || !strings.Contains(stdout.String(), "acceleration") {
+		t.Fatalf("code %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("k-123456")) || bytes.Contains(stdout.Bytes(), []byte("k-123456")) || bytes.Contains(stderr.Bytes(), []byte("k-123456")) {
+		t.Error("the API key was written out")
+	}
+	var rep struct {
+		Model     string `json:"model"`
+		Scenarios []map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(b, &rep); err != nil || rep.Model != "m" || len(rep.Scenarios) != 1 {
+		t.Fatalf("json: %v %+v", err, rep)
+	}
+	for _, k := range []string{"ttft_ms", "ttft_content_ms", "tpot_ms", "itl_ms", "e2el_ms", "output_throughput_tok_s", "request_throughput_rps", "errors", "acceleration", "results"} {
+		if _, ok := rep.Scenarios[0][k]; !ok {
+			t.Errorf("scenario JSON lacks %q", k)
+		}
+	}
+	// Wrong key: the run stops with the variable named.
+	code, _, errs := vgrid(t, "bench", "--endpoint", url, "--scenario", "kv-cache")
+	if code != 1 || !strings.Contains(errs, "$VLLM_API_KEY is empty") {
+		t.Errorf("no key: %d %s", code, errs)
+	}
+	for _, args := range [][]string{{"bench"}, {"bench", "--endpoint", url, "--scenario", "nope"}, {"bench", "--endpoint", url, "--concurrency", "0"}} {
+		if code, _, _ := vgrid(t, args...); code != 2 {
+			t.Errorf("%v: code %d, want 2", args, code)
+		}
+	}
+}
