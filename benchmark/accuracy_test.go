@@ -6,6 +6,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,9 +19,9 @@ import (
 // 200 ms after the request arrives, then one every 20 ms on an absolute
 // schedule. Each chunk's content is its flush time (unix ns), so the
 // client's measurement can be compared with the server's own clock.
-func fixedServer(tb testing.TB, tokens int) string {
+func fixedHandler(tokens int) http.Handler {
 	const ttft, itl = 200 * time.Millisecond, 20 * time.Millisecond
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		w.Header().Set("Content-Type", "text/event-stream")
 		fl := w.(http.Flusher)
@@ -31,14 +33,47 @@ func fixedServer(tb testing.TB, tokens int) string {
 		fmt.Fprintf(w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":%d}}\n\ndata: [DONE]\n\n", tokens)
 		fl.Flush()
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+}
+
+// fixedServerEnv, when set in the environment of this test binary, makes it
+// serve fixedHandler on the given address instead of running tests: the
+// accuracy benchmark runs its server in another process, as vLLM is.
+const fixedServerEnv = "VGRID_FIXED_SSE_SERVER"
+
+func TestMain(m *testing.M) {
+	if addr := os.Getenv(fixedServerEnv); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("listening", ln.Addr())
+		http.Serve(ln, fixedHandler(16))
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// fixedServer starts the fixed-latency server in a child process.
+func fixedServer(tb testing.TB, tokens int) string {
+	if tokens != 16 {
+		tb.Fatal("the child serves 16 tokens")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fixedServerEnv+"=127.0.0.1:0")
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	tb.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String()
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var line string
+	if _, err := fmt.Fscanln(out, &line, &line); err != nil {
+		tb.Fatalf("fixed server did not start: %v", err)
+	}
+	return "http://" + line
 }
 
 // accuracy runs streams concurrent requests and returns, in milliseconds,
