@@ -144,6 +144,9 @@ func (d *Deployer) WaitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 			}
 			switch {
 			case m.Action == "die" || m.Action == "oom":
+				if c, err := strconv.Atoi(m.Actor.Attributes["exitCode"]); err == nil {
+					w.exitCode, w.exitKnown = c, true
+				}
 				return nil, w.exited(ctx, lines)
 			case strings.HasPrefix(string(m.Action), "health_status") && strings.Contains(string(m.Action), "unhealthy"):
 				return nil, w.fail(ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.phase), "")
@@ -236,6 +239,8 @@ type watch struct {
 	phaseAt   time.Time
 	restarts0 int
 	onPhase   func(string)
+	exitCode  int // from the die event, which outlives a restart
+	exitKnown bool
 }
 
 func (w *watch) fail(r Reason, detail, line string) *Failure {
@@ -280,6 +285,7 @@ func (w *watch) exited(ctx context.Context, lines <-chan logLine) *Failure {
 		}
 	}
 	f := w.fail(ReasonExited, "", "")
+	f.ExitCode = -1
 	w.decorate(ctx, f)
 	logs := w.logs.snapshot()
 	for i := len(logs) - 1; i >= 0; i-- {
@@ -292,12 +298,16 @@ func (w *watch) exited(ctx context.Context, lines <-chan logLine) *Failure {
 	if f.Line == "" {
 		f.Line = lastNonEmpty(logs)
 	}
+	code := fmt.Sprintf("with code %d", f.ExitCode)
+	if f.ExitCode < 0 {
+		code = "(exit code not seen: already restarted)"
+	}
 	switch {
 	case f.Restarts > 0 && f.Reason == ReasonExited:
 		f.Reason = ReasonCrashLoop
-		f.Detail = fmt.Sprintf("exited with code %d while %s and was restarted %d time(s) by its restart policy", f.ExitCode, w.phase, f.Restarts)
+		f.Detail = fmt.Sprintf("exited %s while %s and was restarted %d time(s) by its restart policy", code, w.phase, f.Restarts)
 	default:
-		f.Detail = fmt.Sprintf("the container exited with code %d while vLLM was %s", f.ExitCode, w.phase)
+		f.Detail = fmt.Sprintf("the container exited %s while vLLM was %s", code, w.phase)
 	}
 	return f
 }
@@ -312,7 +322,12 @@ func (w *watch) decorate(ctx context.Context, f *Failure) {
 		if err != nil {
 			return
 		}
-		if r.Container.State != nil {
+		switch {
+		case w.exitKnown:
+			f.ExitCode = w.exitCode
+		case r.Container.State != nil && !r.Container.State.Running:
+			// A restarted container reports 0: only a stopped or
+			// restarting one still holds its last exit code.
 			f.ExitCode = r.Container.State.ExitCode
 		}
 		f.Restarts = r.Container.RestartCount - w.restarts0

@@ -63,7 +63,7 @@ type Failure struct {
 	Reason   Reason
 	Detail   string   // what was observed, in one sentence
 	Line     string   // the log line that proves it, if any
-	ExitCode int      // when the container exited
+	ExitCode int      // when the container exited; -1 when not seen
 	Restarts int      // RestartCount seen, when a restart policy restarted it
 	Phase    string   // last boot phase seen in the log
 	Logs     []string // the last lines of the container log (at most 200)
