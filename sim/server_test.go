@@ -20,6 +20,7 @@ type simServer struct {
 	url  string
 	e    *Engine
 	stop func() error
+	done chan error // Serve's return, when it returns by itself
 }
 
 // startSim boots an engine in-process with env (VLLM_SIM_* overrides) and
@@ -55,7 +56,7 @@ func startSim(t *testing.T, args []string, env map[string]string) *simServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Serve(ctx, ln) }()
-	s := &simServer{url: "http://" + ln.Addr().String(), e: e}
+	s := &simServer{url: "http://" + ln.Addr().String(), e: e, done: done}
 	var once sync.Once
 	var serveErr error
 	s.stop = func() error { once.Do(func() { cancel(); serveErr = <-done }); return serveErr }
@@ -360,9 +361,17 @@ func TestEngineDeath(t *testing.T) {
 	if r := post(t, s.url, "", chatBody("m", "hi", 3)); r.status != 200 {
 		t.Fatalf("first request: %d", r.status)
 	}
+	// The engine dies on its own once the request is counted: Serve
+	// returns without being asked to stop.
 	var dead *EngineDeadError
-	if err := s.stop(); !errors.As(err, &dead) {
-		t.Fatalf("Serve returned %v, want EngineDeadError", err)
+	select {
+	case err := <-s.done:
+		if !errors.As(err, &dead) {
+			t.Fatalf("Serve returned %v, want EngineDeadError", err)
+		}
+		s.done <- err // for stop() in Cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("the engine did not die after the injected request count")
 	}
 }
 
