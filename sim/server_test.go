@@ -115,6 +115,12 @@ func (r streamed) maxGap() time.Duration {
 
 func post(t *testing.T, url, key string, body any) streamed {
 	t.Helper()
+	return postWatch(t, url, key, body, nil)
+}
+
+// postWatch is post with a callback at the first token.
+func postWatch(t *testing.T, url, key string, body any, onFirst func()) streamed {
+	t.Helper()
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest("POST", url+"/v1/chat/completions", bytes.NewReader(b))
 	req.Header.Set("Content-Type", "application/json")
@@ -153,6 +159,9 @@ func post(t *testing.T, url, key string, body any) streamed {
 			d := ch.Delta
 			if d.Content != "" || d.ReasoningContent != "" || len(d.ToolCalls) > 0 {
 				r.arrivals = append(r.arrivals, time.Now())
+				if len(r.arrivals) == 1 && onFirst != nil {
+					onFirst()
+				}
 			}
 			r.reasoning += d.ReasoningContent
 			r.content += d.Content
@@ -343,8 +352,14 @@ func TestChunkedPrefillInterleavesDecode(t *testing.T) {
 		s := startSim(t, args, map[string]string{"VLLM_SIM_TIME_SCALE": "1", "VLLM_SIM_ITL_MS": "5", "VLLM_SIM_PREFILL_MS_PER_TOKEN": "0.1", "VLLM_SIM_BASE_MS": "1"})
 		var decoding streamed
 		done := make(chan struct{})
-		go func() { decoding = post(t, s.url, "", chatBody("m", "hello", 80)); close(done) }()
-		time.Sleep(60 * time.Millisecond)
+		started := make(chan struct{})
+		// 200 tokens x 5 ms: still decoding when the long prompt arrives.
+		go func() {
+			decoding = postWatch(t, s.url, "", chatBody("m", "hello", 200), func() { close(started) })
+			close(done)
+		}()
+		<-started
+		time.Sleep(20 * time.Millisecond)
 		post(t, s.url, "", chatBody("m", longPrompt(5000, "p"), 1))
 		<-done
 		gaps[chunked] = decoding.maxGap()
