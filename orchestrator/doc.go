@@ -1,7 +1,10 @@
-// Package orchestrator will own grid expansion, the persisted per-trial state
-// machine, feasibility estimates and champion selection, and the small
-// interfaces it consumes (deployer, benchmark runner, store).
+// Package orchestrator owns the grid search: the grid file, candidate
+// expansion, the persisted per-trial state machine (docs/state-machine.md),
+// resume after an interruption, metrics from stored samples, champion
+// selection with a confidence test, and the end policy. It declares the
+// small interfaces it consumes (Driver, Bencher, Store) and never imports
+// bbolt or the Docker SDK: adapters depend on it, not the reverse.
 //
-// May import: profiles, benchmark types. Never bbolt or the Docker SDK:
-// adapters depend on the core, not the reverse. Not implemented yet (issue 5).
+// May import: profiles (flag model), benchmark (report types and pure
+// summaries), benchmath.
 package orchestrator

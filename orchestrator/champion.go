@@ -1,0 +1,315 @@
+package orchestrator
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/perf/benchmath"
+
+	"github.com/vgrid/vgrid/benchmark"
+)
+
+// Metrics computes a trial's metrics from its stored benchmark reports (one
+// per repetition), recomputing every summary from the raw samples. Names:
+// "SCENARIO.METRIC" (kv-cache.ttft_p50_ms, load.output_throughput_tok_s)
+// and run-wide ones: errors (all scenarios), acceleration, tool_call_success,
+// quality, peak_vram_mib. Each value is the median over repetitions
+// (errors: the sum); reps holds the per-repetition values.
+func Metrics(reports []*benchmark.Report) (values map[string]float64, reps map[string][]float64) {
+	reps = map[string][]float64{}
+	add := func(k string, v float64) {
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			reps[k] = append(reps[k], v)
+		}
+	}
+	for _, rep := range reports {
+		errors := 0.0
+		vram := math.NaN()
+		for _, s := range rep.Scenarios {
+			c := benchmark.SummarizeCommon(s.Results)
+			p := s.Name + "."
+			errors += float64(c.Errors)
+			add(p+"errors", float64(c.Errors))
+			add(p+"ttft_p50_ms", c.TTFT.P50)
+			add(p+"ttft_p95_ms", c.TTFT.P95)
+			add(p+"ttft_p99_ms", c.TTFT.P99)
+			add(p+"tpot_p50_ms", c.TPOT.P50)
+			add(p+"itl_p50_ms", c.ITL.P50)
+			add(p+"e2el_p50_ms", c.E2EL.P50)
+			add(p+"output_throughput_tok_s", c.OutputThroughput)
+			add(p+"request_throughput_rps", c.RequestThroughput)
+			switch s.Name {
+			case "kv-cache":
+				kv, acc := benchmark.SummarizeKV(s.Results)
+				add(p+"ttft_miss_p50_ms", kv.TTFTMiss.P50)
+				add(p+"ttft_hit_p50_ms", kv.TTFTHit.P50)
+				add(p+"acceleration", acc.Value)
+				add("acceleration", acc.Value)
+			case "long-conversation":
+				d := benchmark.SummarizeConversation(s.Results)
+				add(p+"degradation", d.Ratio)
+			case "stability":
+				d := benchmark.SummarizeStability(s.Results)
+				add(p+"degradation", d.Ratio)
+			case "load":
+				best, good := 0.0, 0.0
+				for _, l := range s.Load {
+					best = math.Max(best, l.OutputThroughput)
+					good = math.Max(good, l.Goodput)
+				}
+				add(p+"max_output_throughput_tok_s", best)
+				add(p+"goodput_rps", good)
+			}
+			if s.ToolCallSuccess != nil {
+				add("tool_call_success", *s.ToolCallSuccess)
+			}
+			if s.Quality != nil {
+				add("quality", s.Quality.Score)
+			}
+			if s.GPU != nil {
+				for _, g := range s.GPU.GPUs {
+					if math.IsNaN(vram) || g.MemPeakMiB > vram {
+						vram = g.MemPeakMiB
+					}
+				}
+			}
+		}
+		add("errors", errors)
+		add("peak_vram_mib", vram)
+	}
+	values = map[string]float64{}
+	for k, v := range reps {
+		if k == "errors" || strings.HasSuffix(k, ".errors") {
+			sum := 0.0
+			for _, x := range v {
+				sum += x
+			}
+			values[k] = sum
+			continue
+		}
+		values[k] = medianOf(v)
+	}
+	return values, reps
+}
+
+func medianOf(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return benchmark.Percentile(s, 50)
+}
+
+// Samples returns the per-request values behind a latency metric
+// (SCENARIO.ttft_pNN_ms, tpot, itl, e2el) across repetitions, for the
+// confidence test; nil for other metrics.
+func Samples(reports []*benchmark.Report, metric string) []float64 {
+	scenario, name, ok := strings.Cut(metric, ".")
+	if !ok {
+		return nil
+	}
+	var kind string
+	for _, k := range []string{"ttft", "tpot", "itl", "e2el"} {
+		if strings.HasPrefix(name, k+"_p") && strings.HasSuffix(name, "_ms") {
+			kind = k
+		}
+	}
+	if kind == "" {
+		return nil
+	}
+	var out []float64
+	for _, rep := range reports {
+		for _, s := range rep.Scenarios {
+			if s.Name != scenario {
+				continue
+			}
+			for _, r := range s.Results {
+				if r.Warmup || !r.OK() || r.Chunks == 0 {
+					continue
+				}
+				switch kind {
+				case "ttft":
+					out = append(out, float64(r.TTFT.Microseconds())/1000)
+				case "e2el":
+					out = append(out, float64(r.E2EL.Microseconds())/1000)
+				case "tpot":
+					if t, ok := r.TPOT(); ok {
+						out = append(out, float64(t.Microseconds())/1000)
+					}
+				case "itl":
+					for _, g := range r.ITL {
+						out = append(out, float64(g.Microseconds())/1000)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Scored is a trial ready for the verdict.
+type Scored struct {
+	Seq       int
+	Name      string
+	Candidate Candidate
+	Done      bool                 // the trial was measured
+	Values    map[string]float64   // Metrics
+	Reps      map[string][]float64 // per repetition
+	Samples   []float64            // per-request samples of the objective, when it is a latency metric
+}
+
+// Rank is one candidate's place in the verdict.
+type Rank struct {
+	Seq       int     `json:"seq"`
+	Name      string  `json:"name"`
+	Objective float64 `json:"objective"`
+	Eligible  bool    `json:"eligible"`
+	Why       string  `json:"why,omitempty"` // why it is out
+}
+
+// Verdict is the champion and why.
+type Verdict struct {
+	Metric   string  `json:"metric"`
+	Maximize bool    `json:"maximize"`
+	Champion int     `json:"champion"` // trial seq; -1 when none
+	Name     string  `json:"name,omitempty"`
+	RunnerUp int     `json:"runner_up"` // -1 when none
+	Tie      bool    `json:"tie"`
+	P        float64 `json:"p,omitempty"` // p-value of the leader against the runner-up
+	Method   string  `json:"method,omitempty"`
+	Reason   string  `json:"reason"`
+	Ranking  []Rank  `json:"ranking"`
+}
+
+// Alpha is the significance level of the champion test.
+const Alpha = 0.05
+
+// Choose crowns a champion. Candidates that were not measured or that
+// violate a constraint are out; the objective ranks the rest; the leader
+// is crowned only if it beats the runner-up with confidence (Mann-Whitney
+// U over per-request samples for latency metrics, over repetitions
+// otherwise, via benchmath); otherwise it is a tie and the tie rule decides.
+// Pure.
+func Choose(g *Grid, scored []Scored) *Verdict {
+	v := &Verdict{Champion: -1, RunnerUp: -1, Metric: g.Objective.Minimize, Maximize: g.Objective.Maximize != ""}
+	if v.Maximize {
+		v.Metric = g.Objective.Maximize
+	}
+	var cons []Constraint
+	for _, c := range g.Constraints {
+		if pc, err := ParseConstraint(c); err == nil {
+			cons = append(cons, pc)
+		}
+	}
+	var eligible []Scored
+	for _, s := range scored {
+		r := Rank{Seq: s.Seq, Name: s.Name, Objective: math.NaN()}
+		obj, has := s.Values[v.Metric]
+		switch {
+		case !s.Done:
+			r.Why = "not measured (failed or skipped)"
+		case !has:
+			r.Why = v.Metric + " was not measured"
+		default:
+			r.Objective = obj
+			r.Eligible = true
+			for _, c := range cons {
+				if ok, why := c.Holds(s.Values); !ok {
+					r.Eligible, r.Why = false, why
+					break
+				}
+			}
+		}
+		if r.Eligible {
+			eligible = append(eligible, s)
+		}
+		v.Ranking = append(v.Ranking, r)
+	}
+	better := func(a, b float64) bool {
+		if v.Maximize {
+			return a > b
+		}
+		return a < b
+	}
+	sort.SliceStable(eligible, func(i, j int) bool { return better(eligible[i].Values[v.Metric], eligible[j].Values[v.Metric]) })
+	sort.SliceStable(v.Ranking, func(i, j int) bool {
+		a, b := v.Ranking[i], v.Ranking[j]
+		if a.Eligible != b.Eligible {
+			return a.Eligible
+		}
+		if math.IsNaN(a.Objective) || math.IsNaN(b.Objective) {
+			return !math.IsNaN(a.Objective)
+		}
+		return better(a.Objective, b.Objective)
+	})
+	switch len(eligible) {
+	case 0:
+		v.Reason = "no candidate was measured and met every constraint"
+		return v
+	case 1:
+		v.Champion, v.Name = eligible[0].Seq, eligible[0].Name
+		v.Reason = "the only candidate measured and within the constraints"
+		return v
+	}
+	lead, second := eligible[0], eligible[1]
+	v.RunnerUp = second.Seq
+	v.P, v.Method = compare(lead, second, v.Metric)
+	if v.Method != "" && v.P < Alpha {
+		v.Champion, v.Name = lead.Seq, lead.Name
+		v.Reason = fmt.Sprintf("%s %s %g beats %s (%g) with confidence (%s, p=%.3g < %g)",
+			lead.Name, v.Metric, round(lead.Values[v.Metric]), second.Name, round(second.Values[v.Metric]), v.Method, v.P, Alpha)
+		return v
+	}
+	v.Tie = true
+	why := "not separable"
+	if v.Method == "" {
+		why = "no repeated measurements to test (set benchmark.repetitions >= 4, or use a latency metric)"
+	} else {
+		why = fmt.Sprintf("%s p=%.3g >= %g", v.Method, v.P, Alpha)
+	}
+	winner := lead
+	rule := "the higher point estimate"
+	if tie, err := ParseTie(g.Tie); err == nil && g.Tie != "" {
+		a, aok := flagFloat(lead.Candidate, tie.Flag)
+		b, bok := flagFloat(second.Candidate, tie.Flag)
+		if aok && bok && a != b {
+			if (b < a) != tie.Higher {
+				winner = second
+			}
+			rule = g.Tie
+		}
+	}
+	v.Champion, v.Name = winner.Seq, winner.Name
+	v.Reason = fmt.Sprintf("tie between %s (%g) and %s (%g) on %s: %s; decided by %s", lead.Name, round(lead.Values[v.Metric]),
+		second.Name, round(second.Values[v.Metric]), v.Metric, why, rule)
+	return v
+}
+
+func round(f float64) float64 { return math.Round(f*1000) / 1000 }
+
+func flagFloat(c Candidate, flag string) (float64, bool) {
+	v, ok := c.Get(flag)
+	if !ok {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	return f, err == nil
+}
+
+// compare tests whether the leader and the runner-up differ: Mann-Whitney U
+// on per-request samples when both have them, else on repetitions.
+func compare(a, b Scored, metric string) (p float64, method string) {
+	x, y := a.Samples, b.Samples
+	method = "Mann-Whitney U over per-request samples"
+	if len(x) < 2 || len(y) < 2 {
+		x, y = a.Reps[metric], b.Reps[metric]
+		method = "Mann-Whitney U over repetitions"
+	}
+	if len(x) < 2 || len(y) < 2 {
+		return math.NaN(), ""
+	}
+	th := &benchmath.DefaultThresholds
+	c := benchmath.AssumeNothing.Compare(benchmath.NewSample(x, th), benchmath.NewSample(y, th))
+	return c.P, method
+}

@@ -1,0 +1,400 @@
+package orchestrator
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/vgrid/vgrid/profiles"
+)
+
+// Grid is a grid file: what to tune, how to measure, how to choose.
+type Grid struct {
+	Name        string      `yaml:"name" json:"name"`
+	Target      Target      `yaml:"target" json:"target"`
+	Space       Space       `yaml:"space" json:"space"`
+	Benchmark   BenchConfig `yaml:"benchmark" json:"benchmark"`
+	Constraints []string    `yaml:"constraints" json:"constraints,omitempty"`
+	Objective   Objective   `yaml:"objective" json:"objective"`
+	Tie         string      `yaml:"tie" json:"tie,omitempty"` // "prefer lower gpu-memory-utilization"
+	Timeouts    Timeouts    `yaml:"timeouts" json:"timeouts"`
+	End         string      `yaml:"end" json:"end"`                     // crown (default) or restore
+	Feasibility Hardware    `yaml:"hardware" json:"hardware,omitempty"` // for pre-flight estimates
+}
+
+// Target is where candidates run.
+type Target struct {
+	Driver string `yaml:"driver" json:"driver"` // compose or process
+
+	// compose
+	Files   []string `yaml:"files" json:"files,omitempty"`
+	EnvFile string   `yaml:"env_file" json:"env_file,omitempty"`
+	Project string   `yaml:"project" json:"project,omitempty"`
+	Service string   `yaml:"service" json:"service,omitempty"`
+	GPUs    string   `yaml:"gpus" json:"gpus,omitempty"` // "off" strips GPU reservations
+
+	// process: a vllm serve-style command; candidate flags are rendered into its arguments
+	Command []string          `yaml:"command" json:"command,omitempty"`
+	Env     map[string]string `yaml:"env" json:"env,omitempty"`
+
+	Endpoint  string `yaml:"endpoint" json:"endpoint,omitempty"`       // default: derived (compose: published port)
+	APIKeyEnv string `yaml:"api_key_env" json:"api_key_env,omitempty"` // default VLLM_API_KEY
+}
+
+// Space is the search space: the cartesian product of Axes, plus Candidates.
+type Space struct {
+	Axes       yaml.Node      `yaml:"axes" json:"-"`
+	Candidates []CandidateDef `yaml:"candidates" json:"candidates,omitempty"`
+	AxesJSON   []Axis         `yaml:"-" json:"axes,omitempty"`
+}
+
+// Axis is one flag and its values, in file order. A null value leaves the
+// flag as the profile has it.
+type Axis struct {
+	Flag   string    `json:"flag"`
+	Values []*string `json:"values"`
+}
+
+// CandidateDef is an explicit candidate.
+type CandidateDef struct {
+	Name  string             `yaml:"name" json:"name"`
+	Flags map[string]*string `yaml:"flags" json:"flags"`
+	Unset []string           `yaml:"unset" json:"unset,omitempty"`
+}
+
+// BenchConfig selects scenarios and sizes.
+type BenchConfig struct {
+	Scenarios   []string  `yaml:"scenarios" json:"scenarios"`
+	Repetitions int       `yaml:"repetitions" json:"repetitions"`
+	Requests    int       `yaml:"requests" json:"requests,omitempty"`       // kv-cache pairs and load requests per level
+	Concurrency []int     `yaml:"concurrency" json:"concurrency,omitempty"` // load levels
+	Rates       []float64 `yaml:"rates" json:"rates,omitempty"`
+}
+
+// Objective names the metric to maximize or minimize.
+type Objective struct {
+	Maximize string `yaml:"maximize" json:"maximize,omitempty"`
+	Minimize string `yaml:"minimize" json:"minimize,omitempty"`
+}
+
+// Timeouts bound a trial.
+type Timeouts struct {
+	Ready Duration `yaml:"ready" json:"ready"` // boot to ready (default 30m)
+	Bench Duration `yaml:"bench" json:"bench"` // the benchmark of one trial (default 1h)
+}
+
+// Hardware describes the GPUs for pre-flight estimates.
+type Hardware struct {
+	GPUMemoryMiB float64   `yaml:"gpu_memory_mib" json:"gpu_memory_mib,omitempty"`
+	GPUUsedMiB   []float64 `yaml:"gpu_used_mib" json:"gpu_used_mib,omitempty"`
+	Model        string    `yaml:"model" json:"model,omitempty"` // model table name when --model is a path
+}
+
+// Duration is a time.Duration written as "30m" in YAML and JSON.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 30m, 2h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.Quote(time.Duration(d).String())), nil
+}
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	*d = Duration(v)
+	return err
+}
+
+// GridError is a grid file problem, with its position.
+type GridError struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *GridError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
+
+// ParseGrid reads a grid file (YAML or JSON). Unknown keys and invalid
+// values are errors with file:line.
+func ParseGrid(name string, src []byte) (*Grid, error) {
+	var g Grid
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&g); err != nil {
+		msg := err.Error()
+		msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  ")
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return nil, &GridError{File: name, Line: n, Msg: strings.TrimSpace(m[2])}
+		}
+		return nil, &GridError{File: name, Msg: msg}
+	}
+	if err := g.validate(name); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+func (g *Grid) validate(file string) error {
+	bad := func(line int, format string, a ...any) error {
+		return &GridError{File: file, Line: line, Msg: fmt.Sprintf(format, a...)}
+	}
+	switch g.Target.Driver {
+	case "compose":
+		if len(g.Target.Files) == 0 {
+			return bad(0, "target.files: the compose driver needs at least one profile file")
+		}
+	case "process":
+		if len(g.Target.Command) == 0 {
+			return bad(0, "target.command: the process driver needs a vllm serve-style command")
+		}
+	default:
+		return bad(0, "target.driver %q: want compose or process", g.Target.Driver)
+	}
+	if g.Target.GPUs != "" && g.Target.GPUs != "off" && g.Target.GPUs != "on" {
+		return bad(0, "target.gpus %q: want on or off", g.Target.GPUs)
+	}
+	if g.Target.APIKeyEnv == "" {
+		g.Target.APIKeyEnv = "VLLM_API_KEY"
+	}
+	// Axes: a mapping flag -> list of values, in file order.
+	ax := &g.Space.Axes
+	if ax.Kind != 0 {
+		if ax.Kind != yaml.MappingNode {
+			return bad(ax.Line, "space.axes: want a mapping of flag: [values]")
+		}
+		for i := 0; i+1 < len(ax.Content); i += 2 {
+			k, v := ax.Content[i], ax.Content[i+1]
+			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
+				return bad(v.Line, "space.axes.%s: want a non-empty list of values", k.Value)
+			}
+			a := Axis{Flag: profiles.CanonicalName(k.Value)}
+			for _, item := range v.Content {
+				if item.Tag == "!!null" {
+					a.Values = append(a.Values, nil)
+					continue
+				}
+				norm, err := profiles.Normalize(a.Flag, item.Value)
+				if err != nil {
+					return bad(item.Line, "space.axes.%s: %v", k.Value, err)
+				}
+				a.Values = append(a.Values, &norm)
+			}
+			g.Space.AxesJSON = append(g.Space.AxesJSON, a)
+		}
+	}
+	for i, c := range g.Space.Candidates {
+		for flag, v := range c.Flags {
+			if v == nil {
+				continue
+			}
+			if _, err := profiles.Normalize(flag, *v); err != nil {
+				return bad(0, "space.candidates[%d] (%s): %v", i, c.Name, err)
+			}
+		}
+	}
+	if len(g.Space.AxesJSON) == 0 && len(g.Space.Candidates) == 0 {
+		return bad(0, "space: no axes and no candidates: nothing to search")
+	}
+	if g.Benchmark.Repetitions == 0 {
+		g.Benchmark.Repetitions = 1
+	}
+	if g.Benchmark.Repetitions < 0 {
+		return bad(0, "benchmark.repetitions must be at least 1")
+	}
+	for _, c := range g.Constraints {
+		if _, err := ParseConstraint(c); err != nil {
+			return bad(0, "constraints: %v", err)
+		}
+	}
+	switch {
+	case g.Objective.Maximize != "" && g.Objective.Minimize != "":
+		return bad(0, "objective: set maximize or minimize, not both")
+	case g.Objective.Maximize == "" && g.Objective.Minimize == "":
+		return bad(0, "objective: set maximize: METRIC or minimize: METRIC (e.g. maximize: load.output_throughput_tok_s)")
+	}
+	if g.Tie != "" {
+		if _, err := ParseTie(g.Tie); err != nil {
+			return bad(0, "tie: %v", err)
+		}
+	}
+	switch g.End {
+	case "":
+		g.End = "crown"
+	case "crown", "restore":
+	default:
+		return bad(0, "end %q: want crown or restore", g.End)
+	}
+	if g.Timeouts.Ready == 0 {
+		g.Timeouts.Ready = Duration(30 * time.Minute)
+	}
+	if g.Timeouts.Bench == 0 {
+		g.Timeouts.Bench = Duration(time.Hour)
+	}
+	return nil
+}
+
+// Candidate is one point of the search space.
+type Candidate struct {
+	Name     string             `json:"name"`
+	Settings profiles.Candidate `json:"settings"`
+}
+
+// Get returns the candidate's value for a flag, if it sets one.
+func (c Candidate) Get(flag string) (string, bool) {
+	flag = profiles.CanonicalName(flag)
+	for _, s := range c.Settings {
+		if s.Name == flag && !s.Unset {
+			return s.Value, true
+		}
+	}
+	return "", false
+}
+
+// Expand lists the candidates: explicit ones first, in file order, then the
+// cartesian product of the axes (first axis varies slowest). Pure.
+func (g *Grid) Expand() []Candidate {
+	var out []Candidate
+	seen := map[string]bool{}
+	add := func(c Candidate) {
+		key := fmt.Sprint(c.Settings)
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, c)
+		}
+	}
+	for _, d := range g.Space.Candidates {
+		c := Candidate{Name: d.Name}
+		flags := make([]string, 0, len(d.Flags))
+		for f := range d.Flags {
+			flags = append(flags, f)
+		}
+		sort.Strings(flags)
+		for _, f := range flags {
+			if v := d.Flags[f]; v != nil {
+				norm, _ := profiles.Normalize(f, *v)
+				c.Settings = append(c.Settings, profiles.Setting{Name: profiles.CanonicalName(f), Value: norm})
+			}
+		}
+		for _, f := range d.Unset {
+			c.Settings = append(c.Settings, profiles.Setting{Name: profiles.CanonicalName(f), Unset: true})
+		}
+		if c.Name == "" {
+			c.Name = nameOf(c.Settings)
+		}
+		add(c)
+	}
+	if len(g.Space.AxesJSON) == 0 {
+		return out
+	}
+	idx := make([]int, len(g.Space.AxesJSON))
+	for {
+		var c Candidate
+		for i, a := range g.Space.AxesJSON {
+			if v := a.Values[idx[i]]; v != nil {
+				c.Settings = append(c.Settings, profiles.Setting{Name: a.Flag, Value: *v})
+			}
+		}
+		c.Name = nameOf(c.Settings)
+		add(c)
+		// next index, last axis fastest
+		i := len(idx) - 1
+		for ; i >= 0; i-- {
+			idx[i]++
+			if idx[i] < len(g.Space.AxesJSON[i].Values) {
+				break
+			}
+			idx[i] = 0
+		}
+		if i < 0 {
+			return out
+		}
+	}
+}
+
+func nameOf(s profiles.Candidate) string {
+	if len(s) == 0 {
+		return "as-profiled"
+	}
+	var parts []string
+	for _, x := range s {
+		parts = append(parts, x.String())
+	}
+	return strings.Join(parts, " ")
+}
+
+// Tie is a tie rule: prefer the lower or higher value of a flag.
+type Tie struct {
+	Flag   string
+	Higher bool
+}
+
+var tieRe = regexp.MustCompile(`^prefer (lower|higher) ([a-z0-9_-]+)$`)
+
+// ParseTie reads "prefer lower gpu-memory-utilization".
+func ParseTie(s string) (Tie, error) {
+	m := tieRe.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return Tie{}, fmt.Errorf("%q: want \"prefer lower FLAG\" or \"prefer higher FLAG\"", s)
+	}
+	return Tie{Flag: profiles.CanonicalName(m[2]), Higher: m[1] == "higher"}, nil
+}
+
+// Constraint is "METRIC OP VALUE".
+type Constraint struct {
+	Metric string
+	Op     string
+	Value  float64
+}
+
+var constraintRe = regexp.MustCompile(`^\s*([a-z0-9_.-]+)\s*(==|!=|<=|>=|<|>)\s*(-?[0-9.]+)\s*$`)
+
+// ParseConstraint reads "errors == 0", "ttft_p95_ms < 1500".
+func ParseConstraint(s string) (Constraint, error) {
+	m := constraintRe.FindStringSubmatch(s)
+	if m == nil {
+		return Constraint{}, fmt.Errorf("%q: want METRIC OP NUMBER, e.g. \"errors == 0\" or \"kv-cache.ttft_p95_ms < 1500\"", s)
+	}
+	v, err := strconv.ParseFloat(m[3], 64)
+	if err != nil {
+		return Constraint{}, fmt.Errorf("%q: %v", s, err)
+	}
+	return Constraint{Metric: m[1], Op: m[2], Value: v}, nil
+}
+
+// Holds evaluates the constraint on a metric value; a missing metric fails.
+func (c Constraint) Holds(metrics map[string]float64) (bool, string) {
+	v, ok := metrics[c.Metric]
+	if !ok {
+		return false, fmt.Sprintf("%s was not measured", c.Metric)
+	}
+	ok = map[string]bool{"==": v == c.Value, "!=": v != c.Value, "<": v < c.Value, "<=": v <= c.Value, ">": v > c.Value, ">=": v >= c.Value}[c.Op]
+	if ok {
+		return true, ""
+	}
+	return false, fmt.Sprintf("%s = %g, constraint %s %s %g", c.Metric, v, c.Metric, c.Op, c.Value)
+}

@@ -1,0 +1,145 @@
+package orchestrator
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+const gridOK = `name: demo
+target:
+  driver: process
+  command: [vgrid, sim, serve, --model, m, --port, "8011"]
+  endpoint: http://127.0.0.1:8011
+space:
+  axes:
+    gpu-memory-utilization: [0.80, 0.90]
+    enable-prefix-caching: [true, false, null]
+  candidates:
+    - name: baseline
+      flags: {gpu-memory-utilization: "0.95", max-num-seqs: null}
+benchmark:
+  scenarios: [kv-cache]
+constraints:
+  - errors == 0
+objective:
+  maximize: kv-cache.acceleration
+tie: prefer lower gpu-memory-utilization
+`
+
+func TestParseGridAndExpand(t *testing.T) {
+	g, err := ParseGrid("g.yaml", []byte(gridOK))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := g.Expand()
+	var names []string
+	for _, c := range cs {
+		names = append(names, c.Name)
+	}
+	want := []string{"baseline",
+		"gpu-memory-utilization=0.80 enable-prefix-caching=true", "gpu-memory-utilization=0.80 enable-prefix-caching=false", "gpu-memory-utilization=0.80",
+		"gpu-memory-utilization=0.90 enable-prefix-caching=true", "gpu-memory-utilization=0.90 enable-prefix-caching=false", "gpu-memory-utilization=0.90"}
+	if strings.Join(names, "|") != strings.Join(want, "|") {
+		t.Errorf("candidates:\n%s\nwant\n%s", strings.Join(names, "\n"), strings.Join(want, "\n"))
+	}
+	if v, ok := cs[0].Get("gpu-memory-utilization"); !ok || v != "0.95" {
+		t.Errorf("baseline gmu %q %v", v, ok)
+	}
+	if _, ok := cs[0].Get("max-num-seqs"); ok {
+		t.Error("null means leave as in the profile")
+	}
+	if g.End != "crown" || g.Benchmark.Repetitions != 1 || g.Target.APIKeyEnv != "VLLM_API_KEY" {
+		t.Errorf("defaults: %+v", g)
+	}
+}
+
+func TestGridErrorsHaveLines(t *testing.T) {
+	tests := []struct{ src, want string }{
+		{strings.Replace(gridOK, "name: demo", "name: demo\nbogus: 1", 1), "g.yaml:2: field bogus not found"},
+		{strings.Replace(gridOK, "[0.80, 0.90]", "[0.80, 1.5]", 1), "g.yaml:8: space.axes.gpu-memory-utilization: invalid value \"1.5\""},
+		{strings.Replace(gridOK, "driver: process", "driver: kubernetes", 1), "target.driver \"kubernetes\""},
+		{strings.Replace(gridOK, "errors == 0", "errors about 0", 1), "want METRIC OP NUMBER"},
+		{strings.Replace(gridOK, "maximize: kv-cache.acceleration", "", 1), "objective: set maximize"},
+		{strings.Replace(gridOK, "prefer lower", "prefer cheaper", 1), "prefer lower FLAG"},
+	}
+	for _, tt := range tests {
+		_, err := ParseGrid("g.yaml", []byte(tt.src))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("got %v, want %q", err, tt.want)
+		}
+	}
+}
+
+func TestConstraints(t *testing.T) {
+	m := map[string]float64{"errors": 0, "load.ttft_p95_ms": 1600, "tool_call_success": 1}
+	for s, want := range map[string]bool{"errors == 0": true, "load.ttft_p95_ms < 1500": false, "tool_call_success >= 1": true, "quality > 0.5": false} {
+		c, err := ParseConstraint(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, why := c.Holds(m); ok != want || (!ok && why == "") {
+			t.Errorf("%s: %v %q", s, ok, why)
+		}
+	}
+}
+
+func TestTransitions(t *testing.T) {
+	for _, tt := range []struct {
+		from, to Phase
+		ok       bool
+	}{
+		{PhasePending, PhaseRendering, true}, {PhaseRendering, PhaseDeploying, true}, {PhaseDeploying, PhaseBenchmarking, false},
+		{PhaseWaitingReady, PhaseFailed, true}, {PhaseBenchmarking, PhasePending, true}, {PhaseDone, PhasePending, false},
+		{PhaseFailed, PhaseRendering, false}, {PhasePending, PhaseSkipped, true},
+	} {
+		if CanMove(tt.from, tt.to) != tt.ok {
+			t.Errorf("%s -> %s: %v, want %v", tt.from, tt.to, !tt.ok, tt.ok)
+		}
+	}
+}
+
+func scored(seq int, gmu string, obj float64, samples ...float64) Scored {
+	c := Candidate{Name: "gmu=" + gmu}
+	c.Settings = append(c.Settings, settingOf("gpu-memory-utilization", gmu))
+	return Scored{Seq: seq, Name: c.Name, Candidate: c, Done: true,
+		Values: map[string]float64{"load.ttft_p50_ms": obj, "errors": 0, "throughput": obj}, Samples: samples,
+		Reps: map[string][]float64{"throughput": samples}}
+}
+
+func TestChoose(t *testing.T) {
+	fast := []float64{100, 101, 102, 103, 104, 105, 106, 107, 108, 109}
+	slow := []float64{200, 201, 202, 203, 204, 205, 206, 207, 208, 209}
+	close1 := []float64{100, 120, 101, 119, 102, 118}
+	close2 := []float64{103, 117, 104, 116, 105, 115}
+	minTTFT := &Grid{Objective: Objective{Minimize: "load.ttft_p50_ms"}, Constraints: []string{"errors == 0"}, Tie: "prefer lower gpu-memory-utilization"}
+	maxTput := &Grid{Objective: Objective{Maximize: "throughput"}, Tie: "prefer lower gpu-memory-utilization"}
+	broken := scored(3, "0.80", 50, fast...)
+	broken.Values["errors"] = 2
+	failed := Scored{Seq: 4, Name: "failed"}
+
+	tests := []struct {
+		name     string
+		g        *Grid
+		in       []Scored
+		champion int
+		tie      bool
+		reason   string
+	}{
+		{"clear winner", minTTFT, []Scored{scored(0, "0.90", 204.5, slow...), scored(1, "0.85", 104.5, fast...), broken, failed}, 1, false, "with confidence"},
+		{"tie broken by the rule", minTTFT, []Scored{scored(0, "0.90", 110, close1...), scored(1, "0.85", 110.5, close2...)}, 1, true, "decided by prefer lower gpu-memory-utilization"},
+		{"one repetition: no test, tie", maxTput, []Scored{scored(0, "0.90", 500, 500), scored(1, "0.85", 450, 450)}, 1, true, "no repeated measurements"},
+		{"nobody eligible", minTTFT, []Scored{broken, failed}, -1, false, "no candidate"},
+		{"only one", minTTFT, []Scored{scored(2, "0.9", 100, fast...), failed}, 2, false, "only candidate"},
+	}
+	for _, tt := range tests {
+		v := Choose(tt.g, tt.in)
+		if v.Champion != tt.champion || v.Tie != tt.tie || !strings.Contains(v.Reason, tt.reason) {
+			t.Errorf("%s: champion %d tie %v reason %q; want %d %v %q", tt.name, v.Champion, v.Tie, v.Reason, tt.champion, tt.tie, tt.reason)
+		}
+	}
+	v := Choose(minTTFT, []Scored{broken, failed, scored(0, "0.9", 100, fast...)})
+	if v.Ranking[0].Seq != 0 || v.Ranking[1].Why != "errors = 2, constraint errors == 0" || !strings.Contains(v.Ranking[2].Why, "not measured") || !math.IsNaN(v.Ranking[2].Objective) {
+		t.Errorf("ranking %+v", v.Ranking)
+	}
+}

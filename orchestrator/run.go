@@ -1,0 +1,417 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vgrid/vgrid/benchmark"
+)
+
+// Driver brings candidates up on one target (a compose service, a process).
+type Driver interface {
+	// Key identifies the target for the run lock.
+	Key() string
+	// Prepare saves what the run will change (the profile, labelled with
+	// the run id) and returns where; it is called once per run.
+	Prepare(ctx context.Context, runID string) (backup string, err error)
+	// Render computes the candidate's configuration without side effects
+	// (always from the original profile, never from the previous trial's).
+	Render(ctx context.Context, c Candidate) (*Rendered, error)
+	// Deploy applies a rendering: writes the profile, recreates the service.
+	Deploy(ctx context.Context, r *Rendered) error
+	// WaitReady waits until the server decodes; a *Failure says why not.
+	WaitReady(ctx context.Context, timeout time.Duration) (*Ready, error)
+	// Verify reads the configuration the server reports; a *Failure
+	// (config_drift) when it is not the rendered one.
+	Verify(ctx context.Context, r *Rendered) (map[string]string, error)
+	// Diagnose explains a server that stopped answering (engine_dead,
+	// exited, ...), or returns nil when it still runs.
+	Diagnose(ctx context.Context) *Failure
+	// Restore puts the original configuration back and running.
+	Restore(ctx context.Context) error
+	// Crown renders, deploys and waits for the champion.
+	Crown(ctx context.Context, c Candidate) error
+}
+
+// Rendered is a candidate's configuration for a target.
+type Rendered struct {
+	Candidate Candidate
+	Hash      string
+	Words     []string // vLLM's arguments, secrets redacted
+	Private   any      // driver data (bytes to write, the full command)
+}
+
+// Ready is a serving deployment.
+type Ready struct {
+	Endpoint string
+	Model    string
+	Boot     Boot
+}
+
+// Bencher measures a serving endpoint.
+type Bencher interface {
+	Bench(ctx context.Context, endpoint, model string) (*benchmark.Report, error)
+}
+
+// Store persists runs, trials, reports and events.
+type Store interface {
+	PutRun(r *Run) error
+	GetRun(id string) (*Run, error)
+	PutTrial(t *Trial) error
+	Trials(runID string) ([]*Trial, error)
+	PutReport(runID string, seq, rep int, r *benchmark.Report) error
+	DeleteReports(runID string, seq int) error
+	Reports(runID string, seq int) ([]*benchmark.Report, error)
+	AddEvent(runID string, e Event) error
+	// Lock takes the target for runID; it fails when a live process holds it.
+	Lock(target, runID string) (unlock func() error, err error)
+}
+
+// Event is one line of a run's history.
+type Event struct {
+	At    time.Time `json:"at"`
+	Kind  string    `json:"kind"` // phase, run, champion
+	Trial int       `json:"trial"`
+	Phase string    `json:"phase,omitempty"`
+	Text  string    `json:"text"`
+}
+
+// Progress is what a live progress line shows.
+type Progress struct {
+	Trial, Trials int
+	Name          string
+	Phase         Phase
+	Elapsed       time.Duration // in this trial
+	ETA           time.Duration // for the run; 0 when unknown
+}
+
+// Orchestrator runs grids.
+type Orchestrator struct {
+	Store    Store
+	Driver   Driver
+	Bench    Bencher
+	Log      zerolog.Logger
+	Now      func() time.Time
+	Progress func(Progress)
+	// Feasible predicts whether a candidate can boot (pre-flight); nil: not checked.
+	Feasible func(Candidate) (bool, string)
+	// SkipInfeasible skips candidates Feasible rejects instead of running them to confirm.
+	SkipInfeasible bool
+}
+
+// NewRunID returns a sortable, unique run id.
+func NewRunID(now time.Time) string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+}
+
+// NewRun prepares a run of a grid.
+func NewRun(g *Grid, gridFile string, now time.Time, target string) *Run {
+	return &Run{ID: NewRunID(now), Created: now, Updated: now, State: RunQueued, Grid: *g, GridFile: gridFile, Target: target}
+}
+
+// move is the only place a trial changes phase: it checks the transition
+// table, persists the trial, records an event and logs one line.
+func (o *Orchestrator) move(t *Trial, to Phase, detail string) error {
+	if !CanMove(t.Phase, to) {
+		return fmt.Errorf("trial %d: illegal transition %s -> %s", t.Seq, t.Phase, to)
+	}
+	now := o.Now()
+	from := t.Phase
+	t.Phase = to
+	t.Phases = append(t.Phases, PhaseStamp{Phase: to, At: now})
+	if err := o.Store.PutTrial(t); err != nil {
+		return fmt.Errorf("persist trial %d: %w", t.Seq, err)
+	}
+	text := fmt.Sprintf("%s -> %s", from, to)
+	if detail != "" {
+		text += ": " + detail
+	}
+	if err := o.Store.AddEvent(t.RunID, Event{At: now, Kind: "phase", Trial: t.Seq, Phase: to.String(), Text: text}); err != nil {
+		return fmt.Errorf("persist event: %w", err)
+	}
+	ev := o.Log.Info()
+	if to == PhaseFailed || to == PhaseSkipped {
+		ev = o.Log.Warn()
+	}
+	ev.Str("run_id", t.RunID).Int("trial", t.Seq).Str("candidate", t.Candidate.Name).Str("from", from.String()).Str("phase", to.String())
+	if detail != "" {
+		ev = ev.Str("detail", detail)
+	}
+	ev.Msg("trial phase")
+	return nil
+}
+
+func (o *Orchestrator) fail(t *Trial, f *Failure) error {
+	t.Failure = f
+	return o.move(t, PhaseFailed, f.Error())
+}
+
+func (o *Orchestrator) saveRun(r *Run, state RunState, text string) error {
+	r.State, r.Updated = state, o.Now()
+	if err := o.Store.PutRun(r); err != nil {
+		return fmt.Errorf("persist run %s: %w", r.ID, err)
+	}
+	o.Log.Info().Str("run_id", r.ID).Str("state", state.String()).Msg(text)
+	return o.Store.AddEvent(r.ID, Event{At: r.Updated, Kind: "run", Trial: -1, Text: state.String() + ": " + text})
+}
+
+// Run executes a new run or resumes an interrupted one: finished trials are
+// kept, an interrupted trial is redone from pending with its samples
+// dropped. A cancelled ctx interrupts the run (resumable); the original
+// configuration is restored so the service is never left stopped.
+func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
+	unlock, err := o.Store.Lock(r.Target, r.ID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	trials, err := o.Store.Trials(r.ID)
+	if err != nil {
+		return err
+	}
+	if len(trials) == 0 {
+		backup, err := o.Driver.Prepare(ctx, r.ID)
+		if err != nil {
+			return fmt.Errorf("prepare %s: %w", r.Target, err)
+		}
+		r.Backup = backup
+		for i, c := range r.Grid.Expand() {
+			t := &Trial{RunID: r.ID, Seq: i, Candidate: c, Phase: PhasePending, Attempts: 1, Phases: []PhaseStamp{{PhasePending, o.Now()}}}
+			if o.Feasible != nil {
+				if ok, why := o.Feasible(c); !ok {
+					t.Predicted = "infeasible: " + why
+				} else {
+					t.Predicted = "feasible"
+				}
+			}
+			if err := o.Store.PutTrial(t); err != nil {
+				return err
+			}
+			trials = append(trials, t)
+		}
+	} else {
+		for _, t := range trials {
+			if t.Phase.Final() || t.Phase == PhasePending {
+				continue
+			}
+			if err := o.Store.DeleteReports(r.ID, t.Seq); err != nil {
+				return err
+			}
+			t.Attempts++
+			t.Failure, t.Boot, t.Effective, t.Endpoint = nil, nil, nil, ""
+			if err := o.move(t, PhasePending, fmt.Sprintf("interrupted in %s, redone (attempt %d)", t.Phase, t.Attempts)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := o.saveRun(r, RunRunning, fmt.Sprintf("%d trials", len(trials))); err != nil {
+		return err
+	}
+	defer func() {
+		if ctx.Err() == nil {
+			return
+		}
+		// Interrupted: persist with a context that outlives the cancel, and
+		// put the original configuration back so the service keeps running.
+		restoreCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(r.Grid.Timeouts.Ready)+time.Minute)
+		defer cancel()
+		rerr := o.Driver.Restore(restoreCtx)
+		r.EndAction = "original"
+		if rerr != nil {
+			r.Error = "restore after interruption: " + rerr.Error()
+		}
+		if serr := o.saveRun(r, RunInterrupted, "interrupted; resume with vgrid run --resume "+r.ID); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+
+	start := o.Now()
+	done := 0
+	for _, t := range trials {
+		if t.Phase.Final() {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := o.trial(ctx, r, t, len(trials), start, done); err != nil {
+			return err
+		}
+		done++
+	}
+	return o.finish(ctx, r, trials)
+}
+
+// trial runs one candidate through its phases. Trial failures are recorded
+// and return nil; only run-level errors (store, cancellation) are returned.
+func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, runStart time.Time, done int) error {
+	begin := o.Now()
+	report := func(p Phase) {
+		if o.Progress == nil {
+			return
+		}
+		var eta time.Duration
+		if done > 0 {
+			per := o.Now().Sub(runStart) / time.Duration(done)
+			eta = per*time.Duration(total-t.Seq) - o.Now().Sub(begin)
+		}
+		o.Progress(Progress{Trial: t.Seq + 1, Trials: total, Name: t.Candidate.Name, Phase: p, Elapsed: o.Now().Sub(begin), ETA: max(eta, 0)})
+	}
+	step := func(p Phase, detail string) error {
+		if err := o.move(t, p, detail); err != nil {
+			return err
+		}
+		report(p)
+		return nil
+	}
+	// failed records a trial failure; a cancellation is not a failure.
+	failed := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var f *Failure
+		if !errors.As(err, &f) {
+			f = &Failure{Reason: "error", Detail: err.Error()}
+		}
+		if ferr := o.fail(t, f); ferr != nil {
+			return ferr
+		}
+		report(PhaseFailed)
+		return nil
+	}
+	if o.SkipInfeasible && len(t.Predicted) > 10 && t.Predicted[:10] == "infeasible" {
+		t.Failure = &Failure{Reason: "infeasible", Detail: t.Predicted}
+		if err := o.move(t, PhaseSkipped, t.Predicted); err != nil {
+			return err
+		}
+		report(PhaseSkipped)
+		return nil
+	}
+	if err := step(PhaseRendering, ""); err != nil {
+		return err
+	}
+	rendered, err := o.Driver.Render(ctx, t.Candidate)
+	if err != nil {
+		return failed(&Failure{Reason: "render", Detail: err.Error()})
+	}
+	t.ConfigHash, t.Rendered = rendered.Hash, rendered.Words
+	if err := step(PhaseDeploying, "config "+short(rendered.Hash)); err != nil {
+		return err
+	}
+	if err := o.Driver.Deploy(ctx, rendered); err != nil {
+		return failed(err)
+	}
+	if err := step(PhaseWaitingReady, ""); err != nil {
+		return err
+	}
+	ready, err := o.Driver.WaitReady(ctx, time.Duration(r.Grid.Timeouts.Ready))
+	if err != nil {
+		return failed(err)
+	}
+	t.Endpoint, t.Boot = ready.Endpoint, &ready.Boot
+	if err := step(PhaseVerifyingConfig, fmt.Sprintf("ready at %s after %.1fs", ready.Endpoint, ready.Boot.Ready)); err != nil {
+		return err
+	}
+	eff, err := o.Driver.Verify(ctx, rendered)
+	t.Effective = eff
+	if err != nil {
+		return failed(err)
+	}
+	if err := step(PhaseBenchmarking, ""); err != nil {
+		return err
+	}
+	bctx, cancel := context.WithTimeout(ctx, time.Duration(r.Grid.Timeouts.Bench))
+	defer cancel()
+	for rep := 0; rep < r.Grid.Benchmark.Repetitions; rep++ {
+		res, err := o.Bench.Bench(bctx, ready.Endpoint, ready.Model)
+		if res != nil {
+			if perr := o.Store.PutReport(r.ID, t.Seq, rep, res); perr != nil {
+				return perr
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if f := o.Driver.Diagnose(ctx); f != nil {
+			return failed(f)
+		}
+		if err != nil {
+			return failed(&Failure{Reason: "benchmark", Detail: err.Error()})
+		}
+	}
+	if err := step(PhaseDone, ""); err != nil {
+		return err
+	}
+	return nil
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// Score loads what the verdict needs for every trial from the store.
+func Score(s Store, r *Run, trials []*Trial) ([]Scored, error) {
+	metric := r.Grid.Objective.Maximize
+	if metric == "" {
+		metric = r.Grid.Objective.Minimize
+	}
+	var out []Scored
+	for _, t := range trials {
+		sc := Scored{Seq: t.Seq, Name: t.Candidate.Name, Candidate: t.Candidate, Done: t.Phase == PhaseDone}
+		if sc.Done {
+			reps, err := s.Reports(r.ID, t.Seq)
+			if err != nil {
+				return nil, err
+			}
+			sc.Values, sc.Reps = Metrics(reps)
+			sc.Samples = Samples(reps, metric)
+		}
+		out = append(out, sc)
+	}
+	return out, nil
+}
+
+// finish crowns the champion and applies the end policy: crown deploys the
+// champion (the profile rendered from the original, backed up before the
+// first trial); restore, or no champion, puts the original back. Either
+// way the service is left running.
+func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) error {
+	scored, err := Score(o.Store, r, trials)
+	if err != nil {
+		return err
+	}
+	v := Choose(&r.Grid, scored)
+	r.Champion = v
+	o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: "champion", Trial: v.Champion, Text: v.Reason})
+	o.Log.Info().Str("run_id", r.ID).Int("champion", v.Champion).Str("candidate", v.Name).Bool("tie", v.Tie).Msg(v.Reason)
+	var endErr error
+	switch {
+	case v.Champion >= 0 && r.Grid.End == "crown":
+		r.EndAction = "champion"
+		if endErr = o.Driver.Crown(ctx, trials[v.Champion].Candidate); endErr != nil {
+			r.Error = "crown: " + endErr.Error() + "; restoring the original"
+			r.EndAction = "original"
+			endErr = o.Driver.Restore(ctx)
+		}
+	default:
+		r.EndAction = "original"
+		endErr = o.Driver.Restore(ctx)
+	}
+	if endErr != nil {
+		r.Error += " restore: " + endErr.Error()
+		o.saveRun(r, RunFailed, "the end policy failed: "+endErr.Error())
+		return fmt.Errorf("end of run %s: %w", r.ID, endErr)
+	}
+	return o.saveRun(r, RunDone, "left running: "+r.EndAction)
+}
