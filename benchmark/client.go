@@ -91,6 +91,10 @@ type Client struct {
 	Timeout  time.Duration // per request (default 5 min)
 }
 
+// SetKey sets the API key when it comes from elsewhere than the environment
+// (the profile's own env file, for a compose target). It is never printed.
+func (c *Client) SetKey(key string) { c.apiKey = key }
+
 // NewClient reads the API key from keyEnv via getenv.
 func NewClient(endpoint, model, keyEnv string, getenv func(string) string) *Client {
 	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), Model: model, KeyEnv: keyEnv, apiKey: getenv(keyEnv),

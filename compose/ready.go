@@ -461,3 +461,62 @@ func probe(ctx context.Context, endpoint string, s *Spec, decodeTimeout time.Dur
 	}
 	return probeResult{ready: true}
 }
+
+// ProbeReady runs vgrid's readiness checks once against any vLLM endpoint:
+// ready when /health is 200, /v1/models lists model and a one-token chat
+// completion decodes. A non-nil *Failure is a definitive answer (wrong
+// model, rejected key); err says what is not ready yet. refused reports a
+// connection refused (nothing listens).
+func ProbeReady(ctx context.Context, endpoint, model, apiKey string, decodeTimeout time.Duration) (ready, refused bool, fail *Failure, err error) {
+	p := probe(ctx, endpoint, &Spec{ServedModel: model, APIKey: apiKey}, decodeTimeout)
+	return p.ready, p.refused, p.fail, p.err
+}
+
+// ClassifyLine returns the failure a vLLM log line proves, if any.
+func ClassifyLine(line string) (Reason, bool) { return classifyLine(line) }
+
+// PhaseOf returns the vLLM boot phase a log line starts, if any.
+func PhaseOf(line string) (string, bool) { return phaseOf(line) }
+
+// Diagnose explains a service that stopped answering: nil while its
+// container runs, else a Failure from its exit code, restarts and the last
+// 200 log lines (EngineDeadError -> engine_dead, ...).
+func (d *Deployer) Diagnose(ctx context.Context, s *Spec) *Failure {
+	c, err := d.Find(ctx, s)
+	if err != nil {
+		return &Failure{Reason: ReasonExited, Detail: err.Error()}
+	}
+	if c == nil {
+		return &Failure{Reason: ReasonExited, Detail: "the container is gone"}
+	}
+	if c.State != nil && c.State.Running && c.State.Health != nil && c.State.Health.Status == container.Unhealthy {
+		return &Failure{Reason: ReasonUnhealthy, Detail: "Docker's health check reports unhealthy"}
+	}
+	if c.State != nil && c.State.Running && c.RestartCount == 0 {
+		return nil
+	}
+	f := &Failure{Reason: ReasonExited, Restarts: c.RestartCount, ExitCode: -1}
+	if c.State != nil && !c.State.Running {
+		f.ExitCode = c.State.ExitCode
+	}
+	if rc, err := d.cli.ContainerLogs(ctx, c.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "200"}); err == nil {
+		var buf bytes.Buffer
+		stdcopy.StdCopy(&buf, &buf, rc)
+		rc.Close()
+		f.Logs = strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
+	}
+	for i := len(f.Logs) - 1; i >= 0; i-- {
+		if r, ok := classifyLine(f.Logs[i]); ok {
+			f.Reason, f.Line = r, f.Logs[i]
+			break
+		}
+	}
+	if f.Line == "" {
+		f.Line = lastNonEmpty(f.Logs)
+		if c.RestartCount > 0 {
+			f.Reason = ReasonCrashLoop
+		}
+	}
+	f.Detail = fmt.Sprintf("the server stopped answering: container %s, exit code %d, restarts %d", c.State.Status, f.ExitCode, c.RestartCount)
+	return f
+}

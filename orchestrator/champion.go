@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -157,6 +158,26 @@ type Scored struct {
 	Values    map[string]float64   // Metrics
 	Reps      map[string][]float64 // per repetition
 	Samples   []float64            // per-request samples of the objective, when it is a latency metric
+	CI        *benchmark.CI        // the objective's bootstrap CI, when it is an acceleration
+}
+
+// AccelerationCI pools the kv-cache samples of every repetition and
+// returns acceleration = median miss TTFT / median hit TTFT with its
+// bootstrap 95% CI; nil without kv-cache results.
+func AccelerationCI(reports []*benchmark.Report) *benchmark.CI {
+	var all []benchmark.Result
+	for _, rep := range reports {
+		for _, s := range rep.Scenarios {
+			if s.Name == "kv-cache" {
+				all = append(all, s.Results...)
+			}
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	_, ci := benchmark.SummarizeKV(all)
+	return &ci
 }
 
 // Rank is one candidate's place in the verdict.
@@ -166,6 +187,37 @@ type Rank struct {
 	Objective float64 `json:"objective"`
 	Eligible  bool    `json:"eligible"`
 	Why       string  `json:"why,omitempty"` // why it is out
+}
+
+// MarshalJSON writes an unmeasured objective (NaN) as null.
+func (r Rank) MarshalJSON() ([]byte, error) {
+	type plain Rank
+	var obj *float64
+	if !math.IsNaN(r.Objective) && !math.IsInf(r.Objective, 0) {
+		obj = &r.Objective
+	}
+	return json.Marshal(struct {
+		plain
+		Objective *float64 `json:"objective"`
+	}{plain(r), obj})
+}
+
+// UnmarshalJSON reads null back as NaN.
+func (r *Rank) UnmarshalJSON(b []byte) error {
+	type plain Rank
+	var v struct {
+		plain
+		Objective *float64 `json:"objective"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*r = Rank(v.plain)
+	r.Objective = math.NaN()
+	if v.Objective != nil {
+		r.Objective = *v.Objective
+	}
+	return nil
 }
 
 // Verdict is the champion and why.
@@ -254,6 +306,20 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 	}
 	lead, second := eligible[0], eligible[1]
 	v.RunnerUp = second.Seq
+	if lead.CI != nil && second.CI != nil {
+		sep := lead.CI.Lo > second.CI.Hi
+		if !v.Maximize {
+			sep = lead.CI.Hi < second.CI.Lo
+		}
+		v.Method = fmt.Sprintf("bootstrap 95%% CIs [%.3g, %.3g] and [%.3g, %.3g]", lead.CI.Lo, lead.CI.Hi, second.CI.Lo, second.CI.Hi)
+		if sep {
+			v.Champion, v.Name = lead.Seq, lead.Name
+			v.Reason = fmt.Sprintf("%s %s %g beats %s (%g) with confidence: %s do not overlap",
+				lead.Name, v.Metric, round(lead.Values[v.Metric]), second.Name, round(second.Values[v.Metric]), v.Method)
+			return v
+		}
+		return v.tie(g, lead, second, v.Method+" overlap")
+	}
 	v.P, v.Method = compare(lead, second, v.Metric)
 	if v.Method != "" && v.P < Alpha {
 		v.Champion, v.Name = lead.Seq, lead.Name
@@ -261,13 +327,16 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 			lead.Name, v.Metric, round(lead.Values[v.Metric]), second.Name, round(second.Values[v.Metric]), v.Method, v.P, Alpha)
 		return v
 	}
-	v.Tie = true
-	why := "not separable"
-	if v.Method == "" {
-		why = "no repeated measurements to test (set benchmark.repetitions >= 4, or use a latency metric)"
-	} else {
+	why := "no repeated measurements to test (set benchmark.repetitions >= 4, or use a latency metric)"
+	if v.Method != "" {
 		why = fmt.Sprintf("%s p=%.3g >= %g", v.Method, v.P, Alpha)
 	}
+	return v.tie(g, lead, second, why)
+}
+
+// tie decides between the two leaders with the grid's tie rule.
+func (v *Verdict) tie(g *Grid, lead, second Scored, why string) *Verdict {
+	v.Tie = true
 	winner := lead
 	rule := "the higher point estimate"
 	if tie, err := ParseTie(g.Tie); err == nil && g.Tie != "" {
@@ -307,7 +376,7 @@ func compare(a, b Scored, metric string) (p float64, method string) {
 		method = "Mann-Whitney U over repetitions"
 	}
 	if len(x) < 2 || len(y) < 2 {
-		return math.NaN(), ""
+		return 0, ""
 	}
 	th := &benchmath.DefaultThresholds
 	c := benchmath.AssumeNothing.Compare(benchmath.NewSample(x, th), benchmath.NewSample(y, th))

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -52,11 +53,12 @@ type Ready struct {
 	Endpoint string
 	Model    string
 	Boot     Boot
+	APIKey   string // the key the server was started with, in memory only
 }
 
 // Bencher measures a serving endpoint.
 type Bencher interface {
-	Bench(ctx context.Context, endpoint, model string) (*benchmark.Report, error)
+	Bench(ctx context.Context, ready *Ready) (*benchmark.Report, error)
 }
 
 // Store persists runs, trials, reports and events.
@@ -331,7 +333,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 	bctx, cancel := context.WithTimeout(ctx, time.Duration(r.Grid.Timeouts.Bench))
 	defer cancel()
 	for rep := 0; rep < r.Grid.Benchmark.Repetitions; rep++ {
-		res, err := o.Bench.Bench(bctx, ready.Endpoint, ready.Model)
+		res, err := o.Bench.Bench(bctx, ready)
 		if res != nil {
 			if perr := o.Store.PutReport(r.ID, t.Seq, rep, res); perr != nil {
 				return perr
@@ -376,6 +378,9 @@ func Score(s Store, r *Run, trials []*Trial) ([]Scored, error) {
 			}
 			sc.Values, sc.Reps = Metrics(reps)
 			sc.Samples = Samples(reps, metric)
+			if strings.HasSuffix(metric, "acceleration") {
+				sc.CI = AccelerationCI(reps)
+			}
 		}
 		out = append(out, sc)
 	}

@@ -22,6 +22,17 @@ type Project struct {
 	EnvFiles []string // default: .env next to the first file, if present
 	Name     string   // project name; default from the first file's directory
 	Environ  []string // process environment (KEY=VALUE); it wins over env files
+	// Content replaces what is read from disk for some files: the
+	// orchestrator renders every candidate from the original profile bytes,
+	// never from the previous trial's rendering.
+	Content map[string][]byte
+}
+
+func (p Project) read(file string) ([]byte, error) {
+	if b, ok := p.Content[file]; ok {
+		return b, nil
+	}
+	return os.ReadFile(file)
 }
 
 // Loaded is a project as compose resolved it.
@@ -55,7 +66,7 @@ func (p Project) Load(ctx context.Context, overrides map[string][]byte) (*Loaded
 	for _, f := range p.Files {
 		b, ok := overrides[f]
 		if !ok {
-			if b, err = os.ReadFile(f); err != nil {
+			if b, err = p.read(f); err != nil {
 				return nil, fmt.Errorf("read compose file: %w", err)
 			}
 		}
@@ -156,7 +167,7 @@ func (p Project) Render(ctx context.Context, service string, cand Candidate) (*P
 	)
 	var firstErr error
 	for i := len(p.Files) - 1; i >= 0; i-- {
-		src, err := os.ReadFile(p.Files[i])
+		src, err := p.read(p.Files[i])
 		if err != nil {
 			return nil, fmt.Errorf("read profile: %w", err)
 		}

@@ -73,6 +73,10 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 	if err == nil {
 		return exitOK
 	}
+	var code exitCode
+	if errors.As(err, &code) {
+		return int(code) // the simulator printed its own error
+	}
 	fmt.Fprintln(stderr, "vgrid:", err)
 	var u usageError
 	if errors.As(err, &u) {

@@ -10,14 +10,10 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"syscall"
 
 	"github.com/vgrid/vgrid/sim"
@@ -35,57 +31,7 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
-const usage = "usage: vllm serve [model_tag] [options]"
-
-// run returns vLLM's exit status: 0 after a clean shutdown, 2 for argument
-// errors (argparse), 1 when the engine fails.
+// run is sim.Main: the simulator's command line.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "serve" {
-		fmt.Fprintln(stderr, usage)
-		fmt.Fprintln(stderr, "vllm: error: the only command is serve")
-		return 2
-	}
-	c, err := sim.ParseServeArgs(args[1:])
-	if err != nil {
-		var ae *sim.ArgError
-		if errors.As(err, &ae) {
-			fmt.Fprintln(stderr, usage)
-			fmt.Fprintln(stderr, ae.Error())
-			return 2
-		}
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	env, err := sim.EnvFromGetenv(c, getenv)
-	if err != nil {
-		fmt.Fprintln(stderr, "vllm-sim:", err)
-		return 2
-	}
-	e, err := sim.Boot(ctx, c, env, stdout)
-	if err != nil {
-		if ctx.Err() != nil {
-			return 0
-		}
-		var be *sim.BootError
-		if !errors.As(err, &be) {
-			fmt.Fprintln(stderr, err)
-		}
-		return 1
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(c.Host, strconv.Itoa(c.Port)))
-	if err != nil {
-		fmt.Fprintf(stdout, "ERROR [vllm-sim] OSError: [Errno 98] error while attempting to bind on address (%s, %d): %v\n", c.Host, c.Port, err)
-		return 1
-	}
-	fmt.Fprintln(stdout, "INFO:     Application startup complete.")
-	if err := e.Serve(ctx, ln); err != nil {
-		var dead *sim.EngineDeadError
-		if errors.As(err, &dead) {
-			return 1
-		}
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	fmt.Fprintln(stdout, "INFO:     Shutting down")
-	return 0
+	return sim.Main(ctx, args, getenv, stdout, stderr)
 }

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vgrid/vgrid/compose"
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/profiles"
+)
+
+// composeDriver runs candidates as a compose service: each candidate is
+// rendered from the original profile, written atomically, and the service
+// recreated. The original was backed up (label = run id) before the first.
+type composeDriver struct {
+	proj     profiles.Project
+	service  string
+	gpusOff  bool
+	endpoint string
+	d        *compose.Deployer
+	log      zerolog.Logger
+
+	file     string // the profile file that carries the vLLM arguments
+	original []byte
+	mode     os.FileMode
+	runID    string
+	spec     *compose.Spec
+	res      *compose.Result
+}
+
+func newComposeDriver(ctx context.Context, t orchestrator.Target, environ []string, log zerolog.Logger) (*composeDriver, error) {
+	p := profiles.Project{Files: t.Files, Name: t.Project, Environ: environ}
+	if t.EnvFile != "" {
+		p.EnvFiles = []string{t.EnvFile}
+	}
+	d, err := compose.Connect(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	c := &composeDriver{proj: p, service: t.Service, gpusOff: t.GPUs == "off", endpoint: t.Endpoint, d: d, log: log}
+	plan, err := p.Render(ctx, t.Service, nil)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	c.file, c.service, c.original = plan.File, plan.Service, plan.Before
+	info, err := os.Stat(c.file)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	c.mode = info.Mode().Perm()
+	c.proj.Content = map[string][]byte{c.file: c.original}
+	return c, nil
+}
+
+func (c *composeDriver) Close() error { return c.d.Close() }
+
+func (c *composeDriver) Key() string {
+	l, err := c.proj.Load(context.Background(), nil)
+	name := c.proj.Name
+	if err == nil {
+		name = l.Name
+	}
+	return "compose:" + name + "/" + c.service
+}
+
+func (c *composeDriver) Prepare(ctx context.Context, runID string) (string, error) {
+	c.runID = runID
+	return profiles.WriteBackup(c.file, runID, time.Now())
+}
+
+func (c *composeDriver) Render(ctx context.Context, cand orchestrator.Candidate) (*orchestrator.Rendered, error) {
+	plan, err := c.proj.Render(ctx, c.service, cand.Settings)
+	if err != nil {
+		return nil, err
+	}
+	words := plan.Effective.Words()
+	for i := 1; i < len(words); i++ {
+		if profiles.CanonicalName(words[i-1]) == "api-key" {
+			words[i] = "<redacted>"
+		}
+	}
+	sum := sha256.Sum256(plan.After)
+	return &orchestrator.Rendered{Candidate: cand, Hash: hex.EncodeToString(sum[:]), Words: words, Private: plan.After}, nil
+}
+
+// apply writes profile bytes and recreates the service.
+func (c *composeDriver) apply(ctx context.Context, content []byte) error {
+	cur, err := os.ReadFile(c.file)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", c.file, err)
+	}
+	if string(cur) != string(content) {
+		if err := profiles.WriteFileAtomic(c.file, content, c.mode); err != nil {
+			return err
+		}
+	}
+	disk := c.proj
+	disk.Content = nil
+	l, err := disk.Load(ctx, nil)
+	if err != nil {
+		return err
+	}
+	s, err := compose.Convert(l.Project, c.service, compose.ConvertOptions{GPUsOff: c.gpusOff, APIVersion: c.d.APIVersion()})
+	if err != nil {
+		return err
+	}
+	s.Endpoint = c.endpoint
+	if c.runID != "" {
+		s.Config.Labels["io.vgrid.run"] = c.runID
+	}
+	res, err := c.d.Recreate(ctx, s)
+	if err != nil {
+		return toFailure(err)
+	}
+	c.spec, c.res = s, res
+	return nil
+}
+
+func (c *composeDriver) Deploy(ctx context.Context, r *orchestrator.Rendered) error {
+	return c.apply(ctx, r.Private.([]byte))
+}
+
+func (c *composeDriver) WaitReady(ctx context.Context, timeout time.Duration) (*orchestrator.Ready, error) {
+	ready, err := c.d.WaitReady(ctx, c.spec, c.res, compose.ReadyOptions{Timeout: timeout})
+	if err != nil {
+		return nil, toFailure(err)
+	}
+	b := ready.Boot
+	return &orchestrator.Ready{Endpoint: ready.Endpoint, Model: c.spec.ServedModel, APIKey: c.spec.APIKey,
+		Boot: orchestrator.Boot{Weights: b.Weights, Compile: b.Compile, InitEngine: b.InitEngine, Ready: b.Ready}}, nil
+}
+
+func (c *composeDriver) Verify(ctx context.Context, r *orchestrator.Rendered) (map[string]string, error) {
+	ep := c.endpoint
+	if ep == "" {
+		if cont, err := c.d.Find(ctx, c.spec); err == nil && cont != nil {
+			ep, _ = c.d.Endpoint(c.spec, cont.NetworkSettings)
+		}
+	}
+	return verifyEndpoint(ctx, ep, c.spec.Flags)
+}
+
+// verifyEndpoint scrapes vllm:cache_config_info and checks it against flags.
+func verifyEndpoint(ctx context.Context, endpoint string, flags profiles.Flags) (map[string]string, error) {
+	eff, err := compose.ScrapeEffective(ctx, endpoint)
+	if err != nil {
+		return nil, &orchestrator.Failure{Reason: "config_drift", Detail: "cannot read the effective configuration: " + err.Error()}
+	}
+	m := map[string]string{"enable_prefix_caching": fmt.Sprint(eff.PrefixCaching), "gpu_memory_utilization": fmt.Sprint(eff.GPUUtil),
+		"cache_dtype": eff.CacheDtype, "num_gpu_blocks": fmt.Sprint(eff.NumGPUBlocks), "block_size": fmt.Sprint(eff.BlockSize)}
+	if f := compose.CheckDrift(flags, eff); f != nil {
+		return m, toFailure(f)
+	}
+	return m, nil
+}
+
+func (c *composeDriver) Diagnose(ctx context.Context) *orchestrator.Failure {
+	if c.spec == nil {
+		return nil
+	}
+	if f := c.d.Diagnose(ctx, c.spec); f != nil {
+		return toFailure(f).(*orchestrator.Failure)
+	}
+	return nil
+}
+
+func (c *composeDriver) Restore(ctx context.Context) error {
+	if err := c.apply(ctx, c.original); err != nil {
+		return err
+	}
+	_, err := c.d.WaitReady(ctx, c.spec, c.res, compose.ReadyOptions{Timeout: 30 * time.Minute})
+	if err != nil {
+		return fmt.Errorf("the original configuration did not come back: %w", err)
+	}
+	return nil
+}
+
+func (c *composeDriver) Crown(ctx context.Context, cand orchestrator.Candidate) error {
+	r, err := c.Render(ctx, cand)
+	if err != nil {
+		return err
+	}
+	if err := c.Deploy(ctx, r); err != nil {
+		return err
+	}
+	_, err = c.d.WaitReady(ctx, c.spec, c.res, compose.ReadyOptions{Timeout: 30 * time.Minute})
+	return err
+}
+
+// toFailure turns a compose.Failure into the orchestrator's.
+func toFailure(err error) error {
+	var f *compose.Failure
+	if !errors.As(err, &f) {
+		return err
+	}
+	return &orchestrator.Failure{Reason: f.Reason.String(), Detail: f.Detail, Line: f.Line, ExitCode: f.ExitCode,
+		Restarts: f.Restarts, Phase: f.Phase, Logs: f.Logs}
+}

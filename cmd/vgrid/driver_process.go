@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vgrid/vgrid/compose"
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/profiles"
+)
+
+// processDriver runs each candidate as a child process from a vllm
+// serve-style command (as vllm bench sweep does): the candidate's flags are
+// rendered into the command's arguments. Before the run nothing of vgrid's
+// runs there, so "restore" stops the process; "crown" leaves the champion
+// running in its own session, its output in a log file.
+type processDriver struct {
+	prefix   []string // up to and including "serve"
+	args     profiles.Flags
+	env      []string
+	endpoint string
+	logDir   string
+	log      zerolog.Logger
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+	lines   []string
+	phase   string
+	logFile string
+	flags   profiles.Flags
+	started time.Time
+}
+
+func newProcessDriver(t orchestrator.Target, environ []string, logDir string, log zerolog.Logger) (*processDriver, error) {
+	if t.Endpoint == "" {
+		return nil, fmt.Errorf("target.endpoint is required with the process driver (e.g. http://127.0.0.1:8011, matching the command's --port)")
+	}
+	cmd := append([]string(nil), t.Command...)
+	if cmd[0] == "vgrid" {
+		// The simulator from this same binary: nothing else to install.
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cmd[0] = self
+	}
+	i := 0
+	for i < len(cmd) && cmd[i] != "serve" {
+		i++
+	}
+	if i == len(cmd) {
+		return nil, fmt.Errorf("target.command %q has no serve subcommand (want e.g. [vllm, serve, --model, ...])", strings.Join(t.Command, " "))
+	}
+	env := append([]string(nil), environ...)
+	for k, v := range t.Env {
+		env = append(env, k+"="+v)
+	}
+	return &processDriver{prefix: cmd[:i+1], args: profiles.ParseArgs(cmd[i+1:]), env: env, endpoint: strings.TrimRight(t.Endpoint, "/"), logDir: logDir, log: log}, nil
+}
+
+func (p *processDriver) Key() string { return "process:" + p.endpoint }
+
+func (p *processDriver) Prepare(ctx context.Context, runID string) (string, error) {
+	if answers(ctx, p.endpoint) {
+		return "", fmt.Errorf("something already answers at %s; stop it (a champion left by an earlier run?) or change the port", p.endpoint)
+	}
+	return "", os.MkdirAll(p.logDir, 0o755)
+}
+
+// answers reports whether any HTTP server answers at endpoint.
+func answers(ctx context.Context, endpoint string) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", endpoint+"/health", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
+}
+
+func (p *processDriver) Render(ctx context.Context, c orchestrator.Candidate) (*orchestrator.Rendered, error) {
+	flags := p.args.Apply(c.Settings)
+	words := flags.Words()
+	full := append(append([]string(nil), p.prefix...), words...)
+	sum := sha256.Sum256([]byte(strings.Join(full, "\x00")))
+	shown := append([]string(nil), words...)
+	for i := 1; i < len(shown); i++ {
+		if profiles.CanonicalName(shown[i-1]) == "api-key" {
+			shown[i] = "<redacted>"
+		}
+	}
+	return &orchestrator.Rendered{Candidate: c, Hash: hex.EncodeToString(sum[:]), Words: shown, Private: full}, nil
+}
+
+// stop ends the running child: SIGTERM, then SIGKILL after 10 s.
+func (p *processDriver) stop() {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+	}
+}
+
+func (p *processDriver) start(full []string, detach bool) error {
+	p.stop()
+	name := fmt.Sprintf("vllm-%d.log", time.Now().UnixNano())
+	logFile := filepath.Join(p.logDir, name)
+	f, err := os.Create(logFile)
+	if err != nil {
+		return fmt.Errorf("process log: %w", err)
+	}
+	cmd := exec.Command(full[0], full[1:]...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = p.env, f, f
+	if detach {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return &orchestrator.Failure{Reason: "exited", Detail: fmt.Sprintf("cannot start %s: %v", full[0], err)}
+	}
+	f.Close()
+	exited := make(chan struct{})
+	p.mu.Lock()
+	p.cmd, p.exited, p.lines, p.phase, p.logFile, p.started = cmd, exited, nil, "starting the process", logFile, time.Now()
+	p.flags = profiles.ParseArgs(full[len(p.prefix):])
+	p.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		p.mu.Lock()
+		p.waitErr = err
+		p.mu.Unlock()
+		close(exited)
+	}()
+	return nil
+}
+
+func (p *processDriver) Deploy(ctx context.Context, r *orchestrator.Rendered) error {
+	return p.start(r.Private.([]string), false)
+}
+
+// readLog takes the new lines of the process log.
+func (p *processDriver) readLog(offset *int64) []string {
+	f, err := os.Open(p.logFile)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	f.Seek(*offset, 0)
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		*offset += int64(len(sc.Bytes()) + 1)
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+func (p *processDriver) failure(reason, detail, line string) *orchestrator.Failure {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	logs := p.lines
+	if len(logs) > 200 {
+		logs = logs[len(logs)-200:]
+	}
+	return &orchestrator.Failure{Reason: reason, Detail: detail, Line: line, Phase: p.phase, Logs: append([]string(nil), logs...)}
+}
+
+func (p *processDriver) WaitReady(ctx context.Context, timeout time.Duration) (*orchestrator.Ready, error) {
+	deadline := time.Now().Add(timeout)
+	var offset int64
+	model, _ := p.flags.Get("model")
+	if v, ok := p.flags.Get("served-model-name"); ok && v != "" {
+		model = strings.Fields(v)[0]
+	}
+	key, _ := p.flags.Get("api-key")
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, l := range p.readLog(&offset) {
+			p.mu.Lock()
+			p.lines = append(p.lines, l)
+			if ph, ok := compose.PhaseOf(l); ok {
+				p.phase = ph
+			}
+			p.mu.Unlock()
+			if r, ok := compose.ClassifyLine(l); ok {
+				return nil, p.failure(r.String(), "vLLM failed while "+p.phase, l)
+			}
+		}
+		select {
+		case <-p.exited:
+			p.mu.Lock()
+			err := p.waitErr
+			p.mu.Unlock()
+			for _, l := range p.readLog(&offset) {
+				p.lines = append(p.lines, l)
+				if r, ok := compose.ClassifyLine(l); ok {
+					return nil, p.failure(r.String(), "vLLM failed while "+p.phase, l)
+				}
+			}
+			last := ""
+			if n := len(p.lines); n > 0 {
+				last = p.lines[n-1]
+			}
+			return nil, p.failure("exited", fmt.Sprintf("the process exited (%v) while %s", err, p.phase), last)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+		ready, _, fail, _ := compose.ProbeReady(ctx, p.endpoint, model, key, 30*time.Second)
+		if fail != nil {
+			return nil, toFailure(fail)
+		}
+		if ready {
+			boot := compose.ParseBoot(p.lines)
+			return &orchestrator.Ready{Endpoint: p.endpoint, Model: model, APIKey: key,
+				Boot: orchestrator.Boot{Weights: boot.Weights, Compile: boot.Compile, InitEngine: boot.InitEngine, Ready: time.Since(p.started).Seconds()}}, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, p.failure("health_timeout", fmt.Sprintf("not ready after %s; still %s", timeout, p.phase), "")
+		}
+	}
+}
+
+func (p *processDriver) Verify(ctx context.Context, r *orchestrator.Rendered) (map[string]string, error) {
+	return verifyEndpoint(ctx, p.endpoint, p.flags)
+}
+
+func (p *processDriver) Diagnose(ctx context.Context) *orchestrator.Failure {
+	p.mu.Lock()
+	exited := p.exited
+	p.mu.Unlock()
+	if exited == nil {
+		return nil
+	}
+	select {
+	case <-exited:
+	default:
+		if answers(ctx, p.endpoint) {
+			return nil
+		}
+		select { // nothing answers: a dying engine takes a moment to exit
+		case <-exited:
+		case <-time.After(2 * time.Second):
+			return p.failure("unreachable", "the server stopped answering during the benchmark", "")
+		}
+	}
+	var offset int64
+	lines := p.readLog(&offset)
+	p.mu.Lock()
+	p.lines = lines
+	p.mu.Unlock()
+	for i := len(lines) - 1; i >= 0; i-- {
+		if r, ok := compose.ClassifyLine(lines[i]); ok {
+			return p.failure(r.String(), "the server died during the benchmark", lines[i])
+		}
+	}
+	return p.failure("exited", "the server process exited during the benchmark", "")
+}
+
+func (p *processDriver) Restore(ctx context.Context) error {
+	p.stop()
+	return nil
+}
+
+func (p *processDriver) Crown(ctx context.Context, c orchestrator.Candidate) error {
+	r, err := p.Render(ctx, c)
+	if err != nil {
+		return err
+	}
+	if err := p.start(r.Private.([]string), true); err != nil {
+		return err
+	}
+	if _, err := p.WaitReady(ctx, 30*time.Minute); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cmd = nil // left running: it is the service now
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *processDriver) Close() error {
+	p.stop()
+	return nil
+}
