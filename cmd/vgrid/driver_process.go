@@ -142,6 +142,10 @@ func (p *processDriver) start(full []string, detach bool) error {
 	cmd.Env, cmd.Stdout, cmd.Stderr = p.env, f, f
 	if detach {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	} else {
+		// A trial's server dies with vgrid, even on kill -9, so a resumed
+		// run finds the port free.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	}
 	if err := cmd.Start(); err != nil {
 		f.Close()

@@ -1,0 +1,310 @@
+package orchestrator
+
+import (
+	"encoding/csv"
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/profiles"
+)
+
+// Row is one candidate in the report. Every number comes from the stored
+// samples of its trial (NaN when not measured).
+type Row struct {
+	Seq            int
+	Name           string
+	Outcome        string // done, failed (reason), skipped (reason)
+	GPUMem         string // effective gpu-memory-utilization
+	Chunked        string // effective enable-chunked-prefill
+	Prefix         string // effective enable-prefix-caching
+	BootS          float64
+	TTFTMiss       float64
+	TTFTHit        float64
+	Accel          float64
+	AccelLo        float64
+	AccelHi        float64
+	ConvTTFT       float64 // long-conversation TTFT p50
+	ConvDegr       float64 // last-5 / first-5 turns
+	ToolSuccess    float64
+	Quality        float64
+	TokS           float64 // best load output throughput (or the run-wide figure)
+	TTFTP50        float64 // load TTFT p50 at that level
+	TTFTP95        float64
+	VRAMMiB        float64
+	Errors         float64
+	Verdict        string
+	Failure        *Failure
+	Rendered       []string
+	ObjectiveValue float64
+}
+
+// ReportData is a run's report.
+type ReportData struct {
+	Run     *Run
+	Rows    []Row
+	Verdict *Verdict
+}
+
+func nan() float64 { return math.NaN() }
+
+func get(m map[string]float64, k string) float64 {
+	if v, ok := m[k]; ok {
+		return v
+	}
+	return nan()
+}
+
+// BuildReport assembles the report from the run, its trials and their
+// stored reports (by trial seq). Pure.
+func BuildReport(run *Run, trials []*Trial, reports map[int][]*benchmark.Report) *ReportData {
+	d := &ReportData{Run: run, Verdict: run.Champion}
+	ranks := map[int]Rank{}
+	if run.Champion != nil {
+		for _, r := range run.Champion.Ranking {
+			ranks[r.Seq] = r
+		}
+	}
+	metric := run.Grid.Objective.Maximize + run.Grid.Objective.Minimize
+	for _, t := range trials {
+		row := Row{Seq: t.Seq, Name: t.Candidate.Name, Outcome: t.Phase.String(), Failure: t.Failure, Rendered: t.Rendered}
+		if t.Failure != nil {
+			row.Outcome += " (" + t.Failure.Reason + ")"
+		}
+		flags := profiles.Flags(profiles.ParseArgs(t.Rendered))
+		eff := func(name string) string {
+			if v, ok := flags.Effective(name); ok {
+				return v
+			}
+			return "default"
+		}
+		row.GPUMem, row.Chunked, row.Prefix = eff("gpu-memory-utilization"), eff("enable-chunked-prefill"), eff("enable-prefix-caching")
+		if row.GPUMem == "default" {
+			row.GPUMem = "0.9 (default)"
+		}
+		row.BootS = nan()
+		if t.Boot != nil {
+			row.BootS = t.Boot.Ready
+		}
+		reps := reports[t.Seq]
+		m, _ := Metrics(reps)
+		row.TTFTMiss, row.TTFTHit = get(m, "kv-cache.ttft_miss_p50_ms"), get(m, "kv-cache.ttft_hit_p50_ms")
+		row.Accel, row.AccelLo, row.AccelHi = nan(), nan(), nan()
+		if ci := AccelerationCI(reps); ci != nil {
+			row.Accel, row.AccelLo, row.AccelHi = ci.Value, ci.Lo, ci.Hi
+		}
+		row.ConvTTFT, row.ConvDegr = get(m, "long-conversation.ttft_p50_ms"), get(m, "long-conversation.degradation")
+		row.ToolSuccess, row.Quality = get(m, "tool_call_success"), get(m, "quality")
+		row.TokS, row.TTFTP50, row.TTFTP95 = nan(), nan(), nan()
+		if v, ok := m["load.max_output_throughput_tok_s"]; ok {
+			row.TokS = v
+			row.TTFTP50, row.TTFTP95 = get(m, "load.ttft_p50_ms"), get(m, "load.ttft_p95_ms")
+		} else {
+			// No load scenario: the best throughput any scenario measured.
+			for k, v := range m {
+				if strings.HasSuffix(k, ".output_throughput_tok_s") && (math.IsNaN(row.TokS) || v > row.TokS) {
+					row.TokS = v
+				}
+			}
+		}
+		row.VRAMMiB, row.Errors = get(m, "peak_vram_mib"), get(m, "errors")
+		row.ObjectiveValue = get(m, metric)
+		switch r, ok := ranks[t.Seq]; {
+		case run.Champion != nil && run.Champion.Champion == t.Seq:
+			row.Verdict = "champion"
+		case ok && r.Eligible:
+			row.Verdict = "eligible"
+		case ok:
+			row.Verdict = "out: " + r.Why
+		default:
+			row.Verdict = "-"
+		}
+		d.Rows = append(d.Rows, row)
+	}
+	return d
+}
+
+func f(v float64, prec int) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "-"
+	}
+	return strconv.FormatFloat(v, 'f', prec, 64)
+}
+
+func (r Row) accel() string {
+	if math.IsNaN(r.Accel) {
+		return "-"
+	}
+	return fmt.Sprintf("%sx [%s, %s]", f(r.Accel, 2), f(r.AccelLo, 2), f(r.AccelHi, 2))
+}
+
+var columns = []string{"#", "candidate", "status", "gpu_mem", "chunked", "prefix", "boot s", "TTFT MISS ms", "TTFT HIT ms", "Accel [95% CI]",
+	"conv TTFT ms", "conv degr.", "tools", "quality", "tok/s", "TTFT p50 ms", "TTFT p95 ms", "VRAM MiB", "errors", "verdict"}
+
+func (r Row) cells() []string {
+	return []string{strconv.Itoa(r.Seq), r.Name, r.Outcome, r.GPUMem, r.Chunked, r.Prefix, f(r.BootS, 1), f(r.TTFTMiss, 1), f(r.TTFTHit, 1), r.accel(),
+		f(r.ConvTTFT, 1), f(r.ConvDegr, 2), f(r.ToolSuccess, 2), f(r.Quality, 2), f(r.TokS, 1), f(r.TTFTP50, 1), f(r.TTFTP95, 1), f(r.VRAMMiB, 0), f(r.Errors, 0), r.Verdict}
+}
+
+// Markdown writes the report as Markdown.
+func (d *ReportData) Markdown(w io.Writer) {
+	r := d.Run
+	fmt.Fprintf(w, "# vgrid run %s\n\n", r.ID)
+	fmt.Fprintf(w, "- grid: %s (%s), target `%s`\n- state: %s, left running: %s\n- objective: %s %s; constraints: %s\n\n",
+		r.Grid.Name, r.GridFile, r.Target, r.State, r.EndAction, objectiveVerb(r.Grid), r.Grid.Objective.Maximize+r.Grid.Objective.Minimize,
+		strings.Join(r.Grid.Constraints, ", "))
+	if v := d.Verdict; v != nil {
+		if v.Champion >= 0 {
+			fmt.Fprintf(w, "## Champion: %s\n\n", v.Name)
+		} else {
+			fmt.Fprintf(w, "## No champion\n\n")
+		}
+		fmt.Fprintf(w, "%s.\n\n", v.Reason)
+		if v.Tie {
+			fmt.Fprintf(w, "**This was a tie**: the measurements do not separate the two leaders with 95%% confidence.\n\n")
+		}
+	}
+	fmt.Fprintf(w, "## Candidates\n\n| %s |\n|%s\n", strings.Join(columns, " | "), strings.Repeat("---|", len(columns)))
+	for _, row := range d.Rows {
+		cells := row.cells()
+		for i := range cells {
+			cells[i] = strings.ReplaceAll(cells[i], "|", "\\|")
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+	fmt.Fprintf(w, "\nEvery number is computed from the samples stored for the run (medians over repetitions; TTFT in ms; tok/s is the best load level's output throughput).\n")
+	var failed []Row
+	for _, row := range d.Rows {
+		if row.Failure != nil {
+			failed = append(failed, row)
+		}
+	}
+	if len(failed) > 0 {
+		fmt.Fprintf(w, "\n## Failed candidates and their evidence\n\n")
+		for _, row := range failed {
+			fl := row.Failure
+			fmt.Fprintf(w, "### %d. %s: %s\n\n%s\n\n", row.Seq, row.Name, fl.Reason, fl.Detail)
+			if fl.Line != "" {
+				fmt.Fprintf(w, "```\n%s\n```\n\n", fl.Line)
+			}
+		}
+	}
+}
+
+func objectiveVerb(g Grid) string {
+	if g.Objective.Maximize != "" {
+		return "maximize"
+	}
+	return "minimize"
+}
+
+// CSV writes one row per candidate.
+func (d *ReportData) CSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	cw.Write(columns)
+	for _, row := range d.Rows {
+		cw.Write(row.cells())
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// HTML writes a self-contained page with the table and two SVG charts:
+// TTFT miss/hit by candidate, and throughput against TTFT p50.
+func (d *ReportData) HTML(w io.Writer) error {
+	var md strings.Builder
+	d.Markdown(&md)
+	return htmlTmpl.Execute(w, map[string]any{"D": d, "Columns": columns, "Rows": d.Rows, "TTFTChart": template.HTML(d.ttftChart()),
+		"TputChart": template.HTML(d.tputChart())})
+}
+
+var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"cells": func(r Row) []string { return r.cells() }}).Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>vgrid run {{.D.Run.ID}}</title>
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:nth-child(2),td:nth-child(3),td:last-child{text-align:left}tr.champion{background:#e6f4ea}pre{background:#f4f4f4;padding:6px;white-space:pre-wrap}</style></head>
+<body><h1>vgrid run {{.D.Run.ID}}</h1>
+<p>grid {{.D.Run.Grid.Name}}, target <code>{{.D.Run.Target}}</code>, state {{.D.Run.State}}, left running: {{.D.Run.EndAction}}</p>
+{{with .D.Verdict}}<h2>{{if ge .Champion 0}}Champion: {{.Name}}{{else}}No champion{{end}}</h2><p>{{.Reason}}{{if .Tie}} <b>(a tie)</b>{{end}}</p>{{end}}
+<h2>Candidates</h2><table><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr>
+{{range .Rows}}<tr{{if eq .Verdict "champion"}} class="champion"{{end}}>{{range cells .}}<td>{{.}}</td>{{end}}</tr>
+{{end}}</table>
+<h2>TTFT by candidate (cache miss and hit, p50 ms)</h2>{{.TTFTChart}}
+<h2>Throughput against latency</h2>{{.TputChart}}
+<h2>Failed candidates</h2>{{range $r := .Rows}}{{with $r.Failure}}<h3>{{$r.Seq}}. {{$r.Name}}: {{.Reason}}</h3><p>{{.Detail}}</p>{{if .Line}}<pre>{{.Line}}</pre>{{end}}{{end}}{{end}}
+</body></html>`))
+
+// ttftChart draws grouped bars (miss, hit) per candidate.
+func (d *ReportData) ttftChart() string {
+	const w, h, pad = 760, 260, 40
+	maxV := 1.0
+	for _, r := range d.Rows {
+		for _, v := range []float64{r.TTFTMiss, r.TTFTHit} {
+			if !math.IsNaN(v) && v > maxV {
+				maxV = v
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-size="10">`, w, h+60)
+	n := max(len(d.Rows), 1)
+	slot := float64(w-2*pad) / float64(n)
+	for i, r := range d.Rows {
+		x := pad + float64(i)*slot
+		for j, v := range []float64{r.TTFTMiss, r.TTFTHit} {
+			if math.IsNaN(v) {
+				continue
+			}
+			bh := v / maxV * float64(h-pad)
+			color := []string{"#d9534f", "#5cb85c"}[j]
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s %s: %.1f ms</title></rect>`,
+				x+float64(j)*slot*0.4+slot*0.1, float64(h)-bh, slot*0.35, bh, color, template.HTMLEscapeString(r.Name), []string{"miss", "hit"}[j], v)
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d">%d</text>`, x+slot*0.4, h+14, r.Seq)
+	}
+	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/><text x="%d" y="%d">max %.0f ms; red miss, green hit; x: trial #</text></svg>`,
+		pad, h, w-pad, h, pad, h+34, maxV)
+	return b.String()
+}
+
+// tputChart plots output tokens/s (y) against TTFT p50 (x).
+func (d *ReportData) tputChart() string {
+	const w, h, pad = 760, 300, 50
+	maxX, maxY := 1.0, 1.0
+	for _, r := range d.Rows {
+		x, y := r.TTFTP50, r.TokS
+		if math.IsNaN(x) {
+			x = r.TTFTMiss
+		}
+		if !math.IsNaN(x) && x > maxX {
+			maxX = x
+		}
+		if !math.IsNaN(y) && y > maxY {
+			maxY = y
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-size="10">`, w, h+40)
+	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`, pad, h, w-pad, h, pad, pad/2, pad, h)
+	for _, r := range d.Rows {
+		x, y := r.TTFTP50, r.TokS
+		if math.IsNaN(x) {
+			x = r.TTFTMiss
+		}
+		if math.IsNaN(x) || math.IsNaN(y) {
+			continue
+		}
+		px := pad + x/maxX*float64(w-2*pad)
+		py := float64(h) - y/maxY*float64(h-pad)
+		color := "#337ab7"
+		if r.Verdict == "champion" {
+			color = "#2e7d32"
+		}
+		fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="5" fill="%s"><title>%s: %.1f tok/s, TTFT %.1f ms</title></circle><text x="%.1f" y="%.1f">%d</text>`,
+			px, py, color, template.HTMLEscapeString(r.Name), y, x, px+7, py-4, r.Seq)
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="%d">x: TTFT p50 (max %.0f ms), y: output tokens/s (max %.0f)</text></svg>`, pad, h+24, maxX, maxY)
+	return b.String()
+}
