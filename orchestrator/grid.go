@@ -276,13 +276,17 @@ func (c Candidate) Get(flag string) (string, bool) {
 }
 
 // Expand lists the candidates: explicit ones first, in file order, then the
-// cartesian product of the axes (first axis varies slowest). Pure.
+// cartesian product of the axes (first axis varies slowest), without the
+// points already listed. Pure.
 func (g *Grid) Expand() []Candidate {
 	var out []Candidate
 	seen := map[string]bool{}
-	add := func(c Candidate) {
+	// Explicit candidates are kept even when identical (the user asked for
+	// each; the pair shows run-to-run spread); axis points already listed
+	// are not run twice.
+	add := func(c Candidate, explicit bool) {
 		key := fmt.Sprint(c.Settings)
-		if !seen[key] {
+		if explicit || !seen[key] {
 			seen[key] = true
 			out = append(out, c)
 		}
@@ -306,7 +310,7 @@ func (g *Grid) Expand() []Candidate {
 		if c.Name == "" {
 			c.Name = nameOf(c.Settings)
 		}
-		add(c)
+		add(c, true)
 	}
 	if len(g.Space.AxesJSON) == 0 {
 		return out
@@ -320,7 +324,7 @@ func (g *Grid) Expand() []Candidate {
 			}
 		}
 		c.Name = nameOf(c.Settings)
-		add(c)
+		add(c, false)
 		// next index, last axis fastest
 		i := len(idx) - 1
 		for ; i >= 0; i-- {
