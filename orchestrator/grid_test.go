@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 const gridOK = `name: demo
@@ -141,5 +142,17 @@ func TestChoose(t *testing.T) {
 	v := Choose(minTTFT, []Scored{broken, failed, scored(0, "0.9", 100, fast...)})
 	if v.Ranking[0].Seq != 0 || v.Ranking[1].Why != "errors = 2, constraint errors == 0" || !strings.Contains(v.Ranking[2].Why, "not measured") || !math.IsNaN(v.Ranking[2].Objective) {
 		t.Errorf("ranking %+v", v.Ranking)
+	}
+}
+
+func TestTimingCountsABootThatFails(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	tr := &Trial{Phases: []PhaseStamp{{PhasePending, at(0)}, {PhaseRendering, at(10)}, {PhaseDeploying, at(30)},
+		{PhaseWaitingReady, at(330)}, {PhaseFailed, at(1330)}},
+		Failure: &Failure{Reason: "free_memory", LineAt: at(1328)}}
+	tm := tr.Timing()
+	if tm.Render != 20*time.Millisecond || tm.Deploy != 300*time.Millisecond || tm.Boot != time.Second || tm.Total != 1320*time.Millisecond || tm.FailExtra != 2*time.Millisecond {
+		t.Errorf("%+v", tm)
 	}
 }

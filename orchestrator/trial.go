@@ -68,13 +68,14 @@ type PhaseStamp struct {
 // (free_memory, kv_cache_too_small, oom, engine_dead, crash_loop, unhealthy,
 // health_timeout, config_drift, benchmark, render, infeasible, ...).
 type Failure struct {
-	Reason   string   `json:"reason"`
-	Detail   string   `json:"detail"`
-	Line     string   `json:"line,omitempty"` // the log line that proves it
-	ExitCode int      `json:"exit_code,omitempty"`
-	Restarts int      `json:"restarts,omitempty"`
-	Phase    string   `json:"phase,omitempty"` // the vLLM boot phase reached
-	Logs     []string `json:"logs,omitempty"`  // last container/process log lines
+	Reason   string    `json:"reason"`
+	Detail   string    `json:"detail"`
+	Line     string    `json:"line,omitempty"` // the log line that proves it
+	ExitCode int       `json:"exit_code,omitempty"`
+	Restarts int       `json:"restarts,omitempty"`
+	Phase    string    `json:"phase,omitempty"`   // the vLLM boot phase reached
+	Logs     []string  `json:"logs,omitempty"`    // last container/process log lines
+	LineAt   time.Time `json:"line_at,omitempty"` // when the engine received Line (Docker's timestamp)
 }
 
 func (f *Failure) Error() string {
@@ -155,4 +156,67 @@ type Run struct {
 	Champion  *Verdict  `json:"champion,omitempty"`
 	EndAction string    `json:"end_action,omitempty"` // what was left running: "champion", "original"
 	Error     string    `json:"error,omitempty"`
+}
+
+// Timing is where a trial's time went, from its phase stamps.
+type Timing struct {
+	Render, Deploy, Boot, Verify, Bench, Total time.Duration
+	// FailExtra is, for a trial that failed on a logged line, the time
+	// from that line to the recorded failure.
+	FailExtra time.Duration
+}
+
+// Timing splits a trial's last attempt by phase: each phase lasts until
+// the next stamp, whichever it is (a boot that fails lasts until the
+// failure).
+func (t *Trial) Timing() Timing {
+	var tm Timing
+	start := len(t.Phases)
+	for i := len(t.Phases) - 1; i >= 0; i-- { // the last attempt starts at its last rendering
+		if t.Phases[i].Phase == PhaseRendering {
+			start = i
+			break
+		}
+	}
+	for i := start; i+1 < len(t.Phases); i++ {
+		d := t.Phases[i+1].At.Sub(t.Phases[i].At)
+		switch t.Phases[i].Phase {
+		case PhaseRendering:
+			tm.Render += d
+		case PhaseDeploying:
+			tm.Deploy += d
+		case PhaseWaitingReady:
+			tm.Boot += d
+		case PhaseVerifyingConfig:
+			tm.Verify += d
+		case PhaseBenchmarking:
+			tm.Bench += d
+		}
+	}
+	if start < len(t.Phases) {
+		tm.Total = t.Phases[len(t.Phases)-1].At.Sub(t.Phases[start].At)
+	}
+	if f := t.Failure; f != nil && !f.LineAt.IsZero() && !t.Entered(PhaseFailed).IsZero() {
+		tm.FailExtra = t.Entered(PhaseFailed).Sub(f.LineAt)
+	}
+	return tm
+}
+
+// RunWall is the time from the first trial's start to the last trial's end.
+func RunWall(trials []*Trial) time.Duration {
+	var first, last time.Time
+	for _, t := range trials {
+		if s := t.Entered(PhaseRendering); !s.IsZero() && (first.IsZero() || s.Before(first)) {
+			first = s
+		}
+		for _, p := range []Phase{PhaseDone, PhaseFailed, PhaseSkipped} {
+			if e := t.Entered(p); e.After(last) {
+				last = e
+			}
+		}
+	}
+	if first.IsZero() || last.Before(first) {
+		return 0
+	}
+	return last.Sub(first)
 }

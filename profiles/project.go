@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/loader"
@@ -26,6 +27,15 @@ type Project struct {
 	// orchestrator renders every candidate from the original profile bytes,
 	// never from the previous trial's rendering.
 	Content map[string][]byte
+	// Before, when set, memoizes the original's effective flags per
+	// service across renders (valid while Content pins the original).
+	Before *BeforeCache
+}
+
+// BeforeCache holds the original profile's effective flags per service.
+type BeforeCache struct {
+	mu    sync.Mutex
+	flags map[string]Flags
 }
 
 func (p Project) read(file string) ([]byte, error) {
@@ -197,11 +207,7 @@ func (p Project) Render(ctx context.Context, service string, cand Candidate) (*P
 	plan := &Plan{File: file, Service: service, Changes: changes, Before: doc.src, After: after}
 	r, _ := doc.region(service)
 
-	orig, err := p.Load(ctx, nil)
-	if err != nil {
-		return nil, explain(err, r.problems)
-	}
-	before, err := orig.Flags(service)
+	before, err := p.beforeFlags(ctx, service, r.problems)
 	if err != nil {
 		return nil, err
 	}
@@ -290,4 +296,30 @@ func (p Project) Show(ctx context.Context, service string) (string, Flags, []str
 		return "", nil, nil, err
 	}
 	return service, f, l.Missing, nil
+}
+
+// beforeFlags is the original's effective flags, from the cache if any.
+func (p Project) beforeFlags(ctx context.Context, service string, problems []string) (Flags, error) {
+	if c := p.Before; c != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if f, ok := c.flags[service]; ok {
+			return f, nil
+		}
+	}
+	orig, err := p.Load(ctx, nil)
+	if err != nil {
+		return nil, explain(err, problems)
+	}
+	f, err := orig.Flags(service)
+	if err != nil {
+		return nil, err
+	}
+	if c := p.Before; c != nil {
+		if c.flags == nil {
+			c.flags = map[string]Flags{}
+		}
+		c.flags[service] = f
+	}
+	return f, nil
 }

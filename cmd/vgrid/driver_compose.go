@@ -58,6 +58,7 @@ func newComposeDriver(ctx context.Context, t orchestrator.Target, environ []stri
 	}
 	c.mode = info.Mode().Perm()
 	c.proj.Content = map[string][]byte{c.file: c.original}
+	c.proj.Before = &profiles.BeforeCache{} // the original does not change during a run
 	return c, nil
 }
 
@@ -203,5 +204,5 @@ func toFailure(err error) error {
 		return err
 	}
 	return &orchestrator.Failure{Reason: f.Reason.String(), Detail: f.Detail, Line: f.Line, ExitCode: f.ExitCode,
-		Restarts: f.Restarts, Phase: f.Phase, Logs: f.Logs}
+		Restarts: f.Restarts, Phase: f.Phase, Logs: f.Logs, LineAt: f.LineAt}
 }

@@ -11,7 +11,7 @@ import (
 
 const fixtures = "../../profiles/testdata/fixtures/"
 
-func vgrid(t *testing.T, args ...string) (code int, stdout, stderr string) {
+func vgrid(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code = run(context.Background(), args, []string{"PATH=/usr/bin"}, strings.NewReader(""), &out, &errb)

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vgrid/vgrid/internal/dockertest"
 	"github.com/vgrid/vgrid/orchestrator"
@@ -18,8 +19,15 @@ import (
 // a model-derived reason, a champion is chosen, the profile is left on it
 // and the service runs it.
 func TestMission14OnTheSimImage(t *testing.T) {
+	db, dir := runMission14(t)
+	checkMission14(t, db, dir)
+}
+
+// runMission14 stages the user's medium.yml with the simulator image and
+// runs examples/mission14.yaml on it; it returns the store and the folder.
+func runMission14(t testing.TB) (db, dir string) {
 	img := dockertest.BuildSimImage(t)
-	dir := t.TempDir()
+	dir = t.TempDir()
 	src, _ := os.ReadFile(fixtures + "medium.yml")
 	os.WriteFile(filepath.Join(dir, "medium.yml"), src, 0o644)
 	env, _ := os.ReadFile(fixtures + "env.example")
@@ -47,11 +55,15 @@ func TestMission14OnTheSimImage(t *testing.T) {
 	clean()
 	t.Cleanup(clean)
 
-	db := filepath.Join(t.TempDir(), "vgrid.db")
+	db = filepath.Join(t.TempDir(), "vgrid.db")
 	code, out, errs := vgrid(t, "run", gridFile, "--store", db)
 	if code != 0 {
 		t.Fatalf("code %d\n%s\n%s", code, out, errs)
 	}
+	return db, dir
+}
+
+func checkMission14(t *testing.T, db, dir string) {
 	st := openStore(t, db)
 	run, _ := st.GetRun("latest")
 	trials, _ := st.Trials(run.ID)
@@ -101,5 +113,36 @@ func TestMission14OnTheSimImage(t *testing.T) {
 	if code, md, _ := vgrid(t, "report", run.ID, "--store", db); code != 0 || !strings.Contains(md, "## Champion: "+champ.Candidate.Name) ||
 		!strings.Contains(md, "TTFT MISS ms | TTFT HIT ms | Accel") {
 		t.Errorf("report:\n%s", md)
+	}
+}
+
+// BenchmarkMission14Overhead runs Mission 14 on the sim image and reports,
+// from the stored phase stamps, the orchestrator's overhead: the trials'
+// wall time against the sum of recreate, boot and benchmark time (target
+// under 2%), and for boot failures the longest time from vLLM's failing
+// line to the recorded failure (target under 1 s).
+//
+//	go test ./cmd/vgrid -run '^$' -bench Mission14Overhead -benchtime 1x
+func BenchmarkMission14Overhead(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		db, _ := runMission14(b)
+		st := openStore(b, db)
+		run, _ := st.GetRun("latest")
+		trials, _ := st.Trials(run.ID)
+		st.Close()
+		var work, worstExtra, render, verify, total time.Duration
+		for _, tr := range trials {
+			tm := tr.Timing()
+			work += tm.Deploy + tm.Boot + tm.Bench
+			render += tm.Render
+			verify += tm.Verify
+			total += tm.Total
+			worstExtra = max(worstExtra, tm.FailExtra)
+		}
+		b.Logf("render %v, verify %v, recreate+boot+bench %v, trials' own time %v", render, verify, work, total)
+		wall := orchestrator.RunWall(trials)
+		b.ReportMetric(wall.Seconds(), "trials_wall_s")
+		b.ReportMetric(100*(wall-work).Seconds()/wall.Seconds(), "overhead_pct")
+		b.ReportMetric(worstExtra.Seconds(), "worst_fail_line_to_reason_s")
 	}
 }

@@ -248,12 +248,19 @@ func (a *app) printVerdict(st *store.Store, id string) error {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "\nrun %s: %s, left running: %s\n", run.ID, run.State, run.EndAction)
+	var sum time.Duration
 	for _, t := range trials {
 		out := t.Phase.String()
 		if t.Failure != nil {
 			out += " (" + t.Failure.Reason + ")"
 		}
-		fmt.Fprintf(a.stdout, "  %2d  %-28s %s\n", t.Seq, out, t.Candidate.Name)
+		tm := t.Timing()
+		sum += tm.Deploy + tm.Boot + tm.Bench
+		fmt.Fprintf(a.stdout, "  %2d  %-28s %6.1fs  %s\n", t.Seq, out, tm.Total.Seconds(), t.Candidate.Name)
+	}
+	if wall := orchestrator.RunWall(trials); wall > 0 {
+		fmt.Fprintf(a.stdout, "time: %.1fs for the trials; recreate + boot + benchmark %.1fs; orchestrator overhead %.2f%%\n",
+			wall.Seconds(), sum.Seconds(), 100*(wall-sum).Seconds()/wall.Seconds())
 	}
 	if v := run.Champion; v != nil {
 		if v.Champion >= 0 {
