@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -73,9 +76,62 @@ func (c *composeDriver) Key() string {
 	return "compose:" + name + "/" + c.service
 }
 
+// ownerLabel names the vgrid process driving a container: host, pid, run.
+const ownerLabel = "io.vgrid.owner"
+
+func owner(runID string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), runID)
+}
+
+// ownerAlive reports whether the owner label names a live vgrid other
+// than this one (a process on another host is taken as alive).
+func ownerAlive(label, runID string) bool {
+	parts := strings.SplitN(label, ":", 3)
+	if len(parts) != 3 || label == owner(runID) {
+		return false
+	}
+	host, _ := os.Hostname()
+	if parts[0] != host {
+		return true
+	}
+	pid, err := strconv.Atoi(parts[1])
+	if err != nil || pid == os.Getpid() {
+		return false
+	}
+	err = syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Prepare refuses a service another live vgrid drives (even with another
+// store: the container's owner label says who), then backs up the profile.
 func (c *composeDriver) Prepare(ctx context.Context, runID string) (string, error) {
 	c.runID = runID
+	if err := c.checkOwner(ctx); err != nil {
+		return "", err
+	}
 	return profiles.WriteBackup(c.file, runID, time.Now())
+}
+
+func (c *composeDriver) checkOwner(ctx context.Context) error {
+	disk := c.proj
+	disk.Content = nil
+	l, err := disk.Load(ctx, nil)
+	if err != nil {
+		return err
+	}
+	s, err := compose.Convert(l.Project, c.service, compose.ConvertOptions{GPUsOff: c.gpusOff})
+	if err != nil {
+		return err
+	}
+	cont, err := c.d.Find(ctx, s)
+	if err != nil || cont == nil || cont.Config == nil {
+		return err
+	}
+	if o := cont.Config.Labels[ownerLabel]; o != "" && ownerAlive(o, c.runID) {
+		return fmt.Errorf("service %s is driven by another vgrid (%s: host:pid:run); wait for it or stop it", c.service, o)
+	}
+	return nil
 }
 
 func (c *composeDriver) Render(ctx context.Context, cand orchestrator.Candidate) (*orchestrator.Rendered, error) {
@@ -117,6 +173,7 @@ func (c *composeDriver) apply(ctx context.Context, content []byte) error {
 	s.Endpoint = c.endpoint
 	if c.runID != "" {
 		s.Config.Labels["io.vgrid.run"] = c.runID
+		s.Config.Labels[ownerLabel] = owner(c.runID)
 	}
 	res, err := c.d.Recreate(ctx, s)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -127,6 +128,14 @@ func feasibility(g *orchestrator.Grid, render func(orchestrator.Candidate) ([]st
 		total := ""
 		if g.Feasibility.GPUMemoryMiB > 0 {
 			total = fmt.Sprint(g.Feasibility.GPUMemoryMiB)
+		} else if gpus := localGPUs(); len(gpus) > 0 {
+			// No hardware in the grid: this host's GPUs, as nvidia-smi sees them now.
+			total = fmt.Sprint(gpus[0].MemTotalMiB)
+			if len(used) == 0 {
+				for _, g := range gpus {
+					used = append(used, fmt.Sprint(g.MemUsedMiB))
+				}
+			}
 		}
 		gpus, err := sim.ParseGPUs(max(cfg.TP, 1), total, strings.Join(used, ","), "")
 		if err != nil {
@@ -293,3 +302,16 @@ func (a *app) simCommand() *cobra.Command {
 type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// localGPUs reads this host's GPUs from nvidia-smi (none without it).
+func localGPUs() []benchmark.GPUSample {
+	out, err := exec.Command("nvidia-smi", "--query-gpu="+benchmark.GPUQuery, "--format=csv,noheader,nounits").Output()
+	if err != nil {
+		return nil
+	}
+	ss, err := benchmark.ParseGPUCSV(strings.NewReader(string(out)), time.Now)
+	if err != nil {
+		return nil
+	}
+	return ss
+}
