@@ -272,3 +272,12 @@ func (d *Deployer) Find(ctx context.Context, s *Spec) (*container.InspectRespons
 	}
 	return &r.Container, nil
 }
+
+// Describe names the engine: its address and negotiated API version.
+func (d *Deployer) Describe(ctx context.Context) string {
+	v, err := d.cli.ServerVersion(ctx, client.ServerVersionOptions{})
+	if err != nil {
+		return fmt.Sprintf("%s (API %s)", d.cli.DaemonHost(), d.apiVersion)
+	}
+	return fmt.Sprintf("%s: engine %s, API %s", d.cli.DaemonHost(), v.Version, d.apiVersion)
+}

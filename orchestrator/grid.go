@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -45,6 +46,24 @@ type Target struct {
 
 	Endpoint  string `yaml:"endpoint" json:"endpoint,omitempty"`       // default: derived (compose: published port)
 	APIKeyEnv string `yaml:"api_key_env" json:"api_key_env,omitempty"` // default VLLM_API_KEY
+}
+
+// Key identifies the target for locks and the daemon's per-target queue:
+// one run at a time per compose project and service, or per endpoint.
+// Pure: it needs no engine.
+func (t Target) Key() string {
+	if t.Driver == "process" {
+		return "process:" + strings.TrimRight(t.Endpoint, "/")
+	}
+	project := t.Project
+	if project == "" && len(t.Files) > 0 {
+		project = filepath.Base(filepath.Dir(t.Files[0]))
+	}
+	service := t.Service
+	if service == "" && len(t.Files) > 0 {
+		service = "(vLLM service of " + filepath.Base(t.Files[0]) + ")"
+	}
+	return "compose:" + project + "/" + service
 }
 
 // Space is the search space: the cartesian product of Axes, plus Candidates.

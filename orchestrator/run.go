@@ -105,6 +105,10 @@ type Orchestrator struct {
 	Feasible func(Candidate) (bool, string)
 	// SkipInfeasible skips candidates Feasible rejects instead of running them to confirm.
 	SkipInfeasible bool
+	// LeaveOnInterrupt leaves the current candidate running when the run is
+	// interrupted, instead of restoring the original (the daemon: it must
+	// exit within 30 s, and the resumed run redeploys anyway).
+	LeaveOnInterrupt bool
 }
 
 // NewRunID returns a sortable, unique run id.
@@ -223,12 +227,16 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 		}
 		// Interrupted: persist with a context that outlives the cancel, and
 		// put the original configuration back so the service keeps running.
-		restoreCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(r.Grid.Timeouts.Ready)+time.Minute)
-		defer cancel()
-		rerr := o.Driver.Restore(restoreCtx)
-		r.EndAction = "original"
-		if rerr != nil {
-			r.Error = "restore after interruption: " + rerr.Error()
+		if o.LeaveOnInterrupt {
+			r.EndAction = "current candidate (interrupted)"
+		} else {
+			restoreCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(r.Grid.Timeouts.Ready)+time.Minute)
+			defer cancel()
+			rerr := o.Driver.Restore(restoreCtx)
+			r.EndAction = "original"
+			if rerr != nil {
+				r.Error = "restore after interruption: " + rerr.Error()
+			}
 		}
 		if serr := o.saveRun(r, RunInterrupted, "interrupted; resume with vgrid run --resume "+r.ID); serr != nil && err == nil {
 			err = serr

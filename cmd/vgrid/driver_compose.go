@@ -30,6 +30,7 @@ type composeDriver struct {
 	d        *compose.Deployer
 	log      zerolog.Logger
 
+	key      string
 	file     string // the profile file that carries the vLLM arguments
 	original []byte
 	mode     os.FileMode
@@ -47,7 +48,7 @@ func newComposeDriver(ctx context.Context, t orchestrator.Target, environ []stri
 	if err != nil {
 		return nil, err
 	}
-	c := &composeDriver{proj: p, service: t.Service, gpusOff: t.GPUs == "off", endpoint: t.Endpoint, d: d, log: log}
+	c := &composeDriver{proj: p, service: t.Service, gpusOff: t.GPUs == "off", endpoint: t.Endpoint, d: d, log: log, key: t.Key()}
 	plan, err := p.Render(ctx, t.Service, nil)
 	if err != nil {
 		d.Close()
@@ -67,14 +68,7 @@ func newComposeDriver(ctx context.Context, t orchestrator.Target, environ []stri
 
 func (c *composeDriver) Close() error { return c.d.Close() }
 
-func (c *composeDriver) Key() string {
-	l, err := c.proj.Load(context.Background(), nil)
-	name := c.proj.Name
-	if err == nil {
-		name = l.Name
-	}
-	return "compose:" + name + "/" + c.service
-}
+func (c *composeDriver) Key() string { return c.key }
 
 // ownerLabel names the vgrid process driving a container: host, pid, run.
 const ownerLabel = "io.vgrid.owner"

@@ -73,7 +73,9 @@ func newProcessDriver(t orchestrator.Target, environ []string, logDir string, lo
 	return &processDriver{prefix: cmd[:i+1], args: profiles.ParseArgs(cmd[i+1:]), env: env, endpoint: strings.TrimRight(t.Endpoint, "/"), logDir: logDir, log: log}, nil
 }
 
-func (p *processDriver) Key() string { return "process:" + p.endpoint }
+func (p *processDriver) Key() string {
+	return orchestrator.Target{Driver: "process", Endpoint: p.endpoint}.Key()
+}
 
 func (p *processDriver) Prepare(ctx context.Context, runID string) (string, error) {
 	if answers(ctx, p.endpoint) {

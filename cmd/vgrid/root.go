@@ -32,7 +32,7 @@ func (a *app) rootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.profileCommand(), a.deployCommand(), a.benchCommand(), a.runCommand(), a.simCommand(), a.reportCommand(), a.runsCommand(), a.gridCommand(), a.planCommand())
+	root.AddCommand(a.profileCommand(), a.deployCommand(), a.benchCommand(), a.runCommand(), a.simCommand(), a.reportCommand(), a.runsCommand(), a.gridCommand(), a.planCommand(), a.serveCommand())
 	return root
 }
 

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/compose"
+	"github.com/vgrid/vgrid/daemon"
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/store"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func (a *app) serveCommand() *cobra.Command {
+	var listen, storePath, tokenFile, logFormat string
+	cmd := &cobra.Command{
+		Use:   "serve [--listen 127.0.0.1:8321] [--store PATH] [--token-file F]",
+		Short: "Run the vgrid daemon: an authenticated HTTP API, a persistent run queue, live events, Prometheus metrics",
+		Long: `One process, one store. Runs submitted through the API (docs/api.md) are
+queued persistently and run one at a time per target (compose project and
+service, or endpoint); different targets run in parallel. Every API call
+but /healthz needs "Authorization: Bearer <token>"; the token file is
+created (mode 0600) on first start when absent.
+
+On SIGTERM/SIGINT the daemon stops accepting runs, cancels the running
+trials, persists them, and exits: the service under test is left on the
+current candidate (compose), and the run resumes when the daemon starts
+again. A second signal exits at once.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := a.logger(logFormat)
+			if err != nil {
+				return err
+			}
+			if storePath == "" {
+				storePath = store.DefaultPath(a.getenv)
+			}
+			if tokenFile == "" {
+				tokenFile = filepath.Join(filepath.Dir(storePath), "token")
+			}
+			st, err := store.Open(storePath)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			ctx := cmd.Context()
+			d, created, err := daemon.New(daemon.Config{
+				Listen: listen, TokenFile: tokenFile, Store: st, Log: log, Version: version,
+				NewDriver: func(ctx context.Context, g *orchestrator.Grid) (daemon.DriverCloser, error) {
+					return a.driver(ctx, g, storePath, log)
+				},
+				NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher {
+					var gpu benchmark.GPUSource = benchmark.LocalNvidiaSMI
+					if g.Target.GPUs == "off" {
+						gpu = nil
+					}
+					return &bencher{g: g, getenv: a.getenv, gpu: gpu}
+				},
+				Feasible: func(g *orchestrator.Grid, drv orchestrator.Driver) func(orchestrator.Candidate) (bool, string) {
+					return feasibility(g, renderWords(ctx, drv))
+				},
+				Engine: func(ctx context.Context) string {
+					dep, err := compose.Connect(ctx, zerolog.Nop())
+					if err != nil {
+						return "unreachable: " + err.Error()
+					}
+					defer dep.Close()
+					return dep.Describe(ctx)
+				},
+			})
+			if err != nil {
+				return usageError{err}
+			}
+			if created {
+				fmt.Fprintf(a.stdout, "token written to %s (mode 0600)\n", tokenFile)
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen %s: %w", listen, err)
+			}
+			fmt.Fprintf(a.stdout, "vgrid serve on http://%s (store %s, token file %s)\n", ln.Addr(), storePath, tokenFile)
+			return d.Serve(ctx, ln)
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8321", "address to listen on (non-loopback requires a token file)")
+	a.storeFlag(cmd, &storePath)
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "bearer token file (default: token next to the store; created when absent)")
+	cmd.Flags().StringVar(&logFormat, "log-format", "console", "console or json")
+	return cmd
+}

@@ -1,0 +1,291 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/store"
+)
+
+// Handler is the API. Every route but /healthz needs the bearer token.
+func (d *Daemon) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", d.healthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry(), promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST /v1/runs", d.submit)
+	mux.HandleFunc("GET /v1/runs", d.list)
+	mux.HandleFunc("GET /v1/runs/{id}", d.show)
+	mux.HandleFunc("GET /v1/runs/{id}/report", d.report)
+	mux.HandleFunc("POST /v1/runs/{id}/cancel", d.cancel)
+	mux.HandleFunc("GET /v1/runs/{id}/events", d.events)
+	mux.HandleFunc("GET /v1/profiles/backups", d.backups)
+	mux.HandleFunc("POST /v1/profiles/rollback", d.rollback)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && !d.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="vgrid"`)
+			jsonError(w, http.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer <the token file's content>)")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func jsonError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func (d *Daemon) storeError(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		jsonError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	jsonError(w, http.StatusInternalServerError, err.Error())
+}
+
+func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
+	out := map[string]string{"status": "ok", "version": d.cfg.Version}
+	if d.cfg.Engine != nil {
+		out["docker"] = d.cfg.Engine(r.Context())
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// submit takes a grid file as the body (YAML or JSON). ?dir= resolves its
+// relative paths (default: the daemon's working directory); ?name= names it.
+func (d *Daemon) submit(w http.ResponseWriter, r *http.Request) {
+	src, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return
+	}
+	dir := r.URL.Query().Get("dir")
+	if dir == "" {
+		dir, _ = os.Getwd()
+	}
+	name := r.URL.Query().Get("name")
+	if name == "" {
+		name = "grid"
+	}
+	run, err := d.Submit(src, name, dir)
+	switch {
+	case errors.Is(err, errDraining):
+		jsonError(w, http.StatusServiceUnavailable, err.Error())
+	case err != nil:
+		jsonError(w, http.StatusBadRequest, err.Error())
+	default:
+		writeJSON(w, http.StatusAccepted, map[string]string{"id": run.ID, "state": run.State.String(), "target": run.Target})
+	}
+}
+
+// runSummary is a run in lists.
+type runSummary struct {
+	ID       string    `json:"id"`
+	State    string    `json:"state"`
+	Grid     string    `json:"grid"`
+	Target   string    `json:"target"`
+	Created  time.Time `json:"created"`
+	Champion string    `json:"champion,omitempty"`
+}
+
+func summary(r *orchestrator.Run) runSummary {
+	s := runSummary{ID: r.ID, State: r.State.String(), Grid: r.Grid.Name, Target: r.Target, Created: r.Created}
+	if r.Champion != nil && r.Champion.Champion >= 0 {
+		s.Champion = r.Champion.Name
+	}
+	return s
+}
+
+func (d *Daemon) list(w http.ResponseWriter, r *http.Request) {
+	runs, err := d.cfg.Store.Runs()
+	if err != nil {
+		d.storeError(w, err)
+		return
+	}
+	out := []runSummary{}
+	for _, run := range runs {
+		out = append(out, summary(run))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// trialView is a trial as the API shows it.
+type trialView struct {
+	*orchestrator.Trial
+	PhaseName string `json:"phase_name"`
+}
+
+func (d *Daemon) show(w http.ResponseWriter, r *http.Request) {
+	run, err := d.cfg.Store.GetRun(r.PathValue("id"))
+	if err != nil {
+		d.storeError(w, err)
+		return
+	}
+	trials, err := d.cfg.Store.Trials(run.ID)
+	if err != nil {
+		d.storeError(w, err)
+		return
+	}
+	views := []trialView{}
+	for _, t := range trials {
+		views = append(views, trialView{Trial: t, PhaseName: t.Phase.String()})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"run": run, "state": run.State.String(), "trials": views, "champion": run.Champion})
+}
+
+func (d *Daemon) report(w http.ResponseWriter, r *http.Request) {
+	run, err := d.cfg.Store.GetRun(r.PathValue("id"))
+	if err != nil {
+		d.storeError(w, err)
+		return
+	}
+	trials, err := d.cfg.Store.Trials(run.ID)
+	if err != nil {
+		d.storeError(w, err)
+		return
+	}
+	reports := map[int][]*benchmark.Report{}
+	for _, t := range trials {
+		if reports[t.Seq], err = d.cfg.Store.Reports(run.ID, t.Seq); err != nil {
+			d.storeError(w, err)
+			return
+		}
+	}
+	rep := orchestrator.BuildReport(run, trials, reports)
+	switch f := r.URL.Query().Get("format"); f {
+	case "", "md":
+		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
+		rep.Markdown(w)
+	case "csv":
+		w.Header().Set("Content-Type", "text/csv")
+		rep.CSV(w)
+	case "html":
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		rep.HTML(w)
+	default:
+		jsonError(w, http.StatusBadRequest, fmt.Sprintf("format %q: want md, csv or html", f))
+	}
+}
+
+func (d *Daemon) cancel(w http.ResponseWriter, r *http.Request) {
+	run, err := d.Cancel(r.PathValue("id"))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			d.storeError(w, err)
+			return
+		}
+		jsonError(w, http.StatusConflict, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": run.ID, "cancelling": "true"})
+}
+
+// events streams a run's events as Server-Sent Events; each has an id, so
+// a client reconnects with Last-Event-ID and misses nothing. The stream
+// ends once the run is final and every event was sent.
+func (d *Daemon) events(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	run, err := d.cfg.Store.GetRun(id)
+	if err != nil {
+		d.storeError(w, err)
+		return
+	}
+	var since uint64
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		since, _ = strconv.ParseUint(v, 10, 64)
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		seqs, evs, err := d.cfg.Store.Events(run.ID, since)
+		if err != nil {
+			return
+		}
+		for i, e := range evs {
+			b, _ := json.Marshal(e)
+			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", seqs[i], e.Kind, b)
+			since = seqs[i]
+		}
+		if fl != nil && len(evs) > 0 {
+			fl.Flush()
+		}
+		cur, err := d.cfg.Store.GetRun(run.ID)
+		if err == nil && final(cur.State) && len(evs) == 0 {
+			fmt.Fprintf(w, "event: end\ndata: {\"state\":%q}\n\n", cur.State)
+			if fl != nil {
+				fl.Flush()
+			}
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-keepalive.C:
+			fmt.Fprint(w, ": keep-alive\n\n")
+			if fl != nil {
+				fl.Flush()
+			}
+		case <-tick.C:
+		}
+	}
+}
+
+func final(s orchestrator.RunState) bool {
+	return s == orchestrator.RunDone || s == orchestrator.RunFailed || s == orchestrator.RunCancelled
+}
+
+func (d *Daemon) backups(w http.ResponseWriter, r *http.Request) {
+	file := r.URL.Query().Get("file")
+	if file == "" {
+		jsonError(w, http.StatusBadRequest, "?file=PATH of the profile is required")
+		return
+	}
+	bs, err := profiles.Backups(file)
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if bs == nil {
+		bs = []profiles.Backup{}
+	}
+	writeJSON(w, http.StatusOK, bs)
+}
+
+func (d *Daemon) rollback(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		File string `json:"file"`
+		To   string `json:"to"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.File == "" {
+		jsonError(w, http.StatusBadRequest, `want {"file": PATH, "to": BACKUP|"latest"}`)
+		return
+	}
+	restored, saved, err := profiles.Rollback(req.File, req.To, d.cfg.Now())
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"restored": restored.Path, "previous_saved_as": saved})
+}

@@ -1,0 +1,361 @@
+// Package daemon is `vgrid serve`: one process, one store, an authenticated
+// HTTP API to submit, watch, cancel and read runs, a persistent queue (one
+// run at a time per target, different targets in parallel), live events
+// over SSE, and Prometheus metrics on its own registry.
+//
+// Drivers and the benchmark come from the caller (factories), so the
+// package imports the orchestrator and the store, never the Docker SDK.
+//
+// May import: orchestrator, store, profiles, benchmark types, client_golang.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/store"
+)
+
+// DriverCloser is an orchestrator.Driver that must be closed.
+type DriverCloser interface {
+	orchestrator.Driver
+	Close() error
+}
+
+// Config wires a daemon.
+type Config struct {
+	Listen    string // host:port; loopback unless a token is set
+	TokenFile string // generated (0600) when absent
+	Store     *store.Store
+	Log       zerolog.Logger
+	Version   string
+	// NewDriver builds the driver of a run's target.
+	NewDriver func(ctx context.Context, g *orchestrator.Grid) (DriverCloser, error)
+	// NewBencher builds the benchmark of a run.
+	NewBencher func(g *orchestrator.Grid) orchestrator.Bencher
+	// Feasible, optional, predicts boots.
+	Feasible func(g *orchestrator.Grid, d orchestrator.Driver) func(orchestrator.Candidate) (bool, string)
+	// Engine, optional, says which Docker engine the daemon drives (for /healthz).
+	Engine func(ctx context.Context) string
+	Now    func() time.Time
+}
+
+// Daemon is a running vgrid serve.
+type Daemon struct {
+	cfg   Config
+	token string
+
+	mu       sync.Mutex
+	running  map[string]*active // by target key
+	draining bool
+	wake     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// active is a run in progress.
+type active struct {
+	runID     string
+	cancel    context.CancelFunc
+	cancelled bool // by the API (not by a shutdown)
+}
+
+// LoadToken reads the token file, creating it with a fresh random token
+// (mode 0600) when it does not exist. It returns the token and whether it
+// was created.
+func LoadToken(path string) (string, bool, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		t := strings.TrimSpace(string(b))
+		if len(t) < 16 {
+			return "", false, fmt.Errorf("token file %s holds %d characters; use at least 16 (or delete it to have one generated)", path, len(t))
+		}
+		return t, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", false, fmt.Errorf("read token file: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", false, err
+	}
+	t := hex.EncodeToString(raw)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", false, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", false, fmt.Errorf("create token file: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(t + "\n"); err != nil {
+		return "", false, err
+	}
+	return t, true, f.Sync()
+}
+
+// New prepares a daemon: it loads (or creates) the token. A non-loopback
+// listen address without a token file is refused.
+func New(cfg Config) (*Daemon, bool, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	host, _, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, false, fmt.Errorf("--listen %q: %w", cfg.Listen, err)
+	}
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+	if !loopback && cfg.TokenFile == "" {
+		return nil, false, fmt.Errorf("--listen %s is not a loopback address: set --token-file so the API is not open to the network", cfg.Listen)
+	}
+	if cfg.TokenFile == "" {
+		return nil, false, errors.New("no token file")
+	}
+	tok, created, err := LoadToken(cfg.TokenFile)
+	if err != nil {
+		return nil, false, err
+	}
+	return &Daemon{cfg: cfg, token: tok, running: map[string]*active{}, wake: make(chan struct{}, 1)}, created, nil
+}
+
+func (d *Daemon) kick() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Serve listens and schedules runs until ctx ends, then drains: it stops
+// accepting runs, cancels the running ones (each persists and is left
+// resumable) and returns once they have stopped.
+func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	d.cfg.Log.Info().Str("listen", ln.Addr().String()).Str("store", d.cfg.Store.Path()).Msg("vgrid serve started")
+	d.recover()
+	d.kick()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	var err error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err = <-errc:
+			break loop
+		case <-d.wake:
+			d.schedule()
+		case <-tick.C:
+			d.schedule()
+		}
+	}
+	d.mu.Lock()
+	d.draining = true
+	for _, a := range d.running {
+		a.cancel()
+	}
+	d.mu.Unlock()
+	d.wg.Wait() // every run persisted its state
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(shut)
+	d.cfg.Log.Info().Msg("vgrid serve stopped")
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// recover re-queues runs a previous daemon left running or interrupted.
+func (d *Daemon) recover() {
+	runs, err := d.cfg.Store.Runs()
+	if err != nil {
+		d.cfg.Log.Error().Err(err).Msg("list runs")
+		return
+	}
+	for _, r := range runs {
+		if r.State == orchestrator.RunRunning || r.State == orchestrator.RunInterrupted {
+			d.cfg.Log.Info().Str("run_id", r.ID).Str("state", r.State.String()).Msg("resuming a run left by the previous daemon")
+		}
+	}
+}
+
+// schedule starts the oldest waiting run of every free target.
+func (d *Daemon) schedule() {
+	runs, err := d.cfg.Store.Runs()
+	if err != nil {
+		d.cfg.Log.Error().Err(err).Msg("list runs")
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.draining {
+		return
+	}
+	// Runs are newest first: walk oldest first. Interrupted and running
+	// (left by a dead daemon) come before queued ones of the same target.
+	for pass := 0; pass < 2; pass++ {
+		for i := len(runs) - 1; i >= 0; i-- {
+			r := runs[i]
+			waiting := r.State == orchestrator.RunQueued
+			if pass == 0 {
+				waiting = r.State == orchestrator.RunRunning || r.State == orchestrator.RunInterrupted
+			}
+			if !waiting {
+				continue
+			}
+			if _, busy := d.running[r.Target]; busy {
+				continue
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			a := &active{runID: r.ID, cancel: cancel}
+			d.running[r.Target] = a
+			d.wg.Add(1)
+			go d.execute(ctx, r, a)
+		}
+	}
+}
+
+// execute runs one run to its end (or its interruption).
+func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
+	defer d.wg.Done()
+	defer func() {
+		d.mu.Lock()
+		delete(d.running, r.Target)
+		d.mu.Unlock()
+		a.cancel()
+		d.kick()
+	}()
+	log := d.cfg.Log.With().Str("run_id", r.ID).Logger()
+	g := &r.Grid
+	drv, err := d.cfg.NewDriver(ctx, g)
+	if err != nil {
+		d.finishWith(r, orchestrator.RunFailed, "cannot prepare the target: "+err.Error())
+		return
+	}
+	defer drv.Close()
+	o := &orchestrator.Orchestrator{Store: d.cfg.Store, Driver: drv, Bench: d.cfg.NewBencher(g), Log: log, Now: d.cfg.Now, LeaveOnInterrupt: true}
+	if d.cfg.Feasible != nil {
+		o.Feasible = d.cfg.Feasible(g, drv)
+	}
+	err = o.Run(ctx, r)
+	d.mu.Lock()
+	cancelled := a.cancelled
+	d.mu.Unlock()
+	switch {
+	case cancelled:
+		// Cancelled through the API: the original configuration back.
+		restore, cancel := context.WithTimeout(context.Background(), time.Duration(g.Timeouts.Ready)+time.Minute)
+		defer cancel()
+		r2, _ := d.cfg.Store.GetRun(r.ID)
+		if r2 == nil {
+			r2 = r
+		}
+		r2.EndAction = "original"
+		if rerr := drv.Restore(restore); rerr != nil {
+			r2.Error = "restore after cancel: " + rerr.Error()
+		}
+		d.finishWith(r2, orchestrator.RunCancelled, "cancelled through the API")
+	case err != nil && ctx.Err() != nil:
+		log.Info().Msg("run interrupted by the daemon's shutdown; it resumes at the next start")
+	case err != nil:
+		r2, _ := d.cfg.Store.GetRun(r.ID)
+		if r2 == nil {
+			r2 = r
+		}
+		d.finishWith(r2, orchestrator.RunFailed, err.Error())
+	}
+}
+
+func (d *Daemon) finishWith(r *orchestrator.Run, state orchestrator.RunState, text string) {
+	r.State, r.Updated = state, d.cfg.Now()
+	if state == orchestrator.RunFailed && r.Error == "" {
+		r.Error = text
+	}
+	if err := d.cfg.Store.PutRun(r); err != nil {
+		d.cfg.Log.Error().Err(err).Str("run_id", r.ID).Msg("persist run")
+	}
+	d.cfg.Store.AddEvent(r.ID, orchestrator.Event{At: r.Updated, Kind: "run", Trial: -1, Text: state.String() + ": " + text})
+	d.cfg.Log.Info().Str("run_id", r.ID).Str("state", state.String()).Msg(text)
+}
+
+// Submit queues a grid (the API's POST /v1/runs). dir resolves relative
+// paths of the grid file.
+func (d *Daemon) Submit(src []byte, name, dir string) (*orchestrator.Run, error) {
+	d.mu.Lock()
+	draining := d.draining
+	d.mu.Unlock()
+	if draining {
+		return nil, errDraining
+	}
+	g, err := orchestrator.ParseGrid(name, src)
+	if err != nil {
+		return nil, err
+	}
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	for i, f := range g.Target.Files {
+		g.Target.Files[i] = abs(f)
+	}
+	g.Target.EnvFile = abs(g.Target.EnvFile)
+	r := orchestrator.NewRun(g, name, d.cfg.Now(), g.Target.Key())
+	if err := d.cfg.Store.PutRun(r); err != nil {
+		return nil, err
+	}
+	d.cfg.Store.AddEvent(r.ID, orchestrator.Event{At: r.Created, Kind: "run", Trial: -1, Text: "queued"})
+	d.kick()
+	return r, nil
+}
+
+var errDraining = errors.New("the daemon is shutting down and accepts no new run")
+
+// Cancel stops a run: a queued one never starts; a running one stops and
+// the original configuration is restored.
+func (d *Daemon) Cancel(id string) (*orchestrator.Run, error) {
+	r, err := d.cfg.Store.GetRun(id)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	a, ok := d.running[r.Target]
+	if ok && a.runID == r.ID {
+		a.cancelled = true
+		a.cancel()
+		d.mu.Unlock()
+		return r, nil
+	}
+	d.mu.Unlock()
+	switch r.State {
+	case orchestrator.RunQueued, orchestrator.RunInterrupted:
+		d.finishWith(r, orchestrator.RunCancelled, "cancelled through the API before it ran")
+		return r, nil
+	}
+	return nil, fmt.Errorf("run %s is %s: nothing to cancel", r.ID, r.State)
+}
+
+// authorized compares the bearer token in constant time.
+func (d *Daemon) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(d.token)) == 1
+}
