@@ -9,10 +9,12 @@ import (
 
 // app carries what every command needs from the process.
 type app struct {
-	environ []string
-	stdin   io.Reader
-	stdout  io.Writer
-	stderr  io.Writer
+	serverURL string // --server: talk to a vgrid daemon
+	tokenFile string // --token-file for --server
+	environ   []string
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
 }
 
 func (a *app) getenv(k string) string {
@@ -32,6 +34,8 @@ func (a *app) rootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().StringVar(&a.serverURL, "server", "", "a vgrid daemon's URL (or VGRID_SERVER): run, runs and report talk to it")
+	root.PersistentFlags().StringVar(&a.tokenFile, "server-token-file", "", "the daemon's token file, with --server (or VGRID_TOKEN)")
 	root.AddCommand(a.profileCommand(), a.deployCommand(), a.benchCommand(), a.runCommand(), a.simCommand(), a.reportCommand(), a.runsCommand(), a.gridCommand(), a.planCommand(), a.serveCommand())
 	return root
 }

@@ -180,6 +180,15 @@ service is never left stopped.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if c, err := a.server(); err != nil || c != nil {
+				if err != nil {
+					return err
+				}
+				if resume != "" {
+					return usagef("--resume: the daemon resumes its runs by itself")
+				}
+				return a.remoteRun(cmd.Context(), c, args[0])
+			}
 			log, err := a.logger(logFormat)
 			if err != nil {
 				return err

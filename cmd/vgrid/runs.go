@@ -54,6 +54,12 @@ func (a *app) reportCommand() *cobra.Command {
 		Short: "The comparison of a run's candidates, computed from its stored samples (RUN may be latest)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if c, err := a.server(); err != nil || c != nil {
+				if err != nil {
+					return err
+				}
+				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0]+"/report?format="+format)
+			}
 			st, err := a.openStore(storePath)
 			if err != nil {
 				return err
@@ -98,6 +104,12 @@ func (a *app) runsCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List runs, newest first", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c, err := a.server(); err != nil || c != nil {
+				if err != nil {
+					return err
+				}
+				return a.remoteList(cmd.Context(), c)
+			}
 			st, err := a.openStore(storePath)
 			if err != nil {
 				return err
@@ -123,6 +135,12 @@ func (a *app) runsCommand() *cobra.Command {
 	show := &cobra.Command{
 		Use: "show RUN [--json]", Short: "A run's trials with their phases, failures and the champion", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if c, err := a.server(); err != nil || c != nil {
+				if err != nil {
+					return err
+				}
+				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0])
+			}
 			st, err := a.openStore(storePath)
 			if err != nil {
 				return err
