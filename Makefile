@@ -1,4 +1,4 @@
-.PHONY: test build sim-image ci
+.PHONY: test build sim-image vgrid-image ci
 
 test:
 	go test ./...
@@ -10,6 +10,10 @@ build:
 # The vllm-sim binary and its Docker image, together.
 sim-image:
 	scripts/build-sim-image.sh vllm-sim:latest
+
+# vgrid serve as a FROM-scratch image.
+vgrid-image:
+	scripts/build-vgrid-image.sh vgrid:latest
 
 ci:
 	bash .ci/run
