@@ -131,15 +131,24 @@ type trialView struct {
 	PhaseName string `json:"phase_name"`
 }
 
-func (d *Daemon) show(w http.ResponseWriter, r *http.Request) {
+// runAndTrials loads the run named in the path; on error it has answered.
+func (d *Daemon) runAndTrials(w http.ResponseWriter, r *http.Request) (*orchestrator.Run, []*orchestrator.Trial, bool) {
 	run, err := d.cfg.Store.GetRun(r.PathValue("id"))
 	if err != nil {
 		d.storeError(w, err)
-		return
+		return nil, nil, false
 	}
 	trials, err := d.cfg.Store.Trials(run.ID)
 	if err != nil {
 		d.storeError(w, err)
+		return nil, nil, false
+	}
+	return run, trials, true
+}
+
+func (d *Daemon) show(w http.ResponseWriter, r *http.Request) {
+	run, trials, ok := d.runAndTrials(w, r)
+	if !ok {
 		return
 	}
 	views := []trialView{}
@@ -150,16 +159,11 @@ func (d *Daemon) show(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Daemon) report(w http.ResponseWriter, r *http.Request) {
-	run, err := d.cfg.Store.GetRun(r.PathValue("id"))
-	if err != nil {
-		d.storeError(w, err)
+	run, trials, ok := d.runAndTrials(w, r)
+	if !ok {
 		return
 	}
-	trials, err := d.cfg.Store.Trials(run.ID)
-	if err != nil {
-		d.storeError(w, err)
-		return
-	}
+	var err error
 	reports := map[int][]*benchmark.Report{}
 	for _, t := range trials {
 		if reports[t.Seq], err = d.cfg.Store.Reports(run.ID, t.Seq); err != nil {

@@ -113,8 +113,7 @@ func (e *Engine) chat(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "BadRequestError", "invalid JSON body: "+err.Error())
 		return
 	}
-	if !e.served(req.Model) {
-		apiError(w, http.StatusNotFound, "NotFoundError", fmt.Sprintf("The model `%s` does not exist.", req.Model))
+	if !e.known(w, req.Model) {
 		return
 	}
 	var prompt []int
@@ -147,9 +146,7 @@ func (e *Engine) chat(w http.ResponseWriter, r *http.Request) {
 			maxTokens = *p
 		}
 	}
-	if len(prompt)+maxTokens > e.Mem.MaxModelLen {
-		apiError(w, http.StatusBadRequest, "BadRequestError", fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
-			e.Mem.MaxModelLen, len(prompt)+maxTokens, len(prompt), maxTokens))
+	if !e.fits(w, len(prompt), maxTokens) {
 		return
 	}
 	var call *toolCall
@@ -193,6 +190,25 @@ func (e *Engine) chat(w http.ResponseWriter, r *http.Request) {
 		return // the client went away
 	}
 	stream.finish(len(prompt), cached, e.Config.PromptTokensInfo)
+}
+
+// known answers vLLM's 404 for a model it does not serve.
+func (e *Engine) known(w http.ResponseWriter, model string) bool {
+	if e.served(model) {
+		return true
+	}
+	apiError(w, http.StatusNotFound, "NotFoundError", fmt.Sprintf("The model `%s` does not exist.", model))
+	return false
+}
+
+// fits answers vLLM's 400 when prompt + completion exceed max-model-len.
+func (e *Engine) fits(w http.ResponseWriter, prompt, maxTokens int) bool {
+	if prompt+maxTokens <= e.Mem.MaxModelLen {
+		return true
+	}
+	apiError(w, http.StatusBadRequest, "BadRequestError", fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
+		e.Mem.MaxModelLen, prompt+maxTokens, prompt, maxTokens))
+	return false
 }
 
 func (e *Engine) served(model string) bool {
@@ -376,8 +392,7 @@ func (e *Engine) completions(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusBadRequest, "BadRequestError", "invalid JSON body: "+err.Error())
 		return
 	}
-	if !e.served(req.Model) {
-		apiError(w, http.StatusNotFound, "NotFoundError", fmt.Sprintf("The model `%s` does not exist.", req.Model))
+	if !e.known(w, req.Model) {
 		return
 	}
 	text := messageText(req.Prompt)
@@ -391,9 +406,7 @@ func (e *Engine) completions(w http.ResponseWriter, r *http.Request) {
 	if req.MaxTokens != nil {
 		maxTokens = *req.MaxTokens
 	}
-	if len(prompt)+maxTokens > e.Mem.MaxModelLen {
-		apiError(w, http.StatusBadRequest, "BadRequestError", fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
-			e.Mem.MaxModelLen, len(prompt)+maxTokens, len(prompt), maxTokens))
+	if !e.fits(w, len(prompt), maxTokens) {
 		return
 	}
 	out := e.generate(text, nil, nil, maxTokens)

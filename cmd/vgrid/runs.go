@@ -35,6 +35,21 @@ func loadRun(st *store.Store, id string) (*orchestrator.Run, []*orchestrator.Tri
 	return run, trials, reports, nil
 }
 
+// openRun opens the store and loads a run with its trials and reports; the
+// caller closes the store.
+func (a *app) openRun(storePath, id string) (*store.Store, *orchestrator.Run, []*orchestrator.Trial, map[int][]*benchmark.Report, error) {
+	st, err := a.openStore(storePath)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	run, trials, reports, err := loadRun(st, id)
+	if err != nil {
+		st.Close()
+		return nil, nil, nil, nil, err
+	}
+	return st, run, trials, reports, nil
+}
+
 // output opens -o FILE or stdout.
 func (a *app) output(path string) (io.Writer, func() error, error) {
 	if path == "" || path == "-" {
@@ -60,15 +75,11 @@ func (a *app) reportCommand() *cobra.Command {
 				}
 				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0]+"/report?format="+format)
 			}
-			st, err := a.openStore(storePath)
+			st, run, trials, reports, err := a.openRun(storePath, args[0])
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			run, trials, reports, err := loadRun(st, args[0])
-			if err != nil {
-				return err
-			}
 			d := orchestrator.BuildReport(run, trials, reports)
 			w, closeFn, err := a.output(out)
 			if err != nil {
@@ -141,15 +152,11 @@ func (a *app) runsCommand() *cobra.Command {
 				}
 				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0])
 			}
-			st, err := a.openStore(storePath)
+			st, run, trials, _, err := a.openRun(storePath, args[0])
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			run, trials, _, err := loadRun(st, args[0])
-			if err != nil {
-				return err
-			}
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
@@ -163,15 +170,11 @@ func (a *app) runsCommand() *cobra.Command {
 	export := &cobra.Command{
 		Use: "export RUN --format json|csv [-o FILE]", Short: "Everything stored for a run: JSON (run, trials, raw reports) or CSV (one row per request)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := a.openStore(storePath)
+			st, run, trials, reports, err := a.openRun(storePath, args[0])
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			run, trials, reports, err := loadRun(st, args[0])
-			if err != nil {
-				return err
-			}
 			w, closeFn, err := a.output(out)
 			if err != nil {
 				return err
