@@ -315,29 +315,25 @@ func (c *Client) transportErr(ctx context.Context, err error, timeout time.Durat
 	return err.Error()
 }
 
+// line is one SSE data payload and when it arrived.
+type line struct {
+	at   time.Time
+	data []byte
+}
+
+// readStream reads the whole stream first, keeping each data line with its
+// arrival time, and decodes afterwards: while streams are live, a request
+// costs only a read and a timestamp, so a burst of first tokens across
+// hundreds of streams is measured without JSON decoding in its way.
 func (c *Client) readStream(ctx context.Context, body io.Reader, res *Result, timeout time.Duration) {
 	sse := newSSEReader(body)
-	var ch chunk
-	var last time.Time
-	var content, reasoning strings.Builder
-	calls := map[int]*ToolCall{}
-	var order []int
+	var lines []line
 	done := false
+	var readErr error
 	for {
 		data, err := sse.next()
 		if err != nil {
-			if !done {
-				switch {
-				case errors.Is(ctx.Err(), context.DeadlineExceeded):
-					res.Err = fmt.Sprintf("timeout after %s (%d chunks received)", timeout, res.Chunks)
-				case errors.Is(ctx.Err(), context.Canceled):
-					res.Err = "cancelled"
-				case err == io.EOF:
-					res.Err = fmt.Sprintf("the server closed the stream before [DONE] after %d chunks", res.Chunks)
-				default:
-					res.Err = fmt.Sprintf("stream read after %d chunks: %v", res.Chunks, err)
-				}
-			}
+			readErr = err
 			break
 		}
 		now := time.Now()
@@ -345,10 +341,45 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, res *Result, ti
 			done = true
 			continue
 		}
-		if err := decodeChunk(data, &ch); err != nil {
-			res.Err = fmt.Sprintf("malformed SSE data line: %.200q", data)
-			io.Copy(io.Discard, body)
-			break
+		lines = append(lines, line{at: now, data: append([]byte(nil), data...)})
+	}
+	c.decodeStream(lines, res)
+	if res.Err != "" || done {
+		return
+	}
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		res.Err = fmt.Sprintf("timeout after %s (%d chunks received)", timeout, res.Chunks)
+	case errors.Is(ctx.Err(), context.Canceled):
+		res.Err = "cancelled"
+	case readErr == io.EOF:
+		res.Err = fmt.Sprintf("the server closed the stream before [DONE] after %d chunks", res.Chunks)
+	default:
+		res.Err = fmt.Sprintf("stream read after %d chunks: %v", res.Chunks, readErr)
+	}
+}
+
+// decodeStream turns the received lines into the measurements.
+func (c *Client) decodeStream(lines []line, res *Result) {
+	var ch chunk
+	var last time.Time
+	var content, reasoning strings.Builder
+	calls := map[int]*ToolCall{}
+	var order []int
+	defer func() {
+		if res.OutputTokens == 0 && res.Chunks > 0 {
+			res.OutputTokens, res.TokensFromUs = res.Chunks, true
+		}
+		res.Content, res.ReasoningText = content.String(), reasoning.String()
+		for _, i := range order {
+			res.ToolCalls = append(res.ToolCalls, *calls[i])
+		}
+	}()
+	for _, l := range lines {
+		now := l.at
+		if err := decodeChunk(l.data, &ch); err != nil {
+			res.Err = fmt.Sprintf("malformed SSE data line: %.200q", l.data)
+			return
 		}
 		token := false
 		for _, choice := range ch.Choices {
@@ -400,12 +431,5 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, res *Result, ti
 				res.CachedTokens = u.PromptTokensDetails.CachedTokens
 			}
 		}
-	}
-	if res.OutputTokens == 0 && res.Chunks > 0 {
-		res.OutputTokens, res.TokensFromUs = res.Chunks, true
-	}
-	res.Content, res.ReasoningText = content.String(), reasoning.String()
-	for _, i := range order {
-		res.ToolCalls = append(res.ToolCalls, *calls[i])
 	}
 }
