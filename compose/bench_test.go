@@ -20,6 +20,7 @@ import (
 //	go test ./compose -run '^$' -bench BootFailureDetection -benchtime 5x
 func BenchmarkBootFailureDetection(b *testing.B) {
 	dockertest.BuildSimImage(b)
+	dockertest.Exclusive(b)
 	d, err := Connect(context.Background(), zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)

@@ -55,6 +55,7 @@ func freePort(t testing.TB) int {
 func connect(t *testing.T) *Deployer {
 	t.Helper()
 	dockertest.BuildSimImage(t)
+	dockertest.Exclusive(t)
 	d, err := Connect(context.Background(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 func TestDeployCommand(t *testing.T) {
 	img := dockertest.BuildSimImage(t)
+	dockertest.Exclusive(t)
 	dir := t.TempDir()
 	for _, f := range []string{"medium.yml", "medium.grid-baseline.yml"} {
 		b, _ := os.ReadFile(fixtures + f)

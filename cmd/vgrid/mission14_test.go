@@ -27,6 +27,7 @@ func TestMission14OnTheSimImage(t *testing.T) {
 // runs examples/mission14.yaml on it; it returns the store and the folder.
 func runMission14(t testing.TB) (db, dir string) {
 	img := dockertest.BuildSimImage(t)
+	dockertest.Exclusive(t)
 	dir = t.TempDir()
 	src, _ := os.ReadFile(fixtures + "medium.yml")
 	os.WriteFile(filepath.Join(dir, "medium.yml"), src, 0o644)

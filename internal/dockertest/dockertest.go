@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -81,4 +82,41 @@ func Docker(t testing.TB, args ...string) string {
 		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+var (
+	lockMu   sync.Mutex
+	lockFile *os.File
+	lockRefs int
+)
+
+// Exclusive serialises the tests that use the user's compose project
+// (myia_vllm, container myia_vllm-medium-qwen3) across test processes:
+// go test runs packages in parallel, and two such tests would remove each
+// other's container. Re-entrant within a process; released when the last
+// holder's test ends.
+func Exclusive(t testing.TB) {
+	t.Helper()
+	lockMu.Lock()
+	defer lockMu.Unlock()
+	if lockRefs == 0 {
+		f, err := os.OpenFile(filepath.Join(os.TempDir(), "vgrid-dockertest.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			t.Fatal(err)
+		}
+		lockFile = f
+	}
+	lockRefs++
+	t.Cleanup(func() {
+		lockMu.Lock()
+		defer lockMu.Unlock()
+		if lockRefs--; lockRefs == 0 {
+			syscall.Flock(int(lockFile.Fd()), syscall.LOCK_UN)
+			lockFile.Close()
+		}
+	})
 }
