@@ -21,6 +21,9 @@ type Driver interface {
 	// Prepare saves what the run will change (the profile, labelled with
 	// the run id) and returns where; it is called once per run.
 	Prepare(ctx context.Context, runID string) (backup string, err error)
+	// Resume takes up a run prepared earlier: the original is the backup
+	// Prepare made, not what is on disk (an interrupted trial's rendering).
+	Resume(ctx context.Context, runID, backup string) error
 	// Render computes the candidate's configuration without side effects
 	// (always from the original profile, never from the previous trial's).
 	Render(ctx context.Context, c Candidate) (*Rendered, error)
@@ -204,6 +207,9 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 			trials = append(trials, t)
 		}
 	} else {
+		if err := o.Driver.Resume(ctx, r.ID, r.Backup); err != nil {
+			return fmt.Errorf("resume %s: %w", r.Target, err)
+		}
 		for _, t := range trials {
 			if t.Phase.Final() || t.Phase == PhasePending {
 				continue

@@ -107,6 +107,23 @@ func (c *composeDriver) Prepare(ctx context.Context, runID string) (string, erro
 	return profiles.WriteBackup(c.file, runID, time.Now())
 }
 
+// Resume reads the original profile from the run's backup: after an
+// interruption the file on disk holds the interrupted trial's rendering.
+func (c *composeDriver) Resume(ctx context.Context, runID, backup string) error {
+	c.runID = runID
+	if backup == "" {
+		return fmt.Errorf("run %s has no backup of %s: cannot tell its original content", runID, c.file)
+	}
+	orig, err := os.ReadFile(backup)
+	if err != nil {
+		return fmt.Errorf("read the run's backup: %w", err)
+	}
+	c.original = orig
+	c.proj.Content = map[string][]byte{c.file: orig}
+	c.proj.Before = &profiles.BeforeCache{}
+	return nil
+}
+
 func (c *composeDriver) checkOwner(ctx context.Context) error {
 	disk := c.proj
 	disk.Content = nil

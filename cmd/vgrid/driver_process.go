@@ -100,6 +100,11 @@ func answers(ctx context.Context, endpoint string) bool {
 	return true
 }
 
+// Resume needs nothing: the base command is in the grid, not on disk.
+func (p *processDriver) Resume(ctx context.Context, runID, backup string) error {
+	return os.MkdirAll(p.logDir, 0o755)
+}
+
 func (p *processDriver) Render(ctx context.Context, c orchestrator.Candidate) (*orchestrator.Rendered, error) {
 	flags := p.args.Apply(c.Settings)
 	words := flags.Words()

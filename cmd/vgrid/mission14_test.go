@@ -1,16 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vgrid/vgrid/internal/dockertest"
 	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/profiles"
 )
 
 // TestMission14OnTheSimImage runs examples/mission14.yaml (the user's 12
@@ -145,5 +148,70 @@ func BenchmarkMission14Overhead(b *testing.B) {
 		b.ReportMetric(wall.Seconds(), "trials_wall_s")
 		b.ReportMetric(100*(wall-work).Seconds()/wall.Seconds(), "overhead_pct")
 		b.ReportMetric(worstExtra.Seconds(), "worst_fail_line_to_reason_s")
+	}
+}
+
+// TestComposeResumeRendersFromTheOriginal kills vgrid (kill -9) while a
+// compose trial boots, resumes, and checks that later candidates are
+// rendered from the original profile, never stacked on the interrupted
+// trial's rendering (the defect of the user's regex), and that the
+// original is what the run restores.
+func TestComposeResumeRendersFromTheOriginal(t *testing.T) {
+	img := dockertest.BuildSimImage(t)
+	dockertest.Exclusive(t)
+	bin := vgridBinary(t)
+	dir := t.TempDir()
+	orig, _ := os.ReadFile(fixtures + "medium.yml")
+	os.WriteFile(filepath.Join(dir, "medium.yml"), orig, 0o644)
+	env, _ := os.ReadFile(fixtures + "env.example")
+	os.WriteFile(filepath.Join(dir, ".env"), env, 0o600)
+	os.WriteFile(filepath.Join(dir, "sim.override.yml"), []byte("services:\n  vllm-medium-qwen3:\n    image: "+img+
+		"\n    ports: !override\n      - \"127.0.0.1:15603:5002\"\n    environment:\n      - VLLM_SIM_TIME_SCALE=0.02\n"), 0o644)
+	// c does not set max-num-seqs: rendered on b's file it would inherit b's 24.
+	grid := `name: resume
+target: {driver: compose, files: [medium.yml, sim.override.yml], env_file: .env, project: myia_vllm, service: vllm-medium-qwen3, gpus: "off"}
+space:
+  candidates:
+    - {name: a, flags: {gpu-memory-utilization: "0.80", max-num-seqs: "16"}}
+    - {name: b, flags: {gpu-memory-utilization: "0.82", max-num-seqs: "24"}}
+    - {name: c, flags: {gpu-memory-utilization: "0.84"}}
+benchmark: {scenarios: [kv-cache], requests: 4}
+objective: {maximize: kv-cache.acceleration}
+end: restore
+`
+	os.WriteFile(filepath.Join(dir, "grid.yaml"), []byte(grid), 0o644)
+	clean := func() { exec.Command("docker", "rm", "-f", "myia_vllm-medium-qwen3").Run() }
+	clean()
+	t.Cleanup(clean)
+	db := filepath.Join(dir, "vgrid.db")
+	cmd := exec.Command(bin, "run", filepath.Join(dir, "grid.yaml"), "--store", db)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Start()
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "[2/3] waiting-ready") {
+			cmd.Process.Signal(syscall.SIGKILL)
+			break
+		}
+	}
+	cmd.Wait()
+	if onDisk, _ := os.ReadFile(filepath.Join(dir, "medium.yml")); !strings.Contains(string(onDisk), "--max-num-seqs 24") {
+		t.Fatalf("the kill did not land during trial b:\n%s", onDisk)
+	}
+	if out, err := exec.Command(bin, "run", "--resume", "latest", "--store", db).CombinedOutput(); err != nil {
+		t.Fatalf("resume: %v\n%s", err, out)
+	}
+	st := openStore(t, db)
+	run, _ := st.GetRun("latest")
+	trials, _ := st.Trials(run.ID)
+	st.Close()
+	if run.State != orchestrator.RunDone || len(trials) != 3 {
+		t.Fatalf("run %s with %d trials", run.State, len(trials))
+	}
+	if c := strings.Join(trials[2].Rendered, " "); strings.Contains(c, "--max-num-seqs") {
+		t.Errorf("trial c was rendered on the interrupted trial's file: %s", c)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "medium.yml")); string(got) != string(orig) {
+		t.Errorf("end: restore did not put the original back:\n%s", profiles.UnifiedDiff("original", "after the run", orig, got))
 	}
 }
