@@ -40,6 +40,14 @@ type composeDriver struct {
 }
 
 func newComposeDriver(ctx context.Context, t orchestrator.Target, environ []string, log zerolog.Logger) (*composeDriver, error) {
+	for _, f := range append(append([]string(nil), t.Files...), t.EnvFile) {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("target: %s does not exist (target.files and env_file are relative to the grid file; examples/mission14.yaml expects the root of the user's repository)", f)
+		}
+	}
 	p := profiles.Project{Files: t.Files, Name: t.Project, Environ: environ}
 	if t.EnvFile != "" {
 		p.EnvFiles = []string{t.EnvFile}
