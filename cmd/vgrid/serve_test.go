@@ -268,3 +268,24 @@ func TestDaemonSIGTERMLeavesTheRunResumable(t *testing.T) {
 		t.Errorf("the restarted daemon did not say it resumed:\n%s", d2.log.String())
 	}
 }
+
+func TestDaemonRunsDifferentTargetsInParallel(t *testing.T) {
+	dir := t.TempDir()
+	d := startDaemon(t, dir, 18404)
+	a := d.submit(t, simGrid(8045, "0.05", 2))
+	b := d.submit(t, simGrid(8046, "0.05", 2))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, sa := d.call(t, "GET", "/v1/runs/"+a, d.token, "")
+		_, sb := d.call(t, "GET", "/v1/runs/"+b, d.token, "")
+		if strings.Contains(sa, `"state":"running"`) && strings.Contains(sb, `"state":"running"`) {
+			break // both targets busy at once
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the two targets never ran at the same time:\n%s\n%s", sa, sb)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.waitRun(t, a, 60*time.Second, func(s string, _ []orchestrator.Trial) bool { return s == "done" })
+	d.waitRun(t, b, 60*time.Second, func(s string, _ []orchestrator.Trial) bool { return s == "done" })
+}
