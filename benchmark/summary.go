@@ -2,7 +2,6 @@ package benchmark
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -365,11 +364,4 @@ func Outcome(task ReasoningTask, r Result) TaskOutcome {
 		o.Passed, o.Reason = CheckContent(task.Check, r.Content)
 	}
 	return o
-}
-
-func nanToZero(f float64) float64 {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0
-	}
-	return f
 }
