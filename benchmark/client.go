@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"time"
 )
@@ -62,6 +64,7 @@ type Result struct {
 	Reasoning    int             `json:"reasoning_chunks"`
 	FinishReason string          `json:"finish_reason,omitempty"`
 	Status       int             `json:"status"`
+	ArrivalClock string          `json:"arrival_clock,omitempty"` // kernel, read or mixed: where chunk arrival times came from
 	Err          string          `json:"error,omitempty"`
 
 	Content       string     `json:"content,omitempty"`
@@ -89,6 +92,11 @@ type Client struct {
 	apiKey   string
 	HTTP     *http.Client
 	Timeout  time.Duration // per request (default 5 min)
+
+	// ReadStamps times each chunk when its read returns instead of when
+	// the kernel received it (see stampConn). Set it before the first
+	// request; it exists to measure what kernel stamps are worth.
+	ReadStamps bool
 }
 
 // SetKey sets the API key when it comes from elsewhere than the environment
@@ -96,9 +104,21 @@ type Client struct {
 func (c *Client) SetKey(key string) { c.apiKey = key }
 
 // NewClient reads the API key from keyEnv via getenv.
+// Connections record the kernel's receive time of what they read (Linux),
+// which is what chunk arrivals are measured from.
 func NewClient(endpoint, model, keyEnv string, getenv func(string) string) *Client {
-	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), Model: model, KeyEnv: keyEnv, apiKey: getenv(keyEnv),
-		HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxConnsPerHost: 0}}, Timeout: 5 * time.Minute}
+	c := &Client{Endpoint: strings.TrimRight(endpoint, "/"), Model: model, KeyEnv: keyEnv, apiKey: getenv(keyEnv), Timeout: 5 * time.Minute}
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	c.HTTP = &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: 1024,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if c.ReadStamps {
+				return d.DialContext(ctx, network, addr)
+			}
+			return dialStamped(ctx, d, network, addr)
+		},
+	}}
+	return c
 }
 
 func (c *Client) newRequest(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
@@ -280,6 +300,10 @@ func (c *Client) Chat(ctx context.Context, r Request) Result {
 		res.Err = err.Error()
 		return res
 	}
+	var conn net.Conn
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { conn = info.Conn },
+	}))
 	res.Sent = time.Now()
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
@@ -301,7 +325,7 @@ func (c *Client) Chat(ctx context.Context, r Request) Result {
 		}
 		return res
 	}
-	c.readStream(ctx, resp.Body, &res, timeout)
+	c.readStream(ctx, resp.Body, conn, &res, timeout)
 	return res
 }
 
@@ -325,9 +349,14 @@ type line struct {
 // arrival time, and decodes afterwards: while streams are live, a request
 // costs only a read and a timestamp, so a burst of first tokens across
 // hundreds of streams is measured without JSON decoding in its way.
-func (c *Client) readStream(ctx context.Context, body io.Reader, res *Result, timeout time.Duration) {
+//
+// A line's arrival is the kernel's receive time of conn's latest read when
+// conn records one: that read delivered the line's last bytes.
+func (c *Client) readStream(ctx context.Context, body io.Reader, conn net.Conn, res *Result, timeout time.Duration) {
 	sse := newSSEReader(body)
 	var lines []line
+	var kernel, read int
+	defer func() { res.ArrivalClock = clockName(kernel, read) }()
 	done := false
 	var readErr error
 	for {
@@ -337,6 +366,12 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, res *Result, ti
 			break
 		}
 		now := time.Now()
+		if at, ok := arrival(conn); ok && !at.Before(res.Sent) && !at.After(now) {
+			now = at
+			kernel++
+		} else {
+			read++
+		}
 		if string(data) == "[DONE]" {
 			done = true
 			continue
@@ -357,6 +392,20 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, res *Result, ti
 	default:
 		res.Err = fmt.Sprintf("stream read after %d chunks: %v", res.Chunks, readErr)
 	}
+}
+
+// clockName says where a request's arrival times came from: the kernel's
+// receive stamps, the reads' own times, or both.
+func clockName(kernel, read int) string {
+	switch {
+	case kernel > 0 && read > 0:
+		return "mixed"
+	case kernel > 0:
+		return "kernel"
+	case read > 0:
+		return "read"
+	}
+	return ""
 }
 
 // decodeStream turns the received lines into the measurements.
