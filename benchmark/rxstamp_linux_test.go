@@ -235,7 +235,9 @@ func TestReadStreamUsesKernelArrival(t *testing.T) {
 	if !res.OK() || res.ArrivalClock != "kernel" {
 		t.Fatalf("err %q, clock %q", res.Err, res.ArrivalClock)
 	}
-	near := func(got, want time.Duration) bool { return got > want-5*time.Millisecond && got < want+5*time.Millisecond }
+	near := func(got, want time.Duration) bool {
+		return got > want-5*time.Millisecond && got < want+5*time.Millisecond
+	}
 	if want := wroteA.Sub(res.Sent); !near(res.TTFT, want) {
 		t.Errorf("TTFT %v, want %v: when the chunk was sent, not read (30 ms later)", res.TTFT, want)
 	}
