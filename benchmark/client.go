@@ -64,6 +64,7 @@ type Result struct {
 	Reasoning    int             `json:"reasoning_chunks"`
 	FinishReason string          `json:"finish_reason,omitempty"`
 	Status       int             `json:"status"`
+	Unreachable  bool            `json:"unreachable,omitempty"` // no connection could be made
 	ArrivalClock string          `json:"arrival_clock,omitempty"` // kernel, read or mixed: where chunk arrival times came from
 	Err          string          `json:"error,omitempty"`
 
@@ -308,6 +309,8 @@ func (c *Client) Chat(ctx context.Context, r Request) Result {
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		res.Err = c.transportErr(ctx, err, timeout)
+		var op *net.OpError
+		res.Unreachable = errors.As(err, &op) && op.Op == "dial"
 		return res
 	}
 	defer resp.Body.Close()

@@ -3,6 +3,7 @@ package benchmark
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -55,6 +56,11 @@ type recorder struct {
 	seq      int
 	total    int
 	progress func(string, int, int)
+
+	// unreachable is called, one at a time, with each request that could
+	// not connect and the number of results so far.
+	unreachable func(Result, int)
+	probing     sync.Mutex
 }
 
 func (r *recorder) add(res Result) {
@@ -67,6 +73,44 @@ func (r *recorder) add(res Result) {
 	r.mu.Unlock()
 	if r.progress != nil {
 		r.progress(r.name, done, r.total)
+	}
+	if res.Unreachable && r.unreachable != nil {
+		r.probing.Lock()
+		r.unreachable(res, done)
+		r.probing.Unlock()
+	}
+}
+
+// EndpointDownError stops a run whose server stopped accepting
+// connections mid-scenario; the report returned with it holds every
+// result up to that point.
+type EndpointDownError struct {
+	Endpoint, Scenario string
+	Requests           int    // results recorded in the scenario, the failed one included
+	Observed           string // the failed request's error
+}
+
+func (e *EndpointDownError) Error() string {
+	return fmt.Sprintf("%s stopped accepting connections during %s after %d requests (%s) and did not answer GET /v1/models either; the run stopped there, the results so far are kept",
+		e.Endpoint, e.Scenario, e.Requests, e.Observed)
+}
+
+// stopWhenDown returns the recorder's unreachable hook: it asks the server
+// for its models, and if that fails too, cancels the scenario with an
+// EndpointDownError instead of sending the rest of its requests into a
+// closed port. A single refused connection to a live server stays an
+// error in the results and nothing more.
+func (r *Runner) stopWhenDown(ctx context.Context, stop context.CancelCauseFunc, scenario string) func(Result, int) {
+	return func(res Result, n int) {
+		if ctx.Err() != nil {
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, err := r.Client.Models(pctx); err == nil || ctx.Err() != nil {
+			return
+		}
+		stop(&EndpointDownError{Endpoint: r.Client.Endpoint, Scenario: scenario, Requests: n, Observed: res.Err})
 	}
 }
 
@@ -125,8 +169,11 @@ func (r *Runner) Run(ctx context.Context, names []string) (*Report, error) {
 	return rep, nil
 }
 
-func (r *Runner) scenario(ctx context.Context, name string) (*ScenarioReport, error) {
+func (r *Runner) scenario(parent context.Context, name string) (*ScenarioReport, error) {
+	ctx, stop := context.WithCancelCause(parent)
+	defer stop(nil)
 	rec := &recorder{name: name, total: r.Config.Total(name), progress: r.Progress}
+	rec.unreachable = r.stopWhenDown(ctx, stop, name)
 	sr := &ScenarioReport{Name: name, Started: time.Now()}
 	tel := startTelemetry(ctx, r.Client, r.GPU, r.Scrape)
 	before := tel.server.snapshot(ctx)
@@ -172,6 +219,11 @@ func (r *Runner) scenario(ctx context.Context, name string) (*ScenarioReport, er
 	case "stability":
 		d := SummarizeStability(rec.results)
 		sr.Degradation = &d
+	}
+	var down *EndpointDownError
+	if errors.As(context.Cause(ctx), &down) && parent.Err() == nil {
+		sr.Notes = append(sr.Notes, down.Error())
+		return sr, down
 	}
 	return sr, err
 }

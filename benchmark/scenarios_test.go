@@ -3,6 +3,7 @@ package benchmark
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -208,5 +209,42 @@ func TestSaturationRule(t *testing.T) {
 		if got := Saturation(tt.levels); got != tt.want {
 			t.Errorf("case %d: saturation %d, want %d", i, got, tt.want)
 		}
+	}
+}
+
+// A server that dies mid-run stops the run with what was observed; the
+// results up to then are in the report, and the rest of the load sweep is
+// not sent into a closed port.
+func TestEndpointDownStopsTheRunKeepingResults(t *testing.T) {
+	url := startSim(t, simBase, map[string]string{"VLLM_SIM_DIE_AFTER_REQUESTS": "5"})
+	cfg := small()
+	rep, err := runner(url, cfg).Run(context.Background(), []string{"load", "stability"})
+	var down *EndpointDownError
+	if !errors.As(err, &down) {
+		t.Fatalf("err %v, want an EndpointDownError", err)
+	}
+	if down.Scenario != "load" || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "results so far are kept") {
+		t.Errorf("error %q: want the scenario and the refused connection", err)
+	}
+	if rep == nil || len(rep.Scenarios) != 1 {
+		t.Fatalf("report %+v, want the load scenario only", rep)
+	}
+	s := rep.Scenarios[0]
+	ok, unreachable := 0, 0
+	for _, r := range s.Results {
+		if r.OK() {
+			ok++
+		}
+		if r.Unreachable {
+			unreachable++
+		}
+	}
+	// At most the in-flight requests of the highest level (8) end after
+	// the one that stopped the run, as cancelled.
+	if ok < 5 || unreachable == 0 || len(s.Results) > down.Requests+8 || len(s.Results) >= cfg.Total("load") {
+		t.Errorf("%d results (%d ok, %d unreachable) of %d planned; error after %d", len(s.Results), ok, unreachable, cfg.Total("load"), down.Requests)
+	}
+	if len(s.Notes) == 0 || !strings.Contains(s.Notes[len(s.Notes)-1], "stopped accepting connections") {
+		t.Errorf("notes %q: the scenario should say why it ended", s.Notes)
 	}
 }
