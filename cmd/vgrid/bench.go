@@ -88,8 +88,10 @@ from --api-key-env (default VLLM_API_KEY) and never printed.`,
 			for _, n := range names {
 				total += cfg.Total(n)
 			}
-			r.Progress = newProgress(a.stderr, total).update
+			prog := newProgress(a.stderr, total)
+			r.Progress = prog.update
 			rep, runErr := r.Run(cmd.Context(), names)
+			prog.end()
 			if rep != nil {
 				printReport(a.stdout, rep)
 				if jsonOut != "" {
@@ -172,6 +174,15 @@ func newProgress(w io.Writer, total int) *progress {
 		p.tty = isatty.IsTerminal(f.Fd())
 	}
 	return p
+}
+
+// end ends the bar's line when a run stopped before its last request.
+func (p *progress) end() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty && p.done > 0 && p.done < p.total {
+		fmt.Fprintln(p.w)
+	}
 }
 
 func (p *progress) update(scenario string, done, _ int) {
