@@ -64,7 +64,7 @@ type Result struct {
 	Reasoning    int             `json:"reasoning_chunks"`
 	FinishReason string          `json:"finish_reason,omitempty"`
 	Status       int             `json:"status"`
-	Unreachable  bool            `json:"unreachable,omitempty"` // no connection could be made
+	Unreachable  bool            `json:"unreachable,omitempty"`   // no connection could be made
 	ArrivalClock string          `json:"arrival_clock,omitempty"` // kernel, read or mixed: where chunk arrival times came from
 	Err          string          `json:"error,omitempty"`
 
