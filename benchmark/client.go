@@ -110,7 +110,12 @@ func (c *Client) SetKey(key string) { c.apiKey = key }
 func NewClient(endpoint, model, keyEnv string, getenv func(string) string) *Client {
 	c := &Client{Endpoint: strings.TrimRight(endpoint, "/"), Model: model, KeyEnv: keyEnv, apiKey: getenv(keyEnv), Timeout: 5 * time.Minute}
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	// HTTP/1.1 only: a connection carries one stream at a time, which the
+	// per-connection arrival stamps rely on (HTTP/2 would multiplex).
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
 	c.HTTP = &http.Client{Transport: &http.Transport{
+		Protocols:           &protocols,
 		MaxIdleConnsPerHost: 1024,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if c.ReadStamps {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
@@ -254,5 +256,26 @@ func TestReadStreamUsesKernelArrival(t *testing.T) {
 	client.readStream(context.Background(), c2, nil, &res2, time.Minute)
 	if res2.ArrivalClock != "read" || res2.TTFT < 50*time.Millisecond {
 		t.Errorf("without the conn: clock %q TTFT %v, want read and >= 50ms", res2.ArrivalClock, res2.TTFT)
+	}
+}
+
+// Over TLS the stamps come from the TCP connection under it.
+func TestChatOverTLSIsKernelStamped(t *testing.T) {
+	c, srv := stampedPair(t)
+	awaitStamps(t, c, srv) // keeps stamping on for the sockets below
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, d := range []string{delta("content", "a"), delta("content", "b"), "[DONE]"} {
+			time.Sleep(10 * time.Millisecond)
+			fmt.Fprintf(w, "data: %s\n\n", d)
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer ts.Close()
+	client := NewClient(ts.URL, "m", "K", func(string) string { return "" })
+	client.HTTP.Transport.(*http.Transport).TLSClientConfig = ts.Client().Transport.(*http.Transport).TLSClientConfig
+	r := client.Chat(context.Background(), Request{Messages: []Message{{Role: "user", Content: "x"}}})
+	if !r.OK() || r.Content != "ab" || r.ArrivalClock != "kernel" {
+		t.Fatalf("err %q, content %q, clock %q; want ab timed by the kernel", r.Err, r.Content, r.ArrivalClock)
 	}
 }
