@@ -4,14 +4,16 @@
 package dockertest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
+
+	"github.com/vgrid/vgrid/internal/lockfile"
 )
 
 // SimImage is the tag the tests build the simulator image under.
@@ -86,7 +88,7 @@ func Docker(t testing.TB, args ...string) string {
 
 var (
 	lockMu   sync.Mutex
-	lockFile *os.File
+	lockHeld *lockfile.Lock
 	lockRefs int
 )
 
@@ -100,23 +102,18 @@ func Exclusive(t testing.TB) {
 	lockMu.Lock()
 	defer lockMu.Unlock()
 	if lockRefs == 0 {
-		f, err := os.OpenFile(filepath.Join(os.TempDir(), "vgrid-dockertest.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+		l, err := lockfile.Wait(context.Background(), filepath.Join(os.TempDir(), "vgrid-dockertest.lock"), fmt.Sprintf("pid %d: %s", os.Getpid(), t.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-			f.Close()
-			t.Fatal(err)
-		}
-		lockFile = f
+		lockHeld = l
 	}
 	lockRefs++
 	t.Cleanup(func() {
 		lockMu.Lock()
 		defer lockMu.Unlock()
 		if lockRefs--; lockRefs == 0 {
-			syscall.Flock(int(lockFile.Fd()), syscall.LOCK_UN)
-			lockFile.Close()
+			lockHeld.Release()
 		}
 	})
 }
