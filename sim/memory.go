@@ -245,3 +245,36 @@ func PlanMemory(c *Config, a Arch, gpus []GPU) (*Memory, error) {
 	m.MaxConcurrency = float64(m.KVTokens) / float64(m.MaxModelLen)
 	return m, nil
 }
+
+// BootSeconds is how long the simulated boot of a configuration takes in
+// simulated seconds (before VLLM_SIM_TIME_SCALE and BOOT_SLOWDOWN): weights,
+// compile, profiling, KV allocation, CUDA graphs and the API server, the
+// same constants Boot sleeps for. A boot PlanMemory rejects stops at its
+// check. vgrid's plan uses it as a real vLLM boot's estimate when the store
+// has no history.
+func BootSeconds(c *Config, a Arch, gpus []GPU) float64 {
+	_, err := PlanMemory(c, a, gpus)
+	phase := ""
+	if be, ok := err.(*BootError); ok {
+		phase = be.Phase
+	}
+	if phase == "init" || phase == "config" {
+		return 0
+	}
+	s := a.WeightBytes / float64(max(c.TP, 1)) / (loadGBps * 1e9)
+	if !c.EnforceEager {
+		s += compileSeconds
+	}
+	s += profileSeconds
+	if phase == "profile" {
+		return s
+	}
+	s += kvAllocSeconds
+	if phase == "kv_alloc" {
+		return s
+	}
+	if !c.EnforceEager {
+		s += graphSeconds
+	}
+	return s + apiSeconds
+}

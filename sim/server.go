@@ -85,6 +85,10 @@ type chatRequest struct {
 	} `json:"stream_options"`
 	MaxTokens           *int `json:"max_tokens"`
 	MaxCompletionTokens *int `json:"max_completion_tokens"`
+	// vLLM's extra sampling parameters: generate past the end of the
+	// answer, up to max_tokens (ignore_eos) or at least min_tokens.
+	IgnoreEOS bool `json:"ignore_eos"`
+	MinTokens int  `json:"min_tokens"`
 }
 
 // messageText flattens a message content (a string or a list of parts).
@@ -184,6 +188,13 @@ func (e *Engine) chat(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out := e.generate(last, toolResults, call, maxTokens)
+	if call == nil {
+		if req.IgnoreEOS {
+			out.pad(maxTokens, maxTokens)
+		} else if req.MinTokens > 0 {
+			out.pad(min(req.MinTokens, maxTokens), maxTokens)
+		}
+	}
 	stream := newStream(w, req.Stream, req.StreamOptions != nil && req.StreamOptions.IncludeUsage, req.Model)
 	cached, err := e.run(r, prompt, out, stream)
 	if err != nil {
@@ -271,6 +282,20 @@ func (e *Engine) generate(question string, toolResults []string, call *toolCall,
 		}
 	}
 	return o
+}
+
+// filler is what a model says when it is asked to go on past its answer.
+var filler = strings.SplitAfter("and so on, with more detail on each of the points above, one after the other, until the budget of tokens is spent. ", " ")
+
+// pad extends the answer to n tokens (vLLM's ignore_eos / min_tokens); an
+// answer that reaches maxTokens this way finishes with "length".
+func (o *output) pad(n, maxTokens int) {
+	for i := 0; o.tokens() < n; i++ {
+		o.content = append(o.content, filler[i%len(filler)])
+	}
+	if o.tokens() >= maxTokens {
+		o.finish = "length"
+	}
 }
 
 // argPieces splits tool arguments into the fragments a parser streams.
@@ -365,8 +390,16 @@ func (e *Engine) registry() *prometheus.Registry {
 	e.ttft = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "vllm:time_to_first_token_seconds", Help: "Histogram of time to first token in seconds.",
 		Buckets: []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560}})
 	reg.MustRegister(e.ttft)
+	// Python's Prometheus client, which vLLM uses, exports its process's
+	// start time; vgrid tells servers apart by it.
+	gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", func() float64 {
+		return float64(processStart.UnixNano()) / 1e9
+	})
 	return reg
 }
+
+// processStart is when this process started, as vLLM's process collector reports it.
+var processStart = time.Now()
 
 func pyBool(b bool) string {
 	if b {
