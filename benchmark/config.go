@@ -1,8 +1,11 @@
 package benchmark
 
 import (
+	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
+	"time"
 )
 
 // Config defines every scenario as data. Defaults() covers the user's old
@@ -15,6 +18,7 @@ type Config struct {
 	Tools     ToolsConfig     `json:"tool_calling"`
 	Stability StabilityConfig `json:"stability"`
 	Load      LoadConfig      `json:"load"`
+	Sweep     SweepConfig     `json:"sweep"`
 }
 
 // KVCacheConfig: warm-up, then pairs of (miss, hit) requests sharing a long
@@ -80,9 +84,39 @@ type StabilityConfig struct {
 
 // SLO defines goodput: a request counts when it meets every set bound.
 type SLO struct {
-	TTFTMs float64 `json:"ttft_ms,omitempty"`
-	TPOTMs float64 `json:"tpot_ms,omitempty"`
-	E2ELMs float64 `json:"e2el_ms,omitempty"`
+	TTFTMs float64 `json:"ttft_ms,omitempty" yaml:"ttft_ms"`
+	TPOTMs float64 `json:"tpot_ms,omitempty" yaml:"tpot_ms"`
+	E2ELMs float64 `json:"e2el_ms,omitempty" yaml:"e2el_ms"`
+}
+
+func (s SLO) String() string {
+	var parts []string
+	for _, b := range []struct {
+		name string
+		v    float64
+	}{{"TTFT", s.TTFTMs}, {"TPOT", s.TPOTMs}, {"E2EL", s.E2ELMs}} {
+		if b.v > 0 {
+			parts = append(parts, fmt.Sprintf("%s <= %g ms", b.name, b.v))
+		}
+	}
+	if len(parts) == 0 {
+		return "no SLO"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Meets reports whether a request completed within every set bound.
+func (s SLO) Meets(r Result) bool {
+	if !r.OK() || r.Chunks == 0 {
+		return false
+	}
+	if s.TTFTMs > 0 && ms(r.TTFT) > s.TTFTMs {
+		return false
+	}
+	if t, ok := r.TPOT(); s.TPOTMs > 0 && ok && ms(t) > s.TPOTMs {
+		return false
+	}
+	return s.E2ELMs <= 0 || ms(r.E2EL) <= s.E2ELMs
 }
 
 // LoadConfig: closed-loop concurrency levels, then open-loop Poisson rates.
@@ -91,9 +125,35 @@ type LoadConfig struct {
 	RequestsPerLevel int          `json:"requests_per_level"` // at least 2 x concurrency are sent
 	Rates            []float64    `json:"rates"`              // requests per second (Poisson arrivals)
 	RequestsPerRate  int          `json:"requests_per_rate"`
-	Request          RequestClass `json:"request"`
-	SLO              SLO          `json:"slo"`
-	Seed             uint64       `json:"seed"`
+	Request          RequestClass `json:"request"`  // the built-in workload's request
+	Workload         Workload     `json:"workload"` // what the load and sweep scenarios send
+	SLO              SLO          `json:"slo"`      // goodput's bounds, and the sweep's
+	Seed             uint64       `json:"seed"`     // Poisson arrivals
+}
+
+// SweepConfig: the highest Poisson request rate at which the server still
+// meets the SLOs (Load.SLO), with Load.Workload's requests. A closed-loop
+// probe at Concurrency measures the capacity; then rates are bisected
+// between MinRate and it.
+type SweepConfig struct {
+	Concurrency int     `json:"concurrency" yaml:"concurrency"` // the capacity probe's concurrency
+	Requests    int     `json:"requests" yaml:"requests"`       // requests per rate tried (and in the probe)
+	Steps       int     `json:"steps" yaml:"steps"`             // bisection steps after the capacity is tried
+	Attainment  float64 `json:"attainment" yaml:"attainment"`   // share of requests that must meet every SLO bound
+	MinRate     float64 `json:"min_rate" yaml:"min_rate"`       // req/s: the lowest rate tried
+}
+
+// Check says what is wrong with a sweep configuration.
+func (c SweepConfig) Check() error {
+	switch {
+	case c.Concurrency < 1, c.Requests < 1, c.Steps < 0:
+		return fmt.Errorf("sweep: concurrency and requests must be at least 1, steps at least 0")
+	case c.Attainment <= 0 || c.Attainment > 1:
+		return fmt.Errorf("sweep.attainment %g: want a share in (0, 1], e.g. 0.95", c.Attainment)
+	case c.MinRate <= 0:
+		return fmt.Errorf("sweep.min_rate %g: want a positive rate in requests/s", c.MinRate)
+	}
+	return nil
 }
 
 // Defaults returns the built-in suite.
@@ -136,18 +196,25 @@ func Defaults() Config {
 			{Name: "long", MaxTokens: 192, Prompt: "Explain how a write-ahead log makes a database crash-safe, with an example of a crash in the middle of a transaction."},
 		}},
 		Load: LoadConfig{Concurrency: []int{1, 2, 4, 8, 16, 32}, RequestsPerLevel: 16, Rates: []float64{2, 4}, RequestsPerRate: 16, Seed: 1,
-			Request: RequestClass{Name: "load", MaxTokens: 64, Prompt: "Describe the water cycle in a short paragraph."},
-			SLO:     SLO{TTFTMs: 2000, TPOTMs: 100}},
+			Request:  RequestClass{Name: "load", MaxTokens: 64, Prompt: "Describe the water cycle in a short paragraph."},
+			Workload: Workload{Kind: "builtin"},
+			SLO:      SLO{TTFTMs: 2000, TPOTMs: 100}},
+		Sweep: SweepConfig{Concurrency: 16, Requests: 32, Steps: 5, Attainment: 0.95, MinRate: 0.1},
 	}
 }
 
 // Scenarios is the list of scenario names, in run order.
-var Scenarios = []string{"kv-cache", "long-conversation", "reasoning", "tool-calling", "stability", "load"}
+var Scenarios = []string{"kv-cache", "long-conversation", "reasoning", "tool-calling", "stability", "load", "sweep"}
 
-// CheckNames validates scenario names ("all" expands to every one).
+// DefaultScenarios run when none is named: every one but the sweep,
+// which looks for a limit and takes longer.
+var DefaultScenarios = Scenarios[:len(Scenarios)-1]
+
+// CheckNames validates scenario names ("all" expands to every one, the
+// sweep included; none named is DefaultScenarios).
 func CheckNames(names []string) ([]string, error) {
 	if len(names) == 0 {
-		return Scenarios, nil
+		return DefaultScenarios, nil
 	}
 	var out []string
 	for _, n := range names {
@@ -164,4 +231,166 @@ func CheckNames(names []string) ([]string, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// Settings is what a benchmark measured under: the scenarios, in order,
+// and every parameter of the suite. Two reports are comparable only when
+// their Settings are equal.
+type Settings struct {
+	Scenarios []string `json:"scenarios"`
+	Config    Config   `json:"config"`
+}
+
+// Equal reports whether two settings measure the same thing.
+func (s Settings) Equal(o Settings) bool { return s.Diff(o) == "" }
+
+// Diff lists, in a few words, the parameters that differ ("load.rates: [2,4]
+// vs []"), or "" when there is none. Only the scenarios run count.
+func (s Settings) Diff(o Settings) string {
+	if a, b := strings.Join(s.Scenarios, ","), strings.Join(o.Scenarios, ","); a != b {
+		return fmt.Sprintf("scenarios: [%s] vs [%s]", a, b)
+	}
+	fa, fb := flatten(s.used()), flatten(o.used())
+	var keys []string
+	for k := range fa {
+		keys = append(keys, k)
+	}
+	for k := range fb {
+		if _, ok := fa[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var diffs []string
+	for _, k := range keys {
+		if fa[k] != fb[k] {
+			diffs = append(diffs, fmt.Sprintf("%s: %s vs %s", k, orNone(fa[k]), orNone(fb[k])))
+		}
+	}
+	if len(diffs) > 4 {
+		diffs = append(diffs[:4], fmt.Sprintf("and %d more", len(diffs)-4))
+	}
+	return strings.Join(diffs, "; ")
+}
+
+func orNone(v string) string {
+	if v == "" {
+		return "(none)"
+	}
+	return v
+}
+
+// used keeps the configuration of the scenarios that run, by JSON name.
+func (s Settings) used() map[string]any {
+	b, _ := json.Marshal(s.Config)
+	var all map[string]any
+	json.Unmarshal(b, &all)
+	section := map[string]string{"kv-cache": "kv_cache", "long-conversation": "long_conversation", "reasoning": "reasoning",
+		"tool-calling": "tool_calling", "stability": "stability", "load": "load", "sweep": "sweep"}
+	out := map[string]any{}
+	for _, n := range s.Scenarios {
+		out[n] = all[section[n]]
+		if n == "sweep" { // the sweep sends the load scenario's workload, against its SLOs
+			out["load"] = all["load"]
+		}
+	}
+	return out
+}
+
+// flatten turns nested JSON values into "a.b: value" pairs; lists of
+// numbers and strings stay whole ("[2,4]").
+func flatten(v map[string]any) map[string]string {
+	out := map[string]string{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if m, ok := v.(map[string]any); ok {
+			for k, x := range m {
+				walk(prefix+"."+k, x)
+			}
+			return
+		}
+		b, _ := json.Marshal(v)
+		out[strings.TrimPrefix(prefix, ".")] = string(b)
+	}
+	for k, x := range v {
+		walk(k, x)
+	}
+	return out
+}
+
+// Describe is the settings in one line, for reports.
+func (s Settings) Describe() string {
+	c := s.Config
+	parts := []string{"scenarios " + strings.Join(s.Scenarios, ", ")}
+	for _, n := range s.Scenarios {
+		switch n {
+		case "kv-cache":
+			parts = append(parts, fmt.Sprintf("kv-cache %d warm-up + %d miss/hit pairs of a %d-word prefix", c.KVCache.Warmup, c.KVCache.Pairs, c.KVCache.PrefixWords))
+		case "long-conversation":
+			parts = append(parts, fmt.Sprintf("long-conversation %d x %d turns", c.LongConv.Conversations, len(c.LongConv.Turns)))
+		case "stability":
+			parts = append(parts, fmt.Sprintf("stability %d windows x %d per class", c.Stability.Windows, c.Stability.PerWindow))
+		case "load":
+			rates := "none"
+			if len(c.Load.Rates) > 0 {
+				rates = fmt.Sprint(c.Load.Rates) + " req/s x " + fmt.Sprint(c.Load.RequestsPerRate)
+			}
+			parts = append(parts, fmt.Sprintf("load concurrency %v x %d requests, Poisson rates %s, %s", c.Load.Concurrency, c.Load.RequestsPerLevel, rates, c.Load.Workload.Describe()))
+		case "sweep":
+			parts = append(parts, fmt.Sprintf("sweep for the highest rate where %.0f%% of requests meet %s (%d requests a rate, %s)", 100*c.Sweep.Attainment, c.Load.SLO, c.Sweep.Requests, c.Load.Workload.Describe()))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Timing is a server's speed in a simple model: a fixed cost per request,
+// a prefill cost per prompt token and a decode cost per output token. The
+// simulator's defaults describe a 32B model on two RTX 4090s.
+type Timing struct {
+	BaseMs, PrefillMsPerToken, ITLMs float64
+}
+
+// Estimate predicts how long the named scenarios take on a server of this
+// timing, before any run has been measured: request counts and token
+// budgets from the configuration, concurrency dividing the time. It is a
+// rough figure; vgrid prefers the store's history.
+func (c Config) Estimate(names []string, t Timing) time.Duration {
+	req := func(prompt, out int) float64 {
+		return t.BaseMs + float64(prompt)*t.PrefillMsPerToken + float64(out)*t.ITLMs
+	}
+	words := func(s string) int { return len(strings.Fields(s))*4/3 + 1 }
+	ms := 0.0
+	for _, n := range names {
+		switch n {
+		case "kv-cache":
+			prompt := c.KVCache.PrefixWords * 4 / 3
+			ms += float64(c.KVCache.Warmup+c.KVCache.Pairs)*req(prompt, c.KVCache.MaxTokens) + float64(c.KVCache.Pairs)*req(32, c.KVCache.MaxTokens)
+		case "long-conversation":
+			for turn := range c.LongConv.Turns {
+				ms += float64(c.LongConv.Conversations) * req(turn*(c.LongConv.MaxTokens+40), c.LongConv.MaxTokens)
+			}
+		case "reasoning":
+			for _, task := range c.Reasoning.Tasks {
+				ms += float64(max(1, c.Reasoning.Repetitions)) * req(words(task.Prompt), task.MaxTokens)
+			}
+		case "tool-calling":
+			ms += float64(c.Total("tool-calling")) * req(300, c.Tools.MaxTokens/4)
+		case "stability":
+			for _, cl := range c.Stability.Classes {
+				ms += float64(c.Stability.Windows*c.Stability.PerWindow) * req(words(cl.Prompt), cl.MaxTokens) / float64(max(1, c.Stability.Concurrency))
+			}
+		case "sweep":
+			one := req(words(c.Load.Request.Prompt), c.Load.Request.MaxTokens)
+			ms += float64(max(c.Sweep.Requests, 2*c.Sweep.Concurrency))*one/float64(max(1, c.Sweep.Concurrency)) + float64((c.Sweep.Steps+1)*c.Sweep.Requests)*one/2
+		case "load":
+			one := req(words(c.Load.Request.Prompt), c.Load.Request.MaxTokens)
+			for _, cc := range c.Load.Concurrency {
+				ms += float64(max(c.Load.RequestsPerLevel, 2*cc)) * one / float64(cc)
+			}
+			for _, rate := range c.Load.Rates {
+				ms += float64(c.Load.RequestsPerRate)/rate*1000 + one
+			}
+		}
+	}
+	return time.Duration(ms * float64(time.Millisecond))
 }

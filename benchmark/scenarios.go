@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +18,7 @@ type Report struct {
 	Endpoint  string           `json:"endpoint"`
 	Model     string           `json:"model"`
 	Started   time.Time        `json:"started"`
+	Settings  *Settings        `json:"settings,omitempty"` // what it measured under (absent in reports before vgrid 0.2)
 	Scenarios []ScenarioReport `json:"scenarios"`
 }
 
@@ -32,6 +35,7 @@ type ScenarioReport struct {
 	ToolCallSuccess *float64      `json:"tool_call_success,omitempty"`
 	Tools           []ToolOutcome `json:"tools,omitempty"`
 	Load            []LoadLevel   `json:"load,omitempty"`
+	Sweep           *SweepResult  `json:"sweep,omitempty"`
 	SaturatesAt     *int          `json:"saturates_at_concurrency,omitempty"`
 	GPU             *GPUReport    `json:"gpu,omitempty"`
 	Server          *ServerReport `json:"server,omitempty"`
@@ -140,6 +144,8 @@ func (c Config) Total(name string) int {
 			n += max(c.Load.RequestsPerLevel, 2*cc)
 		}
 		return n + len(c.Load.Rates)*c.Load.RequestsPerRate
+	case "sweep":
+		return max(c.Sweep.Requests, 2*c.Sweep.Concurrency) + (c.Sweep.Steps+1)*c.Sweep.Requests
 	}
 	return 0
 }
@@ -153,10 +159,13 @@ func (r *Runner) Run(ctx context.Context, names []string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := r.Config.Load.Workload.prepare(); err != nil {
+		return nil, err
+	}
 	if err := r.Client.Check(ctx); err != nil {
 		return nil, err
 	}
-	rep := &Report{Endpoint: r.Client.Endpoint, Model: r.Client.Model, Started: time.Now()}
+	rep := &Report{Endpoint: r.Client.Endpoint, Model: r.Client.Model, Started: time.Now(), Settings: &Settings{Scenarios: names, Config: r.Config}}
 	for _, name := range names {
 		sr, err := r.scenario(ctx, name)
 		if sr != nil {
@@ -191,6 +200,8 @@ func (r *Runner) scenario(parent context.Context, name string) (*ScenarioReport,
 		err = r.stability(ctx, rec)
 	case "load":
 		err = r.load(ctx, rec, sr)
+	case "sweep":
+		err = r.sweep(ctx, rec, sr)
 	}
 	after := tel.server.snapshot(context.WithoutCancel(ctx))
 	sr.GPU, sr.Server = tel.stop(before, after)
@@ -461,61 +472,136 @@ func PoissonSchedule(rate float64, n int, seed uint64) []time.Duration {
 	return out
 }
 
-func (r *Runner) load(ctx context.Context, rec *recorder, sr *ScenarioReport) error {
+// items draws n requests from the load workload, in order.
+func (r *Runner) items(n int) ([]Item, error) {
 	c := r.Config.Load
-	req := Request{Messages: []Message{{Role: "user", Content: c.Request.Prompt}}, MaxTokens: c.Request.MaxTokens}
-	for _, cc := range c.Concurrency {
-		n := max(c.RequestsPerLevel, 2*cc)
-		var mu sync.Mutex
-		var level []Result
-		err := r.pool(ctx, cc, n, func(i int) {
-			res := r.Client.Chat(ctx, req)
-			res.Tag, res.Class = fmt.Sprintf("concurrency-%d", cc), "closed"
+	w := c.Workload
+	return w.Items(n, Request{Messages: []Message{{Role: "user", Content: c.Request.Prompt}}, MaxTokens: c.Request.MaxTokens})
+}
+
+// closedLevel sends n requests at concurrency cc, tagged concurrency-cc.
+func (r *Runner) closedLevel(ctx context.Context, rec *recorder, cc int, items []Item) ([]Result, error) {
+	var mu sync.Mutex
+	var level []Result
+	err := r.pool(ctx, cc, len(items), func(i int) {
+		res := r.Client.Chat(ctx, items[i].Request)
+		res.Tag, res.Class = fmt.Sprintf("concurrency-%d", cc), "closed"
+		rec.add(res)
+		mu.Lock()
+		level = append(level, res)
+		mu.Unlock()
+	})
+	return level, err
+}
+
+// poissonLevel sends the items with Poisson arrivals at rate, tagged rate-R.
+func (r *Runner) poissonLevel(ctx context.Context, rec *recorder, rate float64, items []Item) ([]Result, error) {
+	sched := PoissonSchedule(rate, len(items), r.Config.Load.Seed)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var level []Result
+	start := time.Now()
+	for i, at := range sched {
+		if err := sleepCtx(ctx, time.Until(start.Add(at))); err != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := r.Client.Chat(ctx, items[i].Request)
+			res.Tag, res.Class = "rate-"+strconv.FormatFloat(rate, 'g', 6, 64), "poisson"
 			rec.add(res)
 			mu.Lock()
 			level = append(level, res)
 			mu.Unlock()
-		})
-		l := LoadLevel{Mode: "closed", Concurrency: cc, Common: SummarizeCommon(level)}
-		l.Goodput = Goodput(level, c.SLO, l.WallSeconds)
-		sr.Load = append(sr.Load, l)
-		if err != nil {
+		}()
+	}
+	wg.Wait()
+	return level, ctx.Err()
+}
+
+func (r *Runner) load(ctx context.Context, rec *recorder, sr *ScenarioReport) error {
+	c := r.Config.Load
+	all, err := r.items(r.Config.Total("load"))
+	if err != nil {
+		return err
+	}
+	next := func(n int) []Item {
+		it := all[:n]
+		all = all[n:]
+		return it
+	}
+	defer func() { sr.Load = SummarizeLoad(rec.results, c.SLO) }()
+	for _, cc := range c.Concurrency {
+		if _, err := r.closedLevel(ctx, rec, cc, next(max(c.RequestsPerLevel, 2*cc))); err != nil {
 			return err
 		}
 	}
 	for _, rate := range c.Rates {
-		sched := PoissonSchedule(rate, c.RequestsPerRate, c.Seed)
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var level []Result
-		start := time.Now()
-		for _, at := range sched {
-			if err := sleepCtx(ctx, time.Until(start.Add(at))); err != nil {
-				break
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				res := r.Client.Chat(ctx, req)
-				res.Tag, res.Class = fmt.Sprintf("rate-%g", rate), "poisson"
-				rec.add(res)
-				mu.Lock()
-				level = append(level, res)
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
-		l := LoadLevel{Mode: "poisson", Rate: rate, Common: SummarizeCommon(level)}
-		l.Goodput = Goodput(level, c.SLO, l.WallSeconds)
-		sr.Load = append(sr.Load, l)
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if _, err := r.poissonLevel(ctx, rec, rate, next(c.RequestsPerRate)); err != nil {
+			return err
 		}
 	}
-	if s := Saturation(sr.Load); s > 0 {
+	if s := Saturation(SummarizeLoad(rec.results, c.SLO)); s > 0 {
 		sr.SaturatesAt = &s
 	}
 	return nil
+}
+
+// sweep finds the highest Poisson rate meeting the SLOs: a closed-loop
+// probe measures the capacity, the capacity itself is tried, then the
+// rates between MinRate and it are bisected.
+func (r *Runner) sweep(ctx context.Context, rec *recorder, sr *ScenarioReport) error {
+	c, slo := r.Config.Sweep, r.Config.Load.SLO
+	all, err := r.items(r.Config.Total("sweep"))
+	if err != nil {
+		return err
+	}
+	next := func(n int) []Item {
+		it := all[:n]
+		all = all[n:]
+		return it
+	}
+	defer func() { sr.Sweep = SummarizeSweep(rec.results, slo, c.Attainment) }()
+	probe, err := r.closedLevel(ctx, rec, c.Concurrency, next(max(c.Requests, 2*c.Concurrency)))
+	if err != nil {
+		return err
+	}
+	capacity := SummarizeCommon(probe).RequestThroughput
+	if capacity <= 0 {
+		return fmt.Errorf("the capacity probe completed no request: cannot sweep rates")
+	}
+	meets := func(rate float64) (bool, error) {
+		level, err := r.poissonLevel(ctx, rec, rate, next(c.Requests))
+		return Attainment(level, slo) >= c.Attainment, err
+	}
+	lo, hi := c.MinRate, round3(capacity)
+	ok, err := meets(hi)
+	if err != nil || ok {
+		return err
+	}
+	for step := 0; step < c.Steps; step++ {
+		mid := round3((lo + hi) / 2)
+		ok, err := meets(mid)
+		if err != nil {
+			return err
+		}
+		if ok {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return nil
+}
+
+// round3 keeps three significant digits, so rates read well in tags.
+func round3(v float64) float64 {
+	if v <= 0 {
+		return v
+	}
+	p := math.Pow(10, 2-math.Floor(math.Log10(v)))
+	return math.Round(v*p) / p
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

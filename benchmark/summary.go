@@ -264,30 +264,95 @@ func Goodput(rs []Result, slo SLO, wallSeconds float64) float64 {
 	}
 	good := 0
 	for _, r := range measured(rs) {
-		if !r.OK() || r.Chunks == 0 {
-			continue
+		if slo.Meets(r) {
+			good++
 		}
-		if slo.TTFTMs > 0 && ms(r.TTFT) > slo.TTFTMs {
-			continue
-		}
-		if t, ok := r.TPOT(); slo.TPOTMs > 0 && ok && ms(t) > slo.TPOTMs {
-			continue
-		}
-		if slo.E2ELMs > 0 && ms(r.E2EL) > slo.E2ELMs {
-			continue
-		}
-		good++
 	}
 	return float64(good) / wallSeconds
 }
 
-// LoadLevel is one concurrency level or arrival rate.
+// Attainment is the share of measured requests that met every SLO bound
+// (a failed request does not).
+func Attainment(rs []Result, slo SLO) float64 {
+	m := measured(rs)
+	if len(m) == 0 {
+		return 0
+	}
+	good := 0
+	for _, r := range m {
+		if slo.Meets(r) {
+			good++
+		}
+	}
+	return float64(good) / float64(len(m))
+}
+
+// LoadLevel is one concurrency level or arrival rate. For a rate, the
+// achieved request rate (Common.RequestThroughput) may be below the one
+// asked for when the server falls behind; Attainment says how many
+// requests met the SLOs.
 type LoadLevel struct {
 	Mode        string  `json:"mode"` // closed or poisson
 	Concurrency int     `json:"concurrency,omitempty"`
-	Rate        float64 `json:"rate_rps,omitempty"`
+	Rate        float64 `json:"rate_rps,omitempty"` // asked for
 	Common
-	Goodput float64 `json:"goodput_rps"`
+	Goodput    float64 `json:"goodput_rps"`
+	Attainment float64 `json:"slo_attainment"`
+}
+
+// SummarizeLoad recomputes the load levels from a load scenario's raw
+// results: one level per tag (concurrency-N, rate-R), in the order the
+// levels ran. Pure.
+func SummarizeLoad(rs []Result, slo SLO) []LoadLevel {
+	var order []string
+	byTag := map[string][]Result{}
+	for _, r := range rs {
+		if _, ok := byTag[r.Tag]; !ok {
+			order = append(order, r.Tag)
+		}
+		byTag[r.Tag] = append(byTag[r.Tag], r)
+	}
+	var out []LoadLevel
+	for _, tag := range order {
+		level := byTag[tag]
+		l := LoadLevel{Mode: level[0].Class, Common: SummarizeCommon(level)}
+		if n, ok := strings.CutPrefix(tag, "concurrency-"); ok {
+			l.Concurrency, _ = strconv.Atoi(n)
+		} else if v, ok := strings.CutPrefix(tag, "rate-"); ok {
+			l.Rate, _ = strconv.ParseFloat(v, 64)
+		}
+		l.Goodput = Goodput(level, slo, l.WallSeconds)
+		l.Attainment = Attainment(level, slo)
+		out = append(out, l)
+	}
+	return out
+}
+
+// SweepResult is the rate sweep's outcome, recomputed from its samples.
+type SweepResult struct {
+	SLO        SLO         `json:"slo"`
+	Attainment float64     `json:"attainment"`   // the share of requests that must meet it
+	Capacity   LoadLevel   `json:"capacity"`     // the closed-loop probe
+	Rates      []LoadLevel `json:"rates"`        // the rates tried, in order
+	MaxRate    float64     `json:"max_rate_rps"` // the highest rate that met the SLOs; 0: none did
+	Goodput    float64     `json:"goodput_rps"`  // at MaxRate
+}
+
+// SummarizeSweep recomputes a sweep from its raw results (tags
+// sweep-capacity-N and rate-R). Pure.
+func SummarizeSweep(rs []Result, slo SLO, attainment float64) *SweepResult {
+	out := &SweepResult{SLO: slo, Attainment: attainment}
+	for _, l := range SummarizeLoad(rs, slo) {
+		if l.Mode == "closed" {
+			out.Capacity = l
+			continue
+		}
+		out.Rates = append(out.Rates, l)
+		if l.Attainment >= attainment && l.Rate > out.MaxRate {
+			out.MaxRate, out.Goodput = l.Rate, l.Goodput
+		}
+	}
+	return out
 }
 
 // Saturation returns the last closed-loop concurrency before latency
