@@ -29,6 +29,7 @@ const (
 	ReasonImageMissing  Reason = 14 // the image is not on the Docker host
 	ReasonNoGPURuntime  Reason = 15 // GPUs requested, no NVIDIA runtime on the host
 	ReasonCreate        Reason = 16 // the engine refused to create or start the container
+	ReasonForeignServer Reason = 17 // the endpoint is served by another server than the trial started
 )
 
 var reasonNames = map[Reason]string{
@@ -37,7 +38,7 @@ var reasonNames = map[Reason]string{
 	ReasonBadArgs: "bad_args", ReasonBootCrash: "boot_crash", ReasonExited: "exited",
 	ReasonCrashLoop: "crash_loop", ReasonUnhealthy: "unhealthy", ReasonHealthTimeout: "health_timeout",
 	ReasonUnreachable: "unreachable", ReasonConfigDrift: "config_drift", ReasonImageMissing: "image_missing",
-	ReasonNoGPURuntime: "no_gpu_runtime", ReasonCreate: "create_failed",
+	ReasonNoGPURuntime: "no_gpu_runtime", ReasonCreate: "create_failed", ReasonForeignServer: "foreign_server",
 }
 
 func (r Reason) String() string {

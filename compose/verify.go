@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -68,6 +69,36 @@ func parseEffective(r io.Reader) (*Effective, error) {
 		}
 	}
 	return e, nil
+}
+
+// ServerStart reads when the process serving endpoint started, from the
+// process_start_time_seconds gauge that vLLM's /metrics carries (Python's
+// Prometheus client exports it). Zero, without error, when the server
+// does not export it.
+func ServerStart(ctx context.Context, endpoint string) (time.Time, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", endpoint+"/metrics", nil)
+	if err != nil {
+		return time.Time{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("scrape %s/metrics: %w", endpoint, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return time.Time{}, fmt.Errorf("scrape %s/metrics: status %d", endpoint, resp.StatusCode)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parse %s/metrics: %w", endpoint, err)
+	}
+	fam, ok := fams["process_start_time_seconds"]
+	if !ok || len(fam.GetMetric()) == 0 || fam.GetMetric()[0].GetGauge() == nil {
+		return time.Time{}, nil
+	}
+	v := fam.GetMetric()[0].GetGauge().GetValue()
+	return time.Unix(0, int64(v*1e9)), nil
 }
 
 // CheckDrift compares what the server reports with the flags it was given

@@ -27,6 +27,8 @@ func (d *Daemon) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/runs", d.list)
 	mux.HandleFunc("GET /v1/runs/{id}", d.show)
 	mux.HandleFunc("GET /v1/runs/{id}/report", d.report)
+	mux.HandleFunc("GET /v1/runs/{id}/export", d.export)
+	mux.HandleFunc("DELETE /v1/runs/{id}", d.deleteRun)
 	mux.HandleFunc("POST /v1/runs/{id}/cancel", d.cancel)
 	mux.HandleFunc("GET /v1/runs/{id}/events", d.events)
 	mux.HandleFunc("GET /v1/profiles/backups", d.backups)
@@ -163,13 +165,10 @@ func (d *Daemon) report(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var err error
-	reports := map[int][]*benchmark.Report{}
-	for _, t := range trials {
-		if reports[t.Seq], err = d.cfg.Store.Reports(run.ID, t.Seq); err != nil {
-			d.storeError(w, err)
-			return
-		}
+	reports, err := d.reports(run, trials)
+	if err != nil {
+		d.storeError(w, err)
+		return
 	}
 	rep := orchestrator.BuildReport(run, trials, reports)
 	switch f := r.URL.Query().Get("format"); f {
@@ -178,13 +177,75 @@ func (d *Daemon) report(w http.ResponseWriter, r *http.Request) {
 		rep.Markdown(w)
 	case "csv":
 		w.Header().Set("Content-Type", "text/csv")
-		rep.CSV(w)
+		if r.URL.Query().Get("table") == "levels" {
+			rep.LevelsCSV(w)
+		} else {
+			rep.CSV(w)
+		}
 	case "html":
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		rep.HTML(w)
 	default:
 		jsonError(w, http.StatusBadRequest, fmt.Sprintf("format %q: want md, csv or html", f))
 	}
+}
+
+// export streams everything stored for a run (vgrid runs export).
+func (d *Daemon) export(w http.ResponseWriter, r *http.Request) {
+	run, trials, ok := d.runAndTrials(w, r)
+	if !ok {
+		return
+	}
+	reports, err := d.reports(run, trials)
+	if err != nil {
+		d.storeError(w, err)
+		return
+	}
+	switch f := r.URL.Query().Get("format"); f {
+	case "", "json":
+		w.Header().Set("Content-Type", "application/json")
+		orchestrator.ExportJSON(w, run, trials, reports)
+	case "csv":
+		w.Header().Set("Content-Type", "text/csv")
+		orchestrator.ExportCSV(w, trials, reports)
+	default:
+		jsonError(w, http.StatusBadRequest, fmt.Sprintf("format %q: want json or csv", f))
+	}
+}
+
+// deleteRun removes a finished run (vgrid runs delete).
+func (d *Daemon) deleteRun(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	run, err := d.cfg.Store.GetRun(id)
+	if err != nil {
+		d.storeError(w, err)
+		return
+	}
+	d.mu.Lock()
+	a, running := d.running[run.Target]
+	busy := running && a.runID == run.ID
+	d.mu.Unlock()
+	if busy || run.State == orchestrator.RunQueued {
+		jsonError(w, http.StatusConflict, fmt.Sprintf("run %s is %s; cancel it first (vgrid runs cancel %s)", run.ID, run.State, run.ID))
+		return
+	}
+	if err := d.cfg.Store.DeleteRun(run.ID); err != nil {
+		jsonError(w, http.StatusConflict, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"deleted": run.ID})
+}
+
+func (d *Daemon) reports(run *orchestrator.Run, trials []*orchestrator.Trial) (map[int][]*benchmark.Report, error) {
+	reports := map[int][]*benchmark.Report{}
+	for _, t := range trials {
+		rs, err := d.cfg.Store.Reports(run.ID, t.Seq)
+		if err != nil {
+			return nil, err
+		}
+		reports[t.Seq] = rs
+	}
+	return reports, nil
 }
 
 func (d *Daemon) cancel(w http.ResponseWriter, r *http.Request) {

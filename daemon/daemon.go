@@ -43,8 +43,9 @@ type Config struct {
 	Store     *store.Store
 	Log       zerolog.Logger
 	Version   string
-	// NewDriver builds the driver of a run's target.
-	NewDriver func(ctx context.Context, g *orchestrator.Grid) (DriverCloser, error)
+	// NewDriver builds the driver of a run's target; runDir is where the
+	// run keeps its files.
+	NewDriver func(ctx context.Context, g *orchestrator.Grid, runDir string) (DriverCloser, error)
 	// NewBencher builds the benchmark of a run.
 	NewBencher func(g *orchestrator.Grid) orchestrator.Bencher
 	// Feasible, optional, predicts boots.
@@ -244,7 +245,7 @@ func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
 	}()
 	log := d.cfg.Log.With().Str("run_id", r.ID).Logger()
 	g := &r.Grid
-	drv, err := d.cfg.NewDriver(ctx, g)
+	drv, err := d.cfg.NewDriver(ctx, g, d.cfg.Store.RunDir(r.ID))
 	if err != nil {
 		d.finishWith(r, orchestrator.RunFailed, "cannot prepare the target: "+err.Error())
 		return
@@ -304,21 +305,11 @@ func (d *Daemon) Submit(src []byte, name, dir string) (*orchestrator.Run, error)
 	if draining {
 		return nil, errDraining
 	}
-	g, err := orchestrator.ParseGrid(name, src)
+	g, err := orchestrator.LoadGrid(name, src, dir)
 	if err != nil {
 		return nil, err
 	}
-	abs := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(dir, p)
-	}
-	for i, f := range g.Target.Files {
-		g.Target.Files[i] = abs(f)
-	}
-	g.Target.EnvFile = abs(g.Target.EnvFile)
-	r := orchestrator.NewRun(g, name, d.cfg.Now(), g.Target.Key())
+	r := orchestrator.NewRun(g, name, d.cfg.Now(), g.Target.Key(), d.cfg.Version)
 	if err := d.cfg.Store.PutRun(r); err != nil {
 		return nil, err
 	}

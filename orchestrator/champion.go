@@ -56,13 +56,26 @@ func Metrics(reports []*benchmark.Report) (values map[string]float64, reps map[s
 				d := benchmark.SummarizeStability(s.Results)
 				add(p+"degradation", d.Ratio)
 			case "load":
+				slo := benchmark.Defaults().Load.SLO
+				if rep.Settings != nil {
+					slo = rep.Settings.Config.Load.SLO
+				}
 				best, good := 0.0, 0.0
-				for _, l := range s.Load {
+				for _, l := range benchmark.SummarizeLoad(s.Results, slo) {
 					best = math.Max(best, l.OutputThroughput)
 					good = math.Max(good, l.Goodput)
 				}
 				add(p+"max_output_throughput_tok_s", best)
 				add(p+"goodput_rps", good)
+			case "sweep":
+				cfg := benchmark.Defaults()
+				if rep.Settings != nil {
+					cfg = rep.Settings.Config
+				}
+				sw := benchmark.SummarizeSweep(s.Results, cfg.Load.SLO, cfg.Sweep.Attainment)
+				add(p+"max_rate_rps", sw.MaxRate)
+				add(p+"goodput_rps", sw.Goodput)
+				add(p+"capacity_rps", sw.Capacity.RequestThroughput)
 			}
 			if s.ToolCallSuccess != nil {
 				add("tool_call_success", *s.ToolCallSuccess)
@@ -159,6 +172,30 @@ type Scored struct {
 	Reps      map[string][]float64 // per repetition
 	Samples   []float64            // per-request samples of the objective, when it is a latency metric
 	CI        *benchmark.CI        // the objective's bootstrap CI, when it is an acceleration
+	// Settings are the benchmark settings the trial's reports record (nil:
+	// reports from before settings were recorded); Mixed says its
+	// repetitions were not all measured the same way.
+	Settings *benchmark.Settings
+	Mixed    string
+}
+
+// settingsOf returns the settings of a trial's reports and, when its
+// repetitions disagree, how.
+func settingsOf(reports []*benchmark.Report) (*benchmark.Settings, string) {
+	var first *benchmark.Settings
+	for i, r := range reports {
+		if r.Settings == nil {
+			continue
+		}
+		if first == nil {
+			first = r.Settings
+			continue
+		}
+		if d := first.Diff(*r.Settings); d != "" {
+			return first, fmt.Sprintf("repetition %d was measured differently from the first (%s)", i, d)
+		}
+	}
+	return first, ""
 }
 
 // AccelerationCI pools the kv-cache samples of every repetition and
@@ -254,6 +291,7 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 			cons = append(cons, pc)
 		}
 	}
+	want := g.Benchmark.Settings()
 	var eligible []Scored
 	for _, s := range scored {
 		r := Rank{Seq: s.Seq, Name: s.Name, Objective: math.NaN()}
@@ -261,6 +299,10 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 		switch {
 		case !s.Done:
 			r.Why = "not measured (failed or skipped)"
+		case s.Mixed != "":
+			r.Objective, r.Why = obj, "not comparable: "+s.Mixed
+		case s.Settings != nil && !s.Settings.Equal(want):
+			r.Objective, r.Why = obj, "not comparable: measured under other benchmark settings than the grid's ("+s.Settings.Diff(want)+")"
 		case !has:
 			r.Why = v.Metric + " was not measured"
 		default:

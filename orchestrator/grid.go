@@ -2,8 +2,12 @@ package orchestrator
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"net/url"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -12,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/profiles"
 )
 
@@ -27,6 +32,9 @@ type Grid struct {
 	Timeouts    Timeouts    `yaml:"timeouts" json:"timeouts"`
 	End         string      `yaml:"end" json:"end"`                     // crown (default) or restore
 	Feasibility Hardware    `yaml:"hardware" json:"hardware,omitempty"` // for pre-flight estimates
+
+	source []byte // the file as written (LoadGrid); a run stores it
+	dir    string // what relative paths were resolved against
 }
 
 // Target is where candidates run.
@@ -93,7 +101,63 @@ type BenchConfig struct {
 	Repetitions int       `yaml:"repetitions" json:"repetitions"`
 	Requests    int       `yaml:"requests" json:"requests,omitempty"`       // kv-cache pairs and load requests per level
 	Concurrency []int     `yaml:"concurrency" json:"concurrency,omitempty"` // load levels
-	Rates       []float64 `yaml:"rates" json:"rates,omitempty"`
+	Rates       []float64 `yaml:"rates" json:"rates"`                       // nil: the defaults; []: none
+	// Workload is what load and sweep send (default: the built-in prompt).
+	Workload *benchmark.Workload `yaml:"workload" json:"workload,omitempty"`
+	// SLO bounds goodput and the sweep (default TTFT 2 s, TPOT 100 ms).
+	SLO *benchmark.SLO `yaml:"slo" json:"slo,omitempty"`
+	// Sweep tunes the rate sweep; fields left out keep their defaults.
+	Sweep *benchmark.SweepConfig `yaml:"sweep" json:"sweep,omitempty"`
+}
+
+// Resolve is the benchmark suite a trial of this grid runs: the built-in
+// suite with the grid's sizes. Every trial of a run, resumed or not, from
+// the CLI or the daemon, runs exactly this.
+func (b BenchConfig) Resolve() benchmark.Config {
+	cfg := benchmark.Defaults()
+	if b.Requests > 0 {
+		cfg.KVCache.Pairs, cfg.Load.RequestsPerLevel, cfg.Load.RequestsPerRate = b.Requests, b.Requests, b.Requests
+	}
+	if len(b.Concurrency) > 0 {
+		cfg.Load.Concurrency = b.Concurrency
+	}
+	if b.Rates != nil {
+		cfg.Load.Rates = b.Rates
+	}
+	if b.Workload != nil {
+		cfg.Load.Workload = *b.Workload
+		if cfg.Load.Workload.Kind == "" {
+			cfg.Load.Workload.Kind = "builtin"
+		}
+	}
+	if b.SLO != nil {
+		cfg.Load.SLO = *b.SLO
+	}
+	if s := b.Sweep; s != nil {
+		d := &cfg.Sweep
+		if s.Concurrency != 0 {
+			d.Concurrency = s.Concurrency
+		}
+		if s.Requests != 0 {
+			d.Requests = s.Requests
+		}
+		if s.Steps != 0 {
+			d.Steps = s.Steps
+		}
+		if s.Attainment != 0 {
+			d.Attainment = s.Attainment
+		}
+		if s.MinRate != 0 {
+			d.MinRate = s.MinRate
+		}
+	}
+	return cfg
+}
+
+// Settings is what the grid's trials are measured under.
+func (b BenchConfig) Settings() benchmark.Settings {
+	names, _ := benchmark.CheckNames(b.Scenarios)
+	return benchmark.Settings{Scenarios: names, Config: b.Resolve()}
 }
 
 // Objective names the metric to maximize or minimize.
@@ -141,6 +205,17 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return err
 }
 
+// GridErrors are several grid file problems, each with its position.
+type GridErrors []*GridError
+
+func (es GridErrors) Error() string {
+	var parts []string
+	for _, e := range es {
+		parts = append(parts, e.Error())
+	}
+	return strings.Join(parts, "\n")
+}
+
 // GridError is a grid file problem, with its position.
 type GridError struct {
 	File string
@@ -155,17 +230,143 @@ func (e *GridError) Error() string {
 	return fmt.Sprintf("%s: %s", e.File, e.Msg)
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
+// LoadGrid parses a grid file's bytes exactly as written and resolves its
+// relative paths (target.files, env_file) against dir, the grid file's
+// directory. It is the one grid loader: the CLI, the daemon and a resumed
+// run (from the bytes the run stored) all go through it.
+func LoadGrid(name string, src []byte, dir string) (*Grid, error) {
+	g, err := ParseGrid(name, src)
+	if err != nil {
+		return nil, err
+	}
+	if dir != "" {
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs
+		}
+	}
+	resolve := func(p string) string {
+		if p == "" || filepath.IsAbs(p) || dir == "" {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	for i, f := range g.Target.Files {
+		g.Target.Files[i] = resolve(f)
+	}
+	g.Target.EnvFile = resolve(g.Target.EnvFile)
+	if w := g.Benchmark.Workload; w != nil {
+		w.Path = resolve(w.Path)
+	}
+	g.source, g.dir = append([]byte(nil), src...), dir
+	return g, nil
+}
+
+var (
+	yamlLine     = regexp.MustCompile(`line (\d+): (.*)`)
+	unknownField = regexp.MustCompile(`^field (\S+) not found in type orchestrator\.(\w+)$`)
+)
+
+// sections names where each grid type sits, for messages about its keys.
+var sections = map[string]any{"Grid": Grid{}, "Target": Target{}, "Space": Space{}, "CandidateDef": CandidateDef{},
+	"BenchConfig": BenchConfig{}, "Objective": Objective{}, "Timeouts": Timeouts{}, "Hardware": Hardware{}}
+
+var sectionNames = map[string]string{"Grid": "the grid", "Target": "target", "Space": "space", "CandidateDef": "a space.candidates entry",
+	"BenchConfig": "benchmark", "Objective": "objective", "Timeouts": "timeouts", "Hardware": "hardware"}
+
+// yamlKeys lists the keys a grid type accepts.
+func yamlKeys(v any) []string {
+	t := reflect.TypeOf(v)
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); k != "" && k != "-" {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// explainYAML turns a yaml.v3 message into one for people: an unknown key
+// names the section and the nearest known key, not a Go type.
+func explainYAML(msg string) string {
+	m := unknownField.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	key, typ := m[1], m[2]
+	where := sectionNames[typ]
+	if where == "" {
+		where = typ
+	}
+	keys := yamlKeys(sections[typ])
+	out := fmt.Sprintf("unknown key `%s` in %s", key, where)
+	if best := nearest(key, keys); best != "" {
+		return out + fmt.Sprintf(" (did you mean `%s`?)", best)
+	}
+	return out + fmt.Sprintf(" (keys: %s)", strings.Join(keys, ", "))
+}
+
+// nearest returns the candidate closest to s by edit distance, when it is
+// close enough to be a typo (at most a third of the key's letters).
+func nearest(s string, candidates []string) string {
+	best, bestD := "", -1
+	for _, c := range candidates {
+		if d := editDistance(s, c); bestD < 0 || d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if bestD < 0 || bestD > max(1, len(best)/3) {
+		return ""
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
 
 // ParseGrid reads a grid file (YAML or JSON). Unknown keys and invalid
-// values are errors with file:line.
+// values are errors with file:line; every unknown key is reported.
 func ParseGrid(name string, src []byte) (*Grid, error) {
 	var g Grid
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	dec.KnownFields(true)
 	if err := dec.Decode(&g); err != nil {
-		msg := err.Error()
-		msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n  ")
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			var errs GridErrors
+			for _, e := range te.Errors {
+				if m := yamlLine.FindStringSubmatch(e); m != nil {
+					n, _ := strconv.Atoi(m[1])
+					errs = append(errs, &GridError{File: name, Line: n, Msg: explainYAML(strings.TrimSpace(m[2]))})
+				} else {
+					errs = append(errs, &GridError{File: name, Msg: explainYAML(e)})
+				}
+			}
+			if len(errs) == 1 {
+				return nil, errs[0]
+			}
+			return nil, errs
+		}
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if errors.Is(err, io.EOF) {
+			msg = "the file is empty; a grid needs at least target, space and objective (docs/grid-file.md)"
+		}
 		if m := yamlLine.FindStringSubmatch(msg); m != nil {
 			n, _ := strconv.Atoi(m[1])
 			return nil, &GridError{File: name, Line: n, Msg: strings.TrimSpace(m[2])}
@@ -191,11 +392,18 @@ func (g *Grid) validate(file string) error {
 		if len(g.Target.Command) == 0 {
 			return bad(0, "target.command: the process driver needs a vllm serve-style command")
 		}
+	case "":
+		return bad(0, "target.driver is missing: want compose (a compose profile) or process (a vllm serve command)")
 	default:
 		return bad(0, "target.driver %q: want compose or process", g.Target.Driver)
 	}
 	if g.Target.GPUs != "" && g.Target.GPUs != "off" && g.Target.GPUs != "on" {
 		return bad(0, "target.gpus %q: want on or off", g.Target.GPUs)
+	}
+	if ep := g.Target.Endpoint; ep != "" {
+		if err := CheckEndpoint(ep); err != nil {
+			return bad(0, "target.endpoint: %v", err)
+		}
 	}
 	if g.Target.APIKeyEnv == "" {
 		g.Target.APIKeyEnv = "VLLM_API_KEY"
@@ -245,6 +453,16 @@ func (g *Grid) validate(file string) error {
 	if g.Benchmark.Repetitions < 0 {
 		return bad(0, "benchmark.repetitions must be at least 1")
 	}
+	if _, err := benchmark.CheckNames(g.Benchmark.Scenarios); err != nil {
+		return bad(0, "benchmark.scenarios: %v", err)
+	}
+	cfg := g.Benchmark.Resolve()
+	if err := cfg.Load.Workload.Check(); err != nil {
+		return bad(0, "benchmark.workload: %v", err)
+	}
+	if err := cfg.Sweep.Check(); err != nil {
+		return bad(0, "benchmark.%v", err)
+	}
 	for _, c := range g.Constraints {
 		if _, err := ParseConstraint(c); err != nil {
 			return bad(0, "constraints: %v", err)
@@ -275,6 +493,43 @@ func (g *Grid) validate(file string) error {
 		g.Timeouts.Bench = Duration(time.Hour)
 	}
 	return nil
+}
+
+// CheckEndpoint says what is wrong with an endpoint URL: it needs a scheme
+// (http or https) and a host.
+func CheckEndpoint(ep string) error {
+	u, err := url.Parse(ep)
+	if err != nil || u.Scheme == "" || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		if !strings.Contains(ep, "://") {
+			return fmt.Errorf("%q has no scheme: write http://%s", ep, ep)
+		}
+		return fmt.Errorf("%q is not an http:// or https:// URL with a host, e.g. http://127.0.0.1:8000", ep)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return fmt.Errorf("%q: give the server's base URL without a path (vgrid adds /v1/...), e.g. %s://%s", ep, u.Scheme, u.Host)
+	}
+	return nil
+}
+
+// Duplicates lists groups of candidates (by index in Expand's order) whose
+// flags are identical: each will run, and their spread is run-to-run noise.
+func Duplicates(cands []Candidate) [][]int {
+	byKey := map[string][]int{}
+	var order []string
+	for i, c := range cands {
+		k := fmt.Sprint(c.Settings)
+		if _, ok := byKey[k]; !ok {
+			order = append(order, k)
+		}
+		byKey[k] = append(byKey[k], i)
+	}
+	var out [][]int
+	for _, k := range order {
+		if len(byKey[k]) > 1 {
+			out = append(out, byKey[k])
+		}
+	}
+	return out
 }
 
 // Candidate is one point of the search space.

@@ -57,7 +57,15 @@ func TestParseGridAndExpand(t *testing.T) {
 
 func TestGridErrorsHaveLines(t *testing.T) {
 	tests := []struct{ src, want string }{
-		{strings.Replace(gridOK, "name: demo", "name: demo\nbogus: 1", 1), "g.yaml:2: field bogus not found"},
+		{strings.Replace(gridOK, "name: demo", "name: demo\nbogus: 1", 1), "g.yaml:2: unknown key `bogus` in the grid (keys: name, target,"},
+		{strings.Replace(gridOK, "objective:", "objectve:", 1), "unknown key `objectve` in the grid (did you mean `objective`?)"},
+		{strings.Replace(gridOK, "  scenarios: [kv-cache]", "  scenarios: [kv-cache]\n  requets: 3", 1), "g.yaml:15: unknown key `requets` in benchmark (did you mean `requests`?)"},
+		{strings.Replace(gridOK, "  scenarios: [kv-cache]", "  scenarios: [kv-cache]\n  workload: {kind: synthetic, input_tokens: 0, output_tokens: 8}", 1), "benchmark.workload: input_tokens: want a length of at least 1 token"},
+		{strings.Replace(gridOK, "  scenarios: [kv-cache]", "  scenarios: [kv-cache, lode]", 1), `unknown scenario "lode"`},
+		{strings.Replace(gridOK, "endpoint: http://127.0.0.1:8011", "endpoint: 127.0.0.1:18099", 1), `target.endpoint: "127.0.0.1:18099" has no scheme: write http://127.0.0.1:18099`},
+		{strings.Replace(gridOK, "endpoint: http://127.0.0.1:8011", "endpoint: http://127.0.0.1:8011/v1", 1), "without a path"},
+		{"", "the file is empty"},
+		{"name: x\n", "target.driver is missing"},
 		{strings.Replace(gridOK, "[0.80, 0.90]", "[0.80, 1.5]", 1), "g.yaml:8: space.axes.gpu-memory-utilization: invalid value \"1.5\""},
 		{strings.Replace(gridOK, "driver: process", "driver: kubernetes", 1), "target.driver \"kubernetes\""},
 		{strings.Replace(gridOK, "errors == 0", "errors about 0", 1), "want METRIC OP NUMBER"},

@@ -47,7 +47,16 @@ type Row struct {
 type ReportData struct {
 	Run     *Run
 	Rows    []Row
+	Levels  []LevelRow // load levels of every trial and repetition, from raw samples
 	Verdict *Verdict
+}
+
+// LevelRow is one load level of one repetition of a trial.
+type LevelRow struct {
+	Seq        int
+	Name       string
+	Repetition int
+	benchmark.LoadLevel
 }
 
 func nan() float64 { return math.NaN() }
@@ -91,6 +100,19 @@ func BuildReport(run *Run, trials []*Trial, reports map[int][]*benchmark.Report)
 			row.BootS = t.Boot.Ready
 		}
 		reps := reports[t.Seq]
+		for i, rep := range reps {
+			slo := run.Grid.Benchmark.Resolve().Load.SLO
+			if rep.Settings != nil {
+				slo = rep.Settings.Config.Load.SLO
+			}
+			for _, s := range rep.Scenarios {
+				if s.Name == "load" {
+					for _, l := range benchmark.SummarizeLoad(s.Results, slo) {
+						d.Levels = append(d.Levels, LevelRow{Seq: t.Seq, Name: t.Candidate.Name, Repetition: i, LoadLevel: l})
+					}
+				}
+			}
+		}
 		m, _ := Metrics(reps)
 		row.TTFTMiss, row.TTFTHit = get(m, "kv-cache.ttft_miss_p50_ms"), get(m, "kv-cache.ttft_hit_p50_ms")
 		row.Accel, row.AccelLo, row.AccelHi = nan(), nan(), nan()
@@ -154,9 +176,17 @@ func (r Row) cells() []string {
 func (d *ReportData) Markdown(w io.Writer) {
 	r := d.Run
 	fmt.Fprintf(w, "# vgrid run %s\n\n", r.ID)
-	fmt.Fprintf(w, "- grid: %s (%s), target `%s`\n- state: %s, left running: %s\n- objective: %s %s; constraints: %s\n\n",
+	fmt.Fprintf(w, "- grid: %s (%s), target `%s`\n- state: %s, left running: %s\n- objective: %s %s; constraints: %s\n",
 		r.Grid.Name, r.GridFile, r.Target, r.State, r.EndAction, objectiveVerb(r.Grid), r.Grid.Objective.Maximize+r.Grid.Objective.Minimize,
 		strings.Join(r.Grid.Constraints, ", "))
+	fmt.Fprintf(w, "- benchmark: %s; %d repetition(s) per candidate\n", d.Settings(), r.Grid.Benchmark.Repetitions)
+	if r.Version != "" {
+		fmt.Fprintf(w, "- vgrid %s\n", r.Version)
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "- error: %s\n", r.Error)
+	}
+	fmt.Fprintln(w)
 	if v := d.Verdict; v != nil {
 		if v.Champion >= 0 {
 			fmt.Fprintf(w, "## Champion: %s\n\n", v.Name)
@@ -202,12 +232,63 @@ func objectiveVerb(g Grid) string {
 	return "minimize"
 }
 
-// CSV writes one row per candidate.
+// Settings describes what the run's trials are measured under.
+func (d *ReportData) Settings() string { return d.Run.Grid.Benchmark.Settings().Describe() }
+
+// csvColumns are the CSV's: one value per cell, a CI's bounds in their
+// own columns, units in the names.
+var csvColumns = []string{"trial", "candidate", "status", "failure_reason", "gpu_memory_utilization", "enable_chunked_prefill", "enable_prefix_caching",
+	"boot_s", "ttft_miss_p50_ms", "ttft_hit_p50_ms", "acceleration", "acceleration_ci_low", "acceleration_ci_high", "conversation_ttft_p50_ms",
+	"conversation_degradation", "tool_call_success", "quality", "output_throughput_tok_s", "load_ttft_p50_ms", "load_ttft_p95_ms",
+	"peak_vram_mib", "errors", "objective", "verdict"}
+
+// num is a CSV number: empty when not measured.
+func num(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return ""
+	}
+	return strconv.FormatFloat(v, 'g', 6, 64)
+}
+
+func (r Row) csvCells() []string {
+	reason := ""
+	if r.Failure != nil {
+		reason = r.Failure.Reason
+	}
+	status, _, _ := strings.Cut(r.Outcome, " ")
+	gpu := strings.TrimSuffix(r.GPUMem, " (default)")
+	return []string{strconv.Itoa(r.Seq), r.Name, status, reason, gpu, r.Chunked, r.Prefix, num(r.BootS), num(r.TTFTMiss), num(r.TTFTHit),
+		num(r.Accel), num(r.AccelLo), num(r.AccelHi), num(r.ConvTTFT), num(r.ConvDegr), num(r.ToolSuccess), num(r.Quality), num(r.TokS),
+		num(r.TTFTP50), num(r.TTFTP95), num(r.VRAMMiB), num(r.Errors), num(r.ObjectiveValue), r.Verdict}
+}
+
+// CSV writes one row per candidate, one value per cell; empty cells were
+// not measured.
 func (d *ReportData) CSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	cw.Write(columns)
+	cw.Write(csvColumns)
 	for _, row := range d.Rows {
-		cw.Write(row.cells())
+		cw.Write(row.csvCells())
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// LevelsCSV writes one row per load level of every trial and repetition.
+func (d *ReportData) LevelsCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"trial", "candidate", "repetition", "mode", "concurrency", "rate_rps", "requests", "errors", "ttft_p50_ms", "ttft_p95_ms",
+		"ttft_p99_ms", "tpot_p50_ms", "itl_p50_ms", "e2el_p50_ms", "output_throughput_tok_s", "request_throughput_rps", "goodput_rps", "wall_s"})
+	for _, l := range d.Levels {
+		conc, rate := "", ""
+		if l.Mode == "closed" {
+			conc = strconv.Itoa(l.Concurrency)
+		} else {
+			rate = num(l.Rate)
+		}
+		cw.Write([]string{strconv.Itoa(l.Seq), l.Name, strconv.Itoa(l.Repetition), l.Mode, conc, rate, strconv.Itoa(l.Requests), strconv.Itoa(l.Errors),
+			num(l.TTFT.P50), num(l.TTFT.P95), num(l.TTFT.P99), num(l.TPOT.P50), num(l.ITL.P50), num(l.E2EL.P50), num(l.OutputThroughput),
+			num(l.RequestThroughput), num(l.Goodput), num(l.WallSeconds)})
 	}
 	cw.Flush()
 	return cw.Error()

@@ -48,6 +48,7 @@ type Rendered struct {
 	Candidate Candidate
 	Hash      string
 	Words     []string // vLLM's arguments, secrets redacted
+	Image     string   // the server's image (compose) or program (process)
 	Private   any      // driver data (bytes to write, the full command)
 }
 
@@ -92,6 +93,7 @@ type Progress struct {
 	Trial, Trials int
 	Name          string
 	Phase         Phase
+	Reason        string        // failed or skipped: the failure reason
 	Elapsed       time.Duration // in this trial
 	ETA           time.Duration // for the run; 0 when unknown
 }
@@ -117,13 +119,18 @@ type Orchestrator struct {
 // NewRunID returns a sortable, unique run id.
 func NewRunID(now time.Time) string {
 	b := make([]byte, 3)
-	rand.Read(b)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand: " + err.Error()) // never fails on supported platforms (Go 1.24+)
+	}
 	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
 }
 
-// NewRun prepares a run of a grid.
-func NewRun(g *Grid, gridFile string, now time.Time, target string) *Run {
-	return &Run{ID: NewRunID(now), Created: now, Updated: now, State: RunQueued, Grid: *g, GridFile: gridFile, Target: target}
+// NewRun prepares a run of a grid. The run keeps the grid's bytes as
+// written (from LoadGrid), so every later load of the run, a resume or
+// the daemon's, reads the same grid.
+func NewRun(g *Grid, gridFile string, now time.Time, target, version string) *Run {
+	return &Run{ID: NewRunID(now), Created: now, Updated: now, State: RunQueued, Grid: *g, GridFile: gridFile,
+		GridSource: string(g.source), GridDir: g.dir, Target: target, Version: version}
 }
 
 // move is the only place a trial changes phase: it checks the transition
@@ -279,7 +286,11 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 			per := o.Now().Sub(runStart) / time.Duration(done)
 			eta = per*time.Duration(total-t.Seq) - o.Now().Sub(begin)
 		}
-		o.Progress(Progress{Trial: t.Seq + 1, Trials: total, Name: t.Candidate.Name, Phase: p, Elapsed: o.Now().Sub(begin), ETA: max(eta, 0)})
+		reason := ""
+		if t.Failure != nil && p.Final() {
+			reason = t.Failure.Reason
+		}
+		o.Progress(Progress{Trial: t.Seq + 1, Trials: total, Name: t.Candidate.Name, Phase: p, Reason: reason, Elapsed: o.Now().Sub(begin), ETA: max(eta, 0)})
 	}
 	step := func(p Phase, detail string) error {
 		if err := o.move(t, p, detail); err != nil {
@@ -318,7 +329,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 	if err != nil {
 		return failed(&Failure{Reason: "render", Detail: err.Error()})
 	}
-	t.ConfigHash, t.Rendered = rendered.Hash, rendered.Words
+	t.ConfigHash, t.Rendered, t.Image = rendered.Hash, rendered.Words, rendered.Image
 	if err := step(PhaseDeploying, "config "+short(rendered.Hash)); err != nil {
 		return err
 	}
@@ -391,6 +402,7 @@ func Score(s Store, r *Run, trials []*Trial) ([]Scored, error) {
 				return nil, err
 			}
 			sc.Values, sc.Reps = Metrics(reps)
+			sc.Settings, sc.Mixed = settingsOf(reps)
 			sc.Samples = Samples(reps, metric)
 			if strings.HasSuffix(metric, "acceleration") {
 				sc.CI = AccelerationCI(reps)
@@ -401,10 +413,66 @@ func Score(s Store, r *Run, trials []*Trial) ([]Scored, error) {
 	return out, nil
 }
 
+// NothingMeasuredError ends a run in which every trial ended and none
+// was measured: there is no result, and the run's state is failed.
+type NothingMeasuredError struct {
+	RunID   string
+	Summary string // "4 failed (bad_args x4)"
+}
+
+func (e *NothingMeasuredError) Error() string {
+	return fmt.Sprintf("run %s measured no candidate: %s; see vgrid runs show %s for the evidence", e.RunID, e.Summary, e.RunID)
+}
+
+// outcomes summarises how trials ended: "3 failed (free_memory x2, oom), 1 skipped (infeasible)".
+func outcomes(trials []*Trial) string {
+	type group struct {
+		n       int
+		reasons map[string]int
+		order   []string
+	}
+	groups := map[Phase]*group{}
+	var phases []Phase
+	for _, t := range trials {
+		g := groups[t.Phase]
+		if g == nil {
+			g = &group{reasons: map[string]int{}}
+			groups[t.Phase] = g
+			phases = append(phases, t.Phase)
+		}
+		g.n++
+		if t.Failure != nil {
+			if g.reasons[t.Failure.Reason] == 0 {
+				g.order = append(g.order, t.Failure.Reason)
+			}
+			g.reasons[t.Failure.Reason]++
+		}
+	}
+	var parts []string
+	for _, p := range phases {
+		g := groups[p]
+		var rs []string
+		for _, r := range g.order {
+			if n := g.reasons[r]; n > 1 {
+				rs = append(rs, fmt.Sprintf("%s x%d", r, n))
+			} else {
+				rs = append(rs, r)
+			}
+		}
+		part := fmt.Sprintf("%d %s", g.n, p)
+		if len(rs) > 0 {
+			part += " (" + strings.Join(rs, ", ") + ")"
+		}
+		parts = append(parts, part)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // finish crowns the champion and applies the end policy: crown deploys the
 // champion (the profile rendered from the original, backed up before the
 // first trial); restore, or no champion, puts the original back. Either
-// way the service is left running.
+// way the service is left running. A run that measured no candidate ends
+// failed, with a NothingMeasuredError.
 func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) error {
 	scored, err := Score(o.Store, r, trials)
 	if err != nil {
@@ -412,7 +480,9 @@ func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) erro
 	}
 	v := Choose(&r.Grid, scored)
 	r.Champion = v
-	o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: "champion", Trial: v.Champion, Text: v.Reason})
+	if err := o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: "champion", Trial: v.Champion, Text: v.Reason}); err != nil {
+		return fmt.Errorf("persist event: %w", err)
+	}
 	o.Log.Info().Str("run_id", r.ID).Int("champion", v.Champion).Str("candidate", v.Name).Bool("tie", v.Tie).Msg(v.Reason)
 	var endErr error
 	switch {
@@ -429,8 +499,24 @@ func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) erro
 	}
 	if endErr != nil {
 		r.Error += " restore: " + endErr.Error()
-		o.saveRun(r, RunFailed, "the end policy failed: "+endErr.Error())
+		if serr := o.saveRun(r, RunFailed, "the end policy failed: "+endErr.Error()); serr != nil {
+			return serr
+		}
 		return fmt.Errorf("end of run %s: %w", r.ID, endErr)
+	}
+	measured := 0
+	for _, s := range scored {
+		if s.Done {
+			measured++
+		}
+	}
+	if measured == 0 {
+		nm := &NothingMeasuredError{RunID: r.ID, Summary: outcomes(trials)}
+		r.Error = "no candidate was measured: " + nm.Summary
+		if err := o.saveRun(r, RunFailed, r.Error+"; left running: "+r.EndAction); err != nil {
+			return err
+		}
+		return nm
 	}
 	return o.saveRun(r, RunDone, "left running: "+r.EndAction)
 }

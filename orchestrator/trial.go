@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -104,6 +105,7 @@ type Trial struct {
 	Attempts   int               `json:"attempts"` // 1 + times it was redone after an interruption
 	ConfigHash string            `json:"config_hash,omitempty"`
 	Rendered   []string          `json:"rendered_flags,omitempty"` // vLLM's argument words, secrets redacted
+	Image      string            `json:"image,omitempty"`          // the server's image (compose) or program (process)
 	Endpoint   string            `json:"endpoint,omitempty"`
 	Boot       *Boot             `json:"boot,omitempty"`
 	Effective  map[string]string `json:"effective,omitempty"` // what the server reports (vllm:cache_config_info)
@@ -145,17 +147,44 @@ func (s RunState) String() string {
 
 // Run is one grid search.
 type Run struct {
-	ID        string    `json:"id"`
-	Created   time.Time `json:"created"`
-	Updated   time.Time `json:"updated"`
-	State     RunState  `json:"state"`
-	GridFile  string    `json:"grid_file,omitempty"`
-	Grid      Grid      `json:"grid"`
-	Target    string    `json:"target"` // the lock key: compose project + service, or the process command
-	Backup    string    `json:"backup,omitempty"`
-	Champion  *Verdict  `json:"champion,omitempty"`
-	EndAction string    `json:"end_action,omitempty"` // what was left running: "champion", "original"
-	Error     string    `json:"error,omitempty"`
+	ID       string    `json:"id"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
+	State    RunState  `json:"state"`
+	Version  string    `json:"vgrid_version,omitempty"` // the vgrid that created the run
+	GridFile string    `json:"grid_file,omitempty"`
+	// GridSource is the grid file as written and validated when the run was
+	// created; GridDir resolves its relative paths. Grid is parsed from
+	// them whenever the run is loaded (UnmarshalJSON): the JSON form of
+	// Grid is only a view.
+	GridSource string   `json:"grid_source,omitempty"`
+	GridDir    string   `json:"grid_dir,omitempty"`
+	Grid       Grid     `json:"grid"`
+	Target     string   `json:"target"` // the lock key: compose project + service, or the process command
+	Backup     string   `json:"backup,omitempty"`
+	Champion   *Verdict `json:"champion,omitempty"`
+	EndAction  string   `json:"end_action,omitempty"` // what was left running: "champion", "original"
+	Error      string   `json:"error,omitempty"`
+}
+
+// UnmarshalJSON loads a run and parses its grid from the stored source, so
+// that nothing of the grid is lost in a JSON round trip (an empty list is
+// not an absent one). Runs stored before the source was kept use the
+// JSON form.
+func (r *Run) UnmarshalJSON(b []byte) error {
+	type plain Run
+	if err := json.Unmarshal(b, (*plain)(r)); err != nil {
+		return err
+	}
+	if r.GridSource == "" {
+		return nil
+	}
+	g, err := LoadGrid(r.GridFile, []byte(r.GridSource), r.GridDir)
+	if err != nil {
+		return fmt.Errorf("run %s: its stored grid does not parse with this vgrid (%s): %w", r.ID, r.Version, err)
+	}
+	r.Grid = *g
+	return nil
 }
 
 // Timing is where a trial's time went, from its phase stamps.

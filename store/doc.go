@@ -3,23 +3,26 @@
 // locks. It implements orchestrator.Store; the orchestrator never imports
 // bbolt.
 //
-// Schema (version 1), all under one versioned root bucket:
+// Schema (version 2), all under one versioned root bucket:
 //
 //	vgrid/
 //	  meta/            "schema" -> uint64 BE schema version
-//	  runs/            run id -> Run JSON
+//	  runs/            run id -> Run JSON (with the grid file as written)
 //	  trials/          run id/ -> trial seq (uint64 BE) -> Trial JSON
 //	  reports/         run id/ -> trial seq (uint64 BE)/ -> repetition (uint64 BE) -> benchmark.Report JSON
 //	  events/          run id/ -> NextSequence (uint64 BE) -> Event JSON
-//	  locks/           target key -> Lock JSON (run id, pid, host, since)
 //
 // Run ids sort by creation time (20261122-184700-ab12cd). Secrets are
 // never stored: rendered flags are redacted by the drivers, and the
 // benchmark client never records its API key.
 //
-// The file is opened with a 1 s timeout, so a second process on the same
-// store fails fast instead of hanging. Migrations run in one transaction
-// at open; each is tested.
+// Writers hold FILE.lock for their life (a second writer fails at once);
+// readers open the file read-only and work during a run. The bbolt file is
+// opened for the length of each operation. A panic or memory fault inside
+// bbolt on a damaged page becomes a DamagedError; Check says what is
+// damaged. Target locks are host-wide lock files (DefaultLockDir), so two
+// vgrids with different stores cannot drive one target. Migrations run in
+// one transaction when a writer opens an older store; each is tested.
 //
-// May import: bbolt, orchestrator and benchmark types.
+// May import: bbolt, orchestrator and benchmark types, internal/lockfile.
 package store

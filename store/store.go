@@ -7,18 +7,22 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
-	"syscall"
+	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/internal/lockfile"
 	"github.com/vgrid/vgrid/orchestrator"
 )
 
 // SchemaVersion is the version this code writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 var (
 	bRoot    = []byte("vgrid")
@@ -27,92 +31,254 @@ var (
 	bTrials  = []byte("trials")
 	bReports = []byte("reports")
 	bEvents  = []byte("events")
-	bLocks   = []byte("locks")
+	bLocks   = []byte("locks") // schema 1 only: target locks are lock files since schema 2
 	kSchema  = []byte("schema")
 )
 
 // ErrNotFound is returned for an unknown run.
 var ErrNotFound = errors.New("not found")
 
-// Store is a bbolt file.
+// Store is a bbolt file. A writer (vgrid run, vgrid serve) holds the
+// store's owner lock (FILE.lock) for its life, so a second writer fails at
+// once; the bbolt file itself is opened only for the length of each
+// operation, so readers (runs, report) work while a run writes.
 type Store struct {
+	path     string
+	readOnly bool
+	owner    *lockfile.Lock // writers only
+	lockDir  string         // host-wide target locks
+
+	mu   sync.Mutex
 	db   *bolt.DB
-	path string
-	host string
-	pid  int
+	refs int
 }
 
-// DefaultPath is $VGRID_STORE, else ~/.local/share/vgrid/vgrid.db (XDG).
-func DefaultPath(getenv func(string) string) string {
-	if p := getenv("VGRID_STORE"); p != "" {
-		return p
-	}
-	base := getenv("XDG_DATA_HOME")
-	if base == "" {
-		home := getenv("HOME")
-		if home == "" {
-			home, _ = os.UserHomeDir()
-		}
-		base = filepath.Join(home, ".local", "share")
-	}
-	return filepath.Join(base, "vgrid", "vgrid.db")
-}
+// openTimeout bounds the wait for the bbolt file lock held by another
+// process's operation (milliseconds, normally).
+const openTimeout = 10 * time.Second
 
-// Open opens or creates the store and migrates it to SchemaVersion.
+// Open opens or creates the store for writing: it takes the store's owner
+// lock, then creates the file or migrates it to SchemaVersion.
 func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store directory: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	exe, _ := os.Executable()
+	holder := fmt.Sprintf("pid %d (%s %s)", os.Getpid(), filepath.Base(exe), strings.Join(os.Args[1:min(len(os.Args), 3)], " "))
+	owner, err := lockfile.TryLock(path+".lock", holder)
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("store %s is held by another vgrid process (a daemon?); use --server to talk to it, or another --store", path)
+		var held *lockfile.HeldError
+		if errors.As(err, &held) {
+			return nil, fmt.Errorf("store %s is held by another vgrid process (%s); read it with vgrid runs or vgrid report, which work during a run, talk to a daemon with --server, or use another --store", path, held.Holder)
 		}
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, err
 	}
-	host, _ := os.Hostname()
-	s := &Store{db: db, path: path, host: host, pid: os.Getpid()}
+	s := &Store{path: path, owner: owner, lockDir: DefaultLockDir()}
 	if err := s.migrate(); err != nil {
-		db.Close()
+		owner.Release()
 		return nil, err
 	}
 	return s, nil
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// OpenReadOnly opens an existing store for reading: it neither creates
+// nor changes the file, and works while a writer runs.
+func OpenReadOnly(path string) (*Store, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no store at %s: nothing has been run with it yet (vgrid looks at --store, then $VGRID_STORE, then %s)", path, DefaultPath(func(string) string { return "" }))
+		}
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	if info.IsDir() {
+		return nil, fmt.Errorf("store %s is a directory; --store takes the bbolt file", path)
+	}
+	s := &Store{path: path, readOnly: true, lockDir: DefaultLockDir()}
+	return s, s.view(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bRoot)
+		if root == nil {
+			return fmt.Errorf("%s is a bbolt file but not a vgrid store (no %q bucket)", path, bRoot)
+		}
+		v := schemaOf(root)
+		if v > SchemaVersion {
+			return fmt.Errorf("store %s has schema %d, newer than this vgrid (%d): upgrade vgrid", path, v, SchemaVersion)
+		}
+		if v < SchemaVersion {
+			return fmt.Errorf("store %s has schema %d; a writing command (vgrid run or vgrid serve) migrates it to %d", path, v, SchemaVersion)
+		}
+		return nil
+	})
+}
+
+// Close releases the owner lock (writers). Operations after Close fail.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	if s.db != nil {
+		err = s.db.Close()
+		s.db = nil
+	}
+	if s.owner != nil {
+		if rerr := s.owner.Release(); err == nil {
+			err = rerr
+		}
+		s.owner = nil
+	}
+	s.path = ""
+	return err
+}
 
 // Path is the store's file.
 func (s *Store) Path() string { return s.path }
 
+// RunDir is where a run's files live besides the store (the process
+// driver's server logs): DIR/runs/RUN next to the store file. vgrid runs
+// delete removes it with the run.
+func (s *Store) RunDir(runID string) string {
+	return filepath.Join(filepath.Dir(s.path), "runs", runID)
+}
+
+// DamagedError says the store file is damaged. Nothing was written.
+type DamagedError struct {
+	Path  string
+	Cause string
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("store %s is damaged (%s); the file was not changed. Run `vgrid store check --store %s` to see what is damaged, and keep a copy of the file before anything else", e.Path, e.Cause, e.Path)
+}
+
+// acquire opens the bbolt file, or shares the handle another operation of
+// this process has open (bbolt's lock is per open file, so two opens in one
+// process would block each other).
+func (s *Store) acquire() (*bolt.DB, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.path == "" {
+		return nil, errors.New("store is closed")
+	}
+	if s.db == nil {
+		db, err := openBolt(s.path, s.readOnly)
+		if err != nil {
+			return nil, err
+		}
+		s.db = db
+	}
+	s.refs++
+	return s.db, nil
+}
+
+func (s *Store) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refs--; s.refs == 0 && s.db != nil {
+		s.db.Close()
+		s.db = nil
+	}
+}
+
+func openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
+	defer guard(path, &err)
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, ReadOnly: readOnly})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("store %s stayed locked by another process for %s", path, openTimeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrInvalidMapping):
+		return nil, &DamagedError{Path: path, Cause: err.Error()}
+	}
+	return nil, fmt.Errorf("open store %s: %w", path, err)
+}
+
+// guard turns a panic or a memory fault inside bbolt (a damaged page) into
+// a DamagedError. Deferred directly by every function that touches the
+// file, in the goroutine that touches it.
+func guard(path string, err *error) {
+	if r := recover(); r != nil {
+		*err = &DamagedError{Path: path, Cause: fmt.Sprint(r)}
+	}
+}
+
+func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+	db, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer s.release()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer guard(s.path, &err)
+	return db.View(fn)
+}
+
+func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
+	if s.readOnly {
+		return fmt.Errorf("store %s is open read-only", s.path)
+	}
+	db, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer s.release()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer guard(s.path, &err)
+	return db.Update(fn)
+}
+
 // migrations[v] upgrades a store from version v to v+1.
 var migrations = map[uint64]func(root *bolt.Bucket) error{
 	0: func(root *bolt.Bucket) error { // an empty file: create the layout
-		for _, b := range [][]byte{bMeta, bRuns, bTrials, bReports, bEvents, bLocks} {
+		for _, b := range [][]byte{bMeta, bRuns, bTrials, bReports, bEvents} {
 			if _, err := root.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
 		return nil
 	},
+	1: func(root *bolt.Bucket) error { // target locks moved to host-wide lock files
+		if root.Bucket(bLocks) == nil {
+			return nil
+		}
+		return root.DeleteBucket(bLocks)
+	},
 }
 
+func schemaOf(root *bolt.Bucket) uint64 {
+	if m := root.Bucket(bMeta); m != nil {
+		if b := m.Get(kSchema); len(b) == 8 {
+			return binary.BigEndian.Uint64(b)
+		}
+	}
+	return 0
+}
+
+// migrate upgrades the file when its schema is older; a current file is
+// not written to.
 func (s *Store) migrate() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	current := false
+	err := s.view(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bRoot)
+		if root == nil {
+			return nil
+		}
+		v := schemaOf(root)
+		if v > SchemaVersion {
+			return fmt.Errorf("store %s has schema %d, newer than this vgrid (%d): upgrade vgrid", s.path, v, SchemaVersion)
+		}
+		current = v == SchemaVersion
+		return nil
+	})
+	if err != nil || current {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
 		root, err := tx.CreateBucketIfNotExists(bRoot)
 		if err != nil {
 			return err
 		}
-		v := uint64(0)
-		if m := root.Bucket(bMeta); m != nil {
-			if b := m.Get(kSchema); len(b) == 8 {
-				v = binary.BigEndian.Uint64(b)
-			}
-		}
-		if v > SchemaVersion {
-			return fmt.Errorf("store %s has schema %d, newer than this vgrid (%d): upgrade vgrid", s.path, v, SchemaVersion)
-		}
-		for ; v < SchemaVersion; v++ {
+		for v := schemaOf(root); v < SchemaVersion; v++ {
 			if err := migrations[v](root); err != nil {
 				return fmt.Errorf("migrate store from schema %d: %w", v, err)
 			}
@@ -127,7 +293,17 @@ func u64(n uint64) []byte {
 	return b
 }
 
-func bucket(tx *bolt.Tx, name []byte) *bolt.Bucket { return tx.Bucket(bRoot).Bucket(name) }
+func bucket(tx *bolt.Tx, name []byte) *bolt.Bucket {
+	root := tx.Bucket(bRoot)
+	if root == nil {
+		panic(fmt.Sprintf("no %q root bucket", bRoot))
+	}
+	b := root.Bucket(name)
+	if b == nil {
+		panic(fmt.Sprintf("no %q bucket", name))
+	}
+	return b
+}
 
 func put(b *bolt.Bucket, k []byte, v any) error {
 	data, err := json.Marshal(v)
@@ -139,51 +315,63 @@ func put(b *bolt.Bucket, k []byte, v any) error {
 
 // PutRun saves a run.
 func (s *Store) PutRun(r *orchestrator.Run) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return put(bucket(tx, bRuns), []byte(r.ID), r) })
+	return s.update(func(tx *bolt.Tx) error { return put(bucket(tx, bRuns), []byte(r.ID), r) })
 }
 
 // GetRun loads a run; "latest" is the most recent one.
 func (s *Store) GetRun(id string) (*orchestrator.Run, error) {
-	var r orchestrator.Run
-	err := s.db.View(func(tx *bolt.Tx) error {
+	var data []byte
+	err := s.view(func(tx *bolt.Tx) error {
 		b := bucket(tx, bRuns)
-		var data []byte
+		var v []byte
 		if id == "latest" {
-			_, data = b.Cursor().Last()
+			_, v = b.Cursor().Last()
 		} else {
-			data = b.Get([]byte(id))
+			v = b.Get([]byte(id))
 		}
-		if data == nil {
+		if v == nil {
 			return fmt.Errorf("run %q: %w in %s (vgrid runs list shows the runs)", id, ErrNotFound, s.path)
 		}
-		return json.Unmarshal(data, &r)
+		data = append([]byte(nil), v...)
+		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	var r orchestrator.Run
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("run %s in %s: %w", id, s.path, err)
 	}
 	return &r, nil
 }
 
 // Runs lists runs, newest first.
 func (s *Store) Runs() ([]*orchestrator.Run, error) {
-	var out []*orchestrator.Run
-	err := s.db.View(func(tx *bolt.Tx) error {
+	var raw [][]byte
+	err := s.view(func(tx *bolt.Tx) error {
 		c := bucket(tx, bRuns).Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			var r orchestrator.Run
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("run %s: %w", k, err)
-			}
-			out = append(out, &r)
+			raw = append(raw, append([]byte(nil), v...))
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*orchestrator.Run, 0, len(raw))
+	for _, v := range raw {
+		var r orchestrator.Run
+		if err := json.Unmarshal(v, &r); err != nil {
+			return nil, fmt.Errorf("a run in %s: %w", s.path, err)
+		}
+		out = append(out, &r)
+	}
+	return out, nil
 }
 
 // PutTrial saves a trial.
 func (s *Store) PutTrial(t *orchestrator.Trial) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b, err := bucket(tx, bTrials).CreateBucketIfNotExists([]byte(t.RunID))
 		if err != nil {
 			return err
@@ -195,7 +383,7 @@ func (s *Store) PutTrial(t *orchestrator.Trial) error {
 // Trials lists a run's trials in order.
 func (s *Store) Trials(runID string) ([]*orchestrator.Trial, error) {
 	var out []*orchestrator.Trial
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := bucket(tx, bTrials).Bucket([]byte(runID))
 		if b == nil {
 			return nil
@@ -220,7 +408,7 @@ func (s *Store) PutReport(runID string, seq, rep int, r *benchmark.Report) error
 	if err != nil {
 		return fmt.Errorf("encode report: %w", err)
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb, err := bucket(tx, bReports).CreateBucketIfNotExists([]byte(runID))
 		if err != nil {
 			return err
@@ -236,7 +424,7 @@ func (s *Store) PutReport(runID string, seq, rep int, r *benchmark.Report) error
 // DeleteReports drops a trial's reports (a redone trial is measured anew:
 // no sample counts twice).
 func (s *Store) DeleteReports(runID string, seq int) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		rb := bucket(tx, bReports).Bucket([]byte(runID))
 		if rb == nil || rb.Bucket(u64(uint64(seq))) == nil {
 			return nil
@@ -248,7 +436,7 @@ func (s *Store) DeleteReports(runID string, seq int) error {
 // Reports loads a trial's reports in repetition order.
 func (s *Store) Reports(runID string, seq int) ([]*benchmark.Report, error) {
 	var out []*benchmark.Report
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		rb := bucket(tx, bReports).Bucket([]byte(runID))
 		if rb == nil {
 			return nil
@@ -271,12 +459,15 @@ func (s *Store) Reports(runID string, seq int) ([]*benchmark.Report, error) {
 
 // AddEvent appends to a run's history.
 func (s *Store) AddEvent(runID string, e orchestrator.Event) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		b, err := bucket(tx, bEvents).CreateBucketIfNotExists([]byte(runID))
 		if err != nil {
 			return err
 		}
-		n, _ := b.NextSequence()
+		n, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
 		return put(b, u64(n), e)
 	})
 }
@@ -286,7 +477,7 @@ func (s *Store) AddEvent(runID string, e orchestrator.Event) error {
 func (s *Store) Events(runID string, since uint64) ([]uint64, []orchestrator.Event, error) {
 	var seqs []uint64
 	var out []orchestrator.Event
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := bucket(tx, bEvents).Bucket([]byte(runID))
 		if b == nil {
 			return nil
@@ -305,60 +496,75 @@ func (s *Store) Events(runID string, since uint64) ([]uint64, []orchestrator.Eve
 	return seqs, out, err
 }
 
-// lock is who drives a target.
-type lock struct {
-	RunID string    `json:"run_id"`
-	PID   int       `json:"pid"`
-	Host  string    `json:"host"`
-	Since time.Time `json:"since"`
-}
-
-// alive reports whether the lock's holder still runs. Only a process on
-// this host can be checked; a lock from another host is taken as alive.
-func (s *Store) alive(l lock) bool {
-	if l.Host != s.host {
-		return true
+// DeleteRun removes a run, its trials, reports and events, and its run
+// directory (process logs). A run that a live process drives is refused.
+func (s *Store) DeleteRun(id string) error {
+	run, err := s.GetRun(id)
+	if err != nil {
+		return err
 	}
-	if l.PID == s.pid {
-		return true
+	if run.State == orchestrator.RunRunning || run.State == orchestrator.RunQueued {
+		if unlock, err := s.Lock(run.Target, run.ID); err != nil {
+			return fmt.Errorf("run %s is %s and its target is held: %w; cancel or finish it first", run.ID, run.State, err)
+		} else {
+			unlock()
+		}
+		if run.State == orchestrator.RunQueued {
+			return fmt.Errorf("run %s is queued; cancel it first (vgrid runs cancel %s)", run.ID, run.ID)
+		}
 	}
-	err := syscall.Kill(l.PID, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// Lock takes a target for a run. A lock held by a live process of another
-// run is refused; a lock left by a dead process (kill -9) is taken over.
-func (s *Store) Lock(target, runID string) (func() error, error) {
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := bucket(tx, bLocks)
-		if data := b.Get([]byte(target)); data != nil {
-			var l lock
-			if json.Unmarshal(data, &l) == nil && s.alive(l) && !(l.RunID == runID && l.PID == s.pid) {
-				return fmt.Errorf("target %s is driven by run %s (pid %d on %s since %s); wait for it, or stop that process",
-					target, l.RunID, l.PID, l.Host, l.Since.Format(time.RFC3339))
+	err = s.update(func(tx *bolt.Tx) error {
+		key := []byte(run.ID)
+		if err := bucket(tx, bRuns).Delete(key); err != nil {
+			return err
+		}
+		for _, name := range [][]byte{bTrials, bReports, bEvents} {
+			if b := bucket(tx, name); b.Bucket(key) != nil {
+				if err := b.DeleteBucket(key); err != nil {
+					return err
+				}
 			}
 		}
-		return put(b, []byte(target), lock{RunID: runID, PID: s.pid, Host: s.host, Since: time.Now()})
+		return nil
 	})
 	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(s.RunDir(run.ID)); err != nil {
+		return fmt.Errorf("run %s was deleted from the store, but its files were not: %w", run.ID, err)
+	}
+	return nil
+}
+
+// DefaultLockDir is the host-wide directory of target locks: every vgrid
+// on this host, whatever its store, takes a target's lock here.
+func DefaultLockDir() string { return filepath.Join(os.TempDir(), "vgrid-locks") }
+
+// Lock takes a target for a run, host-wide: a lock file under
+// DefaultLockDir, held by this process until unlock or exit (kill -9
+// included), whichever store the other vgrid uses.
+func (s *Store) Lock(target, runID string) (func() error, error) {
+	if err := os.MkdirAll(s.lockDir, 0o777); err != nil {
+		return nil, fmt.Errorf("target lock directory: %w", err)
+	}
+	os.Chmod(s.lockDir, 0o1777) // shared by every user of the host, like /tmp
+	host, _ := os.Hostname()
+	holder := fmt.Sprintf("run %s (pid %d on %s, store %s, since %s)", runID, os.Getpid(), host, s.path, time.Now().Format(time.RFC3339))
+	l, err := lockfile.TryLock(filepath.Join(s.lockDir, lockfile.Name(target)), holder)
+	if err != nil {
+		var held *lockfile.HeldError
+		if errors.As(err, &held) {
+			return nil, fmt.Errorf("target %s is driven by %s; wait for it, or stop that process", target, held.Holder)
+		}
 		return nil, err
 	}
-	return func() error {
-		return s.db.Update(func(tx *bolt.Tx) error {
-			b := bucket(tx, bLocks)
-			var l lock
-			if data := b.Get([]byte(target)); data != nil && json.Unmarshal(data, &l) == nil && l.RunID == runID && l.PID == s.pid {
-				return b.Delete([]byte(target))
-			}
-			return nil
-		})
-	}, nil
+	return l.Release, nil
 }
 
 // Size is the store file's size in bytes.
 func (s *Store) Size() int64 {
 	var n int64
-	s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	s.view(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n
 }
 

@@ -1,8 +1,11 @@
 package store
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
+	"errors"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -37,9 +40,9 @@ func TestMigrationFromEmptyAndNewerSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.db.View(func(tx *bolt.Tx) error {
+	s.view(func(tx *bolt.Tx) error {
 		root := tx.Bucket(bRoot)
-		for _, b := range [][]byte{bMeta, bRuns, bTrials, bReports, bEvents, bLocks} {
+		for _, b := range [][]byte{bMeta, bRuns, bTrials, bReports, bEvents} {
 			if root.Bucket(b) == nil {
 				t.Errorf("bucket %s missing after migration", b)
 			}
@@ -50,27 +53,121 @@ func TestMigrationFromEmptyAndNewerSchema(t *testing.T) {
 		return nil
 	})
 	// Mark it as written by a newer vgrid: refused, not misread.
-	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bRoot).Bucket(bMeta).Put(kSchema, u64(SchemaVersion+1)) })
+	s.update(func(tx *bolt.Tx) error { return tx.Bucket(bRoot).Bucket(bMeta).Put(kSchema, u64(SchemaVersion+1)) })
 	s.Close()
 	if _, err := Open(path); err == nil || !strings.Contains(err.Error(), "newer than this vgrid") {
 		t.Errorf("newer schema: %v", err)
 	}
+	if _, err := OpenReadOnly(path); err == nil || !strings.Contains(err.Error(), "newer than this vgrid") {
+		t.Errorf("newer schema, read-only: %v", err)
+	}
 }
 
-func TestSecondProcessFailsFast(t *testing.T) {
+// Schema 1 kept target locks in a bucket; schema 2 drops it (they are
+// host-wide lock files) and keeps every run.
+func TestMigrationFromSchema1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v1.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		root, _ := tx.CreateBucket(bRoot)
+		for _, b := range [][]byte{bMeta, bRuns, bTrials, bReports, bEvents, bLocks} {
+			root.CreateBucket(b)
+		}
+		root.Bucket(bMeta).Put(kSchema, u64(1))
+		root.Bucket(bLocks).Put([]byte("compose:x/y"), []byte(`{"run_id":"r"}`))
+		return root.Bucket(bRuns).Put([]byte("20260101-000000-aaaaaa"), []byte(`{"id":"20260101-000000-aaaaaa","state":2}`))
+	})
+	db.Close()
+	if _, err := OpenReadOnly(path); err == nil || !strings.Contains(err.Error(), "migrates it") {
+		t.Errorf("a reader on schema 1: got %v, want a message that a writer migrates it", err)
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.view(func(tx *bolt.Tx) error {
+		if tx.Bucket(bRoot).Bucket(bLocks) != nil {
+			t.Error("locks/ survived the migration to schema 2")
+		}
+		return nil
+	})
+	if r, err := s.GetRun("latest"); err != nil || r.ID != "20260101-000000-aaaaaa" {
+		t.Errorf("run after migration: %v %v", r, err)
+	}
+}
+
+func TestSecondWriterFailsFast(t *testing.T) {
 	s := open(t)
 	start := time.Now()
 	_, err := Open(s.Path())
-	if err == nil || !strings.Contains(err.Error(), "held by another vgrid process") || time.Since(start) > 3*time.Second {
+	if err == nil || !strings.Contains(err.Error(), "held by another vgrid process (pid ") || time.Since(start) > time.Second {
 		t.Errorf("got %v after %v", err, time.Since(start))
+	}
+}
+
+func fileHash(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+// Readers open read-only while a writer holds the store, and reading
+// changes nothing in the file.
+func TestReaderDuringWriter(t *testing.T) {
+	w := open(t)
+	r0 := orchestrator.NewRun(&orchestrator.Grid{Name: "g"}, "g.yaml", time.Now(), "t", "test")
+	if err := w.PutRun(r0); err != nil {
+		t.Fatal(err)
+	}
+	before := fileHash(t, w.Path())
+	r, err := OpenReadOnly(w.Path())
+	if err != nil {
+		t.Fatalf("read-only open while a writer holds the store: %v", err)
+	}
+	defer r.Close()
+	runs, err := r.Runs()
+	if err != nil || len(runs) != 1 || runs[0].ID != r0.ID {
+		t.Fatalf("reader: %v %v", runs, err)
+	}
+	if err := r.PutRun(r0); err == nil {
+		t.Error("a read-only store accepted a write")
+	}
+	if fileHash(t, w.Path()) != before {
+		t.Error("reading changed the file")
+	}
+	// The writer keeps writing while the reader is open.
+	r0.State = orchestrator.RunDone
+	if err := w.PutRun(r0); err != nil {
+		t.Fatalf("write while a reader is open: %v", err)
+	}
+	if got, _ := r.GetRun(r0.ID); got.State != orchestrator.RunDone {
+		t.Errorf("reader sees state %s, want done", got.State)
+	}
+}
+
+func TestReadOnlyMissingStore(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "nope", "vgrid.db")
+	_, err := OpenReadOnly(p)
+	if err == nil || !strings.Contains(err.Error(), "no store at "+p) {
+		t.Errorf("got %v", err)
+	}
+	if _, serr := os.Stat(filepath.Dir(p)); serr == nil {
+		t.Error("a reader created the store's directory")
 	}
 }
 
 func TestRoundTrips(t *testing.T) {
 	s := open(t)
 	g := &orchestrator.Grid{Name: "g", End: "crown"}
-	r1 := orchestrator.NewRun(g, "g.yaml", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), "t")
-	r2 := orchestrator.NewRun(g, "g.yaml", time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), "t")
+	r1 := orchestrator.NewRun(g, "g.yaml", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), "t", "test")
+	r2 := orchestrator.NewRun(g, "g.yaml", time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), "t", "test")
 	for _, r := range []*orchestrator.Run{r2, r1} {
 		if err := s.PutRun(r); err != nil {
 			t.Fatal(err)
@@ -111,30 +208,109 @@ func TestRoundTrips(t *testing.T) {
 	}
 }
 
-func TestLocks(t *testing.T) {
-	s := open(t)
-	unlock, err := s.Lock("compose:myia_vllm/vllm", "run-a")
+func TestLocksAreHostWide(t *testing.T) {
+	dir := t.TempDir()
+	a, b := open(t), open(t)
+	a.lockDir, b.lockDir = dir, dir
+	unlock, err := a.Lock("compose:myia_vllm/vllm", "run-a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Lock("compose:myia_vllm/vllm", "run-b"); err == nil || !strings.Contains(err.Error(), "driven by run run-a") {
+	// Another store, same target: refused, and told who holds it.
+	if _, err := b.Lock("compose:myia_vllm/vllm", "run-b"); err == nil || !strings.Contains(err.Error(), "driven by run run-a (pid ") {
 		t.Errorf("second run on the same target: %v", err)
 	}
-	if _, err := s.Lock("compose:other/vllm", "run-b"); err != nil {
+	if u, err := b.Lock("compose:other/vllm", "run-b"); err != nil {
 		t.Errorf("another target: %v", err)
+	} else {
+		u()
 	}
 	unlock()
-	if _, err := s.Lock("compose:myia_vllm/vllm", "run-b"); err != nil {
+	if u, err := b.Lock("compose:myia_vllm/vllm", "run-b"); err != nil {
 		t.Errorf("after unlock: %v", err)
+	} else {
+		u()
 	}
-	// A lock left by a process killed with -9 is taken over.
-	dead := exec.Command("true")
-	dead.Run()
-	s.db.Update(func(tx *bolt.Tx) error {
-		b, _ := json.Marshal(lock{RunID: "run-c", PID: dead.Process.Pid, Host: s.host, Since: time.Now()})
-		return bucket(tx, bLocks).Put([]byte("compose:x/y"), b)
-	})
-	if _, err := s.Lock("compose:x/y", "run-c"); err != nil {
-		t.Errorf("stale lock of a dead pid: %v", err)
+}
+
+// A lock held by a process killed with -9 is free again.
+func TestLockOfKilledProcess(t *testing.T) {
+	if d := os.Getenv("STORE_HOLD_LOCK"); d != "" {
+		s, err := Open(filepath.Join(d, "child.db"))
+		if err != nil {
+			os.Exit(3)
+		}
+		s.lockDir = d
+		if _, err := s.Lock("process:x", "child-run"); err != nil {
+			os.Exit(4)
+		}
+		os.Stdout.WriteString("held\n")
+		time.Sleep(time.Minute)
+		return
 	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockOfKilledProcess$")
+	cmd.Env = append(os.Environ(), "STORE_HOLD_LOCK="+dir)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "held" {
+		t.Fatalf("child: %q %v", buf, err)
+	}
+	s := open(t)
+	s.lockDir = dir
+	if _, err := s.Lock("process:x", "run"); err == nil || !strings.Contains(err.Error(), "child-run") {
+		t.Fatalf("while the child lives: %v", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	unlock, err := s.Lock("process:x", "run")
+	if err != nil {
+		t.Fatalf("after kill -9: %v", err)
+	}
+	unlock()
+}
+
+func TestDeleteRun(t *testing.T) {
+	s := open(t)
+	s.lockDir = t.TempDir()
+	keep := orchestrator.NewRun(&orchestrator.Grid{Name: "g"}, "g.yaml", time.Now(), "t1", "test")
+	gone := orchestrator.NewRun(&orchestrator.Grid{Name: "g"}, "g.yaml", time.Now().Add(time.Second), "t2", "test")
+	gone.State = orchestrator.RunDone
+	for _, r := range []*orchestrator.Run{keep, gone} {
+		s.PutRun(r)
+		s.PutTrial(&orchestrator.Trial{RunID: r.ID, Seq: 0})
+		s.PutReport(r.ID, 0, 0, &benchmark.Report{Model: "m"})
+		s.AddEvent(r.ID, orchestrator.Event{Kind: "run"})
+		os.MkdirAll(filepath.Join(s.RunDir(r.ID), "logs"), 0o755)
+	}
+	if err := s.DeleteRun(gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetRun(gone.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("deleted run still there: %v", err)
+	}
+	for _, id := range []string{gone.ID, keep.ID} {
+		trials, _ := s.Trials(id)
+		reps, _ := s.Reports(id, 0)
+		_, evs, _ := s.Events(id, 0)
+		_, derr := os.Stat(s.RunDir(id))
+		n := len(trials) + len(reps) + len(evs)
+		if id == gone.ID && (n != 0 || derr == nil) {
+			t.Errorf("deleted run left %d records, dir err %v", n, derr)
+		}
+		if id == keep.ID && (n != 3 || derr != nil) {
+			t.Errorf("kept run has %d records, dir err %v", n, derr)
+		}
+	}
+	// A run whose target a live process holds is refused.
+	keep.State = orchestrator.RunRunning
+	s.PutRun(keep)
+	unlock, _ := s.Lock(keep.Target, keep.ID)
+	if err := s.DeleteRun(keep.ID); err == nil || !strings.Contains(err.Error(), "target is held") {
+		t.Errorf("deleting a running run: %v", err)
+	}
+	unlock()
 }

@@ -73,3 +73,37 @@ func TestBenchCommand(t *testing.T) {
 		}
 	}
 }
+
+// Issue 18 items 15 and 17: one summary row per load level, goodput beside
+// the achieved rate; synthetic and ShareGPT workloads and the rate sweep
+// from the command line.
+func TestBenchLevelsWorkloadsAndSweep(t *testing.T) {
+	url := startSim(t, "--model", "m", "--max-model-len", "8192")
+	code, out, errs := vgrid(t, "bench", "--endpoint", url, "--scenario", "load", "--concurrency", "1,2", "--rates", "3", "--requests", "4",
+		"--workload", "synthetic", "--input-tokens", "uniform:20:40", "--output-tokens", "8", "--seed", "5", "--gpu", "off")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"load c=1 ", "load c=2 ", "load 3 rps ", "rate 3 req/s asked, ", " achieved: goodput ", "% met the SLOs"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "\n               load ") {
+		t.Errorf("a row averages the load levels:\n%s", out)
+	}
+	code, out, errs = vgrid(t, "bench", "--endpoint", url, "--scenario", "sweep", "--requests", "6", "--workload", "sharegpt",
+		"--dataset", "../../benchmark/testdata/sharegpt/real.json", "--slo", "ttft=5000", "--gpu", "off")
+	if code != 0 || !strings.Contains(out, "capacity at concurrency 16") || !strings.Contains(out, "highest rate meeting TTFT <= 5000 ms") {
+		t.Errorf("sweep: exit %d\n%s%s", code, out, errs)
+	}
+	for _, args := range [][]string{
+		{"bench", "--endpoint", url, "--workload", "sharegpt"},
+		{"bench", "--endpoint", url, "--workload", "synthetic", "--input-tokens", "gauss:1:2"},
+		{"bench", "--endpoint", url, "--slo", "ttft=fast"},
+	} {
+		if code, _, errs := vgrid(t, args...); code != 2 {
+			t.Errorf("%v: exit %d (%s), want 2", args, code, errs)
+		}
+	}
+}

@@ -34,12 +34,12 @@ func (a *app) server() (*apiClient, error) {
 	if a.tokenFile != "" {
 		b, err := os.ReadFile(a.tokenFile)
 		if err != nil {
-			return nil, fmt.Errorf("read --token-file: %w", err)
+			return nil, fmt.Errorf("read --server-token-file: %w", err)
 		}
 		tok = strings.TrimSpace(string(b))
 	}
 	if tok == "" {
-		return nil, usagef("--server needs the daemon's token: --token-file F or VGRID_TOKEN")
+		return nil, usagef("--server needs the daemon's token: --server-token-file F (the daemon prints where its token file is) or VGRID_TOKEN")
 	}
 	return &apiClient{base: strings.TrimRight(base, "/"), token: tok, http: &http.Client{}}, nil
 }
@@ -166,12 +166,20 @@ func (a *app) remoteList(ctx context.Context, c *apiClient) error {
 	return tw.Flush()
 }
 
-func (a *app) remoteCopy(ctx context.Context, c *apiClient, path string) error {
+// remoteCopy copies a daemon's answer to out (-o FILE) or stdout.
+func (a *app) remoteCopy(ctx context.Context, c *apiClient, path, out string) error {
 	resp, err := c.do(ctx, "GET", path, nil)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	_, err = io.Copy(a.stdout, resp.Body)
-	return err
+	w, closeFn, err := a.output(out)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		closeFn()
+		return err
+	}
+	return closeFn()
 }

@@ -9,12 +9,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/vgrid/vgrid/compose"
+	"github.com/vgrid/vgrid/internal/proc"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
 )
@@ -37,6 +37,11 @@ type composeDriver struct {
 	runID    string
 	spec     *compose.Spec
 	res      *compose.Result
+	// serverStart is when the measured server's process started (its
+	// /metrics), zero when it does not say.
+	serverStart time.Time
+	image       string            // the service's image, as the profile names it
+	env         map[string]string // the service's environment, as compose resolves it
 }
 
 func newComposeDriver(ctx context.Context, t orchestrator.Target, environ []string, log zerolog.Logger) (*composeDriver, error) {
@@ -45,7 +50,7 @@ func newComposeDriver(ctx context.Context, t orchestrator.Target, environ []stri
 			continue
 		}
 		if _, err := os.Stat(f); err != nil {
-			return nil, fmt.Errorf("target: %s does not exist (target.files and env_file are relative to the grid file; examples/mission14.yaml expects the root of the user's repository)", f)
+			return nil, fmt.Errorf("target: %s does not exist; relative paths in target.files and env_file are resolved against the grid file's directory, so put the grid file where they hold, or write them relative to it (or absolute)", f)
 		}
 	}
 	p := profiles.Project{Files: t.Files, Name: t.Project, Environ: environ}
@@ -69,6 +74,17 @@ func newComposeDriver(ctx context.Context, t orchestrator.Target, environ []stri
 		return nil, err
 	}
 	c.mode = info.Mode().Perm()
+	if l, err := p.Load(ctx, nil); err == nil {
+		if svc, ok := l.Services[c.service]; ok {
+			c.image = svc.Image
+			c.env = map[string]string{}
+			for k, v := range svc.Environment {
+				if v != nil {
+					c.env[k] = *v
+				}
+			}
+		}
+	}
 	c.proj.Content = map[string][]byte{c.file: c.original}
 	c.proj.Before = &profiles.BeforeCache{} // the original does not change during a run
 	return c, nil
@@ -101,8 +117,7 @@ func ownerAlive(label, runID string) bool {
 	if err != nil || pid == os.Getpid() {
 		return false
 	}
-	err = syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	return proc.Alive(pid)
 }
 
 // Prepare refuses a service another live vgrid drives (even with another
@@ -165,8 +180,11 @@ func (c *composeDriver) Render(ctx context.Context, cand orchestrator.Candidate)
 		}
 	}
 	sum := sha256.Sum256(plan.After)
-	return &orchestrator.Rendered{Candidate: cand, Hash: hex.EncodeToString(sum[:]), Words: words, Private: plan.After}, nil
+	return &orchestrator.Rendered{Candidate: cand, Hash: hex.EncodeToString(sum[:]), Words: words, Image: c.image, Private: plan.After}, nil
 }
+
+// ServerEnv is the environment the vLLM service runs with.
+func (c *composeDriver) ServerEnv() map[string]string { return c.env }
 
 // apply writes profile bytes and recreates the service.
 func (c *composeDriver) apply(ctx context.Context, content []byte) error {
@@ -202,7 +220,12 @@ func (c *composeDriver) apply(ctx context.Context, content []byte) error {
 	return nil
 }
 
+// Deploy checks that no other live vgrid drives the service (its owner
+// label), then writes the rendering and recreates the service.
 func (c *composeDriver) Deploy(ctx context.Context, r *orchestrator.Rendered) error {
+	if err := c.checkOwner(ctx); err != nil {
+		return err
+	}
 	return c.apply(ctx, r.Private.([]byte))
 }
 
@@ -211,9 +234,62 @@ func (c *composeDriver) WaitReady(ctx context.Context, timeout time.Duration) (*
 	if err != nil {
 		return nil, toFailure(err)
 	}
+	if f := c.claim(ctx, ready.Endpoint); f != nil {
+		return nil, f
+	}
 	b := ready.Boot
 	return &orchestrator.Ready{Endpoint: ready.Endpoint, Model: c.spec.ServedModel, APIKey: c.spec.APIKey,
 		Boot: orchestrator.Boot{Weights: b.Weights, Compile: b.Compile, InitEngine: b.InitEngine, Ready: b.Ready}}, nil
+}
+
+// claim checks that the server that answered runs in the container this
+// trial created (or found serving its configuration), which carries this
+// vgrid's owner label, and that the endpoint is served from it.
+func (c *composeDriver) claim(ctx context.Context, endpoint string) *orchestrator.Failure {
+	cont, err := c.d.Find(ctx, c.spec)
+	if err != nil || cont == nil {
+		return &orchestrator.Failure{Reason: "exited", Detail: fmt.Sprintf("the service's container is gone after it answered (%v)", err)}
+	}
+	if cont.ID != c.res.ContainerID {
+		return &orchestrator.Failure{Reason: "foreign_server", Detail: fmt.Sprintf("service %s now runs container %.12s, not %.12s that this trial created: another process recreated it", c.service, cont.ID, c.res.ContainerID)}
+	}
+	if o := cont.Config.Labels[ownerLabel]; c.runID != "" && o != owner(c.runID) {
+		return &orchestrator.Failure{Reason: "foreign_server", Detail: fmt.Sprintf("container %.12s carries owner %q, not this vgrid (%s)", cont.ID, o, owner(c.runID))}
+	}
+	start, err := compose.ServerStart(ctx, endpoint)
+	if err != nil || start.IsZero() {
+		return nil
+	}
+	if started, perr := time.Parse(time.RFC3339Nano, cont.State.StartedAt); perr == nil && start.Before(started.Add(-2*time.Second)) {
+		return &orchestrator.Failure{Reason: "foreign_server", Detail: fmt.Sprintf("the server answering at %s started at %s, before container %.12s (started %s): the endpoint is served by something else",
+			endpoint, start.Format(time.RFC3339Nano), cont.ID, started.Format(time.RFC3339Nano))}
+	}
+	c.serverStart = start
+	return nil
+}
+
+// same checks, before and after each benchmark, that the service still
+// runs the container and the server this trial measured.
+func (c *composeDriver) same(ctx context.Context, endpoint string) *orchestrator.Failure {
+	if c.res == nil {
+		return nil
+	}
+	cont, err := c.d.Find(ctx, c.spec)
+	if err != nil || cont == nil || cont.ID != c.res.ContainerID {
+		return nil // gone or replaced: Diagnose says why
+	}
+	if c.serverStart.IsZero() || endpoint == "" {
+		return nil
+	}
+	start, err := compose.ServerStart(ctx, endpoint)
+	if err != nil || start.IsZero() {
+		return nil
+	}
+	if d := start.Sub(c.serverStart); d > time.Millisecond || d < -time.Millisecond {
+		return &orchestrator.Failure{Reason: "foreign_server", Detail: fmt.Sprintf("the server at %s is not the one this trial measured: it started at %s, the trial's at %s",
+			endpoint, start.Format(time.RFC3339Nano), c.serverStart.Format(time.RFC3339Nano))}
+	}
+	return nil
 }
 
 func (c *composeDriver) Verify(ctx context.Context, r *orchestrator.Rendered) (map[string]string, error) {
@@ -222,6 +298,9 @@ func (c *composeDriver) Verify(ctx context.Context, r *orchestrator.Rendered) (m
 		if cont, err := c.d.Find(ctx, c.spec); err == nil && cont != nil {
 			ep, _ = c.d.Endpoint(c.spec, cont.NetworkSettings)
 		}
+	}
+	if f := c.same(ctx, ep); f != nil {
+		return nil, f
 	}
 	return verifyEndpoint(ctx, ep, c.spec.Flags)
 }
@@ -247,7 +326,13 @@ func (c *composeDriver) Diagnose(ctx context.Context) *orchestrator.Failure {
 	if f := c.d.Diagnose(ctx, c.spec); f != nil {
 		return toFailure(f).(*orchestrator.Failure)
 	}
-	return nil
+	ep := c.endpoint
+	if ep == "" {
+		if cont, err := c.d.Find(ctx, c.spec); err == nil && cont != nil {
+			ep, _ = c.d.Endpoint(c.spec, cont.NetworkSettings)
+		}
+	}
+	return c.same(ctx, ep)
 }
 
 func (c *composeDriver) Restore(ctx context.Context) error {

@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vgrid/vgrid/compose"
+	"github.com/vgrid/vgrid/internal/proc"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
 )
@@ -34,6 +37,7 @@ type processDriver struct {
 	endpoint string
 	logDir   string
 	log      zerolog.Logger
+	sim      bool // the simulator from this binary (vgrid sim serve)
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -44,6 +48,9 @@ type processDriver struct {
 	logFile string
 	flags   profiles.Flags
 	started time.Time
+	// serverStart is when the server this trial measures started, as its
+	// /metrics says; zero when it does not say.
+	serverStart time.Time
 }
 
 func newProcessDriver(t orchestrator.Target, environ []string, logDir string, log zerolog.Logger) (*processDriver, error) {
@@ -70,7 +77,8 @@ func newProcessDriver(t orchestrator.Target, environ []string, logDir string, lo
 	for k, v := range t.Env {
 		env = append(env, k+"="+v)
 	}
-	return &processDriver{prefix: cmd[:i+1], args: profiles.ParseArgs(cmd[i+1:]), env: env, endpoint: strings.TrimRight(t.Endpoint, "/"), logDir: logDir, log: log}, nil
+	return &processDriver{prefix: cmd[:i+1], args: profiles.ParseArgs(cmd[i+1:]), env: env, endpoint: strings.TrimRight(t.Endpoint, "/"), logDir: logDir, log: log,
+		sim: t.Command[0] == "vgrid"}, nil
 }
 
 func (p *processDriver) Key() string {
@@ -116,7 +124,27 @@ func (p *processDriver) Render(ctx context.Context, c orchestrator.Candidate) (*
 			shown[i] = "<redacted>"
 		}
 	}
-	return &orchestrator.Rendered{Candidate: c, Hash: hex.EncodeToString(sum[:]), Words: shown, Private: full}, nil
+	return &orchestrator.Rendered{Candidate: c, Hash: hex.EncodeToString(sum[:]), Words: shown, Image: p.program(), Private: full}, nil
+}
+
+// program names what runs the server: "vllm", or "vgrid sim" for the
+// simulator from this binary.
+func (p *processDriver) program() string {
+	if p.sim {
+		return "vgrid sim"
+	}
+	return filepath.Base(p.prefix[0])
+}
+
+// ServerEnv is the environment the server runs with.
+func (p *processDriver) ServerEnv() map[string]string {
+	out := map[string]string{}
+	for _, kv := range p.env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // stop ends the running child: SIGTERM, then SIGKILL after 10 s.
@@ -162,6 +190,7 @@ func (p *processDriver) start(full []string, detach bool) error {
 	exited := make(chan struct{})
 	p.mu.Lock()
 	p.cmd, p.exited, p.lines, p.phase, p.logFile, p.started = cmd, exited, nil, "starting the process", logFile, time.Now()
+	p.serverStart = time.Time{}
 	p.flags = profiles.ParseArgs(full[len(p.prefix):])
 	p.mu.Unlock()
 	go func() {
@@ -253,6 +282,9 @@ func (p *processDriver) WaitReady(ctx context.Context, timeout time.Duration) (*
 			return nil, toFailure(fail)
 		}
 		if ready {
+			if f := p.claim(ctx); f != nil {
+				return nil, f
+			}
 			boot := compose.ParseBoot(p.lines)
 			return &orchestrator.Ready{Endpoint: p.endpoint, Model: model, APIKey: key,
 				Boot: orchestrator.Boot{Weights: boot.Weights, Compile: boot.Compile, InitEngine: boot.InitEngine, Ready: time.Since(p.started).Seconds()}}, nil
@@ -263,7 +295,63 @@ func (p *processDriver) WaitReady(ctx context.Context, timeout time.Duration) (*
 	}
 }
 
+// claim checks that the server that answered is the one this trial
+// started: the child still runs, and the server's process did not start
+// before it (another vgrid, on another store, may serve the same port).
+func (p *processDriver) claim(ctx context.Context) *orchestrator.Failure {
+	select {
+	case <-p.exited:
+		return p.failure("exited", "the server this trial started exited while another answered at "+p.endpoint, "")
+	default:
+	}
+	p.mu.Lock()
+	pid := 0
+	if p.cmd != nil {
+		pid = p.cmd.Process.Pid
+	}
+	p.mu.Unlock()
+	if u, err := url.Parse(p.endpoint); err == nil && pid > 0 {
+		if port, err := strconv.Atoi(u.Port()); err == nil {
+			// Exact where the platform can tell: who holds the listening socket.
+			if owns, known := proc.OwnsListener(pid, port); known && !owns {
+				return p.failure("foreign_server", fmt.Sprintf("the server answering at %s is not the process this trial started (pid %d does not hold port %d): another process serves this endpoint (another vgrid, or a server left running), and its answers are not this candidate's",
+					p.endpoint, pid, port), "")
+			}
+		}
+	}
+	start, err := compose.ServerStart(ctx, p.endpoint)
+	if err != nil || start.IsZero() {
+		return nil // nothing to compare: the host lock on the target still holds
+	}
+	if start.Before(p.started.Add(-2 * time.Second)) {
+		return p.failure("foreign_server", fmt.Sprintf("the server answering at %s started at %s, before this trial started its own at %s: another process serves this endpoint (another vgrid, or a server left running), and its answers are not this candidate's",
+			p.endpoint, start.Format(time.RFC3339Nano), p.started.Format(time.RFC3339Nano)), "")
+	}
+	p.serverStart = start
+	return nil
+}
+
+// same checks, before and after each benchmark, that the endpoint is still
+// served by the server this trial measured.
+func (p *processDriver) same(ctx context.Context) *orchestrator.Failure {
+	if p.serverStart.IsZero() {
+		return nil
+	}
+	start, err := compose.ServerStart(ctx, p.endpoint)
+	if err != nil || start.IsZero() {
+		return nil // unreachable or silent: Diagnose's other checks say why
+	}
+	if d := start.Sub(p.serverStart); d > time.Millisecond || d < -time.Millisecond {
+		return p.failure("foreign_server", fmt.Sprintf("the server at %s is not the one this trial measured: it started at %s, the trial's at %s",
+			p.endpoint, start.Format(time.RFC3339Nano), p.serverStart.Format(time.RFC3339Nano)), "")
+	}
+	return nil
+}
+
 func (p *processDriver) Verify(ctx context.Context, r *orchestrator.Rendered) (map[string]string, error) {
+	if f := p.same(ctx); f != nil {
+		return nil, f
+	}
 	return verifyEndpoint(ctx, p.endpoint, p.flags)
 }
 
@@ -278,6 +366,9 @@ func (p *processDriver) Diagnose(ctx context.Context) *orchestrator.Failure {
 	case <-exited:
 	default:
 		if answers(ctx, p.endpoint) {
+			if f := p.same(ctx); f != nil {
+				return f
+			}
 			return nil
 		}
 		select { // nothing answers: a dying engine takes a moment to exit

@@ -13,7 +13,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/sim"
+	"github.com/vgrid/vgrid/store"
 )
 
 // userGrid is the user's grid_search_configs*.json.
@@ -156,26 +159,47 @@ func (a *app) planCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan GRID.yaml",
 		Short: "Expand and render every candidate (dry), predict whether it can boot, and estimate the run's duration",
-		Args:  cobra.ExactArgs(1),
+		Long: `Renders every candidate without writing anything, predicts with the memory
+model whether it can boot, flags candidates with identical flags, and
+estimates the run's duration: from the store's history of trials of the
+same image, model and tensor-parallel size (medians), else from the boot
+and benchmark model, scaled by the target's VLLM_SIM_TIME_SCALE when it
+runs the simulator.`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeFiles("yaml", "yml", "json"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			g, err := loadGrid(args[0])
 			if err != nil {
 				return usageError{err}
 			}
 			log, _ := a.logger("console")
-			drv, err := a.driver(cmd.Context(), g, storePath, log)
+			drv, err := a.driver(cmd.Context(), g, filepath.Join(os.TempDir(), "vgrid-plan"), log)
 			if err != nil {
 				return err
 			}
 			defer drv.Close()
+			hist := orchestrator.NewHistory()
+			histNote := "no store yet"
+			if st, err := a.readStore(storePath); err == nil {
+				n, err := learn(st, hist)
+				histNote = fmt.Sprintf("%d past trial(s) in %s", n, st.Path())
+				st.Close()
+				if err != nil {
+					return err
+				}
+			}
+			env := serverEnv(drv)
 			feasible := feasibility(g, renderWords(cmd.Context(), drv))
 			cands := g.Expand()
 			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "#\tCANDIDATE\tRENDER\tPREDICTION")
+			fmt.Fprintln(tw, "#\tCANDIDATE\tRENDER\tPREDICTION\tESTIMATE")
 			runnable := 0
+			var total time.Duration
+			sources := map[string]int{}
 			for i, c := range cands {
-				render := "ok"
-				if _, err := drv.Render(cmd.Context(), c); err != nil {
+				render, est := "ok", "-"
+				r, err := drv.Render(cmd.Context(), c)
+				if err != nil {
 					render = "error: " + err.Error()
 				}
 				ok, why := feasible(c)
@@ -185,20 +209,86 @@ func (a *app) planCommand() *cobra.Command {
 				} else {
 					runnable++
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i, c.Name, render, pred)
+				if r != nil {
+					d, src := hist.Estimate(orchestrator.ClassOf(r.Image, r.Words), !ok, modelDurations(g, r.Words, env))
+					sources[src]++
+					total += d.Total(g.Benchmark.Repetitions)
+					est = d.Total(g.Benchmark.Repetitions).Round(time.Second).String() + " (" + src + ")"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i, c.Name, render, pred, est)
 			}
 			tw.Flush()
-			// Cold boots dominate: vLLM's load, compile, profile and graph
-			// capture (the simulator's 165 s model for a 32B AWQ on TP 2);
-			// a failing boot stops at its first check.
-			boot := 165 * time.Second
-			bench := time.Duration(g.Benchmark.Repetitions) * 3 * time.Minute
-			est := time.Duration(runnable)*(boot+bench) + time.Duration(len(cands)-runnable)*30*time.Second
-			fmt.Fprintf(a.stdout, "%d candidates, %d predicted to boot; estimated %s (about %s per boot, %s of benchmark per repetition; real cold boots take 5-30 min)\n",
-				len(cands), runnable, est.Round(time.Minute), boot, 3*time.Minute)
+			for _, dup := range orchestrator.Duplicates(cands) {
+				var names []string
+				for _, i := range dup {
+					names = append(names, fmt.Sprintf("%d (%s)", i, cands[i].Name))
+				}
+				fmt.Fprintf(a.stdout, "warning: candidates %s have identical flags: each will run, and their difference is run-to-run noise\n", strings.Join(names, ", "))
+			}
+			var srcs []string
+			for s, n := range sources {
+				srcs = append(srcs, fmt.Sprintf("%d from %s", n, s))
+			}
+			sort.Strings(srcs)
+			scale := ""
+			if v := env["VLLM_SIM_TIME_SCALE"]; v != "" {
+				scale = ", simulator time scale " + v
+			}
+			fmt.Fprintf(a.stdout, "%d candidates, %d predicted to boot; estimated %s (%s; history: %s%s)\n",
+				len(cands), runnable, total.Round(time.Second), strings.Join(srcs, ", "), histNote, scale)
 			return nil
 		},
 	}
 	a.storeFlag(cmd, &storePath)
 	return cmd
+}
+
+// learn feeds every stored run's trials to the history; it returns how
+// many trials it read.
+func learn(st *store.Store, h *orchestrator.History) (int, error) {
+	runs, err := st.Runs()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range runs {
+		trials, err := st.Trials(r.ID)
+		if err != nil {
+			return n, err
+		}
+		h.Add(r, trials)
+		n += len(trials)
+	}
+	return n, nil
+}
+
+// serverEnv is the environment the target's server runs with, when the
+// driver knows it.
+func serverEnv(d orchestrator.Driver) map[string]string {
+	if e, ok := d.(interface{ ServerEnv() map[string]string }); ok {
+		return e.ServerEnv()
+	}
+	return nil
+}
+
+// modelDurations is the model's estimate of a trial when the store has no
+// history: the simulator's boot model (docs/sim.md) and a token-rate model
+// of the benchmark, scaled by VLLM_SIM_TIME_SCALE (and the boot by
+// VLLM_SIM_BOOT_SLOWDOWN) when the server is the simulator.
+func modelDurations(g *orchestrator.Grid, words []string, env map[string]string) orchestrator.Durations {
+	scale, boot := 1.0, 1.0
+	if v, err := strconv.ParseFloat(env["VLLM_SIM_TIME_SCALE"], 64); err == nil && v > 0 {
+		scale = v
+	}
+	if v, err := strconv.ParseFloat(env["VLLM_SIM_BOOT_SLOWDOWN"], 64); err == nil {
+		boot = v
+	}
+	seconds := 165.0 // a 32B AWQ model on TP 2, when the words do not parse
+	cfg, arch, gpus, err := simSetup(g, words)
+	if err == nil {
+		seconds = sim.BootSeconds(cfg, arch, gpus)
+	}
+	names, _ := benchmark.CheckNames(g.Benchmark.Scenarios)
+	bench := g.Benchmark.Resolve().Estimate(names, benchmark.Timing{BaseMs: 20, PrefillMsPerToken: 0.15, ITLMs: 25})
+	return orchestrator.Durations{Boot: time.Duration(seconds * scale * boot * float64(time.Second)), Bench: time.Duration(float64(bench) * scale)}
 }

@@ -48,6 +48,8 @@ const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2
+	// exitInterrupted is 128 + SIGINT, as shells report a Ctrl-C.
+	exitInterrupted = 130
 )
 
 // usageError marks a command-line mistake (exit code 2).
@@ -76,6 +78,10 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 	var code exitCode
 	if errors.As(err, &code) {
 		return int(code) // the simulator printed its own error
+	}
+	if errors.Is(err, errInterrupted) || (ctx.Err() != nil && errors.Is(err, context.Canceled)) {
+		fmt.Fprintln(stderr, "vgrid: interrupted")
+		return exitInterrupted
 	}
 	fmt.Fprintln(stderr, "vgrid:", err)
 	var u usageError

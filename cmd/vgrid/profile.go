@@ -144,6 +144,7 @@ func (a *app) profileSet() *cobra.Command {
 		Short: "Render flag values into a profile: a diff by default, a backed-up atomic write with --write",
 		Example: `  vgrid profile set -f medium.yml --env-file .env gpu-memory-utilization=0.85 enable-prefix-caching=false
   vgrid profile set -f medium.yml --env-file .env max-num-seqs=32 --unset swap-space --write --label mission14`,
+		ValidArgsFunction: completeFlagSettings,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := pf.resolve(a)
 			if err != nil {

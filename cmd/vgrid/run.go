@@ -14,46 +14,44 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/internal/buildinfo"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/sim"
 	"github.com/vgrid/vgrid/store"
 )
 
-// storeFlag registers --store (default $VGRID_STORE or the XDG data dir).
+// storeFlag registers --store (default $VGRID_STORE or the platform's data dir).
 func (a *app) storeFlag(cmd *cobra.Command, path *string) {
-	cmd.Flags().StringVar(path, "store", "", "bbolt store file (default $VGRID_STORE or ~/.local/share/vgrid/vgrid.db)")
+	cmd.Flags().StringVar(path, "store", "", "bbolt store file (default $VGRID_STORE, else vgrid/vgrid.db in the user's data directory)")
 }
 
-func (a *app) openStore(path string) (*store.Store, error) {
+func (a *app) storePath(path string) string {
 	if path == "" {
-		path = store.DefaultPath(a.getenv)
+		return store.DefaultPath(a.getenv)
 	}
-	return store.Open(path)
+	return path
 }
 
-// loadGrid parses a grid file and makes its paths absolute.
+// openStore opens the store for writing (vgrid run, serve): it is created
+// when absent, and a second writer is refused at once.
+func (a *app) openStore(path string) (*store.Store, error) {
+	return store.Open(a.storePath(path))
+}
+
+// readStore opens an existing store for reading: it works while a run
+// writes to it, and changes nothing in the file.
+func (a *app) readStore(path string) (*store.Store, error) {
+	return store.OpenReadOnly(a.storePath(path))
+}
+
+// loadGrid reads a grid file; its relative paths are resolved against its
+// directory (orchestrator.LoadGrid, which the daemon uses too).
 func loadGrid(path string) (*orchestrator.Grid, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read grid file: %w", err)
 	}
-	g, err := orchestrator.ParseGrid(path, src)
-	if err != nil {
-		return nil, err
-	}
-	dir := filepath.Dir(path)
-	abs := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		a, _ := filepath.Abs(filepath.Join(dir, p))
-		return a
-	}
-	for i, f := range g.Target.Files {
-		g.Target.Files[i] = abs(f)
-	}
-	g.Target.EnvFile = abs(g.Target.EnvFile)
-	return g, nil
+	return orchestrator.LoadGrid(path, src, filepath.Dir(path))
 }
 
 // bencher runs the grid's benchmark scenarios against a ready trial.
@@ -63,26 +61,12 @@ type bencher struct {
 	gpu    benchmark.GPUSource
 }
 
-func benchConfig(b orchestrator.BenchConfig) benchmark.Config {
-	cfg := benchmark.Defaults()
-	if b.Requests > 0 {
-		cfg.KVCache.Pairs, cfg.Load.RequestsPerLevel, cfg.Load.RequestsPerRate = b.Requests, b.Requests, b.Requests
-	}
-	if len(b.Concurrency) > 0 {
-		cfg.Load.Concurrency = b.Concurrency
-	}
-	if b.Rates != nil {
-		cfg.Load.Rates = b.Rates
-	}
-	return cfg
-}
-
 func (b *bencher) Bench(ctx context.Context, ready *orchestrator.Ready) (*benchmark.Report, error) {
 	c := benchmark.NewClient(ready.Endpoint, ready.Model, b.g.Target.APIKeyEnv, b.getenv)
 	if b.getenv(b.g.Target.APIKeyEnv) == "" && ready.APIKey != "" {
 		c.SetKey(ready.APIKey)
 	}
-	r := &benchmark.Runner{Client: c, Config: benchConfig(b.g.Benchmark), GPU: b.gpu}
+	r := &benchmark.Runner{Client: c, Config: b.g.Benchmark.Resolve(), GPU: b.gpu}
 	return r.Run(ctx, b.g.Benchmark.Scenarios)
 }
 
@@ -92,16 +76,49 @@ type driverCloser interface {
 	Close() error
 }
 
-func (a *app) driver(ctx context.Context, g *orchestrator.Grid, storePath string, log zerolog.Logger) (driverCloser, error) {
+// driver builds the driver of a grid's target. runDir is where the run
+// keeps its files (the process driver's server logs go to runDir/logs).
+func (a *app) driver(ctx context.Context, g *orchestrator.Grid, runDir string, log zerolog.Logger) (driverCloser, error) {
 	switch g.Target.Driver {
 	case "compose":
 		return newComposeDriver(ctx, g.Target, a.environ, log)
 	default:
-		if storePath == "" {
-			storePath = store.DefaultPath(a.getenv)
-		}
-		return newProcessDriver(g.Target, a.environ, filepath.Join(filepath.Dir(storePath), "logs"), log)
+		return newProcessDriver(g.Target, a.environ, filepath.Join(runDir, "logs"), log)
 	}
+}
+
+// simSetup reads a candidate's vLLM words into the memory model's inputs:
+// its configuration, the model's architecture (the grid's hardware.model
+// when --model is a path) and the GPUs (the grid's hardware, else this
+// host's, as nvidia-smi sees them now).
+func simSetup(g *orchestrator.Grid, words []string) (*sim.Config, sim.Arch, []sim.GPU, error) {
+	cfg, err := sim.ParseServeArgs(words)
+	if err != nil {
+		return nil, sim.Arch{}, nil, err
+	}
+	model := cfg.Model
+	if g.Feasibility.Model != "" {
+		model = g.Feasibility.Model
+	}
+	arch, _ := sim.LookupArch(model, "")
+	var used []string
+	for _, u := range g.Feasibility.GPUUsedMiB {
+		used = append(used, fmt.Sprint(u))
+	}
+	total := ""
+	if g.Feasibility.GPUMemoryMiB > 0 {
+		total = fmt.Sprint(g.Feasibility.GPUMemoryMiB)
+	} else if gpus := localGPUs(); len(gpus) > 0 {
+		// No hardware in the grid: this host's GPUs, as nvidia-smi sees them now.
+		total = fmt.Sprint(gpus[0].MemTotalMiB)
+		if len(used) == 0 {
+			for _, g := range gpus {
+				used = append(used, fmt.Sprint(g.MemUsedMiB))
+			}
+		}
+	}
+	gpus, err := sim.ParseGPUs(max(cfg.TP, 1), total, strings.Join(used, ","), "")
+	return cfg, arch, gpus, err
 }
 
 // feasibility predicts, with the simulator's memory model (docs/sim.md),
@@ -112,32 +129,7 @@ func feasibility(g *orchestrator.Grid, render func(orchestrator.Candidate) ([]st
 		if err != nil {
 			return false, err.Error()
 		}
-		cfg, err := sim.ParseServeArgs(words)
-		if err != nil {
-			return false, err.Error()
-		}
-		model := cfg.Model
-		if g.Feasibility.Model != "" {
-			model = g.Feasibility.Model
-		}
-		arch, _ := sim.LookupArch(model, "")
-		var used []string
-		for _, u := range g.Feasibility.GPUUsedMiB {
-			used = append(used, fmt.Sprint(u))
-		}
-		total := ""
-		if g.Feasibility.GPUMemoryMiB > 0 {
-			total = fmt.Sprint(g.Feasibility.GPUMemoryMiB)
-		} else if gpus := localGPUs(); len(gpus) > 0 {
-			// No hardware in the grid: this host's GPUs, as nvidia-smi sees them now.
-			total = fmt.Sprint(gpus[0].MemTotalMiB)
-			if len(used) == 0 {
-				for _, g := range gpus {
-					used = append(used, fmt.Sprint(g.MemUsedMiB))
-				}
-			}
-		}
-		gpus, err := sim.ParseGPUs(max(cfg.TP, 1), total, strings.Join(used, ","), "")
+		cfg, arch, gpus, err := simSetup(g, words)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -162,23 +154,30 @@ func renderWords(ctx context.Context, d orchestrator.Driver) func(orchestrator.C
 
 func (a *app) runCommand() *cobra.Command {
 	var storePath, resume, logFormat string
-	var skipInfeasible bool
+	var skipInfeasible, quiet bool
 	cmd := &cobra.Command{
 		Use:   "run GRID.yaml | --resume RUN",
 		Short: "Run a grid search: every candidate rendered, deployed, verified and benchmarked; a champion crowned",
 		Long: `Run a grid file (docs/grid-file.md). Every phase change of every trial is
 persisted in the store before the action that follows it, so a run killed at
 any point continues with --resume RUN (latest: the most recent run): finished
-trials are kept, the interrupted one is redone, no sample counts twice.
+trials are kept, the interrupted one is redone, no sample counts twice. The
+grid is stored with the run exactly as written, and a resumed run uses it.
 At the end the champion is deployed (end: crown) or the original restored
 (end: restore); an interrupted or failed run restores the original. The
-service is never left stopped.`,
+service is never left stopped.
+
+On a terminal vgrid shows one live status line and writes its log to
+vgrid.log in the run's directory; --log-format sends the log to stderr.
+Exit status: 0 with a result, 1 when no candidate was measured or on an
+error, 2 for a usage error, 130 when interrupted.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if (len(args) == 1) == (resume != "") {
 				return usagef("give a grid file or --resume RUN")
 			}
 			return nil
 		},
+		ValidArgsFunction: completeFiles("yaml", "yml", "json"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if c, err := a.server(); err != nil || c != nil {
 				if err != nil {
@@ -189,70 +188,99 @@ service is never left stopped.`,
 				}
 				return a.remoteRun(cmd.Context(), c, args[0])
 			}
-			log, err := a.logger(logFormat)
-			if err != nil {
-				return err
+			var run *orchestrator.Run
+			var g *orchestrator.Grid
+			if resume == "" {
+				var err error
+				if g, err = loadGrid(args[0]); err != nil {
+					return usageError{err}
+				}
 			}
 			st, err := a.openStore(storePath)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			var run *orchestrator.Run
-			var g *orchestrator.Grid
 			if resume != "" {
 				if run, err = st.GetRun(resume); err != nil {
 					return err
 				}
-				if run.State == orchestrator.RunDone {
-					return fmt.Errorf("run %s is already done; see vgrid report %s", run.ID, run.ID)
+				switch run.State {
+				case orchestrator.RunDone, orchestrator.RunCancelled:
+					return fmt.Errorf("run %s is already %s; see vgrid report %s", run.ID, run.State, run.ID)
 				}
 				g = &run.Grid
 			} else {
-				if g, err = loadGrid(args[0]); err != nil {
-					return usageError{err}
-				}
+				run = orchestrator.NewRun(g, args[0], time.Now(), g.Target.Key(), buildinfo.Read().String())
 			}
 			ctx := cmd.Context()
-			drv, err := a.driver(ctx, g, st.Path(), log)
+			runDir := st.RunDir(run.ID)
+			log, closeLog, err := a.runLogger(logFormat, runDir)
+			if err != nil {
+				return err
+			}
+			defer closeLog()
+			drv, err := a.driver(ctx, g, runDir, log)
 			if err != nil {
 				return err
 			}
 			defer drv.Close()
-			if run == nil {
-				run = orchestrator.NewRun(g, args[0], time.Now(), drv.Key())
-			}
 			gpu := benchmark.GPUSource(benchmark.LocalNvidiaSMI)
 			if g.Target.Driver == "compose" && g.Target.GPUs == "off" {
 				gpu = nil
 			}
+			view := newLiveView(a.stdout, a.isTerminal(a.stdout), quiet)
 			o := &orchestrator.Orchestrator{Store: st, Driver: drv, Bench: &bencher{g: g, getenv: a.getenv, gpu: gpu},
 				Log: log.With().Str("run_id", run.ID).Logger(), Now: time.Now, SkipInfeasible: skipInfeasible,
-				Feasible: feasibility(g, renderWords(ctx, drv)),
-				Progress: func(p orchestrator.Progress) {
-					eta := ""
-					if p.ETA > 0 {
-						eta = "  run ETA " + p.ETA.Round(time.Second).String()
-					}
-					fmt.Fprintf(a.stdout, "[%d/%d] %-16s %6.1fs  %s%s\n", p.Trial, p.Trials, p.Phase, p.Elapsed.Seconds(), p.Name, eta)
-				}}
-			fmt.Fprintf(a.stdout, "run %s on %s (store %s)\n", run.ID, run.Target, st.Path())
-			err = o.Run(ctx, run)
-			if errors.Is(err, context.Canceled) {
-				fmt.Fprintf(a.stdout, "interrupted: the original configuration was restored; resume with: vgrid run --resume %s\n", run.ID)
-				return fmt.Errorf("interrupted")
+				Feasible: feasibility(g, renderWords(ctx, drv)), Progress: view.update}
+			if !quiet {
+				fmt.Fprintf(a.stdout, "run %s on %s (store %s)\n", run.ID, run.Target, st.Path())
+				if logFormat == "" && a.isTerminal(a.stdout) {
+					fmt.Fprintf(a.stdout, "log: %s\n", filepath.Join(runDir, "vgrid.log"))
+				}
 			}
-			if err != nil {
+			err = o.Run(ctx, run)
+			view.close()
+			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+				fmt.Fprintf(a.stdout, "interrupted: the original configuration was restored; resume with: vgrid run --resume %s\n", run.ID)
+				return errInterrupted
+			}
+			var nothing *orchestrator.NothingMeasuredError
+			if err != nil && !errors.As(err, &nothing) {
 				return err
 			}
-			return a.printVerdict(st, run.ID)
+			if perr := a.printVerdict(st, run.ID); perr != nil {
+				return perr
+			}
+			return err
 		},
 	}
 	a.storeFlag(cmd, &storePath)
 	cmd.Flags().StringVar(&resume, "resume", "", "continue an interrupted run (an id, or latest)")
 	cmd.Flags().BoolVar(&skipInfeasible, "skip-infeasible", false, "skip candidates the memory model predicts cannot boot, instead of running them to confirm")
-	cmd.Flags().StringVar(&logFormat, "log-format", "console", "console or json (logs go to stderr)")
+	cmd.Flags().StringVar(&logFormat, "log-format", "", "send the log to stderr as console or json (default: to stderr, or to the run's vgrid.log on a terminal)")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the outcome")
+	cmd.RegisterFlagCompletionFunc("resume", a.completeRuns)
 	return cmd
+}
+
+// runLogger is the run's logger: stderr when --log-format is given or
+// stdout is not a terminal; on a terminal, the run's vgrid.log, so the live
+// view is the only thing on screen.
+func (a *app) runLogger(format, runDir string) (zerolog.Logger, func(), error) {
+	if format != "" || !a.isTerminal(a.stdout) {
+		log, err := a.logger(format)
+		return log, func() {}, err
+	}
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return zerolog.Nop(), nil, fmt.Errorf("run directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(runDir, "vgrid.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return zerolog.Nop(), nil, fmt.Errorf("run log: %w", err)
+	}
+	log := zerolog.New(zerolog.ConsoleWriter{Out: f, TimeFormat: time.RFC3339, NoColor: true}).With().Timestamp().Logger()
+	return log, func() { f.Close() }, nil
 }
 
 // printVerdict prints the champion, the trial outcomes and how to get the report.

@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 
 func openStore(t testing.TB, path string) *store.Store {
 	t.Helper()
-	st, err := store.Open(path)
+	st, err := store.OpenReadOnly(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,11 +107,15 @@ func TestEngineDeathMidBenchmark(t *testing.T) {
 	grid := writeGrid(t, "8021", `VLLM_SIM_TIME_SCALE: "0.005", VLLM_SIM_DIE_AFTER_REQUESTS: "5"`, "  axes:\n    enable-prefix-caching: [true, false]")
 	db := filepath.Join(t.TempDir(), "vgrid.db")
 	code, out, errs := vgrid(t, "run", grid, "--store", db)
-	if code != 0 {
-		t.Fatalf("code %d\n%s\n%s", code, out, errs)
+	// No candidate was measured: the run has no result, and says so.
+	if code != 1 || !strings.Contains(errs, "measured no candidate: 2 failed (engine_dead x2)") {
+		t.Fatalf("code %d, want 1 with the reason\n%s\n%s", code, out, errs)
 	}
 	st := openStore(t, db)
 	run, _ := st.GetRun("latest")
+	if run.State != orchestrator.RunFailed || run.Error != "no candidate was measured: 2 failed (engine_dead x2)" || run.EndAction != "original" {
+		t.Errorf("run state %s, error %q, left %q", run.State, run.Error, run.EndAction)
+	}
 	trials, _ := st.Trials(run.ID)
 	for _, tr := range trials {
 		if tr.Phase != orchestrator.PhaseFailed || tr.Failure.Reason != "engine_dead" || !strings.Contains(tr.Failure.Line, "EngineDeadError") {

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -35,10 +33,10 @@ func loadRun(st *store.Store, id string) (*orchestrator.Run, []*orchestrator.Tri
 	return run, trials, reports, nil
 }
 
-// openRun opens the store and loads a run with its trials and reports; the
-// caller closes the store.
+// openRun opens the store read-only and loads a run with its trials and
+// reports; the caller closes the store.
 func (a *app) openRun(storePath, id string) (*store.Store, *orchestrator.Run, []*orchestrator.Trial, map[int][]*benchmark.Report, error) {
-	st, err := a.openStore(storePath)
+	st, err := a.readStore(storePath)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -63,17 +61,25 @@ func (a *app) output(path string) (io.Writer, func() error, error) {
 }
 
 func (a *app) reportCommand() *cobra.Command {
-	var storePath, format, out string
+	var storePath, format, out, table string
 	cmd := &cobra.Command{
-		Use:   "report RUN [--format md|csv|html] [-o FILE]",
+		Use:   "report RUN [--format md|csv|html] [--table candidates|levels] [-o FILE]",
 		Short: "The comparison of a run's candidates, computed from its stored samples (RUN may be latest)",
-		Args:  cobra.ExactArgs(1),
+		Long: `The comparison of a run's candidates, computed from its stored samples.
+--format csv writes one value per cell (medians and CI bounds in their own
+columns, empty when not measured); --table levels writes one row per
+candidate and load level instead. Works while the run is in progress.`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if table != "candidates" && table != "levels" {
+				return usagef("--table %q: want candidates or levels", table)
+			}
 			if c, err := a.server(); err != nil || c != nil {
 				if err != nil {
 					return err
 				}
-				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0]+"/report?format="+format)
+				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0]+"/report?format="+format+"&table="+table, out)
 			}
 			st, run, trials, reports, err := a.openRun(storePath, args[0])
 			if err != nil {
@@ -89,7 +95,11 @@ func (a *app) reportCommand() *cobra.Command {
 			case "md", "markdown":
 				d.Markdown(w)
 			case "csv":
-				err = d.CSV(w)
+				if table == "levels" {
+					err = d.LevelsCSV(w)
+				} else {
+					err = d.CSV(w)
+				}
 			case "html":
 				err = d.HTML(w)
 			default:
@@ -105,13 +115,16 @@ func (a *app) reportCommand() *cobra.Command {
 	}
 	a.storeFlag(cmd, &storePath)
 	cmd.Flags().StringVar(&format, "format", "md", "md, csv or html")
+	cmd.Flags().StringVar(&table, "table", "candidates", "with --format csv: candidates (one row each) or levels (one row per load level)")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write to FILE instead of stdout")
+	cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"md", "csv", "html"}, cobra.ShellCompDirectiveNoFileComp))
+	cmd.RegisterFlagCompletionFunc("table", cobra.FixedCompletions([]string{"candidates", "levels"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
 func (a *app) runsCommand() *cobra.Command {
 	var storePath string
-	cmd := &cobra.Command{Use: "runs", Short: "List, show and export stored runs"}
+	cmd := &cobra.Command{Use: "runs", Short: "List, show, export, cancel and delete stored runs (they work while a run is in progress)"}
 	list := &cobra.Command{
 		Use: "list", Short: "List runs, newest first", Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -121,7 +134,7 @@ func (a *app) runsCommand() *cobra.Command {
 				}
 				return a.remoteList(cmd.Context(), c)
 			}
-			st, err := a.openStore(storePath)
+			st, err := a.readStore(storePath)
 			if err != nil {
 				return err
 			}
@@ -145,12 +158,13 @@ func (a *app) runsCommand() *cobra.Command {
 	var asJSON bool
 	show := &cobra.Command{
 		Use: "show RUN [--json]", Short: "A run's trials with their phases, failures and the champion", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if c, err := a.server(); err != nil || c != nil {
 				if err != nil {
 					return err
 				}
-				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0])
+				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0], "")
 			}
 			st, run, trials, _, err := a.openRun(storePath, args[0])
 			if err != nil {
@@ -169,7 +183,17 @@ func (a *app) runsCommand() *cobra.Command {
 	var format, out string
 	export := &cobra.Command{
 		Use: "export RUN --format json|csv [-o FILE]", Short: "Everything stored for a run: JSON (run, trials, raw reports) or CSV (one row per request)", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "json" && format != "csv" {
+				return usagef("--format %q: want json or csv", format)
+			}
+			if c, err := a.server(); err != nil || c != nil {
+				if err != nil {
+					return err
+				}
+				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0]+"/export?format="+format, out)
+			}
 			st, run, trials, reports, err := a.openRun(storePath, args[0])
 			if err != nil {
 				return err
@@ -179,14 +203,10 @@ func (a *app) runsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			switch format {
-			case "json":
-				err = json.NewEncoder(w).Encode(map[string]any{"run": run, "trials": trials, "reports": reports})
-			case "csv":
-				err = exportCSV(w, trials, reports)
-			default:
-				closeFn()
-				return usagef("--format %q: want json or csv", format)
+			if format == "json" {
+				err = orchestrator.ExportJSON(w, run, trials, reports)
+			} else {
+				err = orchestrator.ExportCSV(w, trials, reports)
 			}
 			if err != nil {
 				closeFn()
@@ -197,29 +217,66 @@ func (a *app) runsCommand() *cobra.Command {
 	}
 	export.Flags().StringVar(&format, "format", "json", "json or csv")
 	export.Flags().StringVarP(&out, "output", "o", "", "write to FILE instead of stdout")
-	cmd.AddCommand(list, show, export)
-	cmd.PersistentFlags().StringVar(&storePath, "store", "", "bbolt store file (default $VGRID_STORE or ~/.local/share/vgrid/vgrid.db)")
-	return cmd
-}
-
-// exportCSV writes one row per measured request.
-func exportCSV(w io.Writer, trials []*orchestrator.Trial, reports map[int][]*benchmark.Report) error {
-	cw := csv.NewWriter(w)
-	cw.Write([]string{"trial", "candidate", "repetition", "scenario", "seq", "tag", "class", "warmup", "sent", "ttft_ms", "ttft_content_ms",
-		"e2el_ms", "output_tokens", "prompt_tokens", "cached_tokens", "finish_reason", "status", "error"})
-	ms := func(d int64) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64) }
-	for _, t := range trials {
-		for rep, r := range reports[t.Seq] {
-			for _, s := range r.Scenarios {
-				for _, x := range s.Results {
-					cw.Write([]string{strconv.Itoa(t.Seq), t.Candidate.Name, strconv.Itoa(rep), s.Name, strconv.Itoa(x.Seq), x.Tag, x.Class,
-						strconv.FormatBool(x.Warmup), x.Sent.Format("2006-01-02T15:04:05.000000Z07:00"), ms(int64(x.TTFT)), ms(int64(x.TTFC)),
-						ms(int64(x.E2EL)), strconv.Itoa(x.OutputTokens), strconv.Itoa(x.PromptTokens), strconv.Itoa(x.CachedTokens),
-						x.FinishReason, strconv.Itoa(x.Status), x.Err})
+	export.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"json", "csv"}, cobra.ShellCompDirectiveNoFileComp))
+	del := &cobra.Command{
+		Use: "delete RUN...", Short: "Delete runs: their trials, samples, events and files (the process driver's logs)", Args: cobra.MinimumNArgs(1),
+		ValidArgsFunction: a.completeRuns,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if c, err := a.server(); err != nil || c != nil {
+				if err != nil {
+					return err
 				}
+				for _, id := range args {
+					resp, err := c.do(cmd.Context(), "DELETE", "/v1/runs/"+id, nil)
+					if err != nil {
+						return err
+					}
+					resp.Body.Close()
+					fmt.Fprintf(a.stdout, "deleted %s\n", id)
+				}
+				return nil
 			}
-		}
+			st, err := a.openStore(storePath)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			for _, id := range args {
+				run, err := st.GetRun(id)
+				if err != nil {
+					return err
+				}
+				if err := st.DeleteRun(run.ID); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "deleted %s (and %s)\n", run.ID, st.RunDir(run.ID))
+			}
+			return nil
+		},
 	}
-	cw.Flush()
-	return cw.Error()
+	cancel := &cobra.Command{
+		Use: "cancel RUN --server URL", Short: "Cancel a daemon's run: a queued one never starts, a running one stops and the original is restored", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeRuns,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.server()
+			if err != nil {
+				return err
+			}
+			if c == nil {
+				return usagef("runs cancel talks to a daemon (--server URL); a local vgrid run stops with Ctrl-C in its terminal")
+			}
+			resp, err := c.do(cmd.Context(), "POST", "/v1/runs/"+args[0]+"/cancel", nil)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			fmt.Fprintf(a.stdout, "cancelling %s\n", args[0])
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{list, show, export, del, cancel} {
+		cmd.AddCommand(daemonForm(c))
+	}
+	cmd.PersistentFlags().StringVar(&storePath, "store", "", "bbolt store file (default $VGRID_STORE, else vgrid/vgrid.db in the user's data directory)")
+	return cmd
 }

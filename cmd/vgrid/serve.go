@@ -12,12 +12,10 @@ import (
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/compose"
 	"github.com/vgrid/vgrid/daemon"
+	"github.com/vgrid/vgrid/internal/buildinfo"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/store"
 )
-
-// version is set at build time (-ldflags "-X main.version=...").
-var version = "dev"
 
 func (a *app) serveCommand() *cobra.Command {
 	var listen, storePath, tokenFile, logFormat string
@@ -53,9 +51,9 @@ again. A second signal exits at once.`,
 			defer st.Close()
 			ctx := cmd.Context()
 			d, created, err := daemon.New(daemon.Config{
-				Listen: listen, TokenFile: tokenFile, Store: st, Log: log, Version: version,
-				NewDriver: func(ctx context.Context, g *orchestrator.Grid) (daemon.DriverCloser, error) {
-					return a.driver(ctx, g, storePath, log)
+				Listen: listen, TokenFile: tokenFile, Store: st, Log: log, Version: buildinfo.Read().String(),
+				NewDriver: func(ctx context.Context, g *orchestrator.Grid, runDir string) (daemon.DriverCloser, error) {
+					return a.driver(ctx, g, runDir, log)
 				},
 				NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher {
 					var gpu benchmark.GPUSource = benchmark.LocalNvidiaSMI

@@ -174,7 +174,7 @@ func TestDaemonAPI(t *testing.T) {
 	if code, body := d.call(t, "GET", "/healthz", "", ""); code != 200 || !strings.Contains(body, `"status":"ok"`) {
 		t.Errorf("healthz: %d %s", code, body)
 	}
-	if code, body := d.call(t, "POST", "/v1/runs?name=bad.yaml", d.token, "name: x\nbogus: 1\n"); code != 400 || !strings.Contains(body, "bad.yaml:2: field bogus not found") {
+	if code, body := d.call(t, "POST", "/v1/runs?name=bad.yaml", d.token, "name: x\nbogus: 1\n"); code != 400 || !strings.Contains(body, "bad.yaml:2: unknown key `bogus` in the grid") {
 		t.Errorf("bad grid: %d %s", code, body)
 	}
 	// The CLI against the daemon: submit, follow the SSE events, read the verdict.
