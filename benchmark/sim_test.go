@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/vgrid/vgrid/sim"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // startSim serves a simulated vLLM on a loopback port for the test.
 func startSim(t testing.TB, args []string, env map[string]string) string {
 	t.Helper()
-	c, err := sim.ParseServeArgs(args)
+	c, err := vllm.ParseServeArgs(args)
 	if err != nil {
 		t.Fatal(err)
 	}

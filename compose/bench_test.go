@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vgrid/vgrid/internal/dockertest"
+	"github.com/vgrid/vgrid/orchestrator"
 )
 
 // BenchmarkBootFailureDetection measures how long after vLLM logs a fatal
@@ -39,8 +40,8 @@ func BenchmarkBootFailureDetection(b *testing.B) {
 			b.Fatal(err)
 		}
 		_, err = d.WaitReady(context.Background(), s, res, ReadyOptions{})
-		var f *Failure
-		if !errors.As(err, &f) || f.Reason != ReasonFreeMemory {
+		var f *orchestrator.Failure
+		if !errors.As(err, &f) || f.Reason != orchestrator.ReasonFreeMemory {
 			b.Fatalf("got %v", err)
 		}
 		lineTo += f.DetectedAt.Sub(f.LineAt)

@@ -18,6 +18,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 
 	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // Labels docker compose sets on the containers it manages; vgrid sets the
@@ -60,7 +61,7 @@ type Spec struct {
 
 	// vLLM facts for readiness and verification (never logged or stored:
 	// APIKey is a secret).
-	Flags       profiles.Flags
+	Flags       vllm.Flags
 	Port        int    // container port vLLM listens on
 	ServedModel string // first --served-model-name, else --model
 	APIKey      string
@@ -216,7 +217,7 @@ func Convert(p *types.Project, service string, opts ConvertOptions) (*Spec, erro
 	// vLLM facts.
 	words, err := profilesEffective(svc)
 	if err == nil {
-		s.Flags = profiles.ParseArgs(words)
+		s.Flags = vllm.ParseArgs(words)
 		s.Port = 8000
 		if v, ok := s.Flags.Get("port"); ok {
 			if n, err := strconv.Atoi(v); err == nil {

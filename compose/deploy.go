@@ -14,6 +14,9 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/rs/zerolog"
+
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // Deployer recreates compose services on one Docker engine (local socket,
@@ -110,7 +113,7 @@ func sameConfig(s *Spec, cs []container.Summary) (string, bool) {
 func (d *Deployer) Preflight(ctx context.Context, s *Spec) error {
 	if _, err := d.cli.ImageInspect(ctx, s.Config.Image); err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return &Failure{Reason: ReasonImageMissing, Detail: fmt.Sprintf("image %q is not on the Docker host %s; pull or build it (the simulator: make sim-image), nothing was changed", s.Config.Image, d.cli.DaemonHost())}
+			return &orchestrator.Failure{Reason: orchestrator.ReasonImageMissing, Detail: fmt.Sprintf("image %q is not on the Docker host %s; pull or build it (the simulator: make sim-image), nothing was changed", s.Config.Image, d.cli.DaemonHost())}
 		}
 		return fmt.Errorf("inspect image %s: %w", s.Config.Image, err)
 	}
@@ -125,7 +128,7 @@ func (d *Deployer) Preflight(ctx context.Context, s *Spec) error {
 				names = append(names, n)
 			}
 			sort.Strings(names)
-			return &Failure{Reason: ReasonNoGPURuntime, Detail: fmt.Sprintf("service %s asks for NVIDIA GPUs but the Docker host %s has no nvidia runtime (runtimes: %s); install the NVIDIA Container Toolkit, or pass --gpus=off for a dry run without GPUs; nothing was changed",
+			return &orchestrator.Failure{Reason: orchestrator.ReasonNoGPURuntime, Detail: fmt.Sprintf("service %s asks for NVIDIA GPUs but the Docker host %s has no nvidia runtime (runtimes: %s); install the NVIDIA Container Toolkit, or pass --gpus=off for a dry run without GPUs; nothing was changed",
 				s.Service, d.cli.DaemonHost(), strings.Join(names, ", "))}
 		}
 	}
@@ -148,7 +151,7 @@ func (d *Deployer) serving(ctx context.Context, s *Spec, id string) bool {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return probe(pctx, ep, s, 10*time.Second).ready
+	return vllm.Probe(pctx, ep, s.ServedModel, s.APIKey, 10*time.Second).Ready
 }
 
 // endpoint is where this host reaches the service's vLLM server: the
@@ -192,7 +195,7 @@ func (d *Deployer) Recreate(ctx context.Context, s *Spec) (*Result, error) {
 	cr, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: &cfg, HostConfig: s.Host, Name: tmpName,
 		NetworkingConfig: d.networking(s)})
 	if err != nil {
-		return nil, &Failure{Reason: ReasonCreate, Detail: fmt.Sprintf("the engine refused to create %s: %v; the running service was not changed", s.Name, err)}
+		return nil, &orchestrator.Failure{Reason: orchestrator.ReasonCreate, Detail: fmt.Sprintf("the engine refused to create %s: %v; the running service was not changed", s.Name, err)}
 	}
 	res := &Result{ContainerID: cr.ID, Action: ActionCreated}
 	for _, c := range old {
@@ -211,7 +214,7 @@ func (d *Deployer) Recreate(ctx context.Context, s *Spec) (*Result, error) {
 	}
 	res.Started = d.now()
 	if _, err := d.cli.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
-		return res, &Failure{Reason: ReasonCreate, Detail: fmt.Sprintf("the engine refused to start %s: %v", s.Name, err)}
+		return res, &orchestrator.Failure{Reason: orchestrator.ReasonCreate, Detail: fmt.Sprintf("the engine refused to start %s: %v", s.Name, err)}
 	}
 	d.log.Info().Str("container", cr.ID[:12]).Str("action", string(res.Action)).Str("config_hash", s.Hash[:12]).Msg("service container started")
 	return res, nil

@@ -15,7 +15,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vgrid/vgrid/internal/dockertest"
+	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // stage copies a fixture to dir/configs/docker/profiles/ (the user's layout,
@@ -132,17 +134,17 @@ func TestDeployMediumIdempotentAndVisibleToCompose(t *testing.T) {
 	if !strings.HasPrefix(out, "myia_vllm-medium-qwen3 Up") {
 		t.Errorf("docker ps by compose labels: %q", out)
 	}
-	eff, err := ScrapeEffective(context.Background(), ready.Endpoint)
+	eff, err := vllm.ScrapeEffective(context.Background(), ready.Endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := CheckDrift(s.Flags, eff); f != nil {
+	if f := vllm.CheckDrift(s.Flags, eff); f != "" {
 		t.Errorf("drift on a correct deploy: %v", f)
 	}
 	// A server running other settings than the rendered flags is config_drift.
-	other := append(profiles.Flags{}, s.Flags...)
-	other = other.Apply(profiles.Candidate{{Name: "enable-prefix-caching", Value: "false"}})
-	if f := CheckDrift(other, eff); f == nil || f.Reason != ReasonConfigDrift {
+	other := append(vllm.Flags{}, s.Flags...)
+	other = other.Apply(vllm.Candidate{{Name: "enable-prefix-caching", Value: "false"}})
+	if f := vllm.CheckDrift(other, eff); !strings.Contains(f, "enable_prefix_caching: server true, flags false") {
 		t.Errorf("want config_drift for prefix caching, got %v", f)
 	}
 	// Same config again: nothing is done.
@@ -185,8 +187,8 @@ func TestDesktopMemoryFailsFastWithVLLMLine(t *testing.T) {
 	s := load(t, p, medium, ConvertOptions{GPUsOff: true})
 	start := time.Now()
 	_, _, err := deploy(t, d, s, ReadyOptions{})
-	var f *Failure
-	if !errors.As(err, &f) || f.Reason != ReasonFreeMemory || !strings.Contains(f.Line, "Free memory on device cuda:0") {
+	var f *orchestrator.Failure
+	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonFreeMemory || !strings.Contains(f.Line, "Free memory on device cuda:0") {
 		t.Fatalf("got %v, want free_memory with vLLM's line", err)
 	}
 	if took := time.Since(start); took > 10*time.Second {
@@ -214,8 +216,8 @@ func TestCrashLoopDetectedByRestartCount(t *testing.T) {
 `, dockertest.SimImage, freePort(t))), 0o644)
 	s := load(t, profiles.Project{Files: []string{file}, Name: "myia_vllm"}, "looper", ConvertOptions{})
 	_, _, err := deploy(t, d, s, ReadyOptions{Timeout: 60 * time.Second})
-	var f *Failure
-	if !errors.As(err, &f) || f.Reason != ReasonCrashLoop || f.Restarts < 1 || f.ExitCode != 3 || f.Line != "boom" {
+	var f *orchestrator.Failure
+	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonCrashLoop || f.Restarts < 1 || f.ExitCode != 3 || f.Line != "boom" {
 		t.Fatalf("got %+v (%v), want crash_loop, restarts >= 1, exit 3, line boom", f, err)
 	}
 }
@@ -247,8 +249,8 @@ func TestOrnithSidecarsUntouchedAndPhantomMountRefused(t *testing.T) {
 	}
 	vllm := load(t, p, "vllm-medium-ornith15", ConvertOptions{GPUsOff: true})
 	_, err := d.Recreate(context.Background(), vllm)
-	var f *Failure
-	if !errors.As(err, &f) || f.Reason != ReasonCreate || !strings.Contains(f.Detail, "does not exist") {
+	var f *orchestrator.Failure
+	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonCreate || !strings.Contains(f.Detail, "does not exist") {
 		t.Fatalf("phantom HF mount: got %v, want the engine's refusal", err)
 	}
 	// With a real cache (a sparse 5 GiB blob satisfies the profile's guard).
@@ -277,8 +279,8 @@ func TestUnreachableEngineAndEndpoints(t *testing.T) {
 	p := stage(t, "medium.yml", simOverride(medium, 0)+"    ports: !reset []\n")
 	s := load(t, p, medium, ConvertOptions{GPUsOff: true})
 	_, _, err := deploy(t, d, s, ReadyOptions{})
-	var f *Failure
-	if !errors.As(err, &f) || f.Reason != ReasonUnreachable || !strings.Contains(f.Detail, "not published") {
+	var f *orchestrator.Failure
+	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonUnreachable || !strings.Contains(f.Detail, "not published") {
 		t.Errorf("unpublished port: %v", err)
 	}
 	// Wrong endpoint: running and serving, but not where vgrid looks.
@@ -286,7 +288,7 @@ func TestUnreachableEngineAndEndpoints(t *testing.T) {
 	s = load(t, p, medium, ConvertOptions{GPUsOff: true})
 	s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	_, _, err = deploy(t, d, s, ReadyOptions{UnreachableAfter: time.Second})
-	if !errors.As(err, &f) || f.Reason != ReasonUnreachable || !strings.Contains(f.Detail, "refused connections") {
+	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonUnreachable || !strings.Contains(f.Detail, "refused connections") {
 		t.Errorf("wrong endpoint: %v", err)
 	}
 	// No engine at all.
@@ -307,8 +309,8 @@ func TestMissingImageChangesNothing(t *testing.T) {
 	p = stage(t, "medium.yml", strings.Replace(simOverride(medium, freePort(t)), dockertest.SimImage, "vgrid-no-such-image:1", 1))
 	bad := load(t, p, medium, ConvertOptions{GPUsOff: true})
 	_, err = d.Recreate(context.Background(), bad)
-	var f *Failure
-	if !errors.As(err, &f) || f.Reason != ReasonImageMissing || !strings.Contains(f.Detail, "vgrid-no-such-image:1") {
+	var f *orchestrator.Failure
+	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonImageMissing || !strings.Contains(f.Detail, "vgrid-no-such-image:1") {
 		t.Fatalf("missing image: %v", err)
 	}
 	if state := dockertest.Docker(t, "inspect", "-f", "{{.State.Status}}", res.ContainerID); state != "running" {
@@ -328,7 +330,7 @@ func TestMissingImageChangesNothing(t *testing.T) {
 	}
 	// Without --gpus=off on a host without the NVIDIA runtime: a clear error, nothing changed.
 	_, err = d.Recreate(context.Background(), load(t, stage(t, "medium.yml", simOverride(medium, freePort(t))), medium, ConvertOptions{}))
-	if !errors.As(err, &f) || f.Reason != ReasonNoGPURuntime || !strings.Contains(f.Detail, "--gpus=off") {
+	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonNoGPURuntime || !strings.Contains(f.Detail, "--gpus=off") {
 		t.Errorf("no NVIDIA runtime: %v", err)
 	}
 	if state := dockertest.Docker(t, "inspect", "-f", "{{.State.Status}} {{.RestartCount}}", res.ContainerID); state != "running 0" {

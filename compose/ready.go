@@ -4,22 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // ReadyOptions tune WaitReady.
@@ -46,59 +44,25 @@ func (o *ReadyOptions) defaults() {
 	}
 }
 
-// Boot is the boot time breakdown vLLM logs, in seconds (0 when absent).
-type Boot struct {
-	Weights    float64 `json:"weights_s"`
-	Compile    float64 `json:"compile_s"`
-	InitEngine float64 `json:"init_engine_s"` // profiling, KV cache, warm-up and graphs
-	Graphs     float64 `json:"graphs_s"`
-	Ready      float64 `json:"ready_s"` // container start to the first decoded token, measured by vgrid
-}
-
-var bootPatterns = []struct {
-	re  *regexp.Regexp
-	set func(b *Boot, v float64)
-}{
-	{regexp.MustCompile(`Model loading took [\d.]+ GiB and ([\d.]+) seconds`), func(b *Boot, v float64) { b.Weights = v }},
-	{regexp.MustCompile(`torch\.compile takes ([\d.]+) s in total`), func(b *Boot, v float64) { b.Compile = v }},
-	{regexp.MustCompile(`init engine \(profile, create kv cache, warmup model\) took ([\d.]+) seconds`), func(b *Boot, v float64) { b.InitEngine = v }},
-	{regexp.MustCompile(`Graph capturing finished in ([\d.]+) secs`), func(b *Boot, v float64) { b.Graphs = v }},
-}
-
-// ParseBoot reads the boot breakdown from vLLM log lines.
-func ParseBoot(lines []string) Boot {
-	var b Boot
-	for _, l := range lines {
-		for _, p := range bootPatterns {
-			if m := p.re.FindStringSubmatch(l); m != nil {
-				v, _ := strconv.ParseFloat(m[1], 64)
-				p.set(&b, v)
-			}
-		}
-	}
-	return b
-}
-
 // Ready is a service that answered a decode probe.
 type Ready struct {
 	Endpoint string
-	Boot     Boot
+	Boot     orchestrator.Boot
 	Logs     []string
 }
 
-// probeResult is one round of readiness probes.
-type probeResult struct {
-	ready   bool
-	refused bool   // connection refused or reset: nothing listens
-	stage   string // health, models, decode
-	err     error
-	fail    *Failure // a definitive answer (wrong model, rejected key)
-}
-
 // WaitReady waits until the service's container serves a decoded token, or
-// returns a *Failure as soon as the log, Docker's events or state prove it
+// returns a *orchestrator.Failure as soon as the log, Docker's events or state prove it
 // will not: within one probe interval of the fact.
 func (d *Deployer) WaitReady(ctx context.Context, s *Spec, res *Result, opts ReadyOptions) (*Ready, error) {
+	r, f := d.waitReady(ctx, s, res, opts)
+	if f != nil {
+		return nil, f
+	}
+	return r, ctx.Err()
+}
+
+func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts ReadyOptions) (*Ready, *orchestrator.Failure) {
 	opts.defaults()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -113,7 +77,7 @@ func (d *Deployer) WaitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 	wg.Add(1)
 	go func() { defer wg.Done(); d.followLogs(ctx, id, lines) }()
 	ev := d.cli.Events(ctx, client.EventsListOptions{Filters: client.Filters{}.Add("container", id).Add("type", "container")})
-	probes := make(chan probeResult, 1)
+	probes := make(chan vllm.ProbeResult, 1)
 	probing := false
 
 	w := &watch{d: d, s: s, id: id, logs: &ring{n: 200}, phase: "starting the container", phaseAt: d.now(), onPhase: opts.OnPhase}
@@ -149,26 +113,28 @@ func (d *Deployer) WaitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 				}
 				return nil, w.exited(ctx, lines)
 			case strings.HasPrefix(string(m.Action), "health_status") && strings.Contains(string(m.Action), "unhealthy"):
-				return nil, w.fail(ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.phase), "")
+				return nil, w.fail(orchestrator.ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.phase), "")
 			}
 		case <-ev.Err:
 			ev.Err = nil // events are a speed-up; the ticker's inspect still sees everything
 		case p := <-probes:
 			probing = false
 			switch {
-			case p.fail != nil:
-				p.fail.Phase, p.fail.Logs = w.phase, w.logs.snapshot()
-				return nil, p.fail
-			case p.ready:
-				boot := ParseBoot(w.logs.snapshot())
-				boot.Ready = d.now().Sub(start).Seconds()
+			case p.Final != "":
+				reason := orchestrator.ReasonUnreachable
+				if p.Drift {
+					reason = orchestrator.ReasonConfigDrift
+				}
+				return nil, w.fail(reason, p.Final, "")
+			case p.Ready:
+				boot := orchestrator.Boot{Boot: vllm.ParseBoot(w.logs.snapshot()), Ready: d.now().Sub(start).Seconds()}
 				return &Ready{Endpoint: endpoint, Boot: boot, Logs: w.logs.snapshot()}, nil
-			case p.refused && w.phase == "serving":
+			case p.Refused && w.phase == "serving":
 				if refusedSince.IsZero() {
 					refusedSince = d.now()
 				}
 				if d.now().Sub(refusedSince) > opts.UnreachableAfter {
-					return nil, w.fail(ReasonUnreachable, fmt.Sprintf("the log says the API server is up, but %s refused connections for %s: is the port published (ports:) and the endpoint right?", endpoint, opts.UnreachableAfter), "")
+					return nil, w.fail(orchestrator.ReasonUnreachable, fmt.Sprintf("the log says the API server is up, but %s refused connections for %s: is the port published (ports:) and the endpoint right?", endpoint, opts.UnreachableAfter), "")
 				}
 			default:
 				refusedSince = time.Time{}
@@ -176,7 +142,7 @@ func (d *Deployer) WaitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 		case <-ticker.C:
 			r, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 			if err != nil {
-				return nil, w.fail(ReasonExited, fmt.Sprintf("the container is gone: %v", err), "")
+				return nil, w.fail(orchestrator.ReasonExited, fmt.Sprintf("the container is gone: %v", err), "")
 			}
 			st := r.Container.State
 			if st != nil && (st.Status == container.StateExited || st.Status == container.StateDead) {
@@ -186,11 +152,11 @@ func (d *Deployer) WaitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 				return nil, w.exited(ctx, lines)
 			}
 			if st != nil && st.Health != nil && st.Health.Status == container.Unhealthy {
-				return nil, w.fail(ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.phase), "")
+				return nil, w.fail(orchestrator.ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.phase), "")
 			}
 			if endpoint == "" {
 				if endpoint, err = d.Endpoint(s, r.Container.NetworkSettings); err != nil {
-					return nil, w.fail(ReasonUnreachable, err.Error(), "")
+					return nil, w.fail(orchestrator.ReasonUnreachable, err.Error(), "")
 				}
 			}
 			if !probing && st != nil && st.Running {
@@ -198,7 +164,7 @@ func (d *Deployer) WaitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					p := probe(ctx, endpoint, s, opts.DecodeTimeout)
+					p := vllm.Probe(ctx, endpoint, s.ServedModel, s.APIKey, opts.DecodeTimeout)
 					select {
 					case probes <- p:
 					case <-ctx.Done():
@@ -206,9 +172,9 @@ func (d *Deployer) WaitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 				}()
 			}
 		case <-deadline.C:
-			return nil, w.fail(ReasonHealthTimeout, fmt.Sprintf("not ready after %s; still %s for %s", opts.Timeout, w.phase, d.now().Sub(w.phaseAt).Round(time.Second)), "")
+			return nil, w.fail(orchestrator.ReasonHealthTimeout, fmt.Sprintf("not ready after %s; still %s for %s", opts.Timeout, w.phase, d.now().Sub(w.phaseAt).Round(time.Second)), "")
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil
 		}
 	}
 }
@@ -243,21 +209,21 @@ type watch struct {
 	exitKnown bool
 }
 
-func (w *watch) fail(r Reason, detail, line string) *Failure {
-	return &Failure{Reason: r, Detail: detail, Line: line, Phase: w.phase, Logs: w.logs.snapshot(), DetectedAt: w.d.now()}
+func (w *watch) fail(r orchestrator.Reason, detail, line string) *orchestrator.Failure {
+	return &orchestrator.Failure{Reason: r, Detail: detail, Line: line, Phase: w.phase, Logs: w.logs.snapshot(), DetectedAt: w.d.now()}
 }
 
 // line takes one log line: it may advance the phase or prove a failure.
-func (w *watch) line(l logLine) *Failure {
+func (w *watch) line(l logLine) *orchestrator.Failure {
 	w.logs.add(l.text)
-	if p, ok := phaseOf(l.text); ok && p != w.phase {
+	if p, ok := vllm.PhaseOf(l.text); ok && p != w.phase {
 		w.phase, w.phaseAt = p, w.d.now()
 		if w.onPhase != nil {
 			w.onPhase(p)
 		}
 	}
-	if r, ok := classifyLine(l.text); ok {
-		f := w.fail(r, fmt.Sprintf("vLLM failed while %s", w.phase), l.text)
+	if c, ok := vllm.ClassifyLine(l.text); ok {
+		f := w.fail(orchestrator.FromCause(c), fmt.Sprintf("vLLM failed while %s", w.phase), l.text)
 		f.LineAt = l.at
 		return f
 	}
@@ -267,7 +233,7 @@ func (w *watch) line(l logLine) *Failure {
 // exited explains a container that stopped or restarted: the last log lines
 // (read until the stream ends, at most 1 s more), the exit code, and the
 // restart policy's RestartCount.
-func (w *watch) exited(ctx context.Context, lines <-chan logLine) *Failure {
+func (w *watch) exited(ctx context.Context, lines <-chan logLine) *orchestrator.Failure {
 	drain := time.After(time.Second)
 	for lines != nil {
 		select {
@@ -284,13 +250,13 @@ func (w *watch) exited(ctx context.Context, lines <-chan logLine) *Failure {
 			lines = nil
 		}
 	}
-	f := w.fail(ReasonExited, "", "")
+	f := w.fail(orchestrator.ReasonExited, "", "")
 	f.ExitCode = -1
 	w.decorate(ctx, f)
 	logs := w.logs.snapshot()
 	for i := len(logs) - 1; i >= 0; i-- {
 		if strings.Contains(logs[i], "Traceback (most recent call last)") {
-			f.Reason = ReasonBootCrash
+			f.Reason = orchestrator.ReasonBootCrash
 			f.Line = lastNonEmpty(logs[i:])
 			break
 		}
@@ -303,8 +269,8 @@ func (w *watch) exited(ctx context.Context, lines <-chan logLine) *Failure {
 		code = "(exit code not seen: already restarted)"
 	}
 	switch {
-	case f.Restarts > 0 && f.Reason == ReasonExited:
-		f.Reason = ReasonCrashLoop
+	case f.Restarts > 0 && f.Reason == orchestrator.ReasonExited:
+		f.Reason = orchestrator.ReasonCrashLoop
 		f.Detail = fmt.Sprintf("exited %s while %s and was restarted %d time(s) by its restart policy", code, w.phase, f.Restarts)
 	default:
 		f.Detail = fmt.Sprintf("the container exited %s while vLLM was %s", code, w.phase)
@@ -314,7 +280,7 @@ func (w *watch) exited(ctx context.Context, lines <-chan logLine) *Failure {
 
 // decorate adds the exit code and restarts to a failure; with a restart
 // policy it waits briefly for Docker's restart, to report the crash loop.
-func (w *watch) decorate(ctx context.Context, f *Failure) {
+func (w *watch) decorate(ctx context.Context, f *orchestrator.Failure) {
 	policy := w.s.Host.RestartPolicy
 	deadline := time.Now().Add(3 * time.Second)
 	for {
@@ -385,117 +351,24 @@ func (d *Deployer) followLogs(ctx context.Context, id string, out chan<- logLine
 	}
 }
 
-// probe runs the readiness checks in order: /health 200, /v1/models lists
-// the served model, a one-token chat completion decodes.
-func probe(ctx context.Context, endpoint string, s *Spec, decodeTimeout time.Duration) probeResult {
-	hc := &http.Client{}
-	do := func(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
-		req, err := http.NewRequestWithContext(ctx, method, endpoint+path, bytes.NewReader(body))
-		if err != nil {
-			return 0, nil, err
-		}
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if s.APIKey != "" {
-			req.Header.Set("Authorization", "Bearer "+s.APIKey)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return resp.StatusCode, b, err
-	}
-	short, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	code, _, err := do(short, "GET", "/health", nil)
-	if err != nil {
-		return probeResult{stage: "health", err: err, refused: errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)}
-	}
-	if code != http.StatusOK {
-		return probeResult{stage: "health", err: fmt.Errorf("/health answered %d", code)}
-	}
-	code, body, err := do(short, "GET", "/v1/models", nil)
-	switch {
-	case err != nil:
-		return probeResult{stage: "models", err: err}
-	case code == http.StatusUnauthorized:
-		return probeResult{fail: &Failure{Reason: ReasonUnreachable, Detail: fmt.Sprintf("%s/v1/models answered 401: the server rejected the API key vgrid read from the profile's --api-key", endpoint)}}
-	case code != http.StatusOK:
-		return probeResult{stage: "models", err: fmt.Errorf("/v1/models answered %d", code)}
-	}
-	var models struct {
-		Data []struct {
-			ID string `json:"id"`
-		} `json:"data"`
-	}
-	json.Unmarshal(body, &models)
-	var ids []string
-	for _, m := range models.Data {
-		ids = append(ids, m.ID)
-		if m.ID == s.ServedModel {
-			ids = nil
-			break
-		}
-	}
-	if ids != nil || len(models.Data) == 0 {
-		return probeResult{fail: &Failure{Reason: ReasonConfigDrift, Detail: fmt.Sprintf("the server serves %v, not %q", ids, s.ServedModel)}}
-	}
-	dctx, dcancel := context.WithTimeout(ctx, decodeTimeout)
-	defer dcancel()
-	req, _ := json.Marshal(map[string]any{"model": s.ServedModel, "max_tokens": 1, "stream": false,
-		"messages": []map[string]string{{"role": "user", "content": "Reply with OK."}}})
-	code, body, err = do(dctx, "POST", "/v1/chat/completions", req)
-	if err != nil {
-		return probeResult{stage: "decode", err: fmt.Errorf("decode probe: %w", err)}
-	}
-	var out struct {
-		Usage struct {
-			CompletionTokens int `json:"completion_tokens"`
-		} `json:"usage"`
-	}
-	if code != http.StatusOK || json.Unmarshal(body, &out) != nil || out.Usage.CompletionTokens < 1 {
-		return probeResult{stage: "decode", err: fmt.Errorf("decode probe answered %d: %.200s", code, body)}
-	}
-	return probeResult{ready: true}
-}
-
-// ProbeReady runs vgrid's readiness checks once against any vLLM endpoint:
-// ready when /health is 200, /v1/models lists model and a one-token chat
-// completion decodes. A non-nil *Failure is a definitive answer (wrong
-// model, rejected key); err says what is not ready yet. refused reports a
-// connection refused (nothing listens).
-func ProbeReady(ctx context.Context, endpoint, model, apiKey string, decodeTimeout time.Duration) (ready, refused bool, fail *Failure, err error) {
-	p := probe(ctx, endpoint, &Spec{ServedModel: model, APIKey: apiKey}, decodeTimeout)
-	return p.ready, p.refused, p.fail, p.err
-}
-
-// ClassifyLine returns the failure a vLLM log line proves, if any.
-func ClassifyLine(line string) (Reason, bool) { return classifyLine(line) }
-
-// PhaseOf returns the vLLM boot phase a log line starts, if any.
-func PhaseOf(line string) (string, bool) { return phaseOf(line) }
-
 // Diagnose explains a service that stopped answering: nil while its
 // container runs, else a Failure from its exit code, restarts and the last
 // 200 log lines (EngineDeadError -> engine_dead, ...).
-func (d *Deployer) Diagnose(ctx context.Context, s *Spec) *Failure {
+func (d *Deployer) Diagnose(ctx context.Context, s *Spec) *orchestrator.Failure {
 	c, err := d.Find(ctx, s)
 	if err != nil {
-		return &Failure{Reason: ReasonExited, Detail: err.Error()}
+		return &orchestrator.Failure{Reason: orchestrator.ReasonExited, Detail: err.Error()}
 	}
 	if c == nil {
-		return &Failure{Reason: ReasonExited, Detail: "the container is gone"}
+		return &orchestrator.Failure{Reason: orchestrator.ReasonExited, Detail: "the container is gone"}
 	}
 	if c.State != nil && c.State.Running && c.State.Health != nil && c.State.Health.Status == container.Unhealthy {
-		return &Failure{Reason: ReasonUnhealthy, Detail: "Docker's health check reports unhealthy"}
+		return &orchestrator.Failure{Reason: orchestrator.ReasonUnhealthy, Detail: "Docker's health check reports unhealthy"}
 	}
 	if c.State != nil && c.State.Running && c.RestartCount == 0 {
 		return nil
 	}
-	f := &Failure{Reason: ReasonExited, Restarts: c.RestartCount, ExitCode: -1}
+	f := &orchestrator.Failure{Reason: orchestrator.ReasonExited, Restarts: c.RestartCount, ExitCode: -1}
 	if c.State != nil && !c.State.Running {
 		f.ExitCode = c.State.ExitCode
 	}
@@ -506,15 +379,15 @@ func (d *Deployer) Diagnose(ctx context.Context, s *Spec) *Failure {
 		f.Logs = strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
 	}
 	for i := len(f.Logs) - 1; i >= 0; i-- {
-		if r, ok := classifyLine(f.Logs[i]); ok {
-			f.Reason, f.Line = r, f.Logs[i]
+		if c, ok := vllm.ClassifyLine(f.Logs[i]); ok {
+			f.Reason, f.Line = orchestrator.FromCause(c), f.Logs[i]
 			break
 		}
 	}
 	if f.Line == "" {
 		f.Line = lastNonEmpty(f.Logs)
 		if c.RestartCount > 0 {
-			f.Reason = ReasonCrashLoop
+			f.Reason = orchestrator.ReasonCrashLoop
 		}
 	}
 	f.Detail = fmt.Sprintf("the server stopped answering: container %s, exit code %d, restarts %d", c.State.Status, f.ExitCode, c.RestartCount)

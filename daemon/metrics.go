@@ -62,7 +62,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for _, t := range trials {
 			reason := ""
 			if t.Failure != nil {
-				reason = t.Failure.Reason
+				reason = t.Failure.Reason.String()
 			}
 			trialCounts[[2]string{t.Phase.String(), reason}]++
 			tm := t.Timing()

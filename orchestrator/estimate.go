@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // Class groups trials whose boots and benchmarks take alike: the same
@@ -28,7 +28,7 @@ func (c Class) String() string {
 
 // ClassOf reads a trial's class from its image and vLLM words.
 func ClassOf(image string, words []string) Class {
-	flags := profiles.Flags(profiles.ParseArgs(words))
+	flags := vllm.Flags(vllm.ParseArgs(words))
 	c := Class{Image: image, TP: 1}
 	if m, ok := flags.Get("model"); ok {
 		c.Model = m

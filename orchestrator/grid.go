@@ -17,7 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vgrid/vgrid/benchmark"
-	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // Grid is a grid file: what to tune, how to measure, how to choose.
@@ -419,13 +419,13 @@ func (g *Grid) validate(file string) error {
 			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
 				return bad(v.Line, "space.axes.%s: want a non-empty list of values", k.Value)
 			}
-			a := Axis{Flag: profiles.CanonicalName(k.Value)}
+			a := Axis{Flag: vllm.CanonicalName(k.Value)}
 			for _, item := range v.Content {
 				if item.Tag == "!!null" {
 					a.Values = append(a.Values, nil)
 					continue
 				}
-				norm, err := profiles.Normalize(a.Flag, item.Value)
+				norm, err := vllm.Normalize(a.Flag, item.Value)
 				if err != nil {
 					return bad(item.Line, "space.axes.%s: %v", k.Value, err)
 				}
@@ -439,7 +439,7 @@ func (g *Grid) validate(file string) error {
 			if v == nil {
 				continue
 			}
-			if _, err := profiles.Normalize(flag, *v); err != nil {
+			if _, err := vllm.Normalize(flag, *v); err != nil {
 				return bad(0, "space.candidates[%d] (%s): %v", i, c.Name, err)
 			}
 		}
@@ -534,13 +534,13 @@ func Duplicates(cands []Candidate) [][]int {
 
 // Candidate is one point of the search space.
 type Candidate struct {
-	Name     string             `json:"name"`
-	Settings profiles.Candidate `json:"settings"`
+	Name     string         `json:"name"`
+	Settings vllm.Candidate `json:"settings"`
 }
 
 // Get returns the candidate's value for a flag, if it sets one.
 func (c Candidate) Get(flag string) (string, bool) {
-	flag = profiles.CanonicalName(flag)
+	flag = vllm.CanonicalName(flag)
 	for _, s := range c.Settings {
 		if s.Name == flag && !s.Unset {
 			return s.Value, true
@@ -574,12 +574,12 @@ func (g *Grid) Expand() []Candidate {
 		sort.Strings(flags)
 		for _, f := range flags {
 			if v := d.Flags[f]; v != nil {
-				norm, _ := profiles.Normalize(f, *v)
-				c.Settings = append(c.Settings, profiles.Setting{Name: profiles.CanonicalName(f), Value: norm})
+				norm, _ := vllm.Normalize(f, *v)
+				c.Settings = append(c.Settings, vllm.Setting{Name: vllm.CanonicalName(f), Value: norm})
 			}
 		}
 		for _, f := range d.Unset {
-			c.Settings = append(c.Settings, profiles.Setting{Name: profiles.CanonicalName(f), Unset: true})
+			c.Settings = append(c.Settings, vllm.Setting{Name: vllm.CanonicalName(f), Unset: true})
 		}
 		if c.Name == "" {
 			c.Name = nameOf(c.Settings)
@@ -594,7 +594,7 @@ func (g *Grid) Expand() []Candidate {
 		var c Candidate
 		for i, a := range g.Space.AxesJSON {
 			if v := a.Values[idx[i]]; v != nil {
-				c.Settings = append(c.Settings, profiles.Setting{Name: a.Flag, Value: *v})
+				c.Settings = append(c.Settings, vllm.Setting{Name: a.Flag, Value: *v})
 			}
 		}
 		c.Name = nameOf(c.Settings)
@@ -614,7 +614,7 @@ func (g *Grid) Expand() []Candidate {
 	}
 }
 
-func nameOf(s profiles.Candidate) string {
+func nameOf(s vllm.Candidate) string {
 	if len(s) == 0 {
 		return "as-profiled"
 	}
@@ -639,7 +639,7 @@ func ParseTie(s string) (Tie, error) {
 	if m == nil {
 		return Tie{}, fmt.Errorf("%q: want \"prefer lower FLAG\" or \"prefer higher FLAG\"", s)
 	}
-	return Tie{Flag: profiles.CanonicalName(m[2]), Higher: m[1] == "higher"}, nil
+	return Tie{Flag: vllm.CanonicalName(m[2]), Higher: m[1] == "higher"}, nil
 }
 
 // Constraint is "METRIC OP VALUE".

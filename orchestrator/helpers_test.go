@@ -1,7 +1,9 @@
 package orchestrator
 
-import "github.com/vgrid/vgrid/profiles"
+import (
+	"github.com/vgrid/vgrid/vllm"
+)
 
-func settingOf(name, value string) profiles.Setting {
-	return profiles.Setting{Name: name, Value: value}
+func settingOf(name, value string) vllm.Setting {
+	return vllm.Setting{Name: name, Value: value}
 }

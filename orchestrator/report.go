@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/vgrid/vgrid/benchmark"
-	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // Row is one candidate in the report. Every number comes from the stored
@@ -82,9 +82,9 @@ func BuildReport(run *Run, trials []*Trial, reports map[int][]*benchmark.Report)
 	for _, t := range trials {
 		row := Row{Seq: t.Seq, Name: t.Candidate.Name, Outcome: t.Phase.String(), Failure: t.Failure, Rendered: t.Rendered}
 		if t.Failure != nil {
-			row.Outcome += " (" + t.Failure.Reason + ")"
+			row.Outcome += " (" + t.Failure.Reason.String() + ")"
 		}
-		flags := profiles.Flags(profiles.ParseArgs(t.Rendered))
+		flags := vllm.Flags(vllm.ParseArgs(t.Rendered))
 		eff := func(name string) string {
 			if v, ok := flags.Effective(name); ok {
 				return v
@@ -253,7 +253,7 @@ func num(v float64) string {
 func (r Row) csvCells() []string {
 	reason := ""
 	if r.Failure != nil {
-		reason = r.Failure.Reason
+		reason = r.Failure.Reason.String()
 	}
 	status, _, _ := strings.Cut(r.Outcome, " ")
 	gpu := strings.TrimSuffix(r.GPUMem, " (default)")

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/vgrid/vgrid/benchmark"
-	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -131,12 +131,12 @@ func reportFixture(t *testing.T) (*Run, []*Trial, map[int][]*benchmark.Report) {
 			reports[i] = []*benchmark.Report{measuredReport(g, miss, hit)}
 		case 2:
 			tr.Phase = PhaseFailed
-			tr.Failure = &Failure{Reason: "free_memory", Detail: "vLLM failed while starting the container",
+			tr.Failure = &Failure{Reason: ReasonFreeMemory, Detail: "vLLM failed while starting the container",
 				Line: "ValueError: Free memory on device cuda:0 (22.52/23.99 GiB) on startup is less than desired GPU memory utilization (0.95, 22.79 GiB)."}
 			tr.Phases = append(tr.Phases, PhaseStamp{PhaseFailed, at.Add(3 * time.Second)})
 		case 3:
 			tr.Phase = PhaseSkipped
-			tr.Failure = &Failure{Reason: "infeasible", Detail: "infeasible: Free memory on device cuda:0"}
+			tr.Failure = &Failure{Reason: ReasonInfeasible, Detail: "infeasible: Free memory on device cuda:0"}
 			tr.Phases = []PhaseStamp{{PhasePending, t0}, {PhaseSkipped, at}}
 		}
 		trials = append(trials, tr)
@@ -156,7 +156,7 @@ func reportFixture(t *testing.T) (*Run, []*Trial, map[int][]*benchmark.Report) {
 }
 
 // flagWords renders a candidate as vLLM words, the way drivers do.
-func flagWords(c Candidate) []string { return profiles.Flags(nil).Apply(c.Settings).Words() }
+func flagWords(c Candidate) []string { return vllm.Flags(nil).Apply(c.Settings).Words() }
 
 func TestReportGolden(t *testing.T) {
 	run, trials, reports := reportFixture(t)

@@ -288,7 +288,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 		}
 		reason := ""
 		if t.Failure != nil && p.Final() {
-			reason = t.Failure.Reason
+			reason = t.Failure.Reason.String()
 		}
 		o.Progress(Progress{Trial: t.Seq + 1, Trials: total, Name: t.Candidate.Name, Phase: p, Reason: reason, Elapsed: o.Now().Sub(begin), ETA: max(eta, 0)})
 	}
@@ -306,7 +306,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 		}
 		var f *Failure
 		if !errors.As(err, &f) {
-			f = &Failure{Reason: "error", Detail: err.Error()}
+			f = &Failure{Reason: ReasonError, Detail: err.Error()}
 		}
 		if ferr := o.fail(t, f); ferr != nil {
 			return ferr
@@ -315,7 +315,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 		return nil
 	}
 	if o.SkipInfeasible && len(t.Predicted) > 10 && t.Predicted[:10] == "infeasible" {
-		t.Failure = &Failure{Reason: "infeasible", Detail: t.Predicted}
+		t.Failure = &Failure{Reason: ReasonInfeasible, Detail: t.Predicted}
 		if err := o.move(t, PhaseSkipped, t.Predicted); err != nil {
 			return err
 		}
@@ -327,7 +327,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 	}
 	rendered, err := o.Driver.Render(ctx, t.Candidate)
 	if err != nil {
-		return failed(&Failure{Reason: "render", Detail: err.Error()})
+		return failed(&Failure{Reason: ReasonRender, Detail: err.Error()})
 	}
 	t.ConfigHash, t.Rendered, t.Image = rendered.Hash, rendered.Words, rendered.Image
 	if err := step(PhaseDeploying, "config "+short(rendered.Hash)); err != nil {
@@ -371,7 +371,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 			return failed(f)
 		}
 		if err != nil {
-			return failed(&Failure{Reason: "benchmark", Detail: err.Error()})
+			return failed(&Failure{Reason: ReasonBenchmark, Detail: err.Error()})
 		}
 	}
 	if err := step(PhaseDone, ""); err != nil {
@@ -442,10 +442,11 @@ func outcomes(trials []*Trial) string {
 		}
 		g.n++
 		if t.Failure != nil {
-			if g.reasons[t.Failure.Reason] == 0 {
-				g.order = append(g.order, t.Failure.Reason)
+			name := t.Failure.Reason.String()
+			if g.reasons[name] == 0 {
+				g.order = append(g.order, name)
 			}
-			g.reasons[t.Failure.Reason]++
+			g.reasons[name]++
 		}
 	}
 	var parts []string

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // Phase is where a trial stands. Values are persisted: never renumber,
@@ -65,34 +67,11 @@ type PhaseStamp struct {
 	At    time.Time `json:"at"`
 }
 
-// Failure is why a trial failed or was skipped. Reason is a stable name
-// (free_memory, kv_cache_too_small, oom, engine_dead, crash_loop, unhealthy,
-// health_timeout, config_drift, benchmark, render, infeasible, ...).
-type Failure struct {
-	Reason   string    `json:"reason"`
-	Detail   string    `json:"detail"`
-	Line     string    `json:"line,omitempty"` // the log line that proves it
-	ExitCode int       `json:"exit_code,omitempty"`
-	Restarts int       `json:"restarts,omitempty"`
-	Phase    string    `json:"phase,omitempty"`   // the vLLM boot phase reached
-	Logs     []string  `json:"logs,omitempty"`    // last container/process log lines
-	LineAt   time.Time `json:"line_at,omitempty"` // when the engine received Line (Docker's timestamp)
-}
-
-func (f *Failure) Error() string {
-	s := f.Reason + ": " + f.Detail
-	if f.Line != "" {
-		s += fmt.Sprintf(" (log: %q)", f.Line)
-	}
-	return s
-}
-
-// Boot is the boot breakdown of a trial, in seconds.
+// Boot is the boot breakdown of a trial, in seconds: what vLLM logs, and
+// the time vgrid measured to the first decoded token.
 type Boot struct {
-	Weights    float64 `json:"weights_s,omitempty"`
-	Compile    float64 `json:"compile_s,omitempty"`
-	InitEngine float64 `json:"init_engine_s,omitempty"`
-	Ready      float64 `json:"ready_s"` // start of the deploy to the first decoded token, measured by vgrid
+	vllm.Boot
+	Ready float64 `json:"ready_s"` // start of the deploy to the first decoded token, measured by vgrid
 }
 
 // Trial is one candidate's attempt, persisted at every phase change.

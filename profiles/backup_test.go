@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vgrid/vgrid/vllm"
 )
 
 func TestBackupsListsUserNaming(t *testing.T) {
@@ -100,7 +102,7 @@ func mountTmpfs(t *testing.T, size string) string {
 
 func planFor(t *testing.T, path string) *Plan {
 	t.Helper()
-	cand, _ := NewCandidate([]string{"max-num-seqs=32"}, nil)
+	cand, _ := vllm.NewCandidate([]string{"max-num-seqs=32"}, nil)
 	plan, err := Project{Files: []string{path}, EnvFiles: []string{envExample}}.Render(context.Background(), "", cand)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // UnifiedDiff returns a unified diff from a to b with 3 lines of context,
@@ -27,7 +29,7 @@ func UnifiedDiff(aName, bName string, a, b []byte) string {
 func redactSecrets(s string) string {
 	var b strings.Builder
 	for _, line := range strings.SplitAfter(s, "\n") {
-		for _, spec := range specs {
+		for _, spec := range vllm.Specs() {
 			if !spec.Secret {
 				continue
 			}

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // FuzzRender: parsing and rendering never panic, and rendering an empty
@@ -26,7 +28,7 @@ func FuzzRender(f *testing.F) {
 		if err != nil {
 			return
 		}
-		cand, _ := NewCandidate([]string{setting}, nil)
+		cand, _ := vllm.NewCandidate([]string{setting}, nil)
 		for _, svc := range d.Services() {
 			out, changes, err := d.Render(svc, nil)
 			if err != nil {

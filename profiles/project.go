@@ -14,6 +14,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // Project is a set of compose files loaded the way `docker compose -f A -f B
@@ -35,7 +37,7 @@ type Project struct {
 // BeforeCache holds the original profile's effective flags per service.
 type BeforeCache struct {
 	mu    sync.Mutex
-	flags map[string]Flags
+	flags map[string]vllm.Flags
 }
 
 func (p Project) read(file string) ([]byte, error) {
@@ -110,7 +112,7 @@ func (p Project) Load(ctx context.Context, overrides map[string][]byte) (*Loaded
 }
 
 // Flags returns the vLLM flags a service receives once compose resolved it.
-func (l *Loaded) Flags(service string) (Flags, error) {
+func (l *Loaded) Flags(service string) (vllm.Flags, error) {
 	svc, ok := l.Services[service]
 	if !ok {
 		return nil, fmt.Errorf("compose project has no service %q", service)
@@ -119,7 +121,7 @@ func (l *Loaded) Flags(service string) (Flags, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseArgs(words), nil
+	return vllm.ParseArgs(words), nil
 }
 
 // unsetVars returns the variables of text referenced without a default
@@ -140,12 +142,12 @@ var varRef = regexp.MustCompile(`(?:^|[^$])\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?
 
 // Plan is a verified rendering of a candidate into one profile file.
 type Plan struct {
-	File      string   `json:"file"`
-	Service   string   `json:"service"`
-	Changes   []Change `json:"changes"`
-	Before    []byte   `json:"-"`
-	After     []byte   `json:"-"`
-	Effective Flags    `json:"-"` // what vLLM receives after the change
+	File      string     `json:"file"`
+	Service   string     `json:"service"`
+	Changes   []Change   `json:"changes"`
+	Before    []byte     `json:"-"`
+	After     []byte     `json:"-"`
+	Effective vllm.Flags `json:"-"` // what vLLM receives after the change
 }
 
 // Changed reports whether the file changes at all.
@@ -170,7 +172,7 @@ func (e *DriftError) Error() string {
 // (the last of p.Files that does), then loads the result with compose-go
 // and checks that vLLM would receive exactly the original flags with cand
 // applied. Nothing is written.
-func (p Project) Render(ctx context.Context, service string, cand Candidate) (*Plan, error) {
+func (p Project) Render(ctx context.Context, service string, cand vllm.Candidate) (*Plan, error) {
 	var (
 		doc  *Document
 		file string
@@ -259,7 +261,7 @@ func explain(err error, problems []string) error {
 
 // Show loads the project and returns the effective vLLM flags of service
 // (or of the only vLLM service), and the variables looked up but not set.
-func (p Project) Show(ctx context.Context, service string) (string, Flags, []string, error) {
+func (p Project) Show(ctx context.Context, service string) (string, vllm.Flags, []string, error) {
 	var problems []string
 	var firstErr error
 	found := false
@@ -299,7 +301,7 @@ func (p Project) Show(ctx context.Context, service string) (string, Flags, []str
 }
 
 // beforeFlags is the original's effective flags, from the cache if any.
-func (p Project) beforeFlags(ctx context.Context, service string, problems []string) (Flags, error) {
+func (p Project) beforeFlags(ctx context.Context, service string, problems []string) (vllm.Flags, error) {
 	if c := p.Before; c != nil {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -317,7 +319,7 @@ func (p Project) beforeFlags(ctx context.Context, service string, problems []str
 	}
 	if c := p.Before; c != nil {
 		if c.flags == nil {
-			c.flags = map[string]Flags{}
+			c.flags = map[string]vllm.Flags{}
 		}
 		c.flags[service] = f
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // Change is one edit that rendering makes to a profile.
@@ -77,7 +79,7 @@ var plainSafe = regexp.MustCompile(`^[A-Za-z0-9_./:,=+@%-]+$`)
 type renderer struct {
 	d       *Document
 	r       *region
-	args    []Arg
+	args    []vllm.Arg
 	edits   []edit
 	removed map[int]bool // word indices
 	appends []string     // words to append, already quoted for the region
@@ -87,12 +89,12 @@ type renderer struct {
 // Render applies a candidate to a service's vLLM arguments and returns the
 // new file bytes and the list of changes. The document is not modified.
 // With no effective change the output is byte-identical to the input.
-func (d *Document) Render(service string, cand Candidate) ([]byte, []Change, error) {
+func (d *Document) Render(service string, cand vllm.Candidate) ([]byte, []Change, error) {
 	r, err := d.region(service)
 	if err != nil {
 		return nil, nil, err
 	}
-	rd := &renderer{d: d, r: r, args: ParseArgs(texts(r.words)), removed: map[int]bool{}}
+	rd := &renderer{d: d, r: r, args: vllm.ParseArgs(texts(r.words)), removed: map[int]bool{}}
 	for _, s := range cand {
 		rd.apply(s)
 	}
@@ -109,12 +111,12 @@ func (rd *renderer) raw(i int) string {
 	return string(rd.d.src[w.start:w.end])
 }
 
-func (rd *renderer) rawArg(a Arg) string {
+func (rd *renderer) rawArg(a vllm.Arg) string {
 	var parts []string
-	for i := a.first; i <= a.last; i++ {
+	for i := a.First; i <= a.Last; i++ {
 		parts = append(parts, rd.raw(i))
 	}
-	if spec, _ := Lookup(a.Name); spec.Secret && len(parts) > 1 {
+	if spec, _ := vllm.Lookup(a.Name); spec.Secret && len(parts) > 1 {
 		for i := 1; i < len(parts); i++ {
 			if !interpolation.MatchString(parts[i]) {
 				parts[i] = "<redacted>"
@@ -132,9 +134,9 @@ func spelling(existing, name string) string {
 	return name
 }
 
-func (rd *renderer) apply(s Setting) {
-	spec, _ := Lookup(s.Name)
-	var occ []Arg
+func (rd *renderer) apply(s vllm.Setting) {
+	spec, _ := vllm.Lookup(s.Name)
+	var occ []vllm.Arg
 	for _, a := range rd.args {
 		if a.Name == s.Name {
 			occ = append(occ, a)
@@ -143,7 +145,7 @@ func (rd *renderer) apply(s Setting) {
 	removeFrom := 0
 	switch {
 	case s.Unset:
-	case spec.Kind == KindBool && s.Value == "false" && !spec.Negatable:
+	case spec.Kind == vllm.KindBool && s.Value == "false" && !spec.Negatable:
 		// store_true flag: absent is false, and vLLM's default is false.
 	case len(occ) == 0:
 		rd.appendArg(s, spec)
@@ -152,21 +154,21 @@ func (rd *renderer) apply(s Setting) {
 		removeFrom = 1
 	}
 	for _, a := range occ[removeFrom:] {
-		for i := a.first; i <= a.last; i++ {
+		for i := a.First; i <= a.Last; i++ {
 			rd.removed[i] = true
 		}
 		note := ""
 		if removeFrom == 1 {
 			note = "duplicate removed: argparse keeps only the last one"
 		}
-		rd.changes = append(rd.changes, Change{Flag: s.Name, Action: "remove", Before: rd.rawArg(a), Line: rd.line(a.first), Note: note})
+		rd.changes = append(rd.changes, Change{Flag: s.Name, Action: "remove", Before: rd.rawArg(a), Line: rd.line(a.First), Note: note})
 	}
 }
 
 // newWords returns the words of a setting as vLLM should receive them.
-func newWords(s Setting, spec Spec, spelled string) []string {
+func newWords(s vllm.Setting, spec vllm.Spec, spelled string) []string {
 	name := "--" + spelling(spelled, s.Name)
-	if spec.Kind == KindBool {
+	if spec.Kind == vllm.KindBool {
 		if s.Value == "false" {
 			name = "--" + spelling(spelled, "no-"+s.Name)
 		}
@@ -178,24 +180,24 @@ func newWords(s Setting, spec Spec, spelled string) []string {
 	return []string{name, s.Value}
 }
 
-func (rd *renderer) replace(a Arg, s Setting, spec Spec) {
+func (rd *renderer) replace(a vllm.Arg, s vllm.Setting, spec vllm.Spec) {
 	words := newWords(s, spec, a.Spelled)
 	before := rd.rawArg(a)
 	var after string
 	if a.Inline && len(words) == 2 {
 		w := rd.quote(words[0] + "=" + words[1])
-		if w == rd.raw(a.first) {
+		if w == rd.raw(a.First) {
 			return
 		}
-		rd.edits = append(rd.edits, edit{rd.r.words[a.first].start, rd.r.words[a.first].end, w})
+		rd.edits = append(rd.edits, edit{rd.r.words[a.First].start, rd.r.words[a.First].end, w})
 		after = w
 	} else {
 		// The flag word: rewrite only when its form changes (--x <-> --no-x, --x=v -> --x v).
 		head := rd.quote(words[0])
-		if a.Inline || CanonicalName(rd.r.words[a.first].text) != CanonicalName(words[0]) {
-			rd.edits = append(rd.edits, edit{rd.r.words[a.first].start, rd.r.words[a.first].end, head})
+		if a.Inline || vllm.CanonicalName(rd.r.words[a.First].text) != vllm.CanonicalName(words[0]) {
+			rd.edits = append(rd.edits, edit{rd.r.words[a.First].start, rd.r.words[a.First].end, head})
 		} else {
-			head = rd.raw(a.first)
+			head = rd.raw(a.First)
 		}
 		vals := words[1:]
 		quoted := make([]string, len(vals))
@@ -204,22 +206,22 @@ func (rd *renderer) replace(a Arg, s Setting, spec Spec) {
 		}
 		oldVals := []string{}
 		if !a.Inline {
-			for i := a.first + 1; i <= a.last; i++ {
+			for i := a.First + 1; i <= a.Last; i++ {
 				oldVals = append(oldVals, rd.raw(i))
 			}
 		}
 		if !slices.Equal(oldVals, quoted) {
 			switch {
 			case len(oldVals) > 0 && len(quoted) > 0:
-				first, last := rd.r.words[a.first+1], rd.r.words[a.last]
-				rd.edits = append(rd.edits, edit{first.start, last.end, strings.Join(quoted, rd.sep(a.first+1))})
+				first, last := rd.r.words[a.First+1], rd.r.words[a.Last]
+				rd.edits = append(rd.edits, edit{first.start, last.end, strings.Join(quoted, rd.sep(a.First+1))})
 			case len(oldVals) > 0: // value words of a flag that now takes none
-				for i := a.first + 1; i <= a.last; i++ {
+				for i := a.First + 1; i <= a.Last; i++ {
 					rd.removed[i] = true
 				}
 			case len(quoted) > 0:
-				w := rd.r.words[a.first]
-				rd.edits = append(rd.edits, edit{w.end, w.end, rd.sep(a.first) + strings.Join(quoted, rd.sep(a.first))})
+				w := rd.r.words[a.First]
+				rd.edits = append(rd.edits, edit{w.end, w.end, rd.sep(a.First) + strings.Join(quoted, rd.sep(a.First))})
 			}
 		}
 		after = strings.Join(append([]string{head}, quoted...), " ")
@@ -227,8 +229,8 @@ func (rd *renderer) replace(a Arg, s Setting, spec Spec) {
 	if after == before {
 		return
 	}
-	c := Change{Flag: s.Name, Action: "replace", Before: before, After: redactWords(s.Name, after), Line: rd.line(a.first)}
-	if spec.Kind == KindBool {
+	c := Change{Flag: s.Name, Action: "replace", Before: before, After: redactWords(s.Name, after), Line: rd.line(a.First)}
+	if spec.Kind == vllm.KindBool {
 		c.Action = map[string]string{"true": "enable", "false": "negate"}[s.Value]
 	}
 	if m := interpolation.FindString(before); m != "" {
@@ -239,7 +241,7 @@ func (rd *renderer) replace(a Arg, s Setting, spec Spec) {
 }
 
 func redactWords(name, s string) string {
-	if spec, _ := Lookup(name); spec.Secret {
+	if spec, _ := vllm.Lookup(name); spec.Secret {
 		f := strings.Fields(s)
 		for i := 1; i < len(f); i++ {
 			if !interpolation.MatchString(f[i]) {
@@ -285,7 +287,7 @@ func (rd *renderer) eqStyle() bool {
 	return eq > sp
 }
 
-func (rd *renderer) appendArg(s Setting, spec Spec) {
+func (rd *renderer) appendArg(s vllm.Setting, spec vllm.Spec) {
 	words := newWords(s, spec, "")
 	if len(words) == 2 && rd.eqStyle() {
 		words = []string{words[0] + "=" + words[1]}
@@ -305,7 +307,7 @@ func (rd *renderer) quote(w string) string {
 	w = strings.ReplaceAll(w, "$", "$$")
 	if rd.r.kind == regionSeq {
 		style := rd.r.style
-		if isFlagToken(w) && rd.r.flagSty != 0 {
+		if vllm.IsFlagToken(w) && rd.r.flagSty != 0 {
 			style = rd.r.flagSty
 		}
 		switch {
@@ -383,11 +385,11 @@ func (rd *renderer) finish() error {
 		// has to gain a continuation backslash.
 		lastArg := rd.args[len(rd.args)-1]
 		for _, a := range rd.args {
-			if a.first <= last && last <= a.last {
+			if a.First <= last && last <= a.Last {
 				lastArg = a
 			}
 		}
-		line := rd.d.lineOf(rd.r.words[lastArg.first].start)
+		line := rd.d.lineOf(rd.r.words[lastArg.First].start)
 		var b strings.Builder
 		for _, a := range rd.appends {
 			b.WriteString(indent(line) + strings.ReplaceAll(a, "\x00", " ") + " \\\n")

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/vgrid/vgrid/vllm"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -65,18 +67,18 @@ func TestIdentityRoundTrip(t *testing.T) {
 		if err != nil || string(out) != string(src) || len(changes) != 0 {
 			t.Errorf("%s: identity render changed the file (err %v, %d changes)", f, err, len(changes))
 		}
-		// Setting every flag to its current literal value changes nothing either.
+		// vllm.Setting every flag to its current literal value changes nothing either.
 		r, _ := d.region(svc)
 		var set []string
-		for _, a := range ParseArgs(texts(r.words)) {
+		for _, a := range vllm.ParseArgs(texts(r.words)) {
 			if a.Name != "" && !interpolation.MatchString(a.Value()) && !strings.HasPrefix(a.Spelled, "#") {
 				set = append(set, a.Name+"="+a.Value())
 			}
 		}
-		cand, err := NewCandidate(nil, nil)
+		cand, err := vllm.NewCandidate(nil, nil)
 		for _, kv := range set {
 			k, v, _ := strings.Cut(kv, "=")
-			cand = append(cand, Setting{Name: k, Value: v})
+			cand = append(cand, vllm.Setting{Name: k, Value: v})
 		}
 		out, changes, err = d.Render(svc, dedupe(cand))
 		if err != nil || string(out) != string(src) {
@@ -85,9 +87,9 @@ func TestIdentityRoundTrip(t *testing.T) {
 	}
 }
 
-func dedupe(c Candidate) Candidate {
+func dedupe(c vllm.Candidate) vllm.Candidate {
 	seen := map[string]bool{}
-	var out Candidate
+	var out vllm.Candidate
 	for _, s := range c {
 		if !seen[s.Name] {
 			seen[s.Name] = true
@@ -118,7 +120,7 @@ func TestRenderFixtures(t *testing.T) {
 	for _, f := range fixtures(t) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			path := copyFixture(t, f)
-			cand, err := NewCandidate(standard, nil)
+			cand, err := vllm.NewCandidate(standard, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -213,7 +215,7 @@ func TestQwen36WithCommentsMoved(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "q.yml")
 	os.WriteFile(path, []byte(strings.Join(kept, "")), 0o644)
-	cand, _ := NewCandidate(standard, nil)
+	cand, _ := vllm.NewCandidate(standard, nil)
 	plan, err := Project{Files: []string{path}, EnvFiles: []string{envExample}}.Render(context.Background(), "", cand)
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +318,7 @@ func TestRenderStyles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cand, err := NewCandidate(tt.set, tt.unset)
+			cand, err := vllm.NewCandidate(tt.set, tt.unset)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -387,7 +389,7 @@ func TestBadInput(t *testing.T) {
 			if tt.env != nil {
 				env = tt.env
 			}
-			cand, err := NewCandidate(tt.set, nil)
+			cand, err := vllm.NewCandidate(tt.set, nil)
 			if err == nil {
 				var plan *Plan
 				plan, err = Project{Files: []string{path}, EnvFiles: env}.Render(context.Background(), tt.service, cand)
@@ -416,7 +418,7 @@ func TestDriftErrorIsTyped(t *testing.T) {
 	over := filepath.Join(dir, "override.yml")
 	os.WriteFile(base, []byte("services:\n  v:\n    image: vllm/vllm-openai\n    command: >\n      --model m\n      --max-num-seqs 4\n"), 0o644)
 	os.WriteFile(over, []byte("services:\n  v:\n    environment:\n      - A=1\n"), 0o644)
-	cand, _ := NewCandidate([]string{"max-num-seqs=8"}, nil)
+	cand, _ := vllm.NewCandidate([]string{"max-num-seqs=8"}, nil)
 	if _, err := (Project{Files: []string{base, over}}).Render(context.Background(), "v", cand); err != nil {
 		t.Fatalf("override without command: %v", err)
 	}

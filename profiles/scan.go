@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // Document is a compose profile held as its exact bytes plus the YAML node
@@ -367,9 +369,9 @@ func (d *Document) seqRegion(service string, n *yaml.Node) *region {
 		start := d.offset(it.Line, it.Column)
 		r.words = append(r.words, word{text: it.Value, start: start, end: start + d.scalarLen(start, it.Style, r.flow)})
 		r.items = append(r.items, it)
-		if isFlagToken(it.Value) && r.flagSty == 0 {
+		if vllm.IsFlagToken(it.Value) && r.flagSty == 0 {
 			r.flagSty = it.Style&^yaml.FlowStyle | 1<<15 // 1<<15: seen
-		} else if !isFlagToken(it.Value) && r.style == 0 {
+		} else if !vllm.IsFlagToken(it.Value) && r.style == 0 {
 			r.style = it.Style&^yaml.FlowStyle | 1<<15
 		}
 	}

@@ -13,13 +13,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // Env is the simulator's environment (VLLM_SIM_* variables).
 type Env struct {
 	TimeScale   float64 // VLLM_SIM_TIME_SCALE: multiplies every simulated duration (default 1)
-	GPUs        []GPU
-	Arch        Arch
+	GPUs        []vllm.GPU
+	Arch        vllm.Arch
 	PrefillMsPT float64 // VLLM_SIM_PREFILL_MS_PER_TOKEN: per uncached prompt token (default 0.15)
 	BaseMs      float64 // VLLM_SIM_BASE_MS: fixed cost before the first token (default 20)
 	ITLMs       float64 // VLLM_SIM_ITL_MS: decode step with one running request (default 25)
@@ -33,7 +35,7 @@ type Env struct {
 }
 
 // EnvFromGetenv reads the VLLM_SIM_* variables for a config.
-func EnvFromGetenv(c *Config, getenv func(string) string) (Env, error) {
+func EnvFromGetenv(c *vllm.Config, getenv func(string) string) (Env, error) {
 	e := Env{TimeScale: 1, PrefillMsPT: 0.15, BaseMs: 20, ITLMs: 25, ITLGrowth: 0.02}
 	for name, dst := range map[string]*float64{"VLLM_SIM_TIME_SCALE": &e.TimeScale, "VLLM_SIM_PREFILL_MS_PER_TOKEN": &e.PrefillMsPT,
 		"VLLM_SIM_BASE_MS": &e.BaseMs, "VLLM_SIM_ITL_MS": &e.ITLMs, "VLLM_SIM_ITL_GROWTH": &e.ITLGrowth} {
@@ -71,10 +73,10 @@ func EnvFromGetenv(c *Config, getenv func(string) string) (Env, error) {
 		}
 	}
 	var err error
-	if e.GPUs, err = ParseGPUs(n, getenv("VLLM_SIM_GPU_MEMORY_MIB"), getenv("VLLM_SIM_GPU_USED_MIB"), getenv("VLLM_SIM_GPU_USED_GROWTH_MIB")); err != nil {
+	if e.GPUs, err = vllm.ParseGPUs(n, getenv("VLLM_SIM_GPU_MEMORY_MIB"), getenv("VLLM_SIM_GPU_USED_MIB"), getenv("VLLM_SIM_GPU_USED_GROWTH_MIB")); err != nil {
 		return e, err
 	}
-	if e.Arch, err = LookupArch(c.Model, getenv("VLLM_SIM_MODEL_ARCH")); err != nil {
+	if e.Arch, err = vllm.LookupArch(c.Model, getenv("VLLM_SIM_MODEL_ARCH")); err != nil {
 		return e, err
 	}
 	return e, nil
@@ -86,21 +88,11 @@ func (e Env) scaled(seconds float64) time.Duration {
 
 func (e Env) bootScaled(seconds float64) time.Duration { return e.scaled(seconds * e.BootSlowdown) }
 
-// Boot durations in seconds before VLLM_SIM_TIME_SCALE (docs/sim.md).
-const (
-	loadGBps       = 0.15 // weights read per GPU, GB/s (cold page cache)
-	compileSeconds = 40   // torch.compile (skipped with --enforce-eager)
-	profileSeconds = 10   // profiling run
-	kvAllocSeconds = 2
-	graphSeconds   = 25 // CUDA graph capture (skipped with --enforce-eager)
-	apiSeconds     = 2
-)
-
 // Engine is a booted simulated engine.
 type Engine struct {
-	Config *Config
+	Config *vllm.Config
 	Env    Env
-	Mem    *Memory
+	Mem    *vllm.Memory
 
 	cacheMu sync.Mutex
 	cache   *PrefixCache
@@ -163,12 +155,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // Boot runs the startup sequence, logging vLLM's phases to w with simulated
-// durations, and returns the engine or the BootError that ends it.
-func Boot(ctx context.Context, c *Config, env Env, w io.Writer) (*Engine, error) {
+// durations, and returns the engine or the vllm.BootError that ends it.
+func Boot(ctx context.Context, c *vllm.Config, env Env, w io.Writer) (*Engine, error) {
 	logf(w, "INFO", "vLLM API server version 0.11.0 (vllm-sim)")
 	logf(w, "INFO", "non-default args: model=%s tensor_parallel_size=%d gpu_memory_utilization=%g max_model_len=%d kv_cache_dtype=%s enable_prefix_caching=%v enable_chunked_prefill=%v",
 		c.Model, c.TP, c.GPUUtil, c.MaxModelLen, c.KVCacheDtype, c.PrefixCaching, c.ChunkedPrefill)
-	fail := func(be *BootError) error {
+	fail := func(be *vllm.BootError) error {
 		logf(w, "ERROR", "EngineCore failed to start.")
 		fmt.Fprintln(w, "Traceback (most recent call last):")
 		fmt.Fprintln(w, `  File "/usr/local/lib/python3.12/dist-packages/vllm/v1/engine/core.py", line 691, in run_engine_core`)
@@ -179,35 +171,35 @@ func Boot(ctx context.Context, c *Config, env Env, w io.Writer) (*Engine, error)
 		return be
 	}
 	// The free-memory check happens at device init, before loading weights.
-	mem, err := PlanMemory(c, env.Arch, env.GPUs)
-	be, _ := err.(*BootError)
+	mem, err := vllm.PlanMemory(c, env.Arch, env.GPUs)
+	be, _ := err.(*vllm.BootError)
 	if be != nil && (be.Phase == "init" || be.Phase == "config") {
 		return nil, fail(be)
 	}
 	if err != nil && be == nil {
 		return nil, err
 	}
-	weightsGiB := env.Arch.WeightBytes / float64(max(c.TP, 1)) / GiB
+	weightsGiB := env.Arch.WeightBytes / float64(max(c.TP, 1)) / vllm.GiB
 	logf(w, "INFO", "Starting to load model %s...", c.Model)
-	load := weightsGiB * GiB / (loadGBps * 1e9)
+	load := weightsGiB * vllm.GiB / (vllm.LoadGBps * 1e9)
 	if err := sleep(ctx, env.bootScaled(load)); err != nil {
 		return nil, err
 	}
 	logf(w, "INFO", "Model loading took %.4f GiB and %.6f seconds", weightsGiB, load)
 	if !c.EnforceEager {
-		if err := sleep(ctx, env.bootScaled(compileSeconds)); err != nil {
+		if err := sleep(ctx, env.bootScaled(vllm.CompileSeconds)); err != nil {
 			return nil, err
 		}
-		logf(w, "INFO", "torch.compile takes %.2f s in total", float64(compileSeconds))
+		logf(w, "INFO", "torch.compile takes %.2f s in total", float64(vllm.CompileSeconds))
 	}
-	if err := sleep(ctx, env.bootScaled(profileSeconds)); err != nil {
+	if err := sleep(ctx, env.bootScaled(vllm.ProfileSeconds)); err != nil {
 		return nil, err
 	}
 	if be != nil && be.Phase == "profile" {
 		return nil, fail(be)
 	}
 	logf(w, "INFO", "Available KV cache memory: %.2f GiB", mem.KVGiB)
-	if err := sleep(ctx, env.bootScaled(kvAllocSeconds)); err != nil {
+	if err := sleep(ctx, env.bootScaled(vllm.KVAllocSeconds)); err != nil {
 		return nil, err
 	}
 	if be != nil { // kv_alloc
@@ -216,13 +208,13 @@ func Boot(ctx context.Context, c *Config, env Env, w io.Writer) (*Engine, error)
 	logf(w, "INFO", "GPU KV cache size: %s tokens", thousands(mem.KVTokens))
 	logf(w, "INFO", "Maximum concurrency for %s tokens per request: %.2fx", thousands(mem.MaxModelLen), mem.MaxConcurrency)
 	if !c.EnforceEager {
-		if err := sleep(ctx, env.bootScaled(graphSeconds)); err != nil {
+		if err := sleep(ctx, env.bootScaled(vllm.GraphSeconds)); err != nil {
 			return nil, err
 		}
-		logf(w, "INFO", "Graph capturing finished in %d secs, took %.2f GiB", graphSeconds, GraphsGiB)
+		logf(w, "INFO", "Graph capturing finished in %d secs, took %.2f GiB", vllm.GraphSeconds, vllm.GraphsGiB)
 	}
-	logf(w, "INFO", "init engine (profile, create kv cache, warmup model) took %.2f seconds", float64(profileSeconds+kvAllocSeconds+graphSeconds))
-	if err := sleep(ctx, env.bootScaled(apiSeconds)); err != nil {
+	logf(w, "INFO", "init engine (profile, create kv cache, warmup model) took %.2f seconds", float64(vllm.ProfileSeconds+vllm.KVAllocSeconds+vllm.GraphSeconds))
+	if err := sleep(ctx, env.bootScaled(vllm.APISeconds)); err != nil {
 		return nil, err
 	}
 	cacheBlocks := 0

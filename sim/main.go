@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"strconv"
+
+	"github.com/vgrid/vgrid/vllm"
 )
 
 const usage = "usage: vllm serve [model_tag] [options]"
@@ -19,9 +21,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		fmt.Fprintln(stderr, "vllm: error: the only command is serve")
 		return 2
 	}
-	c, err := ParseServeArgs(args[1:])
+	c, err := vllm.ParseServeArgs(args[1:])
 	if err != nil {
-		var ae *ArgError
+		var ae *vllm.ArgError
 		if errors.As(err, &ae) {
 			fmt.Fprintln(stderr, usage)
 			fmt.Fprintln(stderr, ae.Error())
@@ -40,7 +42,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		if ctx.Err() != nil {
 			return 0
 		}
-		var be *BootError
+		var be *vllm.BootError
 		if !errors.As(err, &be) {
 			fmt.Fprintln(stderr, err)
 		}

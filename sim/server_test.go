@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vgrid/vgrid/vllm"
 )
 
 type simServer struct {
@@ -27,7 +29,7 @@ type simServer struct {
 // serves it on a loopback port.
 func startSim(t *testing.T, args []string, env map[string]string) *simServer {
 	t.Helper()
-	c, err := ParseServeArgs(args)
+	c, err := vllm.ParseServeArgs(args)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,11 +12,12 @@ import (
 	"testing"
 
 	"github.com/vgrid/vgrid/sim"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 func startSim(t *testing.T, args ...string) string {
 	t.Helper()
-	c, err := sim.ParseServeArgs(args)
+	c, err := vllm.ParseServeArgs(args)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vgrid/vgrid/benchmark"
-	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // Shell completion (`vgrid completion bash|zsh|fish|powershell`, from
@@ -51,12 +51,12 @@ func completeScenarios(*cobra.Command, []string, string) ([]string, cobra.ShellC
 // vLLM flags vgrid knows, then, after '=', their allowed values.
 func completeFlagSettings(_ *cobra.Command, _ []string, prefix string) ([]string, cobra.ShellCompDirective) {
 	if name, _, ok := strings.Cut(prefix, "="); ok {
-		spec, _ := profiles.Lookup(name)
+		spec, _ := vllm.Lookup(name)
 		var vals []string
 		switch spec.Kind {
-		case profiles.KindBool:
+		case vllm.KindBool:
 			vals = []string{"true", "false"}
-		case profiles.KindEnum:
+		case vllm.KindEnum:
 			vals = spec.Allowed
 		}
 		out := make([]string, 0, len(vals))
@@ -66,7 +66,7 @@ func completeFlagSettings(_ *cobra.Command, _ []string, prefix string) ([]string
 		return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
 	}
 	var out []string
-	for _, s := range profiles.Specs() {
+	for _, s := range vllm.Specs() {
 		if strings.HasPrefix(s.Name, prefix) {
 			out = append(out, s.Name+"=\t"+s.Kind.String())
 		}

@@ -322,7 +322,7 @@ func TestProcessDriverRefusesAForeignServer(t *testing.T) {
 	}
 	_, err = drv.WaitReady(ctx, 30*time.Second)
 	f, ok := err.(*orchestrator.Failure)
-	if !ok || f.Reason != "foreign_server" {
+	if !ok || f.Reason.String() != "foreign_server" {
 		t.Fatalf("WaitReady with another server on the port: %v, want foreign_server", err)
 	}
 	if !strings.Contains(f.Detail, "is not the process this trial started") {

@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vgrid/vgrid/compose"
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // logger builds the process logger: human-readable on stderr, or JSON.
@@ -126,12 +128,12 @@ Nothing is done when the running container already has this configuration.`,
 				}
 				return a.deployFailure(err, f.asJSON)
 			}
-			eff, err := compose.ScrapeEffective(cmd.Context(), ready.Endpoint)
+			eff, err := vllm.ScrapeEffective(cmd.Context(), ready.Endpoint)
 			if err != nil {
 				return err
 			}
-			if fail := compose.CheckDrift(s.Flags, eff); fail != nil {
-				return a.deployFailure(fail, f.asJSON)
+			if d := vllm.CheckDrift(s.Flags, eff); d != "" {
+				return a.deployFailure(orchestrator.Fail(orchestrator.ReasonConfigDrift, "%s", d), f.asJSON)
 			}
 			if f.asJSON {
 				return json.NewEncoder(a.stdout).Encode(map[string]any{"service": s.Service, "container": res.ContainerID,
@@ -154,7 +156,7 @@ Nothing is done when the running container already has this configuration.`,
 
 // deployFailure prints the evidence of a failed deploy and returns the error.
 func (a *app) deployFailure(err error, asJSON bool) error {
-	var f *compose.Failure
+	var f *orchestrator.Failure
 	if !errors.As(err, &f) {
 		return err
 	}
@@ -213,7 +215,7 @@ func (a *app) deployStatus() *cobra.Command {
 			fmt.Fprintf(a.stdout, "service    %s (project %s)\ncontainer  %s %s\nstate      %s, health %s, restarts %d\nconfig     %s: %s\n",
 				s.Service, s.Project, c.ID[:12], strings.TrimPrefix(c.Name, "/"), c.State.Status, health, c.RestartCount, short(hash), match)
 			if ep, err := d.Endpoint(s, c.NetworkSettings); err == nil && c.State.Running {
-				if eff, err := compose.ScrapeEffective(cmd.Context(), ep); err == nil {
+				if eff, err := vllm.ScrapeEffective(cmd.Context(), ep); err == nil {
 					fmt.Fprintf(a.stdout, "effective  enable_prefix_caching=%v gpu_memory_utilization=%g cache_dtype=%s num_gpu_blocks=%d (%s/metrics)\n",
 						eff.PrefixCaching, eff.GPUUtil, eff.CacheDtype, eff.NumGPUBlocks, ep)
 				} else {

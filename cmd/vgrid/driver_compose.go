@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"github.com/vgrid/vgrid/internal/proc"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // composeDriver runs candidates as a compose service: each candidate is
@@ -175,7 +175,7 @@ func (c *composeDriver) Render(ctx context.Context, cand orchestrator.Candidate)
 	}
 	words := plan.Effective.Words()
 	for i := 1; i < len(words); i++ {
-		if profiles.CanonicalName(words[i-1]) == "api-key" {
+		if vllm.CanonicalName(words[i-1]) == "api-key" {
 			words[i] = "<redacted>"
 		}
 	}
@@ -214,7 +214,7 @@ func (c *composeDriver) apply(ctx context.Context, content []byte) error {
 	}
 	res, err := c.d.Recreate(ctx, s)
 	if err != nil {
-		return toFailure(err)
+		return err
 	}
 	c.spec, c.res = s, res
 	return nil
@@ -232,14 +232,12 @@ func (c *composeDriver) Deploy(ctx context.Context, r *orchestrator.Rendered) er
 func (c *composeDriver) WaitReady(ctx context.Context, timeout time.Duration) (*orchestrator.Ready, error) {
 	ready, err := c.d.WaitReady(ctx, c.spec, c.res, compose.ReadyOptions{Timeout: timeout})
 	if err != nil {
-		return nil, toFailure(err)
+		return nil, err
 	}
 	if f := c.claim(ctx, ready.Endpoint); f != nil {
 		return nil, f
 	}
-	b := ready.Boot
-	return &orchestrator.Ready{Endpoint: ready.Endpoint, Model: c.spec.ServedModel, APIKey: c.spec.APIKey,
-		Boot: orchestrator.Boot{Weights: b.Weights, Compile: b.Compile, InitEngine: b.InitEngine, Ready: b.Ready}}, nil
+	return &orchestrator.Ready{Endpoint: ready.Endpoint, Model: c.spec.ServedModel, APIKey: c.spec.APIKey, Boot: ready.Boot}, nil
 }
 
 // claim checks that the server that answered runs in the container this
@@ -248,20 +246,20 @@ func (c *composeDriver) WaitReady(ctx context.Context, timeout time.Duration) (*
 func (c *composeDriver) claim(ctx context.Context, endpoint string) *orchestrator.Failure {
 	cont, err := c.d.Find(ctx, c.spec)
 	if err != nil || cont == nil {
-		return &orchestrator.Failure{Reason: "exited", Detail: fmt.Sprintf("the service's container is gone after it answered (%v)", err)}
+		return &orchestrator.Failure{Reason: orchestrator.ReasonExited, Detail: fmt.Sprintf("the service's container is gone after it answered (%v)", err)}
 	}
 	if cont.ID != c.res.ContainerID {
-		return &orchestrator.Failure{Reason: "foreign_server", Detail: fmt.Sprintf("service %s now runs container %.12s, not %.12s that this trial created: another process recreated it", c.service, cont.ID, c.res.ContainerID)}
+		return &orchestrator.Failure{Reason: orchestrator.ReasonForeignServer, Detail: fmt.Sprintf("service %s now runs container %.12s, not %.12s that this trial created: another process recreated it", c.service, cont.ID, c.res.ContainerID)}
 	}
 	if o := cont.Config.Labels[ownerLabel]; c.runID != "" && o != owner(c.runID) {
-		return &orchestrator.Failure{Reason: "foreign_server", Detail: fmt.Sprintf("container %.12s carries owner %q, not this vgrid (%s)", cont.ID, o, owner(c.runID))}
+		return &orchestrator.Failure{Reason: orchestrator.ReasonForeignServer, Detail: fmt.Sprintf("container %.12s carries owner %q, not this vgrid (%s)", cont.ID, o, owner(c.runID))}
 	}
-	start, err := compose.ServerStart(ctx, endpoint)
+	start, err := vllm.ServerStart(ctx, endpoint)
 	if err != nil || start.IsZero() {
 		return nil
 	}
 	if started, perr := time.Parse(time.RFC3339Nano, cont.State.StartedAt); perr == nil && start.Before(started.Add(-2*time.Second)) {
-		return &orchestrator.Failure{Reason: "foreign_server", Detail: fmt.Sprintf("the server answering at %s started at %s, before container %.12s (started %s): the endpoint is served by something else",
+		return &orchestrator.Failure{Reason: orchestrator.ReasonForeignServer, Detail: fmt.Sprintf("the server answering at %s started at %s, before container %.12s (started %s): the endpoint is served by something else",
 			endpoint, start.Format(time.RFC3339Nano), cont.ID, started.Format(time.RFC3339Nano))}
 	}
 	c.serverStart = start
@@ -281,12 +279,12 @@ func (c *composeDriver) same(ctx context.Context, endpoint string) *orchestrator
 	if c.serverStart.IsZero() || endpoint == "" {
 		return nil
 	}
-	start, err := compose.ServerStart(ctx, endpoint)
+	start, err := vllm.ServerStart(ctx, endpoint)
 	if err != nil || start.IsZero() {
 		return nil
 	}
 	if d := start.Sub(c.serverStart); d > time.Millisecond || d < -time.Millisecond {
-		return &orchestrator.Failure{Reason: "foreign_server", Detail: fmt.Sprintf("the server at %s is not the one this trial measured: it started at %s, the trial's at %s",
+		return &orchestrator.Failure{Reason: orchestrator.ReasonForeignServer, Detail: fmt.Sprintf("the server at %s is not the one this trial measured: it started at %s, the trial's at %s",
 			endpoint, start.Format(time.RFC3339Nano), c.serverStart.Format(time.RFC3339Nano))}
 	}
 	return nil
@@ -306,15 +304,15 @@ func (c *composeDriver) Verify(ctx context.Context, r *orchestrator.Rendered) (m
 }
 
 // verifyEndpoint scrapes vllm:cache_config_info and checks it against flags.
-func verifyEndpoint(ctx context.Context, endpoint string, flags profiles.Flags) (map[string]string, error) {
-	eff, err := compose.ScrapeEffective(ctx, endpoint)
+func verifyEndpoint(ctx context.Context, endpoint string, flags vllm.Flags) (map[string]string, error) {
+	eff, err := vllm.ScrapeEffective(ctx, endpoint)
 	if err != nil {
-		return nil, &orchestrator.Failure{Reason: "config_drift", Detail: "cannot read the effective configuration: " + err.Error()}
+		return nil, &orchestrator.Failure{Reason: orchestrator.ReasonConfigDrift, Detail: "cannot read the effective configuration: " + err.Error()}
 	}
 	m := map[string]string{"enable_prefix_caching": fmt.Sprint(eff.PrefixCaching), "gpu_memory_utilization": fmt.Sprint(eff.GPUUtil),
 		"cache_dtype": eff.CacheDtype, "num_gpu_blocks": fmt.Sprint(eff.NumGPUBlocks), "block_size": fmt.Sprint(eff.BlockSize)}
-	if f := compose.CheckDrift(flags, eff); f != nil {
-		return m, toFailure(f)
+	if d := vllm.CheckDrift(flags, eff); d != "" {
+		return m, &orchestrator.Failure{Reason: orchestrator.ReasonConfigDrift, Detail: d}
 	}
 	return m, nil
 }
@@ -324,7 +322,7 @@ func (c *composeDriver) Diagnose(ctx context.Context) *orchestrator.Failure {
 		return nil
 	}
 	if f := c.d.Diagnose(ctx, c.spec); f != nil {
-		return toFailure(f).(*orchestrator.Failure)
+		return f
 	}
 	ep := c.endpoint
 	if ep == "" {
@@ -356,14 +354,4 @@ func (c *composeDriver) Crown(ctx context.Context, cand orchestrator.Candidate) 
 	}
 	_, err = c.d.WaitReady(ctx, c.spec, c.res, compose.ReadyOptions{Timeout: 30 * time.Minute})
 	return err
-}
-
-// toFailure turns a compose.Failure into the orchestrator's.
-func toFailure(err error) error {
-	var f *compose.Failure
-	if !errors.As(err, &f) {
-		return err
-	}
-	return &orchestrator.Failure{Reason: f.Reason.String(), Detail: f.Detail, Line: f.Line, ExitCode: f.ExitCode,
-		Restarts: f.Restarts, Phase: f.Phase, Logs: f.Logs, LineAt: f.LineAt}
 }

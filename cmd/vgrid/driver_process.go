@@ -19,10 +19,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/vgrid/vgrid/compose"
 	"github.com/vgrid/vgrid/internal/proc"
 	"github.com/vgrid/vgrid/orchestrator"
-	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // processDriver runs each candidate as a child process from a vllm
@@ -32,7 +31,7 @@ import (
 // running in its own session, its output in a log file.
 type processDriver struct {
 	prefix   []string // up to and including "serve"
-	args     profiles.Flags
+	args     vllm.Flags
 	env      []string
 	endpoint string
 	logDir   string
@@ -46,7 +45,7 @@ type processDriver struct {
 	lines   []string
 	phase   string
 	logFile string
-	flags   profiles.Flags
+	flags   vllm.Flags
 	started time.Time
 	// serverStart is when the server this trial measures started, as its
 	// /metrics says; zero when it does not say.
@@ -77,7 +76,7 @@ func newProcessDriver(t orchestrator.Target, environ []string, logDir string, lo
 	for k, v := range t.Env {
 		env = append(env, k+"="+v)
 	}
-	return &processDriver{prefix: cmd[:i+1], args: profiles.ParseArgs(cmd[i+1:]), env: env, endpoint: strings.TrimRight(t.Endpoint, "/"), logDir: logDir, log: log,
+	return &processDriver{prefix: cmd[:i+1], args: vllm.ParseArgs(cmd[i+1:]), env: env, endpoint: strings.TrimRight(t.Endpoint, "/"), logDir: logDir, log: log,
 		sim: t.Command[0] == "vgrid"}, nil
 }
 
@@ -120,7 +119,7 @@ func (p *processDriver) Render(ctx context.Context, c orchestrator.Candidate) (*
 	sum := sha256.Sum256([]byte(strings.Join(full, "\x00")))
 	shown := append([]string(nil), words...)
 	for i := 1; i < len(shown); i++ {
-		if profiles.CanonicalName(shown[i-1]) == "api-key" {
+		if vllm.CanonicalName(shown[i-1]) == "api-key" {
 			shown[i] = "<redacted>"
 		}
 	}
@@ -184,14 +183,14 @@ func (p *processDriver) start(full []string, detach bool) error {
 	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		return &orchestrator.Failure{Reason: "exited", Detail: fmt.Sprintf("cannot start %s: %v", full[0], err)}
+		return &orchestrator.Failure{Reason: orchestrator.ReasonExited, Detail: fmt.Sprintf("cannot start %s: %v", full[0], err)}
 	}
 	f.Close()
 	exited := make(chan struct{})
 	p.mu.Lock()
 	p.cmd, p.exited, p.lines, p.phase, p.logFile, p.started = cmd, exited, nil, "starting the process", logFile, time.Now()
 	p.serverStart = time.Time{}
-	p.flags = profiles.ParseArgs(full[len(p.prefix):])
+	p.flags = vllm.ParseArgs(full[len(p.prefix):])
 	p.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
@@ -225,7 +224,7 @@ func (p *processDriver) readLog(offset *int64) []string {
 	return out
 }
 
-func (p *processDriver) failure(reason, detail, line string) *orchestrator.Failure {
+func (p *processDriver) failure(reason orchestrator.Reason, detail, line string) *orchestrator.Failure {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	logs := p.lines
@@ -249,12 +248,12 @@ func (p *processDriver) WaitReady(ctx context.Context, timeout time.Duration) (*
 		for _, l := range p.readLog(&offset) {
 			p.mu.Lock()
 			p.lines = append(p.lines, l)
-			if ph, ok := compose.PhaseOf(l); ok {
+			if ph, ok := vllm.PhaseOf(l); ok {
 				p.phase = ph
 			}
 			p.mu.Unlock()
-			if r, ok := compose.ClassifyLine(l); ok {
-				return nil, p.failure(r.String(), "vLLM failed while "+p.phase, l)
+			if c, ok := vllm.ClassifyLine(l); ok {
+				return nil, p.failure(orchestrator.FromCause(c), "vLLM failed while "+p.phase, l)
 			}
 		}
 		select {
@@ -264,33 +263,37 @@ func (p *processDriver) WaitReady(ctx context.Context, timeout time.Duration) (*
 			p.mu.Unlock()
 			for _, l := range p.readLog(&offset) {
 				p.lines = append(p.lines, l)
-				if r, ok := compose.ClassifyLine(l); ok {
-					return nil, p.failure(r.String(), "vLLM failed while "+p.phase, l)
+				if c, ok := vllm.ClassifyLine(l); ok {
+					return nil, p.failure(orchestrator.FromCause(c), "vLLM failed while "+p.phase, l)
 				}
 			}
 			last := ""
 			if n := len(p.lines); n > 0 {
 				last = p.lines[n-1]
 			}
-			return nil, p.failure("exited", fmt.Sprintf("the process exited (%v) while %s", err, p.phase), last)
+			return nil, p.failure(orchestrator.ReasonExited, fmt.Sprintf("the process exited (%v) while %s", err, p.phase), last)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-tick.C:
 		}
-		ready, _, fail, _ := compose.ProbeReady(ctx, p.endpoint, model, key, 30*time.Second)
-		if fail != nil {
-			return nil, toFailure(fail)
+		pr := vllm.Probe(ctx, p.endpoint, model, key, 30*time.Second)
+		if pr.Final != "" {
+			reason := orchestrator.ReasonUnreachable
+			if pr.Drift {
+				reason = orchestrator.ReasonConfigDrift
+			}
+			return nil, p.failure(reason, pr.Final, "")
 		}
-		if ready {
+		if pr.Ready {
 			if f := p.claim(ctx); f != nil {
 				return nil, f
 			}
-			boot := compose.ParseBoot(p.lines)
+			boot := vllm.ParseBoot(p.lines)
 			return &orchestrator.Ready{Endpoint: p.endpoint, Model: model, APIKey: key,
-				Boot: orchestrator.Boot{Weights: boot.Weights, Compile: boot.Compile, InitEngine: boot.InitEngine, Ready: time.Since(p.started).Seconds()}}, nil
+				Boot: orchestrator.Boot{Boot: boot, Ready: time.Since(p.started).Seconds()}}, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, p.failure("health_timeout", fmt.Sprintf("not ready after %s; still %s", timeout, p.phase), "")
+			return nil, p.failure(orchestrator.ReasonHealthTimeout, fmt.Sprintf("not ready after %s; still %s", timeout, p.phase), "")
 		}
 	}
 }
@@ -301,7 +304,7 @@ func (p *processDriver) WaitReady(ctx context.Context, timeout time.Duration) (*
 func (p *processDriver) claim(ctx context.Context) *orchestrator.Failure {
 	select {
 	case <-p.exited:
-		return p.failure("exited", "the server this trial started exited while another answered at "+p.endpoint, "")
+		return p.failure(orchestrator.ReasonExited, "the server this trial started exited while another answered at "+p.endpoint, "")
 	default:
 	}
 	p.mu.Lock()
@@ -314,17 +317,17 @@ func (p *processDriver) claim(ctx context.Context) *orchestrator.Failure {
 		if port, err := strconv.Atoi(u.Port()); err == nil {
 			// Exact where the platform can tell: who holds the listening socket.
 			if owns, known := proc.OwnsListener(pid, port); known && !owns {
-				return p.failure("foreign_server", fmt.Sprintf("the server answering at %s is not the process this trial started (pid %d does not hold port %d): another process serves this endpoint (another vgrid, or a server left running), and its answers are not this candidate's",
+				return p.failure(orchestrator.ReasonForeignServer, fmt.Sprintf("the server answering at %s is not the process this trial started (pid %d does not hold port %d): another process serves this endpoint (another vgrid, or a server left running), and its answers are not this candidate's",
 					p.endpoint, pid, port), "")
 			}
 		}
 	}
-	start, err := compose.ServerStart(ctx, p.endpoint)
+	start, err := vllm.ServerStart(ctx, p.endpoint)
 	if err != nil || start.IsZero() {
 		return nil // nothing to compare: the host lock on the target still holds
 	}
 	if start.Before(p.started.Add(-2 * time.Second)) {
-		return p.failure("foreign_server", fmt.Sprintf("the server answering at %s started at %s, before this trial started its own at %s: another process serves this endpoint (another vgrid, or a server left running), and its answers are not this candidate's",
+		return p.failure(orchestrator.ReasonForeignServer, fmt.Sprintf("the server answering at %s started at %s, before this trial started its own at %s: another process serves this endpoint (another vgrid, or a server left running), and its answers are not this candidate's",
 			p.endpoint, start.Format(time.RFC3339Nano), p.started.Format(time.RFC3339Nano)), "")
 	}
 	p.serverStart = start
@@ -337,12 +340,12 @@ func (p *processDriver) same(ctx context.Context) *orchestrator.Failure {
 	if p.serverStart.IsZero() {
 		return nil
 	}
-	start, err := compose.ServerStart(ctx, p.endpoint)
+	start, err := vllm.ServerStart(ctx, p.endpoint)
 	if err != nil || start.IsZero() {
 		return nil // unreachable or silent: Diagnose's other checks say why
 	}
 	if d := start.Sub(p.serverStart); d > time.Millisecond || d < -time.Millisecond {
-		return p.failure("foreign_server", fmt.Sprintf("the server at %s is not the one this trial measured: it started at %s, the trial's at %s",
+		return p.failure(orchestrator.ReasonForeignServer, fmt.Sprintf("the server at %s is not the one this trial measured: it started at %s, the trial's at %s",
 			p.endpoint, start.Format(time.RFC3339Nano), p.serverStart.Format(time.RFC3339Nano)), "")
 	}
 	return nil
@@ -374,7 +377,7 @@ func (p *processDriver) Diagnose(ctx context.Context) *orchestrator.Failure {
 		select { // nothing answers: a dying engine takes a moment to exit
 		case <-exited:
 		case <-time.After(2 * time.Second):
-			return p.failure("unreachable", "the server stopped answering during the benchmark", "")
+			return p.failure(orchestrator.ReasonUnreachable, "the server stopped answering during the benchmark", "")
 		}
 	}
 	var offset int64
@@ -383,11 +386,11 @@ func (p *processDriver) Diagnose(ctx context.Context) *orchestrator.Failure {
 	p.lines = lines
 	p.mu.Unlock()
 	for i := len(lines) - 1; i >= 0; i-- {
-		if r, ok := compose.ClassifyLine(lines[i]); ok {
-			return p.failure(r.String(), "the server died during the benchmark", lines[i])
+		if c, ok := vllm.ClassifyLine(lines[i]); ok {
+			return p.failure(orchestrator.FromCause(c), "the server died during the benchmark", lines[i])
 		}
 	}
-	return p.failure("exited", "the server process exited during the benchmark", "")
+	return p.failure(orchestrator.ReasonExited, "the server process exited during the benchmark", "")
 }
 
 func (p *processDriver) Restore(ctx context.Context) error {

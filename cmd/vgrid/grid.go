@@ -15,8 +15,8 @@ import (
 
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/orchestrator"
-	"github.com/vgrid/vgrid/sim"
 	"github.com/vgrid/vgrid/store"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // userGrid is the user's grid_search_configs*.json.
@@ -286,7 +286,7 @@ func modelDurations(g *orchestrator.Grid, words []string, env map[string]string)
 	seconds := 165.0 // a 32B AWQ model on TP 2, when the words do not parse
 	cfg, arch, gpus, err := simSetup(g, words)
 	if err == nil {
-		seconds = sim.BootSeconds(cfg, arch, gpus)
+		seconds = vllm.BootSeconds(cfg, arch, gpus)
 	}
 	names, _ := benchmark.CheckNames(g.Benchmark.Scenarios)
 	bench := g.Benchmark.Resolve().Estimate(names, benchmark.Timing{BaseMs: 20, PrefillMsPerToken: 0.15, ITLMs: 25})

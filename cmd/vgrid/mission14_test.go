@@ -75,7 +75,7 @@ func checkMission14(t *testing.T, db, dir string) {
 	for _, tr := range trials {
 		o := tr.Phase.String()
 		if tr.Failure != nil {
-			o = tr.Failure.Reason
+			o = tr.Failure.Reason.String()
 			if tr.Failure.Line == "" {
 				t.Errorf("%s failed (%s) without the vLLM line that proves it", tr.Candidate.Name, o)
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // projectFlags are the docker-compose-like flags shared by profile commands.
@@ -80,10 +81,10 @@ func (a *app) profileShow() *cobra.Command {
 			}
 			var out []flagOut
 			for _, f := range flags {
-				out = append(out, flagOut{Name: f.Name, Value: profiles.DisplayValue(f.Name, f.Value()), Spelled: f.Spelled})
+				out = append(out, flagOut{Name: f.Name, Value: vllm.DisplayValue(f.Name, f.Value()), Spelled: f.Spelled})
 			}
-			for _, s := range profiles.Specs() {
-				if s.Kind == profiles.KindBool && s.DefaultOn {
+			for _, s := range vllm.Specs() {
+				if s.Kind == vllm.KindBool && s.DefaultOn {
 					if _, ok := flags.Get(s.Name); !ok {
 						out = append(out, flagOut{Name: s.Name, Value: "true", Default: true})
 					}
@@ -158,7 +159,7 @@ func (a *app) profileSet() *cobra.Command {
 					return usageError{err}
 				}
 			}
-			cand, err := profiles.NewCandidate(args, unset)
+			cand, err := vllm.NewCandidate(args, unset)
 			if err != nil {
 				return usageError{err}
 			}

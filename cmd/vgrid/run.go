@@ -18,6 +18,7 @@ import (
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/sim"
 	"github.com/vgrid/vgrid/store"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 // storeFlag registers --store (default $VGRID_STORE or the platform's data dir).
@@ -91,16 +92,16 @@ func (a *app) driver(ctx context.Context, g *orchestrator.Grid, runDir string, l
 // its configuration, the model's architecture (the grid's hardware.model
 // when --model is a path) and the GPUs (the grid's hardware, else this
 // host's, as nvidia-smi sees them now).
-func simSetup(g *orchestrator.Grid, words []string) (*sim.Config, sim.Arch, []sim.GPU, error) {
-	cfg, err := sim.ParseServeArgs(words)
+func simSetup(g *orchestrator.Grid, words []string) (*vllm.Config, vllm.Arch, []vllm.GPU, error) {
+	cfg, err := vllm.ParseServeArgs(words)
 	if err != nil {
-		return nil, sim.Arch{}, nil, err
+		return nil, vllm.Arch{}, nil, err
 	}
 	model := cfg.Model
 	if g.Feasibility.Model != "" {
 		model = g.Feasibility.Model
 	}
-	arch, _ := sim.LookupArch(model, "")
+	arch, _ := vllm.LookupArch(model, "")
 	var used []string
 	for _, u := range g.Feasibility.GPUUsedMiB {
 		used = append(used, fmt.Sprint(u))
@@ -117,7 +118,7 @@ func simSetup(g *orchestrator.Grid, words []string) (*sim.Config, sim.Arch, []si
 			}
 		}
 	}
-	gpus, err := sim.ParseGPUs(max(cfg.TP, 1), total, strings.Join(used, ","), "")
+	gpus, err := vllm.ParseGPUs(max(cfg.TP, 1), total, strings.Join(used, ","), "")
 	return cfg, arch, gpus, err
 }
 
@@ -133,7 +134,7 @@ func feasibility(g *orchestrator.Grid, render func(orchestrator.Candidate) ([]st
 		if err != nil {
 			return false, err.Error()
 		}
-		m, err := sim.PlanMemory(cfg, arch, gpus)
+		m, err := vllm.PlanMemory(cfg, arch, gpus)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -298,7 +299,7 @@ func (a *app) printVerdict(st *store.Store, id string) error {
 	for _, t := range trials {
 		out := t.Phase.String()
 		if t.Failure != nil {
-			out += " (" + t.Failure.Reason + ")"
+			out += " (" + t.Failure.Reason.String() + ")"
 		}
 		tm := t.Timing()
 		sum += tm.Deploy + tm.Boot + tm.Bench

@@ -50,7 +50,7 @@ func TestQuickstartRun(t *testing.T) {
 	for _, tr := range trials {
 		p := tr.Phase.String()
 		if tr.Failure != nil {
-			p += ":" + tr.Failure.Reason
+			p += ":" + tr.Failure.Reason.String()
 		}
 		phases = append(phases, p)
 	}
@@ -118,7 +118,7 @@ func TestEngineDeathMidBenchmark(t *testing.T) {
 	}
 	trials, _ := st.Trials(run.ID)
 	for _, tr := range trials {
-		if tr.Phase != orchestrator.PhaseFailed || tr.Failure.Reason != "engine_dead" || !strings.Contains(tr.Failure.Line, "EngineDeadError") {
+		if tr.Phase != orchestrator.PhaseFailed || tr.Failure.Reason.String() != "engine_dead" || !strings.Contains(tr.Failure.Line, "EngineDeadError") {
 			t.Errorf("trial %d: %s %+v", tr.Seq, tr.Phase, tr.Failure)
 		}
 	}

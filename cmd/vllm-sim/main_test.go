@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/vllm"
 )
 
 var binary string
@@ -133,7 +134,7 @@ func TestFixtureProfilesBoot(t *testing.T) {
 			}
 			// A real streamed completion with the profile's own API key and model name.
 			model, key := "", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-			fl := profiles.Flags(profiles.ParseArgs(args))
+			fl := vllm.Flags(vllm.ParseArgs(args))
 			if v, ok := fl.Get("served-model-name"); ok {
 				model = strings.Fields(v)[0]
 			} else {

@@ -1,4 +1,4 @@
-package profiles
+package vllm
 
 import (
 	"fmt"
@@ -13,8 +13,8 @@ type Arg struct {
 	Negated bool     // written as --no-NAME
 	Values  []string // zero or more values
 	Inline  bool     // written as --name=value
-	first   int      // index of the first token of this argument
-	last    int      // index of the last token (inclusive)
+	First   int      `json:"-"` // index of the first word of this argument
+	Last    int      `json:"-"` // index of the last word (inclusive)
 }
 
 // Value is the argument's value as vLLM sees it: "true"/"false" for booleans,
@@ -32,9 +32,9 @@ func (a Arg) Value() string {
 	return strings.Join(a.Values, " ")
 }
 
-// isFlagToken reports whether a word is an option (--name, -x) rather than a
+// IsFlagToken reports whether a word is an option (--name, -x) rather than a
 // value. "-1" and "-0.5" are values.
-func isFlagToken(w string) bool {
+func IsFlagToken(w string) bool {
 	if strings.HasPrefix(w, "--") {
 		return len(w) > 2
 	}
@@ -48,12 +48,12 @@ func ParseArgs(words []string) []Arg {
 	var out []Arg
 	for i := 0; i < len(words); {
 		w := words[i]
-		if !isFlagToken(w) {
-			out = append(out, Arg{Values: []string{w}, first: i, last: i})
+		if !IsFlagToken(w) {
+			out = append(out, Arg{Values: []string{w}, First: i, Last: i})
 			i++
 			continue
 		}
-		a := Arg{Spelled: w, first: i}
+		a := Arg{Spelled: w, First: i}
 		if eq := strings.IndexByte(w, '='); eq > 0 {
 			a.Spelled, a.Values, a.Inline = w[:eq], []string{w[eq+1:]}, true
 		}
@@ -69,18 +69,18 @@ func ParseArgs(words []string) []Arg {
 			switch {
 			case known && spec.Kind == KindBool:
 			case known && !spec.Multi:
-				if i < len(words) && !isFlagToken(words[i]) {
+				if i < len(words) && !IsFlagToken(words[i]) {
 					a.Values = append(a.Values, words[i])
 					i++
 				}
 			default:
-				for i < len(words) && !isFlagToken(words[i]) {
+				for i < len(words) && !IsFlagToken(words[i]) {
 					a.Values = append(a.Values, words[i])
 					i++
 				}
 			}
 		}
-		a.last = i - 1
+		a.Last = i - 1
 		out = append(out, a)
 	}
 	return out

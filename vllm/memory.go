@@ -1,4 +1,4 @@
-package sim
+package vllm
 
 import (
 	"fmt"
@@ -246,6 +246,17 @@ func PlanMemory(c *Config, a Arch, gpus []GPU) (*Memory, error) {
 	return m, nil
 }
 
+// The boot model, in seconds before any time scale (docs/sim.md): what a
+// cold vLLM boot of a 32B model on two RTX 4090s takes, phase by phase.
+const (
+	LoadGBps       = 0.15 // weights read per GPU, GB/s (cold page cache)
+	CompileSeconds = 40   // torch.compile (skipped with --enforce-eager)
+	ProfileSeconds = 10   // profiling run
+	KVAllocSeconds = 2
+	GraphSeconds   = 25 // CUDA graph capture (skipped with --enforce-eager)
+	APISeconds     = 2
+)
+
 // BootSeconds is how long the simulated boot of a configuration takes in
 // simulated seconds (before VLLM_SIM_TIME_SCALE and BOOT_SLOWDOWN): weights,
 // compile, profiling, KV allocation, CUDA graphs and the API server, the
@@ -261,20 +272,20 @@ func BootSeconds(c *Config, a Arch, gpus []GPU) float64 {
 	if phase == "init" || phase == "config" {
 		return 0
 	}
-	s := a.WeightBytes / float64(max(c.TP, 1)) / (loadGBps * 1e9)
+	s := a.WeightBytes / float64(max(c.TP, 1)) / (LoadGBps * 1e9)
 	if !c.EnforceEager {
-		s += compileSeconds
+		s += CompileSeconds
 	}
-	s += profileSeconds
+	s += ProfileSeconds
 	if phase == "profile" {
 		return s
 	}
-	s += kvAllocSeconds
+	s += KVAllocSeconds
 	if phase == "kv_alloc" {
 		return s
 	}
 	if !c.EnforceEager {
-		s += graphSeconds
+		s += GraphSeconds
 	}
-	return s + apiSeconds
+	return s + APISeconds
 }

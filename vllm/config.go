@@ -1,12 +1,10 @@
-package sim
+package vllm
 
 import (
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
-
-	"github.com/vgrid/vgrid/profiles"
 )
 
 // Config is what `vllm serve` was asked to run.
@@ -34,7 +32,7 @@ type Config struct {
 	PromptTokensInfo bool // --enable-prompt-tokens-details
 	RopeFactor       float64
 	RopeOriginalMax  int
-	Flags            profiles.Flags // everything, as parsed
+	Flags            Flags // everything, as parsed
 }
 
 // ArgError is an argparse-style error: vLLM prints "vllm serve: error: ..."
@@ -51,7 +49,7 @@ func ParseServeArgs(args []string) (*Config, error) {
 		Host: "0.0.0.0", Port: 8000, TP: 1, GPUUtil: 0.9, MaxNumSeqs: 256, BlockSize: 16,
 		KVCacheDtype: "auto", Dtype: "auto", PrefixCaching: true, ChunkedPrefill: true,
 	}
-	flags := profiles.Flags(profiles.ParseArgs(args))
+	flags := Flags(ParseArgs(args))
 	c.Flags = flags
 	var unknown []string
 	for _, a := range flags {
@@ -63,7 +61,7 @@ func ParseServeArgs(args []string) (*Config, error) {
 			c.Model = a.Value()
 			continue
 		}
-		if _, known := profiles.Lookup(a.Name); !known {
+		if _, known := Lookup(a.Name); !known {
 			unknown = append(unknown, a.Spelled)
 			continue
 		}
@@ -86,21 +84,21 @@ func ParseServeArgs(args []string) (*Config, error) {
 	return c, nil
 }
 
-func (c *Config) set(a profiles.Arg) error {
+func (c *Config) set(a Arg) error {
 	v := a.Value()
-	spec, _ := profiles.Lookup(a.Name)
-	if spec.Kind != profiles.KindBool && len(a.Values) == 0 {
+	spec, _ := Lookup(a.Name)
+	if spec.Kind != KindBool && len(a.Values) == 0 {
 		return &ArgError{fmt.Sprintf("argument --%s: expected one argument", a.Name)}
 	}
-	if spec.Kind == profiles.KindBool && len(a.Values) > 0 {
+	if spec.Kind == KindBool && len(a.Values) > 0 {
 		return &ArgError{fmt.Sprintf("argument --%s: ignored explicit argument '%s'", a.Name, v)}
 	}
-	if spec.Kind != profiles.KindString && spec.Kind != profiles.KindBool {
-		if _, err := profiles.Normalize(a.Name, v); err != nil {
-			return &ArgError{fmt.Sprintf("argument --%s: invalid value '%s' (%s)", a.Name, v, err.(*profiles.ValueError).Allowed)}
+	if spec.Kind != KindString && spec.Kind != KindBool {
+		if _, err := Normalize(a.Name, v); err != nil {
+			return &ArgError{fmt.Sprintf("argument --%s: invalid value '%s' (%s)", a.Name, v, err.(*ValueError).Allowed)}
 		}
 	}
-	atoi := func() int { n, _ := profiles.ParseInt(v); return int(n) }
+	atoi := func() int { n, _ := ParseInt(v); return int(n) }
 	on := !a.Negated
 	switch a.Name {
 	case "model":

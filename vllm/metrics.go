@@ -1,4 +1,4 @@
-package compose
+package vllm
 
 import (
 	"context"
@@ -11,8 +11,6 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-
-	"github.com/vgrid/vgrid/profiles"
 )
 
 // Effective is the cache configuration the running server reports in
@@ -102,9 +100,9 @@ func ServerStart(ctx context.Context, endpoint string) (time.Time, error) {
 }
 
 // CheckDrift compares what the server reports with the flags it was given
-// (vLLM's defaults where a flag is absent) and returns a config_drift
-// Failure naming both values, or nil. Pure.
-func CheckDrift(flags profiles.Flags, e *Effective) *Failure {
+// (vLLM's defaults where a flag is absent) and says how they differ,
+// naming both values, or returns "". Pure.
+func CheckDrift(flags Flags, e *Effective) string {
 	var diffs []string
 	wantPC, _ := flags.Effective("enable-prefix-caching")
 	if (wantPC == "true") != e.PrefixCaching {
@@ -125,7 +123,7 @@ func CheckDrift(flags profiles.Flags, e *Effective) *Failure {
 		diffs = append(diffs, fmt.Sprintf("cache_dtype: server %s, flags %s", e.CacheDtype, dtype))
 	}
 	if len(diffs) == 0 {
-		return nil
+		return ""
 	}
-	return &Failure{Reason: ReasonConfigDrift, Detail: "the server does not run the rendered flags: " + strings.Join(diffs, "; ")}
+	return "the server does not run the rendered flags: " + strings.Join(diffs, "; ")
 }

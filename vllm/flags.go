@@ -1,4 +1,4 @@
-package profiles
+package vllm
 
 import (
 	"encoding/json"
@@ -60,7 +60,7 @@ type Spec struct {
 // The flags vgrid knows. Everything else passes through as a string flag
 // whose values are the tokens up to the next flag. Sources: vLLM's
 // EngineArgs/FrontendArgs (bool dataclass fields are BooleanOptionalAction)
-// and the user's profiles.
+// and the user's
 var specs = func() map[string]Spec {
 	m := map[string]Spec{}
 	add := func(s Spec) { m[s.Name] = s }
