@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // fixedHandler streams every request with known latencies: the first token
@@ -63,7 +65,7 @@ func TestMain(m *testing.M) {
 		http.Serve(ln, fixedHandler(16))
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // fixedServer starts the fixed-latency server in a child process.

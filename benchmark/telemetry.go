@@ -108,9 +108,9 @@ func number(v string) float64 {
 // lines every interval until cancelled.
 type GPUSource func(ctx context.Context, interval time.Duration) (*exec.Cmd, error)
 
-// LocalNvidiaSMI runs nvidia-smi on this host.
+// LocalNvidiaSMI runs nvidia-smi on this host (NvidiaSMI finds it).
 func LocalNvidiaSMI(ctx context.Context, interval time.Duration) (*exec.Cmd, error) {
-	path, err := exec.LookPath("nvidia-smi")
+	path, err := findNvidiaSMI()
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ import (
 func BenchmarkBootFailureDetection(b *testing.B) {
 	dockertest.BuildSimImage(b)
 	dockertest.Exclusive(b)
-	d, err := Connect(context.Background(), zerolog.Nop())
+	d, err := Connect(context.Background(), "", zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -54,7 +54,7 @@ type Spec struct {
 	Network     string   // network to join (the project's default unless network_mode is set)
 	Aliases     []string // DNS names on that network
 	Volumes     []string // named volumes to create if missing (engine names)
-	Hash        string   // the service's config hash
+	ServiceHash string   // docker compose's config hash of the service (label com.docker.compose.config-hash)
 	StopTimeout time.Duration
 	Warnings    []string
 	GPUs        bool // the service asks for NVIDIA GPUs (after --gpus=off: false)
@@ -107,7 +107,7 @@ func Convert(p *types.Project, service string, opts ConvertOptions) (*Spec, erro
 		return nil, fmt.Errorf("compose project %q has no service %q; services: %s", p.Name, service, strings.Join(p.ServiceNames(), ", "))
 	}
 	if svc.Image == "" {
-		return nil, fmt.Errorf("service %q has no image: vgrid does not build images; set image:", service)
+		return nil, fmt.Errorf("service %q has no image (vgrid does not build images): set its image key", service)
 	}
 	s := &Spec{Project: p.Name, Service: service, Name: svc.ContainerName}
 	if s.Name == "" {
@@ -120,7 +120,7 @@ func Convert(p *types.Project, service string, opts ConvertOptions) (*Spec, erro
 	if err != nil {
 		return nil, fmt.Errorf("hash service %q: %w", service, err)
 	}
-	s.Hash = hash
+	s.ServiceHash = hash
 
 	labels := map[string]string{}
 	for k, v := range svc.Labels {
@@ -188,9 +188,7 @@ func Convert(p *types.Project, service string, opts ConvertOptions) (*Spec, erro
 	if err := s.volumes(p, svc); err != nil {
 		return nil, err
 	}
-	for _, d := range gpuRequests(svc) {
-		s.Host.DeviceRequests = append(s.Host.DeviceRequests, d)
-	}
+	s.Host.DeviceRequests = append(s.Host.DeviceRequests, gpuRequests(svc)...)
 	s.GPUs = len(s.Host.DeviceRequests) > 0 || svc.Runtime == "nvidia"
 	if svc.StopGracePeriod != nil {
 		s.StopTimeout = time.Duration(*svc.StopGracePeriod)

@@ -56,7 +56,7 @@ func TestConvertFixtures(t *testing.T) {
 			eq(t, "network", s.Network, "myia_vllm_default")
 			eq(t, "project label", s.Config.Labels[LabelProject], "myia_vllm")
 			eq(t, "service label", s.Config.Labels[LabelService], "vllm-medium-qwen3")
-			eq(t, "hash label", s.Config.Labels[LabelConfigHash], s.Hash)
+			eq(t, "hash label", s.Config.Labels[LabelConfigHash], s.ServiceHash)
 			eq(t, "cmd[0]", s.Config.Cmd[0], "--host")
 		}},
 		{"medium.original.yml", "vllm-medium-qwen3", func(t *testing.T, s *Spec) {
@@ -131,8 +131,8 @@ func TestServiceHashFollowsConfig(t *testing.T) {
 	a := convertFixture(t, "medium.yml", "vllm-medium-qwen3", ConvertOptions{})
 	b := convertFixture(t, "medium.yml", "vllm-medium-qwen3", ConvertOptions{})
 	c := convertFixture(t, "medium.chunked_only_safe.yml", "vllm-medium-qwen3", ConvertOptions{})
-	if a.Hash != b.Hash || a.Hash == c.Hash || len(a.Hash) != 64 {
-		t.Errorf("hashes %s %s %s: want stable and config-dependent", a.Hash, b.Hash, c.Hash)
+	if a.ServiceHash != b.ServiceHash || a.ServiceHash == c.ServiceHash || len(a.ServiceHash) != 64 {
+		t.Errorf("hashes %s %s %s: want stable and config-dependent", a.ServiceHash, b.ServiceHash, c.ServiceHash)
 	}
 }
 

@@ -29,12 +29,17 @@ type Deployer struct {
 	now        func() time.Time
 }
 
-// Connect opens the engine named by the environment (DOCKER_HOST, default
-// the local socket) and checks that it answers.
-func Connect(ctx context.Context, log zerolog.Logger) (*Deployer, error) {
-	cli, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+// Connect opens a Docker engine and checks that it answers: host is a
+// DOCKER_HOST-style address (unix://, npipe://, tcp://, ssh://); "" means
+// the environment's (DOCKER_HOST, else the platform's default socket).
+func Connect(ctx context.Context, host string, log zerolog.Logger) (*Deployer, error) {
+	opts := []client.Opt{client.FromEnv} // API versions are negotiated by default
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	cli, err := client.New(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("docker client: %w", err)
+		return nil, fmt.Errorf("docker client for %q: %w", host, err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -105,7 +110,7 @@ func sameConfig(s *Spec, cs []container.Summary) (string, bool) {
 		return "", false
 	}
 	c := cs[0]
-	return c.ID, c.Labels[LabelConfigHash] == s.Hash && c.State == container.StateRunning
+	return c.ID, c.Labels[LabelConfigHash] == s.ServiceHash && c.State == container.StateRunning
 }
 
 // Preflight checks what must hold before anything is changed: the image is
@@ -181,7 +186,7 @@ func (d *Deployer) Recreate(ctx context.Context, s *Spec) (*Result, error) {
 		return nil, err
 	}
 	if id, ok := sameConfig(s, old); ok && d.serving(ctx, s, id) {
-		d.log.Info().Str("container", id[:12]).Str("config_hash", s.Hash[:12]).Msg("service already runs this configuration")
+		d.log.Info().Str("container", id[:12]).Str("service_hash", s.ServiceHash[:12]).Msg("service already runs this configuration")
 		return &Result{ContainerID: id, Action: ActionUnchanged}, nil
 	}
 	if err := d.ensureNetwork(ctx, s); err != nil {
@@ -216,7 +221,7 @@ func (d *Deployer) Recreate(ctx context.Context, s *Spec) (*Result, error) {
 	if _, err := d.cli.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
 		return res, &orchestrator.Failure{Reason: orchestrator.ReasonCreate, Detail: fmt.Sprintf("the engine refused to start %s: %v", s.Name, err)}
 	}
-	d.log.Info().Str("container", cr.ID[:12]).Str("action", string(res.Action)).Str("config_hash", s.Hash[:12]).Msg("service container started")
+	d.log.Info().Str("container", cr.ID[:12]).Str("action", string(res.Action)).Str("service_hash", s.ServiceHash[:12]).Msg("service container started")
 	return res, nil
 }
 

@@ -58,7 +58,7 @@ func connect(t *testing.T) *Deployer {
 	t.Helper()
 	dockertest.BuildSimImage(t)
 	dockertest.Exclusive(t)
-	d, err := Connect(context.Background(), zerolog.Nop())
+	d, err := Connect(context.Background(), "", zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestUnreachableEngineAndEndpoints(t *testing.T) {
 	}
 	// No engine at all.
 	t.Setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-	if _, err := Connect(context.Background(), zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "does not answer") {
+	if _, err := Connect(context.Background(), "", zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "does not answer") {
 		t.Errorf("no engine: %v", err)
 	}
 }

@@ -69,10 +69,13 @@ type Daemon struct {
 
 // active is a run in progress.
 type active struct {
-	runID     string
-	cancel    context.CancelFunc
-	cancelled bool // by the API (not by a shutdown)
+	runID  string
+	cancel context.CancelCauseFunc // orchestrator.ErrCancelled: by the API; errShutdown: the daemon stops
 }
+
+// errShutdown is the cancellation cause of runs the daemon stops when it
+// shuts down: they are interrupted, and resume at its next start.
+var errShutdown = errors.New("the daemon is shutting down")
 
 // LoadToken reads the token file, creating it with a fresh random token
 // (mode 0600) when it does not exist. It returns the token and whether it
@@ -148,7 +151,7 @@ func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	d.cfg.Log.Info().Str("listen", ln.Addr().String()).Str("store", d.cfg.Store.Path()).Msg("vgrid serve started")
-	d.recover()
+	d.logLeftRuns()
 	d.kick()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
@@ -169,7 +172,7 @@ loop:
 	d.mu.Lock()
 	d.draining = true
 	for _, a := range d.running {
-		a.cancel()
+		a.cancel(errShutdown)
 	}
 	d.mu.Unlock()
 	d.wg.Wait() // every run persisted its state
@@ -183,8 +186,10 @@ loop:
 	return err
 }
 
-// recover re-queues runs a previous daemon left running or interrupted.
-func (d *Daemon) recover() {
+// logLeftRuns says which runs a previous daemon left running or
+// interrupted: the scheduler resumes them before any queued run of their
+// target.
+func (d *Daemon) logLeftRuns() {
 	runs, err := d.cfg.Store.Runs()
 	if err != nil {
 		d.cfg.Log.Error().Err(err).Msg("list runs")
@@ -197,7 +202,7 @@ func (d *Daemon) recover() {
 	}
 }
 
-// schedule starts the oldest waiting run of every free target.
+// schedule starts the runs pick chooses.
 func (d *Daemon) schedule() {
 	runs, err := d.cfg.Store.Runs()
 	if err != nil {
@@ -209,91 +214,48 @@ func (d *Daemon) schedule() {
 	if d.draining {
 		return
 	}
-	// Runs are newest first: walk oldest first. Interrupted and running
-	// (left by a dead daemon) come before queued ones of the same target.
-	for pass := 0; pass < 2; pass++ {
-		for i := len(runs) - 1; i >= 0; i-- {
-			r := runs[i]
-			waiting := r.State == orchestrator.RunQueued
-			if pass == 0 {
-				waiting = r.State == orchestrator.RunRunning || r.State == orchestrator.RunInterrupted
-			}
-			if !waiting {
-				continue
-			}
-			if _, busy := d.running[r.Target]; busy {
-				continue
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			a := &active{runID: r.ID, cancel: cancel}
-			d.running[r.Target] = a
-			d.wg.Add(1)
-			go d.execute(ctx, r, a)
-		}
+	busy := map[string]bool{}
+	for target := range d.running {
+		busy[target] = true
+	}
+	for _, r := range pick(runs, busy) {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		a := &active{runID: r.ID, cancel: cancel}
+		d.running[r.Target] = a
+		d.wg.Add(1)
+		go d.execute(ctx, r, a)
 	}
 }
 
-// execute runs one run to its end (or its interruption).
+// execute runs one run to its end (or its interruption); the orchestrator
+// records every outcome.
 func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
 	defer d.wg.Done()
 	defer func() {
 		d.mu.Lock()
 		delete(d.running, r.Target)
 		d.mu.Unlock()
-		a.cancel()
+		a.cancel(nil)
 		d.kick()
 	}()
 	log := d.cfg.Log.With().Str("run_id", r.ID).Logger()
 	g := &r.Grid
+	o := &orchestrator.Orchestrator{Store: d.cfg.Store, Bench: d.cfg.NewBencher(g), Log: log, Now: d.cfg.Now, LeaveOnInterrupt: true}
 	drv, err := d.cfg.NewDriver(ctx, g, d.cfg.Store.RunDir(r.ID))
 	if err != nil {
-		d.finishWith(r, orchestrator.RunFailed, "cannot prepare the target: "+err.Error())
+		if rerr := o.Refuse(r, fmt.Errorf("cannot prepare the target: %w", err)); rerr != nil {
+			log.Error().Err(rerr).Msg("persist run")
+		}
 		return
 	}
 	defer drv.Close()
-	o := &orchestrator.Orchestrator{Store: d.cfg.Store, Driver: drv, Bench: d.cfg.NewBencher(g), Log: log, Now: d.cfg.Now, LeaveOnInterrupt: true}
+	o.Driver = drv
 	if d.cfg.Feasible != nil {
 		o.Feasible = d.cfg.Feasible(g, drv)
 	}
-	err = o.Run(ctx, r)
-	d.mu.Lock()
-	cancelled := a.cancelled
-	d.mu.Unlock()
-	switch {
-	case cancelled:
-		// Cancelled through the API: the original configuration back.
-		restore, cancel := context.WithTimeout(context.Background(), time.Duration(g.Timeouts.Ready)+time.Minute)
-		defer cancel()
-		r2, _ := d.cfg.Store.GetRun(r.ID)
-		if r2 == nil {
-			r2 = r
-		}
-		r2.EndAction = "original"
-		if rerr := drv.Restore(restore); rerr != nil {
-			r2.Error = "restore after cancel: " + rerr.Error()
-		}
-		d.finishWith(r2, orchestrator.RunCancelled, "cancelled through the API")
-	case err != nil && ctx.Err() != nil:
-		log.Info().Msg("run interrupted by the daemon's shutdown; it resumes at the next start")
-	case err != nil:
-		r2, _ := d.cfg.Store.GetRun(r.ID)
-		if r2 == nil {
-			r2 = r
-		}
-		d.finishWith(r2, orchestrator.RunFailed, err.Error())
+	if err := o.Run(ctx, r); err != nil {
+		log.Info().Err(err).Str("cause", fmt.Sprint(context.Cause(ctx))).Msg("run ended")
 	}
-}
-
-func (d *Daemon) finishWith(r *orchestrator.Run, state orchestrator.RunState, text string) {
-	r.State, r.Updated = state, d.cfg.Now()
-	if state == orchestrator.RunFailed && r.Error == "" {
-		r.Error = text
-	}
-	if err := d.cfg.Store.PutRun(r); err != nil {
-		d.cfg.Log.Error().Err(err).Str("run_id", r.ID).Msg("persist run")
-	}
-	d.cfg.Store.AddEvent(r.ID, orchestrator.Event{At: r.Updated, Kind: "run", Trial: -1, Text: state.String() + ": " + text})
-	d.cfg.Log.Info().Str("run_id", r.ID).Str("state", state.String()).Msg(text)
 }
 
 // Submit queues a grid (the API's POST /v1/runs). dir resolves relative
@@ -310,10 +272,10 @@ func (d *Daemon) Submit(src []byte, name, dir string) (*orchestrator.Run, error)
 		return nil, err
 	}
 	r := orchestrator.NewRun(g, name, d.cfg.Now(), g.Target.Key(), d.cfg.Version)
-	if err := d.cfg.Store.PutRun(r); err != nil {
+	o := &orchestrator.Orchestrator{Store: d.cfg.Store, Log: d.cfg.Log, Now: d.cfg.Now}
+	if err := o.Queue(r); err != nil {
 		return nil, err
 	}
-	d.cfg.Store.AddEvent(r.ID, orchestrator.Event{At: r.Created, Kind: "run", Trial: -1, Text: "queued"})
 	d.kick()
 	return r, nil
 }
@@ -321,27 +283,23 @@ func (d *Daemon) Submit(src []byte, name, dir string) (*orchestrator.Run, error)
 var errDraining = errors.New("the daemon is shutting down and accepts no new run")
 
 // Cancel stops a run: a queued one never starts; a running one stops and
-// the original configuration is restored.
+// the orchestrator restores the original configuration.
 func (d *Daemon) Cancel(id string) (*orchestrator.Run, error) {
 	r, err := d.cfg.Store.GetRun(id)
 	if err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
-	a, ok := d.running[r.Target]
-	if ok && a.runID == r.ID {
-		a.cancelled = true
-		a.cancel()
-		d.mu.Unlock()
+	defer d.mu.Unlock() // held: the scheduler must not start it meanwhile
+	if a, ok := d.running[r.Target]; ok && a.runID == r.ID {
+		a.cancel(orchestrator.ErrCancelled)
 		return r, nil
 	}
-	d.mu.Unlock()
-	switch r.State {
-	case orchestrator.RunQueued, orchestrator.RunInterrupted:
-		d.finishWith(r, orchestrator.RunCancelled, "cancelled through the API before it ran")
-		return r, nil
+	o := &orchestrator.Orchestrator{Store: d.cfg.Store, Log: d.cfg.Log, Now: d.cfg.Now}
+	if err := o.Cancel(r, "cancelled through the API before it ran"); err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("run %s is %s: nothing to cancel", r.ID, r.State)
+	return r, nil
 }
 
 // authorized compares the bearer token in constant time.

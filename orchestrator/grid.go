@@ -47,6 +47,11 @@ type Target struct {
 	Project string   `yaml:"project" json:"project,omitempty"`
 	Service string   `yaml:"service" json:"service,omitempty"`
 	GPUs    string   `yaml:"gpus" json:"gpus,omitempty"` // "off" strips GPU reservations
+	// DockerHost is the engine that runs the service: a DOCKER_HOST-style
+	// address (unix://, npipe://, tcp://, ssh://user@host) or a docker
+	// context name; "" is the environment's (DOCKER_HOST, the current
+	// context, else the platform's default socket).
+	DockerHost string `yaml:"docker_host" json:"docker_host,omitempty"`
 
 	// process: a vllm serve-style command; candidate flags are rendered into its arguments
 	Command []string          `yaml:"command" json:"command,omitempty"`
@@ -57,11 +62,15 @@ type Target struct {
 }
 
 // Key identifies the target for locks and the daemon's per-target queue:
-// one run at a time per compose project and service, or per endpoint.
-// Pure: it needs no engine.
+// one run at a time per Docker engine, compose project and service, or per
+// endpoint. Pure: it needs no engine.
 func (t Target) Key() string {
 	if t.Driver == "process" {
 		return "process:" + strings.TrimRight(t.Endpoint, "/")
+	}
+	host := ""
+	if t.DockerHost != "" {
+		host = t.DockerHost + "#"
 	}
 	project := t.Project
 	if project == "" && len(t.Files) > 0 {
@@ -71,7 +80,7 @@ func (t Target) Key() string {
 	if service == "" && len(t.Files) > 0 {
 		service = "(vLLM service of " + filepath.Base(t.Files[0]) + ")"
 	}
-	return "compose:" + project + "/" + service
+	return "compose:" + host + project + "/" + service
 }
 
 // Space is the search space: the cartesian product of Axes, plus Candidates.

@@ -14,10 +14,11 @@ import (
 	"github.com/vgrid/vgrid/benchmark"
 )
 
-// Driver brings candidates up on one target (a compose service, a process).
+// Driver brings candidates up on one target (a compose service, a
+// process). It renders a candidate into a Plan; a Plan deploys into a
+// Deployment, the handle the trial's later phases take. Each driver keeps
+// its own data in its own Plan and Deployment types.
 type Driver interface {
-	// Key identifies the target for the run lock.
-	Key() string
 	// Prepare saves what the run will change (the profile, labelled with
 	// the run id) and returns where; it is called once per run.
 	Prepare(ctx context.Context, runID string) (backup string, err error)
@@ -26,30 +27,41 @@ type Driver interface {
 	Resume(ctx context.Context, runID, backup string) error
 	// Render computes the candidate's configuration without side effects
 	// (always from the original profile, never from the previous trial's).
-	Render(ctx context.Context, c Candidate) (*Rendered, error)
-	// Deploy applies a rendering: writes the profile, recreates the service.
-	Deploy(ctx context.Context, r *Rendered) error
-	// WaitReady waits until the server decodes; a *Failure says why not.
-	WaitReady(ctx context.Context, timeout time.Duration) (*Ready, error)
-	// Verify reads the configuration the server reports; a *Failure
-	// (config_drift) when it is not the rendered one.
-	Verify(ctx context.Context, r *Rendered) (map[string]string, error)
-	// Diagnose explains a server that stopped answering (engine_dead,
-	// exited, ...), or returns nil when it still runs.
-	Diagnose(ctx context.Context) *Failure
+	Render(ctx context.Context, c Candidate) (Plan, error)
 	// Restore puts the original configuration back and running.
 	Restore(ctx context.Context) error
 	// Crown renders, deploys and waits for the champion.
 	Crown(ctx context.Context, c Candidate) error
 }
 
-// Rendered is a candidate's configuration for a target.
+// Plan is a candidate rendered for a target, ready to deploy.
+type Plan interface {
+	// Rendered is what the trial records of the rendering.
+	Rendered() Rendered
+	// Deploy applies it: writes the profile, recreates the service (or
+	// starts the process). A *Failure says why it could not.
+	Deploy(ctx context.Context) (Deployment, error)
+}
+
+// Deployment is one candidate deployed on a target.
+type Deployment interface {
+	// WaitReady waits until the server decodes; a *Failure says why not.
+	// The server must be the one this deployment started (foreign_server).
+	WaitReady(ctx context.Context, timeout time.Duration) (*Ready, error)
+	// Verify reads the configuration the server reports and compares it
+	// with the candidate's; a *Failure (config_drift) when it differs.
+	Verify(ctx context.Context) (map[string]string, error)
+	// Diagnose explains a server that stopped answering (engine_dead,
+	// exited, ...) or is not the one measured, or returns nil.
+	Diagnose(ctx context.Context) *Failure
+}
+
+// Rendered is what a trial records of a candidate's rendering.
 type Rendered struct {
 	Candidate Candidate
-	Hash      string
+	Hash      string   // of what the driver renders: the profile's bytes, or the command line
 	Words     []string // vLLM's arguments, secrets redacted
 	Image     string   // the server's image (compose) or program (process)
-	Private   any      // driver data (bytes to write, the full command)
 }
 
 // Ready is a serving deployment.
@@ -179,16 +191,26 @@ func (o *Orchestrator) saveRun(r *Run, state RunState, text string) error {
 	return o.Store.AddEvent(r.ID, Event{At: r.Updated, Kind: "run", Trial: -1, Text: state.String() + ": " + text})
 }
 
+// ErrCancelled is the cancellation cause of a run the user cancelled (the
+// daemon's API): the original configuration is restored and the run ends
+// cancelled. Any other cancellation is an interruption, which a later
+// Run resumes.
+var ErrCancelled = errors.New("cancelled by the user")
+
 // Run executes a new run or resumes an interrupted one: finished trials are
 // kept, an interrupted trial is redone from pending with its samples
-// dropped. A cancelled ctx interrupts the run (resumable); the original
-// configuration is restored so the service is never left stopped.
+// dropped. The orchestrator records how the run ends, whatever ends it:
+// done (a champion or none), failed (no candidate measured, or a run-level
+// error), cancelled (ctx cancelled with ErrCancelled: the original is
+// restored) or interrupted (any other cancellation: the original is
+// restored unless LeaveOnInterrupt), so the service is never left stopped.
 func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 	unlock, err := o.Store.Lock(r.Target, r.ID)
 	if err != nil {
-		return err
+		return err // another vgrid drives the target: nothing was done
 	}
 	defer unlock()
+	defer func() { err = o.conclude(ctx, r, err) }()
 	trials, err := o.Store.Trials(r.ID)
 	if err != nil {
 		return err
@@ -231,30 +253,10 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 			}
 		}
 	}
+	r.Error = ""
 	if err := o.saveRun(r, RunRunning, fmt.Sprintf("%d trials", len(trials))); err != nil {
 		return err
 	}
-	defer func() {
-		if ctx.Err() == nil {
-			return
-		}
-		// Interrupted: persist with a context that outlives the cancel, and
-		// put the original configuration back so the service keeps running.
-		if o.LeaveOnInterrupt {
-			r.EndAction = "current candidate (interrupted)"
-		} else {
-			restoreCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(r.Grid.Timeouts.Ready)+time.Minute)
-			defer cancel()
-			rerr := o.Driver.Restore(restoreCtx)
-			r.EndAction = "original"
-			if rerr != nil {
-				r.Error = "restore after interruption: " + rerr.Error()
-			}
-		}
-		if serr := o.saveRun(r, RunInterrupted, "interrupted; resume with vgrid run --resume "+r.ID); serr != nil && err == nil {
-			err = serr
-		}
-	}()
 
 	start := o.Now()
 	done := 0
@@ -271,6 +273,69 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 		done++
 	}
 	return o.finish(ctx, r, trials)
+}
+
+// conclude records how a run ended and returns the error its caller sees.
+// Final writes use a context that outlives a cancellation.
+func (o *Orchestrator) conclude(ctx context.Context, r *Run, err error) error {
+	var nothing *NothingMeasuredError
+	switch {
+	case err == nil || errors.As(err, &nothing):
+		return err // finish recorded the outcome
+	case ctx.Err() != nil:
+		cancelled := errors.Is(context.Cause(ctx), ErrCancelled)
+		if o.LeaveOnInterrupt && !cancelled {
+			r.EndAction = "current candidate (interrupted)"
+		} else {
+			// Put the original configuration back so the service keeps running.
+			restoreCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(r.Grid.Timeouts.Ready)+time.Minute)
+			defer cancel()
+			r.EndAction = "original"
+			if rerr := o.Driver.Restore(restoreCtx); rerr != nil {
+				r.Error = "restore after the run stopped: " + rerr.Error()
+			}
+		}
+		state, text := RunInterrupted, "interrupted; resume with vgrid run --resume "+r.ID
+		if cancelled {
+			state, text = RunCancelled, "cancelled; the original configuration was restored"
+		}
+		if serr := o.saveRun(r, state, text); serr != nil {
+			return serr
+		}
+		return ctx.Err()
+	default:
+		if r.Error == "" {
+			r.Error = err.Error()
+		}
+		if serr := o.saveRun(r, RunFailed, r.Error); serr != nil {
+			return fmt.Errorf("%w (and the run's state was not saved: %v)", err, serr)
+		}
+		return err
+	}
+}
+
+// Queue records a new run as queued (the daemon runs it when its target is
+// free).
+func (o *Orchestrator) Queue(r *Run) error {
+	return o.saveRun(r, RunQueued, "queued on "+r.Target)
+}
+
+// Cancel ends a run that is not in progress (queued, or interrupted and
+// waiting to resume): it will not run. A run in progress is cancelled by
+// cancelling its context with ErrCancelled.
+func (o *Orchestrator) Cancel(r *Run, why string) error {
+	switch r.State {
+	case RunQueued, RunInterrupted:
+		return o.saveRun(r, RunCancelled, why)
+	}
+	return fmt.Errorf("run %s is %s: nothing to cancel", r.ID, r.State)
+}
+
+// Refuse records a run that could not start (its target could not be
+// prepared), with why.
+func (o *Orchestrator) Refuse(r *Run, err error) error {
+	r.Error = err.Error()
+	return o.saveRun(r, RunFailed, r.Error)
 }
 
 // trial runs one candidate through its phases. Trial failures are recorded
@@ -325,21 +390,27 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 	if err := step(PhaseRendering, ""); err != nil {
 		return err
 	}
-	rendered, err := o.Driver.Render(ctx, t.Candidate)
+	plan, err := o.Driver.Render(ctx, t.Candidate)
 	if err != nil {
-		return failed(&Failure{Reason: ReasonRender, Detail: err.Error()})
+		var f *Failure
+		if !errors.As(err, &f) {
+			f = &Failure{Reason: ReasonRender, Detail: err.Error()}
+		}
+		return failed(f)
 	}
-	t.ConfigHash, t.Rendered, t.Image = rendered.Hash, rendered.Words, rendered.Image
-	if err := step(PhaseDeploying, "config "+short(rendered.Hash)); err != nil {
+	rendered := plan.Rendered()
+	t.RenderHash, t.Rendered, t.Image = rendered.Hash, rendered.Words, rendered.Image
+	if err := step(PhaseDeploying, "rendering "+short(rendered.Hash)); err != nil {
 		return err
 	}
-	if err := o.Driver.Deploy(ctx, rendered); err != nil {
+	dep, err := plan.Deploy(ctx)
+	if err != nil {
 		return failed(err)
 	}
 	if err := step(PhaseWaitingReady, ""); err != nil {
 		return err
 	}
-	ready, err := o.Driver.WaitReady(ctx, time.Duration(r.Grid.Timeouts.Ready))
+	ready, err := dep.WaitReady(ctx, time.Duration(r.Grid.Timeouts.Ready))
 	if err != nil {
 		return failed(err)
 	}
@@ -347,7 +418,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 	if err := step(PhaseVerifyingConfig, fmt.Sprintf("ready at %s after %.1fs", ready.Endpoint, ready.Boot.Ready)); err != nil {
 		return err
 	}
-	eff, err := o.Driver.Verify(ctx, rendered)
+	eff, err := dep.Verify(ctx)
 	t.Effective = eff
 	if err != nil {
 		return failed(err)
@@ -367,7 +438,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if f := o.Driver.Diagnose(ctx); f != nil {
+		if f := dep.Diagnose(ctx); f != nil {
 			return failed(f)
 		}
 		if err != nil {
@@ -489,20 +560,22 @@ func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) erro
 	switch {
 	case v.Champion >= 0 && r.Grid.End == "crown":
 		r.EndAction = "champion"
-		if endErr = o.Driver.Crown(ctx, trials[v.Champion].Candidate); endErr != nil {
-			r.Error = "crown: " + endErr.Error() + "; restoring the original"
+		if cerr := o.Driver.Crown(ctx, trials[v.Champion].Candidate); cerr != nil {
+			// The champion did not come up: the original goes back, and the
+			// run fails, since the end policy was not applied.
 			r.EndAction = "original"
-			endErr = o.Driver.Restore(ctx)
+			endErr = fmt.Errorf("the champion could not be deployed (%v); the original configuration was restored", cerr)
+			if rerr := o.Driver.Restore(ctx); rerr != nil {
+				endErr = fmt.Errorf("the champion could not be deployed (%v), nor the original restored (%v)", cerr, rerr)
+				r.EndAction = "unknown"
+			}
 		}
 	default:
 		r.EndAction = "original"
 		endErr = o.Driver.Restore(ctx)
 	}
 	if endErr != nil {
-		r.Error += " restore: " + endErr.Error()
-		if serr := o.saveRun(r, RunFailed, "the end policy failed: "+endErr.Error()); serr != nil {
-			return serr
-		}
+		r.Error = "the end policy failed: " + endErr.Error()
 		return fmt.Errorf("end of run %s: %w", r.ID, endErr)
 	}
 	measured := 0

@@ -81,8 +81,8 @@ type Trial struct {
 	Candidate  Candidate         `json:"candidate"`
 	Phase      Phase             `json:"phase"`
 	Phases     []PhaseStamp      `json:"phases"`
-	Attempts   int               `json:"attempts"` // 1 + times it was redone after an interruption
-	ConfigHash string            `json:"config_hash,omitempty"`
+	Attempts   int               `json:"attempts"`                 // 1 + times it was redone after an interruption
+	RenderHash string            `json:"render_hash,omitempty"`    // of the rendered profile bytes, or command line
 	Rendered   []string          `json:"rendered_flags,omitempty"` // vLLM's argument words, secrets redacted
 	Image      string            `json:"image,omitempty"`          // the server's image (compose) or program (process)
 	Endpoint   string            `json:"endpoint,omitempty"`

@@ -148,6 +148,9 @@ type Plan struct {
 	Before    []byte     `json:"-"`
 	After     []byte     `json:"-"`
 	Effective vllm.Flags `json:"-"` // what vLLM receives after the change
+	// Loaded is the project with the rendering in place of the file, as
+	// compose-go loaded it to verify the rendering: what a deploy converts.
+	Loaded *Loaded `json:"-"`
 }
 
 // Changed reports whether the file changes at all.
@@ -225,7 +228,7 @@ func (p Project) Render(ctx context.Context, service string, cand vllm.Candidate
 	if err != nil {
 		return nil, err
 	}
-	plan.Effective = got
+	plan.Effective, plan.Loaded = got, rendered
 	want := before.Apply(cand)
 	if d := got.Diff(want); d != "" {
 		return nil, &DriftError{File: file, Service: service, Detail: d, Problems: r.problems}

@@ -75,7 +75,7 @@ func TestIdentityRoundTrip(t *testing.T) {
 				set = append(set, a.Name+"="+a.Value())
 			}
 		}
-		cand, err := vllm.NewCandidate(nil, nil)
+		var cand vllm.Candidate
 		for _, kv := range set {
 			k, v, _ := strings.Cut(kv, "=")
 			cand = append(cand, vllm.Setting{Name: k, Value: v})

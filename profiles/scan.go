@@ -39,7 +39,7 @@ func ParseDocument(name string, src []byte) (*Document, error) {
 		}
 	}
 	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s: the top level is not a mapping; a compose file starts with keys such as services:", name)
+		return nil, fmt.Errorf("%s: the top level is not a mapping; a compose file starts with keys such as `services`", name)
 	}
 	svcs := mapGet(root.Content[0], "services")
 	if svcs == nil || svcs.Kind != yaml.MappingNode {

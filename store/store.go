@@ -22,7 +22,7 @@ import (
 )
 
 // SchemaVersion is the version this code writes.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 var (
 	bRoot    = []byte("vgrid")
@@ -243,6 +243,67 @@ var migrations = map[uint64]func(root *bolt.Bucket) error{
 		}
 		return root.DeleteBucket(bLocks)
 	},
+	2: migrateTrials3,
+}
+
+// migrateTrials3 brings stored trials to schema 3: the rendering's hash is
+// render_hash (config_hash meant two things), and a failure reason is one
+// of orchestrator.Reason's names: a name it does not know becomes "error",
+// the old name kept at the start of the detail.
+func migrateTrials3(root *bolt.Bucket) error {
+	trials := root.Bucket(bTrials)
+	if trials == nil {
+		return nil
+	}
+	return trials.ForEachBucket(func(run []byte) error {
+		b := trials.Bucket(run)
+		type kv struct{ k, v []byte }
+		var changed []kv
+		err := b.ForEach(func(k, v []byte) error {
+			var t map[string]json.RawMessage
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("trial %s/%x: %w", run, k, err)
+			}
+			dirty := false
+			if h, ok := t["config_hash"]; ok {
+				t["render_hash"] = h
+				delete(t, "config_hash")
+				dirty = true
+			}
+			if raw, ok := t["failure"]; ok && string(raw) != "null" {
+				var f map[string]json.RawMessage
+				if err := json.Unmarshal(raw, &f); err != nil {
+					return fmt.Errorf("trial %s/%x failure: %w", run, k, err)
+				}
+				var reason, detail string
+				json.Unmarshal(f["reason"], &reason)
+				json.Unmarshal(f["detail"], &detail)
+				if _, known := orchestrator.ParseReason(reason); !known {
+					f["reason"], _ = json.Marshal(orchestrator.ReasonError.String())
+					f["detail"], _ = json.Marshal(strings.TrimSpace(reason + ": " + detail))
+					t["failure"], _ = json.Marshal(f)
+					dirty = true
+				}
+			}
+			if dirty {
+				nv, err := json.Marshal(t)
+				if err != nil {
+					return err
+				}
+				changed = append(changed, kv{append([]byte(nil), k...), nv})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range changed {
+			if err := b.Put(c.k, c.v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func schemaOf(root *bolt.Bucket) uint64 {

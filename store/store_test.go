@@ -100,6 +100,47 @@ func TestMigrationFromSchema1(t *testing.T) {
 	}
 }
 
+// Schema 3: config_hash is render_hash, and a reason the enum does not know
+// becomes "error" with the old name kept in the detail.
+func TestMigrationToSchema3(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v2.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		root, _ := tx.CreateBucket(bRoot)
+		for _, b := range [][]byte{bMeta, bRuns, bTrials, bReports, bEvents} {
+			root.CreateBucket(b)
+		}
+		root.Bucket(bMeta).Put(kSchema, u64(2))
+		tb, _ := root.Bucket(bTrials).CreateBucket([]byte("r1"))
+		tb.Put(u64(0), []byte(`{"run_id":"r1","seq":0,"phase":7,"config_hash":"abc","failure":{"reason":"free_memory","detail":"d0"}}`))
+		tb.Put(u64(1), []byte(`{"run_id":"r1","seq":1,"phase":7,"config_hash":"def","failure":{"reason":"gremlins","detail":"d1"}}`))
+		tb.Put(u64(2), []byte(`{"run_id":"r1","seq":2,"phase":6}`))
+		return nil
+	})
+	db.Close()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	trials, err := s.Trials("r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if trials[0].RenderHash != "abc" || trials[0].Failure.Reason != orchestrator.ReasonFreeMemory || trials[0].Failure.Detail != "d0" {
+		t.Errorf("trial 0: %+v %+v", trials[0], trials[0].Failure)
+	}
+	if trials[1].RenderHash != "def" || trials[1].Failure.Reason != orchestrator.ReasonError || trials[1].Failure.Detail != "gremlins: d1" {
+		t.Errorf("trial 1: %+v %+v", trials[1], trials[1].Failure)
+	}
+	if trials[2].Failure != nil || trials[2].Phase != orchestrator.PhaseDone {
+		t.Errorf("trial 2: %+v", trials[2])
+	}
+}
+
 func TestSecondWriterFailsFast(t *testing.T) {
 	s := open(t)
 	start := time.Now()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -285,48 +283,6 @@ func TestTwoStoresOneTarget(t *testing.T) {
 		if len(runs) != 0 {
 			t.Errorf("the refused vgrid recorded %d run(s)", len(runs))
 		}
-	}
-}
-
-// Issue 18 item 2, the second line of defence: a server that answers on
-// the trial's endpoint but is not the process the trial started is
-// refused at ready, whatever store started it.
-func TestProcessDriverRefusesAForeignServer(t *testing.T) {
-	port := freePortT(t)
-	foreign := exec.Command(os.Args[0], "sim", "serve", "--model", "m", "--host", "127.0.0.1", "--port", fmt.Sprint(port))
-	foreign.Env = append(os.Environ(), "VLLM_SIM_TIME_SCALE=0.001")
-	if err := foreign.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { foreign.Process.Kill(); foreign.Wait() }()
-	ep := fmt.Sprintf("http://127.0.0.1:%d", port)
-	for i := 0; i < 100 && !answers(context.Background(), ep); i++ {
-		time.Sleep(50 * time.Millisecond)
-	}
-	tgt := orchestrator.Target{Driver: "process", Endpoint: ep,
-		Command: []string{"vgrid", "sim", "serve", "--model", "m", "--host", "127.0.0.1", "--port", fmt.Sprint(port)},
-		Env:     map[string]string{"VLLM_SIM_TIME_SCALE": "0.05"}}
-	drv, err := newProcessDriver(tgt, os.Environ(), t.TempDir(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer drv.Close()
-	drv.prefix[0] = os.Args[0] // this test binary acts as vgrid (TestMain)
-	ctx := context.Background()
-	r, err := drv.Render(ctx, orchestrator.Candidate{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := drv.Deploy(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	_, err = drv.WaitReady(ctx, 30*time.Second)
-	f, ok := err.(*orchestrator.Failure)
-	if !ok || f.Reason.String() != "foreign_server" {
-		t.Fatalf("WaitReady with another server on the port: %v, want foreign_server", err)
-	}
-	if !strings.Contains(f.Detail, "is not the process this trial started") {
-		t.Errorf("detail %q does not say what was observed", f.Detail)
 	}
 }
 
@@ -606,4 +562,47 @@ func TestCompletion(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Issue 12 item 6: grid import writes no one user's setup by default, and
+// the examples are exactly what their documented import command writes.
+func TestGridImport(t *testing.T) {
+	for _, c := range []struct{ json, example string }{
+		{"testdata/grid_search_configs.json", "../../examples/mission14.yaml"},
+		{"testdata/grid_search_configs_validation.json", "../../examples/mission14-validation.yaml"},
+	} {
+		code, out, errs := vgrid(t, "grid", "import", c.json, "--service", "vllm-medium-qwen3", "--api-key-env", "VLLM_API_KEY_MEDIUM",
+			"--gpu-memory-mib", "24564", "--gpu-used-mib", "1500,0")
+		want, _ := os.ReadFile(c.example)
+		if code != 0 || out != string(want) {
+			t.Errorf("%s: exit %d %s\n%s", c.json, code, errs, firstDifference(string(want), out))
+		}
+	}
+	// Without flags and without nvidia-smi: no hardware, no key variable,
+	// no service, and a warning that says so.
+	code, out, errs := vgrid(t, "grid", "import", "testdata/grid_search_configs.json")
+	if code != 0 || strings.Contains(out, "hardware:") || strings.Contains(out, "api_key_env") || strings.Contains(out, "service:") ||
+		!strings.Contains(errs, "no hardware section") {
+		t.Errorf("import without flags: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, _, errs := vgrid(t, "grid", "import", "testdata/grid_search_configs.json", "--gpu-used-mib", "1500,0"); code != 2 || !strings.Contains(errs, "needs --gpu-memory-mib") {
+		t.Errorf("used without total: %d %s", code, errs)
+	}
+}
+
+func firstDifference(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var a, b string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			b = g[i]
+		}
+		if a != b {
+			return fmt.Sprintf("line %d: want %q, got %q", i+1, a, b)
+		}
+	}
+	return ""
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vgrid/vgrid/compose"
+	"github.com/vgrid/vgrid/driver"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/vllm"
 )
@@ -38,6 +39,7 @@ type deployFlags struct {
 	gpus         string
 	readyTimeout time.Duration
 	endpoint     string
+	dockerHost   string
 	logFormat    string
 	asJSON       bool
 }
@@ -47,12 +49,14 @@ func (f *deployFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.gpus, "gpus", "on", "off: strip GPU reservations and runtime: nvidia, for dry runs on hosts without GPUs")
 	cmd.Flags().DurationVar(&f.readyTimeout, "ready-timeout", 30*time.Minute, "how long a boot may take (cold boots of real models take up to 30 min)")
 	cmd.Flags().StringVar(&f.endpoint, "endpoint", "", "where vLLM answers from here (default: the published port on the Docker host)")
+	cmd.Flags().StringVar(&f.dockerHost, "docker-host", "", "the Docker engine: unix://, npipe://, tcp://, ssh://user@host or a docker context name (default: DOCKER_HOST, the current context)")
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "console", "console or json")
 	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the outcome as JSON")
 }
 
-// spec loads the project and converts the chosen service.
-func (f *deployFlags) spec(cmd *cobra.Command, a *app, d *compose.Deployer) (*compose.Spec, error) {
+// driver connects to the engine and reads the profile, as the grid
+// search's compose driver does: vgrid deploy takes the same path.
+func (f *deployFlags) driver(cmd *cobra.Command, a *app, log zerolog.Logger) (*driver.Compose, error) {
 	switch f.gpus {
 	case "on", "":
 	case "off":
@@ -64,24 +68,7 @@ func (f *deployFlags) spec(cmd *cobra.Command, a *app, d *compose.Deployer) (*co
 	if err != nil {
 		return nil, err
 	}
-	svc, _, _, err := p.Show(cmd.Context(), f.service)
-	if err != nil {
-		return nil, err
-	}
-	l, err := p.Load(cmd.Context(), nil)
-	if err != nil {
-		return nil, err
-	}
-	api := ""
-	if d != nil {
-		api = d.APIVersion()
-	}
-	s, err := compose.Convert(l.Project, svc, compose.ConvertOptions{GPUsOff: f.gpusOff, APIVersion: api})
-	if err != nil {
-		return nil, err
-	}
-	s.Endpoint = f.endpoint
-	return s, nil
+	return driver.NewComposeProject(cmd.Context(), p, driver.ComposeOptions{Service: f.service, GPUsOff: f.gpusOff, Endpoint: f.endpoint, DockerHost: f.dockerHost}, log)
 }
 
 func (a *app) deployCommand() *cobra.Command {
@@ -94,58 +81,57 @@ docker compose sets, then wait until vLLM answers /health, lists its model
 and decodes a token. A failure ends with its reason and the log line that
 proves it (free_memory, kv_cache_too_small, oom, crash_loop, unhealthy,
 health_timeout, unreachable, ...), within a second of the fact.
-Nothing is done when the running container already has this configuration.`,
+Nothing is done when the running container already has this configuration.
+It is the grid search's own deploy: the same rendering, checks and wait.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := a.logger(f.logFormat)
 			if err != nil {
 				return err
 			}
-			d, err := compose.Connect(cmd.Context(), log)
+			c, err := f.driver(cmd, a, log)
 			if err != nil {
 				return err
 			}
-			defer d.Close()
-			s, err := f.spec(cmd, a, d)
+			defer c.Close()
+			plan, err := c.Plan(cmd.Context(), orchestrator.Candidate{})
 			if err != nil {
 				return err
 			}
+			s := plan.Spec()
 			for _, w := range s.Warnings {
 				log.Warn().Str("service", s.Service).Msg(w)
 			}
 			start := time.Now()
-			fmt.Fprintf(a.stdout, "deploying %s (project %s, config %s)\n", s.Service, s.Project, s.Hash[:12])
-			res, err := d.Recreate(cmd.Context(), s)
+			c.OnPhase = func(p string) { fmt.Fprintf(a.stdout, "  %6.1fs  %s\n", time.Since(start).Seconds(), p) }
+			fmt.Fprintf(a.stdout, "deploying %s (project %s, service config %s)\n", s.Service, s.Project, short(s.ServiceHash))
+			dep, err := plan.Start(cmd.Context())
 			if err != nil {
 				return a.deployFailure(err, f.asJSON)
 			}
+			res := dep.Res
 			fmt.Fprintf(a.stdout, "container %s %s\n", res.ContainerID[:12], res.Action)
-			ready, err := d.WaitReady(cmd.Context(), s, res, compose.ReadyOptions{Timeout: f.readyTimeout,
-				OnPhase: func(p string) { fmt.Fprintf(a.stdout, "  %6.1fs  %s\n", time.Since(start).Seconds(), p) }})
+			ready, err := dep.WaitReady(cmd.Context(), f.readyTimeout)
 			if err != nil {
 				if cmd.Context().Err() != nil {
 					return fmt.Errorf("interrupted while waiting; container %s keeps running", res.ContainerID[:12])
 				}
 				return a.deployFailure(err, f.asJSON)
 			}
-			eff, err := vllm.ScrapeEffective(cmd.Context(), ready.Endpoint)
+			eff, err := dep.Verify(cmd.Context())
 			if err != nil {
-				return err
-			}
-			if d := vllm.CheckDrift(s.Flags, eff); d != "" {
-				return a.deployFailure(orchestrator.Fail(orchestrator.ReasonConfigDrift, "%s", d), f.asJSON)
+				return a.deployFailure(err, f.asJSON)
 			}
 			if f.asJSON {
 				return json.NewEncoder(a.stdout).Encode(map[string]any{"service": s.Service, "container": res.ContainerID,
 					"action": res.Action, "endpoint": ready.Endpoint, "boot": ready.Boot, "effective": eff})
 			}
 			fmt.Fprintf(a.stdout, "ready at %s after %.1fs\n", ready.Endpoint, time.Since(start).Seconds())
-			b := ready.Boot
-			if b.Weights > 0 {
+			if b := ready.Boot; b.Weights > 0 {
 				fmt.Fprintf(a.stdout, "vLLM's boot log: weights %.0fs, torch.compile %.0fs, init engine %.0fs\n", b.Weights, b.Compile, b.InitEngine)
 			}
-			fmt.Fprintf(a.stdout, "effective: enable_prefix_caching=%v gpu_memory_utilization=%g cache_dtype=%s num_gpu_blocks=%d\n",
-				eff.PrefixCaching, eff.GPUUtil, eff.CacheDtype, eff.NumGPUBlocks)
+			fmt.Fprintf(a.stdout, "effective: enable_prefix_caching=%s gpu_memory_utilization=%s cache_dtype=%s num_gpu_blocks=%s\n",
+				eff["enable_prefix_caching"], eff["gpu_memory_utilization"], eff["cache_dtype"], eff["num_gpu_blocks"])
 			return nil
 		},
 	}
@@ -186,15 +172,16 @@ func (a *app) deployStatus() *cobra.Command {
 		Short: "Show the service's container, health, config hash and the configuration vLLM reports",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := compose.Connect(cmd.Context(), zerolog.Nop())
+			drv, err := f.driver(cmd, a, zerolog.Nop())
 			if err != nil {
 				return err
 			}
-			defer d.Close()
-			s, err := f.spec(cmd, a, d)
+			defer drv.Close()
+			plan, err := drv.Plan(cmd.Context(), orchestrator.Candidate{})
 			if err != nil {
 				return err
 			}
+			s, d := plan.Spec(), drv.Deployer()
 			c, err := d.Find(cmd.Context(), s)
 			if err != nil {
 				return err
@@ -209,7 +196,7 @@ func (a *app) deployStatus() *cobra.Command {
 			}
 			hash := c.Config.Labels[compose.LabelConfigHash]
 			match := "differs from the file's (a deploy would recreate it)"
-			if hash == s.Hash {
+			if hash == s.ServiceHash {
 				match = "matches the file"
 			}
 			fmt.Fprintf(a.stdout, "service    %s (project %s)\ncontainer  %s %s\nstate      %s, health %s, restarts %d\nconfig     %s: %s\n",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,13 +22,14 @@ func TestDeployCommand(t *testing.T) {
 	env, _ := os.ReadFile(fixtures + "env.example")
 	os.WriteFile(filepath.Join(dir, ".env"), env, 0o600) // the default env file, next to the profile
 	over := filepath.Join(dir, "sim.yml")
-	os.WriteFile(over, []byte("services:\n  vllm-medium-qwen3:\n    image: "+img+"\n    ports: !override\n      - \"127.0.0.1:15112:5002\"\n    environment:\n      - VLLM_SIM_TIME_SCALE=0.005\n      - VLLM_SIM_GPU_USED_MIB=1500,0\n"), 0o644)
+	port := fmt.Sprint(freePortT(t))
+	os.WriteFile(over, []byte("services:\n  vllm-medium-qwen3:\n    image: "+img+"\n    ports: !override\n      - \"127.0.0.1:"+port+":5002\"\n    environment:\n      - VLLM_SIM_TIME_SCALE=0.005\n      - VLLM_SIM_GPU_USED_MIB=1500,0\n"), 0o644)
 	clean := func() { exec.Command("docker", "rm", "-f", "myia_vllm-medium-qwen3").Run() }
 	clean()
 	t.Cleanup(clean)
 
 	code, out, errs := vgrid(t, "deploy", "-f", filepath.Join(dir, "medium.yml"), "-f", over, "-p", "myia_vllm", "--gpus=off")
-	if code != 0 || !strings.Contains(out, "ready at http://127.0.0.1:15112") || !strings.Contains(out, "gpu_memory_utilization=0.85") {
+	if code != 0 || !strings.Contains(out, "ready at http://127.0.0.1:"+port) || !strings.Contains(out, "gpu_memory_utilization=0.85") {
 		t.Fatalf("deploy medium.yml: code %d\n%s\n%s", code, out, errs)
 	}
 	code, out, _ = vgrid(t, "deploy", "status", "-f", filepath.Join(dir, "medium.yml"), "-f", over, "-p", "myia_vllm", "--gpus=off")

@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
-	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/driver"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/store"
-	"github.com/vgrid/vgrid/vllm"
 )
 
 // userGrid is the user's grid_search_configs*.json.
@@ -32,10 +32,21 @@ type userGrid struct {
 	} `json:"configs"`
 }
 
+// importOptions are what the JSON grid does not say: where the profile
+// is, the benchmark's API key variable, and the GPUs for plan's estimates
+// (from flags, else nvidia-smi here, else left out).
+type importOptions struct {
+	name, profile, envFile, project, service, apiKeyEnv string
+	gpuMemoryMiB                                        float64
+	gpuUsedMiB                                          []float64
+	hardwareFrom                                        string // "the command line", "nvidia-smi on this host", or "" (none)
+	command                                             string // how it was imported, for the file's header
+}
+
 // importGrid converts the user's JSON grid to a grid file. null means
 // "leave the flag as the profile has it"; false is the explicit --no-
 // negation, never an omission.
-func importGrid(src []byte, source, name, profile, envFile, project, service string) (string, []string, error) {
+func importGrid(src []byte, source string, o importOptions) (string, []string, error) {
 	var ug userGrid
 	if err := json.Unmarshal(src, &ug); err != nil {
 		return "", nil, fmt.Errorf("not a grid_search_configs JSON: %w", err)
@@ -44,15 +55,22 @@ func importGrid(src []byte, source, name, profile, envFile, project, service str
 		return "", nil, fmt.Errorf("no configs in the file")
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Imported by `vgrid grid import` from %s.\n", source)
+	fmt.Fprintf(&b, "# Imported from %s by:\n#   %s\n", source, o.command)
 	b.WriteString("# null in their file = the flag is left as the profile has it (not listed);\n")
 	b.WriteString("# false = the explicit --no- negation, never an omission (vLLM V1 enables\n")
 	b.WriteString("# prefix caching and chunked prefill by default).\n")
-	fmt.Fprintf(&b, "name: %s\ntarget:\n  driver: compose\n  files: [%s]\n", name, profile)
-	if envFile != "" {
-		fmt.Fprintf(&b, "  env_file: %s\n", envFile)
+	fmt.Fprintf(&b, "name: %s\ntarget:\n  driver: compose\n  files: [%s]\n", o.name, o.profile)
+	if o.envFile != "" {
+		fmt.Fprintf(&b, "  env_file: %s\n", o.envFile)
 	}
-	fmt.Fprintf(&b, "  project: %s\n  service: %s\n  api_key_env: VLLM_API_KEY_MEDIUM\nspace:\n  candidates:\n", project, service)
+	fmt.Fprintf(&b, "  project: %s\n", o.project)
+	if o.service != "" {
+		fmt.Fprintf(&b, "  service: %s\n", o.service)
+	}
+	if o.apiKeyEnv != "" {
+		fmt.Fprintf(&b, "  api_key_env: %s\n", o.apiKeyEnv)
+	}
+	b.WriteString("space:\n  candidates:\n")
 	var warnings []string
 	seen := map[string]string{}
 	for _, c := range ug.Configs {
@@ -103,34 +121,80 @@ tie: prefer lower gpu-memory-utilization
 timeouts:
   ready: 30m
 end: crown
-hardware:               # for vgrid plan: 2x RTX 4090, GPU 0 shared with the desktop
-  gpu_memory_mib: 24564
-  gpu_used_mib: [1500, 0]
 `)
+	if o.hardwareFrom != "" {
+		var used []string
+		for _, u := range o.gpuUsedMiB {
+			used = append(used, strconv.FormatFloat(u, 'f', -1, 64))
+		}
+		fmt.Fprintf(&b, "hardware:               # for vgrid plan, from %s\n  gpu_memory_mib: %s\n", o.hardwareFrom, strconv.FormatFloat(o.gpuMemoryMiB, 'f', -1, 64))
+		if len(used) > 0 {
+			fmt.Fprintf(&b, "  gpu_used_mib: [%s]\n", strings.Join(used, ", "))
+		}
+	} else {
+		warnings = append(warnings, "no hardware section: no --gpu-memory-mib was given and nvidia-smi does not answer here; vgrid plan and run will read nvidia-smi on the host that runs them")
+	}
 	return b.String(), warnings, nil
 }
 
 func (a *app) gridCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "grid", Short: "Grid files: import the user's JSON grids"}
-	var out, profile, envFile, project, service, name string
+	var out string
+	var o importOptions
+	var gpuUsed []float64
 	imp := &cobra.Command{
-		Use:   "import FILE.json [-o GRID.yaml] [--profile medium.yml] [--env-file .env] [-p PROJECT] [--service S]",
+		Use:   "import FILE.json [-o GRID.yaml] [--profile medium.yml] [--env-file .env] [-p PROJECT] [--service S] [--api-key-env VAR] [--gpu-memory-mib N --gpu-used-mib A,B]",
 		Short: "Convert grid_search_configs*.json into a grid file",
-		Args:  cobra.ExactArgs(1),
+		Long: `Convert the user's grid_search_configs*.json into a grid file. What the JSON
+does not say comes from the flags: the profile, env file, project and
+service, the benchmark's API key variable (default: the profile's own
+--api-key), and the GPUs for vgrid plan (--gpu-memory-mib, --gpu-used-mib;
+default: nvidia-smi on this host, else none, and it says so).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
-			if name == "" {
-				name = strings.TrimSuffix(strings.TrimSuffix(args[0][strings.LastIndex(args[0], "/")+1:], ".json"), "grid_search_configs")
-				name = "mission14" + strings.ReplaceAll(name, "_", "-")
+			if o.name == "" {
+				// grid_search_configs.json -> mission14, ..._validation.json -> mission14-validation
+				o.name = strings.TrimPrefix(strings.TrimSuffix(filepath.Base(args[0]), ".json"), "grid_search_configs")
+				o.name = "mission14" + strings.ReplaceAll(o.name, "_", "-")
 			}
-			text, warnings, err := importGrid(src, filepath.Base(args[0]), name, profile, envFile, project, service)
+			o.gpuUsedMiB = gpuUsed
+			switch {
+			case o.gpuMemoryMiB > 0:
+				o.hardwareFrom = "the command line"
+			case len(gpuUsed) > 0:
+				return usagef("--gpu-used-mib needs --gpu-memory-mib (each GPU's total)")
+			default:
+				if gpus := driver.LocalGPUs(); len(gpus) > 0 {
+					o.gpuMemoryMiB, o.gpuUsedMiB = gpus[0].MemTotalMiB, nil
+					for _, g := range gpus {
+						o.gpuUsedMiB = append(o.gpuUsedMiB, g.MemUsedMiB)
+					}
+					o.hardwareFrom = fmt.Sprintf("nvidia-smi on this host (%d GPUs)", len(gpus))
+				}
+			}
+			o.command = "vgrid grid import " + filepath.Base(args[0])
+			cmd.Flags().Visit(func(f *pflag.Flag) {
+				switch f.Name {
+				case "output":
+				case "gpu-used-mib":
+					var used []string
+					for _, u := range gpuUsed {
+						used = append(used, strconv.FormatFloat(u, 'f', -1, 64))
+					}
+					o.command += " --gpu-used-mib " + strings.Join(used, ",")
+				default:
+					o.command += " --" + f.Name + " " + f.Value.String()
+				}
+			})
+			text, warnings, err := importGrid(src, filepath.Base(args[0]), o)
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			if _, err := orchestrator.ParseGrid(name, []byte(text)); err != nil {
+			if _, err := orchestrator.ParseGrid(o.name, []byte(text)); err != nil {
 				return fmt.Errorf("the imported grid does not parse: %w", err)
 			}
 			for _, w := range warnings {
@@ -145,11 +209,14 @@ func (a *app) gridCommand() *cobra.Command {
 		},
 	}
 	imp.Flags().StringVarP(&out, "output", "o", "", "write the grid file here (default stdout)")
-	imp.Flags().StringVar(&profile, "profile", "myia_vllm/configs/docker/profiles/medium.yml", "the profile the grid targets (relative to the grid file)")
-	imp.Flags().StringVar(&envFile, "env-file", "myia_vllm/.env", "the env file (relative to the grid file)")
-	imp.Flags().StringVarP(&project, "project-name", "p", "myia_vllm", "compose project name")
-	imp.Flags().StringVar(&service, "service", "vllm-medium-qwen3", "the vLLM service")
-	imp.Flags().StringVar(&name, "name", "", "grid name (default from the file name)")
+	imp.Flags().StringVar(&o.profile, "profile", "myia_vllm/configs/docker/profiles/medium.yml", "the profile the grid targets (relative to the grid file)")
+	imp.Flags().StringVar(&o.envFile, "env-file", "myia_vllm/.env", "the env file (relative to the grid file)")
+	imp.Flags().StringVarP(&o.project, "project-name", "p", "myia_vllm", "compose project name")
+	imp.Flags().StringVar(&o.service, "service", "", "the vLLM service (default: the only service that runs vLLM)")
+	imp.Flags().StringVar(&o.apiKeyEnv, "api-key-env", "", "the environment variable with the benchmark's API key (default: the profile's own --api-key)")
+	imp.Flags().Float64Var(&o.gpuMemoryMiB, "gpu-memory-mib", 0, "each GPU's memory in MiB, for plan's estimates (default: nvidia-smi here)")
+	imp.Flags().Float64SliceVar(&gpuUsed, "gpu-used-mib", nil, "MiB used by other processes on each GPU, e.g. 1500,0 (a desktop on GPU 0)")
+	imp.Flags().StringVar(&o.name, "name", "", "grid name (default from the file name)")
 	cmd.AddCommand(imp)
 	return cmd
 }
@@ -173,7 +240,7 @@ runs the simulator.`,
 				return usageError{err}
 			}
 			log, _ := a.logger("console")
-			drv, err := a.driver(cmd.Context(), g, filepath.Join(os.TempDir(), "vgrid-plan"), log)
+			drv, err := driver.New(cmd.Context(), g, a.environ, filepath.Join(os.TempDir(), "vgrid-plan"), log)
 			if err != nil {
 				return err
 			}
@@ -188,8 +255,8 @@ runs the simulator.`,
 					return err
 				}
 			}
-			env := serverEnv(drv)
-			feasible := feasibility(g, renderWords(cmd.Context(), drv))
+			env := driver.ServerEnv(drv)
+			feasible := driver.Feasibility(cmd.Context(), g, drv)
 			cands := g.Expand()
 			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "#\tCANDIDATE\tRENDER\tPREDICTION\tESTIMATE")
@@ -198,9 +265,12 @@ runs the simulator.`,
 			sources := map[string]int{}
 			for i, c := range cands {
 				render, est := "ok", "-"
-				r, err := drv.Render(cmd.Context(), c)
-				if err != nil {
+				var r *orchestrator.Rendered
+				if p, err := drv.Render(cmd.Context(), c); err != nil {
 					render = "error: " + err.Error()
+				} else {
+					rd := p.Rendered()
+					r = &rd
 				}
 				ok, why := feasible(c)
 				pred := "boots: " + why
@@ -210,7 +280,7 @@ runs the simulator.`,
 					runnable++
 				}
 				if r != nil {
-					d, src := hist.Estimate(orchestrator.ClassOf(r.Image, r.Words), !ok, modelDurations(g, r.Words, env))
+					d, src := hist.Estimate(orchestrator.ClassOf(r.Image, r.Words), !ok, driver.ModelDurations(g, r.Words, env))
 					sources[src]++
 					total += d.Total(g.Benchmark.Repetitions)
 					est = d.Total(g.Benchmark.Repetitions).Round(time.Second).String() + " (" + src + ")"
@@ -260,35 +330,4 @@ func learn(st *store.Store, h *orchestrator.History) (int, error) {
 		n += len(trials)
 	}
 	return n, nil
-}
-
-// serverEnv is the environment the target's server runs with, when the
-// driver knows it.
-func serverEnv(d orchestrator.Driver) map[string]string {
-	if e, ok := d.(interface{ ServerEnv() map[string]string }); ok {
-		return e.ServerEnv()
-	}
-	return nil
-}
-
-// modelDurations is the model's estimate of a trial when the store has no
-// history: the simulator's boot model (docs/sim.md) and a token-rate model
-// of the benchmark, scaled by VLLM_SIM_TIME_SCALE (and the boot by
-// VLLM_SIM_BOOT_SLOWDOWN) when the server is the simulator.
-func modelDurations(g *orchestrator.Grid, words []string, env map[string]string) orchestrator.Durations {
-	scale, boot := 1.0, 1.0
-	if v, err := strconv.ParseFloat(env["VLLM_SIM_TIME_SCALE"], 64); err == nil && v > 0 {
-		scale = v
-	}
-	if v, err := strconv.ParseFloat(env["VLLM_SIM_BOOT_SLOWDOWN"], 64); err == nil {
-		boot = v
-	}
-	seconds := 165.0 // a 32B AWQ model on TP 2, when the words do not parse
-	cfg, arch, gpus, err := simSetup(g, words)
-	if err == nil {
-		seconds = vllm.BootSeconds(cfg, arch, gpus)
-	}
-	names, _ := benchmark.CheckNames(g.Benchmark.Scenarios)
-	bench := g.Benchmark.Resolve().Estimate(names, benchmark.Timing{BaseMs: 20, PrefillMsPerToken: 0.15, ITLMs: 25})
-	return orchestrator.Durations{Boot: time.Duration(seconds * scale * boot * float64(time.Second)), Bench: time.Duration(float64(bench) * scale)}
 }

@@ -62,7 +62,7 @@ func TestDaemonImage(t *testing.T) {
 	}
 }
 
-func freePortT(t *testing.T) int {
+func freePortT(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

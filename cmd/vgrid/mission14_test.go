@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,7 +41,7 @@ func runMission14(t testing.TB) (db, dir string) {
   vllm-medium-qwen3:
     image: `+img+`
     ports: !override
-      - "127.0.0.1:15602:5002"
+      - "127.0.0.1:`+fmt.Sprint(freePortT(t))+`:5002"
     environment:
       - VLLM_SIM_TIME_SCALE=0.005
       - VLLM_SIM_GPU_USED_MIB=1500,0
@@ -166,7 +167,7 @@ func TestComposeResumeRendersFromTheOriginal(t *testing.T) {
 	env, _ := os.ReadFile(fixtures + "env.example")
 	os.WriteFile(filepath.Join(dir, ".env"), env, 0o600)
 	os.WriteFile(filepath.Join(dir, "sim.override.yml"), []byte("services:\n  vllm-medium-qwen3:\n    image: "+img+
-		"\n    ports: !override\n      - \"127.0.0.1:15603:5002\"\n    environment:\n      - VLLM_SIM_TIME_SCALE=0.02\n"), 0o644)
+		"\n    ports: !override\n      - \"127.0.0.1:"+fmt.Sprint(freePortT(t))+":5002\"\n    environment:\n      - VLLM_SIM_TIME_SCALE=0.02\n"), 0o644)
 	// c does not set max-num-seqs: rendered on b's file it would inherit b's 24.
 	grid := `name: resume
 target: {driver: compose, files: [medium.yml, sim.override.yml], env_file: .env, project: myia_vllm, service: vllm-medium-qwen3, gpus: "off"}

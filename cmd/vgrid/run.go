@@ -5,20 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/driver"
 	"github.com/vgrid/vgrid/internal/buildinfo"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/sim"
 	"github.com/vgrid/vgrid/store"
-	"github.com/vgrid/vgrid/vllm"
 )
 
 // storeFlag registers --store (default $VGRID_STORE or the platform's data dir).
@@ -53,104 +51,6 @@ func loadGrid(path string) (*orchestrator.Grid, error) {
 		return nil, fmt.Errorf("read grid file: %w", err)
 	}
 	return orchestrator.LoadGrid(path, src, filepath.Dir(path))
-}
-
-// bencher runs the grid's benchmark scenarios against a ready trial.
-type bencher struct {
-	g      *orchestrator.Grid
-	getenv func(string) string
-	gpu    benchmark.GPUSource
-}
-
-func (b *bencher) Bench(ctx context.Context, ready *orchestrator.Ready) (*benchmark.Report, error) {
-	c := benchmark.NewClient(ready.Endpoint, ready.Model, b.g.Target.APIKeyEnv, b.getenv)
-	if b.getenv(b.g.Target.APIKeyEnv) == "" && ready.APIKey != "" {
-		c.SetKey(ready.APIKey)
-	}
-	r := &benchmark.Runner{Client: c, Config: b.g.Benchmark.Resolve(), GPU: b.gpu}
-	return r.Run(ctx, b.g.Benchmark.Scenarios)
-}
-
-// driverCloser is a Driver the command must close.
-type driverCloser interface {
-	orchestrator.Driver
-	Close() error
-}
-
-// driver builds the driver of a grid's target. runDir is where the run
-// keeps its files (the process driver's server logs go to runDir/logs).
-func (a *app) driver(ctx context.Context, g *orchestrator.Grid, runDir string, log zerolog.Logger) (driverCloser, error) {
-	switch g.Target.Driver {
-	case "compose":
-		return newComposeDriver(ctx, g.Target, a.environ, log)
-	default:
-		return newProcessDriver(g.Target, a.environ, filepath.Join(runDir, "logs"), log)
-	}
-}
-
-// simSetup reads a candidate's vLLM words into the memory model's inputs:
-// its configuration, the model's architecture (the grid's hardware.model
-// when --model is a path) and the GPUs (the grid's hardware, else this
-// host's, as nvidia-smi sees them now).
-func simSetup(g *orchestrator.Grid, words []string) (*vllm.Config, vllm.Arch, []vllm.GPU, error) {
-	cfg, err := vllm.ParseServeArgs(words)
-	if err != nil {
-		return nil, vllm.Arch{}, nil, err
-	}
-	model := cfg.Model
-	if g.Feasibility.Model != "" {
-		model = g.Feasibility.Model
-	}
-	arch, _ := vllm.LookupArch(model, "")
-	var used []string
-	for _, u := range g.Feasibility.GPUUsedMiB {
-		used = append(used, fmt.Sprint(u))
-	}
-	total := ""
-	if g.Feasibility.GPUMemoryMiB > 0 {
-		total = fmt.Sprint(g.Feasibility.GPUMemoryMiB)
-	} else if gpus := localGPUs(); len(gpus) > 0 {
-		// No hardware in the grid: this host's GPUs, as nvidia-smi sees them now.
-		total = fmt.Sprint(gpus[0].MemTotalMiB)
-		if len(used) == 0 {
-			for _, g := range gpus {
-				used = append(used, fmt.Sprint(g.MemUsedMiB))
-			}
-		}
-	}
-	gpus, err := vllm.ParseGPUs(max(cfg.TP, 1), total, strings.Join(used, ","), "")
-	return cfg, arch, gpus, err
-}
-
-// feasibility predicts, with the simulator's memory model (docs/sim.md),
-// whether vLLM can boot a candidate on the grid's hardware.
-func feasibility(g *orchestrator.Grid, render func(orchestrator.Candidate) ([]string, error)) func(orchestrator.Candidate) (bool, string) {
-	return func(c orchestrator.Candidate) (bool, string) {
-		words, err := render(c)
-		if err != nil {
-			return false, err.Error()
-		}
-		cfg, arch, gpus, err := simSetup(g, words)
-		if err != nil {
-			return false, err.Error()
-		}
-		m, err := vllm.PlanMemory(cfg, arch, gpus)
-		if err != nil {
-			return false, err.Error()
-		}
-		return true, fmt.Sprintf("%.2f GiB KV per GPU, %d tokens", m.KVGiB, m.KVTokens)
-	}
-}
-
-// renderWords gives a candidate's vLLM words through the driver.
-func renderWords(ctx context.Context, d orchestrator.Driver) func(orchestrator.Candidate) ([]string, error) {
-	return func(c orchestrator.Candidate) ([]string, error) {
-		r, err := d.Render(ctx, c)
-		if err != nil {
-			return nil, err
-		}
-		return r.Words, nil
-	}
 }
 
 func (a *app) runCommand() *cobra.Command {
@@ -221,7 +121,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 				return err
 			}
 			defer closeLog()
-			drv, err := a.driver(ctx, g, runDir, log)
+			drv, err := driver.New(ctx, g, a.environ, runDir, log)
 			if err != nil {
 				return err
 			}
@@ -231,9 +131,9 @@ error, 2 for a usage error, 130 when interrupted.`,
 				gpu = nil
 			}
 			view := newLiveView(a.stdout, a.isTerminal(a.stdout), quiet)
-			o := &orchestrator.Orchestrator{Store: st, Driver: drv, Bench: &bencher{g: g, getenv: a.getenv, gpu: gpu},
+			o := &orchestrator.Orchestrator{Store: st, Driver: drv, Bench: &driver.Bencher{Grid: g, Getenv: a.getenv, GPU: gpu},
 				Log: log.With().Str("run_id", run.ID).Logger(), Now: time.Now, SkipInfeasible: skipInfeasible,
-				Feasible: feasibility(g, renderWords(ctx, drv)), Progress: view.update}
+				Feasible: driver.Feasibility(ctx, g, drv), Progress: view.update}
 			if !quiet {
 				fmt.Fprintf(a.stdout, "run %s on %s (store %s)\n", run.ID, run.Target, st.Path())
 				if logFormat == "" && a.isTerminal(a.stdout) {
@@ -340,16 +240,3 @@ func (a *app) simCommand() *cobra.Command {
 type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
-
-// localGPUs reads this host's GPUs from nvidia-smi (none without it).
-func localGPUs() []benchmark.GPUSample {
-	out, err := exec.Command("nvidia-smi", "--query-gpu="+benchmark.GPUQuery, "--format=csv,noheader,nounits").Output()
-	if err != nil {
-		return nil
-	}
-	ss, err := benchmark.ParseGPUCSV(strings.NewReader(string(out)), time.Now)
-	if err != nil {
-		return nil
-	}
-	return ss
-}

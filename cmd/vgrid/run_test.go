@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,8 +37,16 @@ func openStore(t testing.TB, path string) *store.Store {
 }
 
 func TestQuickstartRun(t *testing.T) {
+	// The README's grid, on a free port instead of 8011.
+	src, err := os.ReadFile("../../examples/quickstart.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := fmt.Sprint(freePortT(t))
+	quick := filepath.Join(t.TempDir(), "quickstart.yaml")
+	os.WriteFile(quick, []byte(strings.ReplaceAll(string(src), "8011", port)), 0o644)
 	db := filepath.Join(t.TempDir(), "vgrid.db")
-	code, out, errs := vgrid(t, "run", "../../examples/quickstart.yaml", "--store", db)
+	code, out, errs := vgrid(t, "run", quick, "--store", db)
 	if code != 0 {
 		t.Fatalf("code %d\n%s\n%s", code, out, errs)
 	}
@@ -75,7 +85,7 @@ func TestQuickstartRun(t *testing.T) {
 	if code != 0 || !strings.Contains(md, "## Champion: gpu-memory-utilization=0.85 enable-prefix-caching=true") || !strings.Contains(md, "Free memory on device cuda:0") {
 		t.Errorf("report:\n%s", md)
 	}
-	if answers(context.Background(), "http://127.0.0.1:8011") {
+	if httpAnswers("http://127.0.0.1:" + port) {
 		t.Error("end: restore left the simulator running")
 	}
 }
@@ -104,7 +114,7 @@ end: restore
 
 func TestEngineDeathMidBenchmark(t *testing.T) {
 	// Every engine dies after 5 requests: the kv-cache scenario sends 10.
-	grid := writeGrid(t, "8021", `VLLM_SIM_TIME_SCALE: "0.005", VLLM_SIM_DIE_AFTER_REQUESTS: "5"`, "  axes:\n    enable-prefix-caching: [true, false]")
+	grid := writeGrid(t, fmt.Sprint(freePortT(t)), `VLLM_SIM_TIME_SCALE: "0.005", VLLM_SIM_DIE_AFTER_REQUESTS: "5"`, "  axes:\n    enable-prefix-caching: [true, false]")
 	db := filepath.Join(t.TempDir(), "vgrid.db")
 	code, out, errs := vgrid(t, "run", grid, "--store", db)
 	// No candidate was measured: the run has no result, and says so.
@@ -143,7 +153,7 @@ func TestResumeAfterKill9(t *testing.T) {
     - {name: a, flags: {enable-prefix-caching: "false", gpu-memory-utilization: "0.5"}}
     - {name: b, flags: {enable-prefix-caching: "true", gpu-memory-utilization: "0.5"}}
     - {name: c, flags: {enable-prefix-caching: "false", gpu-memory-utilization: "0.6"}}`
-	grid := writeGrid(t, "8031", `VLLM_SIM_TIME_SCALE: "0.02"`, space)
+	grid := writeGrid(t, fmt.Sprint(freePortT(t)), `VLLM_SIM_TIME_SCALE: "0.02"`, space)
 	// Reference: uninterrupted.
 	refDB := filepath.Join(t.TempDir(), "ref.db")
 	if out, err := exec.Command(bin, "run", grid, "--store", refDB).CombinedOutput(); err != nil {
@@ -200,4 +210,15 @@ func TestResumeAfterKill9(t *testing.T) {
 			}
 		})
 	}
+}
+
+// httpAnswers reports whether an HTTP server answers at endpoint.
+func httpAnswers(endpoint string) bool {
+	c := &http.Client{Timeout: time.Second}
+	resp, err := c.Get(endpoint + "/health")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
 }

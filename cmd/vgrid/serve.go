@@ -12,6 +12,7 @@ import (
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/compose"
 	"github.com/vgrid/vgrid/daemon"
+	"github.com/vgrid/vgrid/driver"
 	"github.com/vgrid/vgrid/internal/buildinfo"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/store"
@@ -53,20 +54,20 @@ again. A second signal exits at once.`,
 			d, created, err := daemon.New(daemon.Config{
 				Listen: listen, TokenFile: tokenFile, Store: st, Log: log, Version: buildinfo.Read().String(),
 				NewDriver: func(ctx context.Context, g *orchestrator.Grid, runDir string) (daemon.DriverCloser, error) {
-					return a.driver(ctx, g, runDir, log)
+					return driver.New(ctx, g, a.environ, runDir, log)
 				},
 				NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher {
 					var gpu benchmark.GPUSource = benchmark.LocalNvidiaSMI
 					if g.Target.GPUs == "off" {
 						gpu = nil
 					}
-					return &bencher{g: g, getenv: a.getenv, gpu: gpu}
+					return &driver.Bencher{Grid: g, Getenv: a.getenv, GPU: gpu}
 				},
 				Feasible: func(g *orchestrator.Grid, drv orchestrator.Driver) func(orchestrator.Candidate) (bool, string) {
-					return feasibility(g, renderWords(ctx, drv))
+					return driver.Feasibility(ctx, g, drv)
 				},
 				Engine: func(ctx context.Context) string {
-					dep, err := compose.Connect(ctx, zerolog.Nop())
+					dep, err := compose.Connect(ctx, "", zerolog.Nop())
 					if err != nil {
 						return "unreachable: " + err.Error()
 					}

@@ -161,7 +161,7 @@ end: restore
 
 func TestDaemonAPI(t *testing.T) {
 	dir := t.TempDir()
-	d := startDaemon(t, dir, 18401)
+	d := startDaemon(t, dir, freePortT(t))
 	if info, err := os.Stat(filepath.Join(dir, "token")); err != nil || info.Mode().Perm() != 0o600 || len(d.token) < 32 {
 		t.Fatalf("token file: %v %v", info, err)
 	}
@@ -179,7 +179,7 @@ func TestDaemonAPI(t *testing.T) {
 	}
 	// The CLI against the daemon: submit, follow the SSE events, read the verdict.
 	grid := filepath.Join(dir, "grid.yaml")
-	os.WriteFile(grid, []byte(simGrid(8041, "0.005", 2)), 0o644)
+	os.WriteFile(grid, []byte(simGrid(freePortT(t), "0.005", 2)), 0o644)
 	tokFile := filepath.Join(dir, "token")
 	out, err := exec.Command(vgridBinary(t), "run", grid, "--server", d.url, "--server-token-file", tokFile).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "trial 1: benchmarking -> done") || !strings.Contains(string(out), "champion: c0") {
@@ -204,7 +204,7 @@ func TestDaemonAPI(t *testing.T) {
 		t.Errorf("events after 3:\n%s", events)
 	}
 	// Cancel: a slow run is stopped and marked cancelled.
-	slow := d.submit(t, simGrid(8042, "0.1", 3))
+	slow := d.submit(t, simGrid(freePortT(t), "0.1", 3))
 	d.waitRun(t, slow, 20*time.Second, func(s string, tr []orchestrator.Trial) bool { return s == "running" })
 	if code, body := d.call(t, "POST", "/v1/runs/"+slow+"/cancel", d.token, ""); code != 202 {
 		t.Fatalf("cancel: %d %s", code, body)
@@ -217,9 +217,10 @@ func TestDaemonAPI(t *testing.T) {
 
 func TestDaemonKill9ResumesAndKeepsTheQueue(t *testing.T) {
 	dir := t.TempDir()
-	d := startDaemon(t, dir, 18402)
-	first := d.submit(t, simGrid(8043, "0.02", 3))
-	second := d.submit(t, simGrid(8043, "0.005", 1)) // same target: waits for the first
+	d := startDaemon(t, dir, freePortT(t))
+	port := freePortT(t)
+	first := d.submit(t, simGrid(port, "0.02", 3))
+	second := d.submit(t, simGrid(port, "0.005", 1)) // same target: waits for the first
 	d.waitRun(t, first, 30*time.Second, func(s string, tr []orchestrator.Trial) bool {
 		return len(tr) == 3 && tr[1].Phase >= orchestrator.PhaseDeploying && !tr[1].Phase.Final()
 	})
@@ -230,7 +231,7 @@ func TestDaemonKill9ResumesAndKeepsTheQueue(t *testing.T) {
 	<-d.done
 	d.done <- nil // for Cleanup
 	time.Sleep(300 * time.Millisecond)
-	d2 := startDaemon(t, dir, 18402)
+	d2 := startDaemon(t, dir, freePortT(t))
 	_, trials := d2.waitRun(t, first, 60*time.Second, func(s string, tr []orchestrator.Trial) bool { return s == "done" })
 	for _, tr := range trials {
 		if tr.Phase != orchestrator.PhaseDone {
@@ -248,8 +249,8 @@ func TestDaemonKill9ResumesAndKeepsTheQueue(t *testing.T) {
 
 func TestDaemonSIGTERMLeavesTheRunResumable(t *testing.T) {
 	dir := t.TempDir()
-	d := startDaemon(t, dir, 18403)
-	id := d.submit(t, simGrid(8044, "0.05", 2))
+	d := startDaemon(t, dir, freePortT(t))
+	id := d.submit(t, simGrid(freePortT(t), "0.05", 2))
 	d.waitRun(t, id, 30*time.Second, func(s string, tr []orchestrator.Trial) bool {
 		return len(tr) > 0 && tr[0].Phase == orchestrator.PhaseWaitingReady
 	})
@@ -262,7 +263,7 @@ func TestDaemonSIGTERMLeavesTheRunResumable(t *testing.T) {
 		t.Fatal("the daemon did not exit within 30 s of SIGTERM")
 	}
 	t.Logf("exited %v after SIGTERM", time.Since(start))
-	d2 := startDaemon(t, dir, 18403)
+	d2 := startDaemon(t, dir, freePortT(t))
 	d2.waitRun(t, id, 60*time.Second, func(s string, tr []orchestrator.Trial) bool { return s == "done" })
 	if !strings.Contains(d2.log.String(), "resuming a run left by the previous daemon") {
 		t.Errorf("the restarted daemon did not say it resumed:\n%s", d2.log.String())
@@ -271,9 +272,9 @@ func TestDaemonSIGTERMLeavesTheRunResumable(t *testing.T) {
 
 func TestDaemonRunsDifferentTargetsInParallel(t *testing.T) {
 	dir := t.TempDir()
-	d := startDaemon(t, dir, 18404)
-	a := d.submit(t, simGrid(8045, "0.05", 2))
-	b := d.submit(t, simGrid(8046, "0.05", 2))
+	d := startDaemon(t, dir, freePortT(t))
+	a := d.submit(t, simGrid(freePortT(t), "0.05", 2))
+	b := d.submit(t, simGrid(freePortT(t), "0.05", 2))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, sa := d.call(t, "GET", "/v1/runs/"+a, d.token, "")

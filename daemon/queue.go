@@ -1,0 +1,30 @@
+package daemon
+
+import "github.com/vgrid/vgrid/orchestrator"
+
+// pick chooses the runs to start now: for each target not busy, the
+// oldest run a previous daemon left running or interrupted, else the
+// oldest queued one; one run per target. runs are newest first, as the
+// store lists them. Pure.
+func pick(runs []*orchestrator.Run, busy map[string]bool) []*orchestrator.Run {
+	taken := map[string]bool{}
+	for t := range busy {
+		taken[t] = true
+	}
+	var out []*orchestrator.Run
+	for pass := 0; pass < 2; pass++ {
+		for i := len(runs) - 1; i >= 0; i-- {
+			r := runs[i]
+			waiting := r.State == orchestrator.RunQueued
+			if pass == 0 {
+				waiting = r.State == orchestrator.RunRunning || r.State == orchestrator.RunInterrupted
+			}
+			if !waiting || taken[r.Target] {
+				continue
+			}
+			taken[r.Target] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -1,0 +1,284 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/store"
+)
+
+// gateTarget is an in-memory target whose benchmarks wait at a gate the
+// test opens, so a run can be observed, cancelled or stopped mid-trial.
+type gateTarget struct {
+	mu      sync.Mutex
+	serving string
+	deploys []string
+	gate    chan struct{}
+}
+
+func (g *gateTarget) set(name string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.serving = name
+	g.deploys = append(g.deploys, name)
+}
+
+func (g *gateTarget) now() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.serving
+}
+
+func (g *gateTarget) Prepare(context.Context, string) (string, error) { return "backup", nil }
+func (g *gateTarget) Resume(context.Context, string, string) error    { return nil }
+func (g *gateTarget) Restore(context.Context) error                   { g.set("original"); return nil }
+func (g *gateTarget) Crown(_ context.Context, c orchestrator.Candidate) error {
+	g.set("champion " + c.Name)
+	return nil
+}
+func (g *gateTarget) Close() error { return nil }
+func (g *gateTarget) Render(_ context.Context, c orchestrator.Candidate) (orchestrator.Plan, error) {
+	return &gatePlan{g: g, c: c}, nil
+}
+
+type gatePlan struct {
+	g *gateTarget
+	c orchestrator.Candidate
+}
+
+func (p *gatePlan) Rendered() orchestrator.Rendered {
+	return orchestrator.Rendered{Candidate: p.c, Hash: "h-" + p.c.Name}
+}
+func (p *gatePlan) Deploy(context.Context) (orchestrator.Deployment, error) {
+	p.g.set(p.c.Name)
+	return p, nil
+}
+func (p *gatePlan) WaitReady(context.Context, time.Duration) (*orchestrator.Ready, error) {
+	return &orchestrator.Ready{Endpoint: "mem://" + p.c.Name, Model: "m"}, nil
+}
+func (p *gatePlan) Verify(context.Context) (map[string]string, error) { return nil, nil }
+func (p *gatePlan) Diagnose(context.Context) *orchestrator.Failure    { return nil }
+
+// gateBench waits at the gate (or for cancellation), then measures a
+// kv-cache acceleration of 2.
+type gateBench struct {
+	g    *gateTarget
+	grid *orchestrator.Grid
+}
+
+func (b *gateBench) Bench(ctx context.Context, ready *orchestrator.Ready) (*benchmark.Report, error) {
+	select {
+	case <-b.g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	settings := b.grid.Benchmark.Settings()
+	rep := &benchmark.Report{Model: "m", Settings: &settings}
+	kv := benchmark.ScenarioReport{Name: "kv-cache"}
+	for i := 0; i < 4; i++ {
+		kv.Results = append(kv.Results, benchmark.Result{Tag: "miss", TTFT: 80 * time.Millisecond, Chunks: 2, OutputTokens: 2},
+			benchmark.Result{Tag: "hit", TTFT: 40 * time.Millisecond, Chunks: 2, OutputTokens: 2})
+	}
+	rep.Scenarios = []benchmark.ScenarioReport{kv}
+	return rep, nil
+}
+
+const daemonGrid = `name: gate
+target: {driver: process, command: [vllm, serve, --model, m], endpoint: "http://127.0.0.1:%d"}
+space: {axes: {max-num-seqs: [8, 16]}}
+benchmark: {scenarios: [kv-cache]}
+objective: {maximize: kv-cache.acceleration}
+end: restore
+`
+
+type testDaemon struct {
+	t      *testing.T
+	url    string
+	token  string
+	target *gateTarget
+	st     *store.Store
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startTestDaemon(t *testing.T, dir string, target *gateTarget) *testDaemon {
+	t.Helper()
+	st, err := store.Open(filepath.Join(dir, "vgrid.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _, err := New(Config{Listen: "127.0.0.1:0", TokenFile: filepath.Join(dir, "token"), Store: st, Log: zerolog.Nop(), Version: "test",
+		NewDriver: func(context.Context, *orchestrator.Grid, string) (DriverCloser, error) { return target, nil },
+		NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher {
+			return &gateBench{g: target, grid: g}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	td := &testDaemon{t: t, url: "http://" + ln.Addr().String(), token: d.token, target: target, st: st, cancel: cancel, done: make(chan error, 1)}
+	go func() { td.done <- d.Serve(ctx, ln) }()
+	return td
+}
+
+// stop shuts the daemon down as SIGTERM does, and closes its store.
+func (td *testDaemon) stop() {
+	td.cancel()
+	if err := <-td.done; err != nil {
+		td.t.Errorf("Serve: %v", err)
+	}
+	td.st.Close()
+}
+
+func (td *testDaemon) call(method, path, body string) (int, string) {
+	td.t.Helper()
+	req, _ := http.NewRequest(method, td.url+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+td.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		td.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (td *testDaemon) submit() string {
+	td.t.Helper()
+	code, body := td.call("POST", "/v1/runs?name=g.yaml", fmt.Sprintf(daemonGrid, 8000))
+	var v struct{ ID string }
+	if code != http.StatusAccepted || json.Unmarshal([]byte(body), &v) != nil {
+		td.t.Fatalf("submit: %d %s", code, body)
+	}
+	return v.ID
+}
+
+// wait polls the run until cond holds.
+func (td *testDaemon) wait(id string, cond func(r *orchestrator.Run, trials []*orchestrator.Trial) bool) {
+	td.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		r, err := td.st.GetRun(id)
+		if err == nil {
+			trials, _ := td.st.Trials(id)
+			if cond(r, trials) {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r, _ := td.st.GetRun(id)
+	td.t.Fatalf("run %s: condition not met, state %v", id, r)
+}
+
+func benchmarking(r *orchestrator.Run, trials []*orchestrator.Trial) bool {
+	return len(trials) == 2 && trials[0].Phase == orchestrator.PhaseBenchmarking
+}
+
+// A run submitted over the API is run to its end; its events stream over
+// SSE to the end event; the report is computed from its samples.
+func TestDaemonRunsAGrid(t *testing.T) {
+	target := &gateTarget{gate: make(chan struct{})}
+	close(target.gate)
+	td := startTestDaemon(t, t.TempDir(), target)
+	defer td.stop()
+	id := td.submit()
+	req, _ := http.NewRequest("GET", td.url+"/v1/runs/"+id+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+td.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var kinds []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if k, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			kinds = append(kinds, k)
+		}
+	}
+	if len(kinds) < 10 || kinds[len(kinds)-1] != "end" || kinds[0] != "run" {
+		t.Errorf("SSE event kinds %v", kinds)
+	}
+	r, _ := td.st.GetRun(id)
+	if r.State != orchestrator.RunDone || r.Champion == nil || target.now() != "original" {
+		t.Errorf("run %s, champion %+v, serving %q", r.State, r.Champion, target.now())
+	}
+	if code, md := td.call("GET", "/v1/runs/"+id+"/report", ""); code != 200 || !strings.Contains(md, "## ") {
+		t.Errorf("report: %d %.200s", code, md)
+	}
+}
+
+// Cancel through the API: the trial in flight stops, the original is
+// restored, the run ends cancelled; a queued run behind it is cancelled
+// before it starts.
+func TestDaemonCancel(t *testing.T) {
+	target := &gateTarget{gate: make(chan struct{})}
+	td := startTestDaemon(t, t.TempDir(), target)
+	defer td.stop()
+	first := td.submit()
+	second := td.submit()
+	td.wait(first, benchmarking)
+	if code, body := td.call("POST", "/v1/runs/"+second+"/cancel", ""); code != http.StatusAccepted {
+		t.Fatalf("cancel queued: %d %s", code, body)
+	}
+	if code, body := td.call("POST", "/v1/runs/"+first+"/cancel", ""); code != http.StatusAccepted {
+		t.Fatalf("cancel running: %d %s", code, body)
+	}
+	td.wait(first, func(r *orchestrator.Run, _ []*orchestrator.Trial) bool { return r.State == orchestrator.RunCancelled })
+	if target.now() != "original" {
+		t.Errorf("after cancel, serving %q", target.now())
+	}
+	if r, _ := td.st.GetRun(second); r.State != orchestrator.RunCancelled {
+		t.Errorf("queued run: %s", r.State)
+	}
+	if code, _ := td.call("POST", "/v1/runs/"+first+"/cancel", ""); code != http.StatusConflict {
+		t.Errorf("cancelling a cancelled run: %d", code)
+	}
+}
+
+// A daemon stopped mid-trial leaves the run interrupted on the current
+// candidate; the next daemon on the store resumes it to the end.
+func TestDaemonShutdownAndResume(t *testing.T) {
+	dir := t.TempDir()
+	target := &gateTarget{gate: make(chan struct{})}
+	td := startTestDaemon(t, dir, target)
+	id := td.submit()
+	td.wait(id, benchmarking)
+	td.stop()
+	st, err := store.OpenReadOnly(filepath.Join(dir, "vgrid.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := st.GetRun(id)
+	st.Close()
+	if r.State != orchestrator.RunInterrupted || target.now() != "max-num-seqs=8" {
+		t.Fatalf("after shutdown: %s, serving %q (want interrupted, left on the current candidate)", r.State, target.now())
+	}
+	close(target.gate)
+	td = startTestDaemon(t, dir, target)
+	defer td.stop()
+	td.wait(id, func(r *orchestrator.Run, _ []*orchestrator.Trial) bool { return r.State == orchestrator.RunDone })
+	trials, _ := td.st.Trials(id)
+	if trials[0].Attempts != 2 || trials[1].Attempts != 1 {
+		t.Errorf("attempts %d %d, want the interrupted trial redone once", trials[0].Attempts, trials[1].Attempts)
+	}
+}

@@ -1,0 +1,27 @@
+package driver
+
+import (
+	"context"
+
+	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/orchestrator"
+)
+
+// Bencher runs the grid's benchmark (exactly Grid.Benchmark.Resolve())
+// against a ready trial. The API key comes from the grid's api_key_env,
+// else from the server's own --api-key; it is never stored.
+type Bencher struct {
+	Grid   *orchestrator.Grid
+	Getenv func(string) string
+	GPU    benchmark.GPUSource // nil: no GPU telemetry
+}
+
+func (b *Bencher) Bench(ctx context.Context, ready *orchestrator.Ready) (*benchmark.Report, error) {
+	keyEnv := b.Grid.Target.APIKeyEnv
+	c := benchmark.NewClient(ready.Endpoint, ready.Model, keyEnv, b.Getenv)
+	if b.Getenv(keyEnv) == "" && ready.APIKey != "" {
+		c.SetKey(ready.APIKey)
+	}
+	r := &benchmark.Runner{Client: c, Config: b.Grid.Benchmark.Resolve(), GPU: b.GPU}
+	return r.Run(ctx, b.Grid.Benchmark.Scenarios)
+}

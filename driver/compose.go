@@ -1,0 +1,418 @@
+package driver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vgrid/vgrid/compose"
+	"github.com/vgrid/vgrid/internal/proc"
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/vllm"
+)
+
+// Compose runs candidates as a compose service: each candidate is rendered
+// from the original profile, written atomically, and the service
+// recreated. The original was backed up (label = run id) before the first.
+type Compose struct {
+	proj     profiles.Project // Content pins the original profile
+	service  string
+	opts     compose.ConvertOptions
+	endpoint string
+	d        *compose.Deployer
+	log      zerolog.Logger
+
+	file     string // the profile file that carries the vLLM arguments
+	original []byte
+	mode     os.FileMode
+	image    string            // the service's image, as the profile names it
+	env      map[string]string // the service's environment, as compose resolves it
+	runID    string
+
+	// OnPhase, when set, hears each vLLM boot phase as WaitReady sees it.
+	OnPhase func(phase string)
+}
+
+// NewCompose connects to the target's Docker engine and reads the
+// original profile; nothing is changed.
+func NewCompose(ctx context.Context, t orchestrator.Target, environ []string, log zerolog.Logger) (*Compose, error) {
+	for _, f := range append(append([]string(nil), t.Files...), t.EnvFile) {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("target: %s does not exist; relative paths in target.files and env_file are resolved against the grid file's directory, so put the grid file where they hold, or write them relative to it (or absolute)", f)
+		}
+	}
+	p := profiles.Project{Files: t.Files, Name: t.Project, Environ: environ}
+	if t.EnvFile != "" {
+		p.EnvFiles = []string{t.EnvFile}
+	}
+	return NewComposeProject(ctx, p, ComposeOptions{Service: t.Service, GPUsOff: t.GPUs == "off", Endpoint: t.Endpoint, DockerHost: t.DockerHost}, log)
+}
+
+// ComposeOptions say which service of a project vgrid drives, and how.
+type ComposeOptions struct {
+	Service    string // default: the only service that runs vLLM
+	GPUsOff    bool   // strip GPU reservations (dry runs on hosts without GPUs)
+	Endpoint   string // default: the published port on the engine's host
+	DockerHost string // default: the environment's engine
+}
+
+// NewComposeProject is NewCompose for a project given directly (vgrid
+// deploy's -f, --env-file and -p).
+func NewComposeProject(ctx context.Context, p profiles.Project, o ComposeOptions, log zerolog.Logger) (*Compose, error) {
+	d, err := compose.Connect(ctx, o.DockerHost, log)
+	if err != nil {
+		return nil, err
+	}
+	c := &Compose{proj: p, service: o.Service, opts: compose.ConvertOptions{GPUsOff: o.GPUsOff, APIVersion: d.APIVersion()},
+		endpoint: o.Endpoint, d: d, log: log}
+	plan, err := p.Render(ctx, o.Service, nil)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	c.file, c.service, c.original = plan.File, plan.Service, plan.Before
+	info, err := os.Stat(c.file)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	c.mode = info.Mode().Perm()
+	if svc, ok := plan.Loaded.Services[c.service]; ok {
+		c.image = svc.Image
+		c.env = map[string]string{}
+		for k, v := range svc.Environment {
+			if v != nil {
+				c.env[k] = *v
+			}
+		}
+	}
+	c.pin(c.original)
+	return c, nil
+}
+
+// pin makes every later render start from these bytes of the profile.
+func (c *Compose) pin(original []byte) {
+	c.original = original
+	c.proj.Content = map[string][]byte{c.file: original}
+	c.proj.Before = &profiles.BeforeCache{} // the original does not change during a run
+}
+
+// Close releases the Docker client.
+func (c *Compose) Close() error { return c.d.Close() }
+
+// Deployer is the Docker engine connection (vgrid deploy status reads it).
+func (c *Compose) Deployer() *compose.Deployer { return c.d }
+
+// ServerEnv is the environment the vLLM service runs with.
+func (c *Compose) ServerEnv() map[string]string { return c.env }
+
+// File is the profile file that carries the vLLM arguments.
+func (c *Compose) File() string { return c.file }
+
+// Prepare refuses a service another live vgrid drives (even with another
+// store: the container's owner label says who), then backs up the profile.
+func (c *Compose) Prepare(ctx context.Context, runID string) (string, error) {
+	c.runID = runID
+	p, err := c.render(ctx, orchestrator.Candidate{})
+	if err != nil {
+		return "", err
+	}
+	if err := c.checkOwner(ctx, p.spec); err != nil {
+		return "", err
+	}
+	return profiles.WriteBackup(c.file, runID, time.Now())
+}
+
+// Resume reads the original profile from the run's backup: after an
+// interruption the file on disk holds the interrupted trial's rendering.
+func (c *Compose) Resume(ctx context.Context, runID, backup string) error {
+	c.runID = runID
+	if backup == "" {
+		return fmt.Errorf("run %s has no backup of %s: cannot tell its original content", runID, c.file)
+	}
+	orig, err := os.ReadFile(backup)
+	if err != nil {
+		return fmt.Errorf("read the run's backup: %w", err)
+	}
+	c.pin(orig)
+	return nil
+}
+
+// ownerLabel names the vgrid process driving a container: host, pid, run.
+const ownerLabel = "io.vgrid.owner"
+
+func owner(runID string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), runID)
+}
+
+// ownerAlive reports whether the owner label names a live vgrid other
+// than this one (a process on another host is taken as alive).
+func ownerAlive(label, runID string) bool {
+	parts := strings.SplitN(label, ":", 3)
+	if len(parts) != 3 || label == owner(runID) {
+		return false
+	}
+	host, _ := os.Hostname()
+	if parts[0] != host {
+		return true
+	}
+	pid, err := strconv.Atoi(parts[1])
+	if err != nil || pid == os.Getpid() {
+		return false
+	}
+	return proc.Alive(pid)
+}
+
+func (c *Compose) checkOwner(ctx context.Context, s *compose.Spec) error {
+	cont, err := c.d.Find(ctx, s)
+	if err != nil || cont == nil || cont.Config == nil {
+		return err
+	}
+	if o := cont.Config.Labels[ownerLabel]; o != "" && ownerAlive(o, c.runID) {
+		return fmt.Errorf("service %s is driven by another vgrid (%s: host:pid:run); wait for it or stop it", c.service, o)
+	}
+	return nil
+}
+
+// Render renders a candidate from the original profile, verified by
+// compose-go; the project is loaded once, and its conversion is the plan.
+func (c *Compose) Render(ctx context.Context, cand orchestrator.Candidate) (orchestrator.Plan, error) {
+	return c.render(ctx, cand)
+}
+
+// Plan is Render with the compose driver's own type (vgrid deploy).
+func (c *Compose) Plan(ctx context.Context, cand orchestrator.Candidate) (*ComposePlan, error) {
+	return c.render(ctx, cand)
+}
+
+func (c *Compose) render(ctx context.Context, cand orchestrator.Candidate) (*ComposePlan, error) {
+	plan, err := c.proj.Render(ctx, c.service, cand.Settings)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := compose.Convert(plan.Loaded.Project, c.service, c.opts)
+	if err != nil {
+		return nil, err
+	}
+	spec.Endpoint = c.endpoint
+	sum := sha256.Sum256(plan.After)
+	return &ComposePlan{c: c, after: plan.After, spec: spec, flags: plan.Effective,
+		rendered: orchestrator.Rendered{Candidate: cand, Hash: hex.EncodeToString(sum[:]), Words: redacted(plan.Effective.Words()), Image: c.image}}, nil
+}
+
+// redacted hides the values of secret flags (--api-key).
+func redacted(words []string) []string {
+	out := append([]string(nil), words...)
+	for i := 1; i < len(out); i++ {
+		if spec, _ := vllm.Lookup(out[i-1]); spec.Secret && vllm.IsFlagToken(out[i-1]) {
+			out[i] = "<redacted>"
+		}
+	}
+	return out
+}
+
+// Restore puts the original profile back and waits until it serves.
+func (c *Compose) Restore(ctx context.Context) error {
+	p, err := c.render(ctx, orchestrator.Candidate{})
+	if err != nil {
+		return err
+	}
+	dep, err := p.Start(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := dep.WaitReady(ctx, 30*time.Minute); err != nil {
+		return fmt.Errorf("the original configuration did not come back: %w", err)
+	}
+	return nil
+}
+
+// Crown deploys the champion and waits until it serves.
+func (c *Compose) Crown(ctx context.Context, cand orchestrator.Candidate) error {
+	p, err := c.render(ctx, cand)
+	if err != nil {
+		return err
+	}
+	dep, err := p.Start(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = dep.WaitReady(ctx, 30*time.Minute)
+	return err
+}
+
+// ComposePlan is a candidate rendered into the profile and converted.
+type ComposePlan struct {
+	c        *Compose
+	rendered orchestrator.Rendered
+	after    []byte
+	spec     *compose.Spec
+	flags    vllm.Flags // what vLLM receives, as compose resolves the rendering
+}
+
+func (p *ComposePlan) Rendered() orchestrator.Rendered { return p.rendered }
+
+// Spec is the service as it will be created.
+func (p *ComposePlan) Spec() *compose.Spec { return p.spec }
+
+func (p *ComposePlan) Deploy(ctx context.Context) (orchestrator.Deployment, error) {
+	return p.Start(ctx)
+}
+
+// Start checks that no other live vgrid drives the service, writes the
+// rendering (when it differs from the file), and recreates the service.
+func (p *ComposePlan) Start(ctx context.Context) (*ComposeDeployment, error) {
+	c := p.c
+	if err := c.checkOwner(ctx, p.spec); err != nil {
+		return nil, err
+	}
+	cur, err := os.ReadFile(c.file)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", c.file, err)
+	}
+	if string(cur) != string(p.after) {
+		if err := profiles.WriteFileAtomic(c.file, p.after, c.mode); err != nil {
+			return nil, err
+		}
+	}
+	s := *p.spec
+	cfg := *p.spec.Config
+	s.Config = &cfg
+	s.Config.Labels = map[string]string{}
+	for k, v := range p.spec.Config.Labels {
+		s.Config.Labels[k] = v
+	}
+	if c.runID != "" {
+		s.Config.Labels["io.vgrid.run"] = c.runID
+		s.Config.Labels[ownerLabel] = owner(c.runID)
+	}
+	res, err := c.d.Recreate(ctx, &s)
+	if err != nil {
+		return nil, err
+	}
+	return &ComposeDeployment{p: p, spec: &s, Res: res}, nil
+}
+
+// ComposeDeployment is a candidate's container, recreated.
+type ComposeDeployment struct {
+	p    *ComposePlan
+	spec *compose.Spec
+	Res  *compose.Result
+	// serverStart is when the measured server's process started (its
+	// /metrics), zero when it does not say.
+	serverStart time.Time
+	endpoint    string
+}
+
+func (d *ComposeDeployment) WaitReady(ctx context.Context, timeout time.Duration) (*orchestrator.Ready, error) {
+	c := d.p.c
+	ready, err := c.d.WaitReady(ctx, d.spec, d.Res, compose.ReadyOptions{Timeout: timeout, OnPhase: c.OnPhase})
+	if err != nil {
+		return nil, err
+	}
+	if f := d.claim(ctx, ready.Endpoint); f != nil {
+		return nil, f
+	}
+	d.endpoint = ready.Endpoint
+	return &orchestrator.Ready{Endpoint: ready.Endpoint, Model: d.spec.ServedModel, APIKey: d.spec.APIKey, Boot: ready.Boot}, nil
+}
+
+// claim checks that the server that answered runs in the container this
+// trial created (or found serving its configuration), which carries this
+// vgrid's owner label, and that the endpoint is served from it.
+func (d *ComposeDeployment) claim(ctx context.Context, endpoint string) *orchestrator.Failure {
+	c := d.p.c
+	cont, err := c.d.Find(ctx, d.spec)
+	if err != nil || cont == nil {
+		return orchestrator.Fail(orchestrator.ReasonExited, "the service's container is gone after it answered (%v)", err)
+	}
+	if cont.ID != d.Res.ContainerID {
+		return orchestrator.Fail(orchestrator.ReasonForeignServer, "service %s now runs container %.12s, not %.12s that this trial created: another process recreated it", c.service, cont.ID, d.Res.ContainerID)
+	}
+	if o := cont.Config.Labels[ownerLabel]; c.runID != "" && o != owner(c.runID) {
+		return orchestrator.Fail(orchestrator.ReasonForeignServer, "container %.12s carries owner %q, not this vgrid (%s)", cont.ID, o, owner(c.runID))
+	}
+	start, err := vllm.ServerStart(ctx, endpoint)
+	if err != nil || start.IsZero() {
+		return nil
+	}
+	if started, perr := time.Parse(time.RFC3339Nano, cont.State.StartedAt); perr == nil && start.Before(started.Add(-2*time.Second)) {
+		return orchestrator.Fail(orchestrator.ReasonForeignServer, "the server answering at %s started at %s, before container %.12s (started %s): the endpoint is served by something else",
+			endpoint, start.Format(time.RFC3339Nano), cont.ID, started.Format(time.RFC3339Nano))
+	}
+	d.serverStart = start
+	return nil
+}
+
+// same checks, before and after each benchmark, that the service still
+// runs the container and the server this trial measured.
+func (d *ComposeDeployment) same(ctx context.Context) *orchestrator.Failure {
+	cont, err := d.p.c.d.Find(ctx, d.spec)
+	if err != nil || cont == nil || cont.ID != d.Res.ContainerID {
+		return nil // gone or replaced: Diagnose says why
+	}
+	return sameServer(ctx, d.endpoint, d.serverStart)
+}
+
+// sameServer compares the endpoint's server start time with the one
+// recorded at ready.
+func sameServer(ctx context.Context, endpoint string, recorded time.Time) *orchestrator.Failure {
+	if recorded.IsZero() || endpoint == "" {
+		return nil
+	}
+	start, err := vllm.ServerStart(ctx, endpoint)
+	if err != nil || start.IsZero() {
+		return nil // unreachable or silent: the other checks say why
+	}
+	if d := start.Sub(recorded); d > time.Millisecond || d < -time.Millisecond {
+		return orchestrator.Fail(orchestrator.ReasonForeignServer, "the server at %s is not the one this trial measured: it started at %s, the trial's at %s",
+			endpoint, start.Format(time.RFC3339Nano), recorded.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// Verify compares the configuration the server reports with the
+// candidate's rendering (as compose resolves it), after checking that the
+// server is still the one measured.
+func (d *ComposeDeployment) Verify(ctx context.Context) (map[string]string, error) {
+	if f := d.same(ctx); f != nil {
+		return nil, f
+	}
+	return verifyEndpoint(ctx, d.endpoint, d.p.flags)
+}
+
+// verifyEndpoint scrapes what the server reports and checks it against
+// the flags it should run with.
+func verifyEndpoint(ctx context.Context, endpoint string, flags vllm.Flags) (map[string]string, error) {
+	eff, err := vllm.ScrapeEffective(ctx, endpoint)
+	if err != nil {
+		return nil, orchestrator.Fail(orchestrator.ReasonConfigDrift, "cannot read the effective configuration: %v", err)
+	}
+	m := map[string]string{"enable_prefix_caching": fmt.Sprint(eff.PrefixCaching), "gpu_memory_utilization": fmt.Sprint(eff.GPUUtil),
+		"cache_dtype": eff.CacheDtype, "num_gpu_blocks": fmt.Sprint(eff.NumGPUBlocks), "block_size": fmt.Sprint(eff.BlockSize)}
+	if drift := vllm.CheckDrift(flags, eff); drift != "" {
+		return m, orchestrator.Fail(orchestrator.ReasonConfigDrift, "%s", drift)
+	}
+	return m, nil
+}
+
+// Diagnose explains a container that stopped answering, or a server that
+// is not the one measured; nil while it runs and is.
+func (d *ComposeDeployment) Diagnose(ctx context.Context) *orchestrator.Failure {
+	if f := d.p.c.d.Diagnose(ctx, d.spec); f != nil {
+		return f
+	}
+	return d.same(ctx)
+}

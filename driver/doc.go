@@ -1,0 +1,16 @@
+// Package driver adapts the Docker side (compose, profiles) and plain
+// processes to the orchestrator's Driver interface, one type per kind of
+// target: Compose (a compose service, on a local or remote Docker engine)
+// and Process (a vllm serve command run as a child process). A driver
+// renders a candidate into a Plan, a Plan deploys into a Deployment, and
+// the Deployment answers WaitReady, Verify and Diagnose: each keeps its
+// own typed data, nothing is kept in the driver between calls but the
+// original profile and the running child.
+//
+// It also holds the adapters the orchestrator's other seams need: the
+// Bencher (the grid's benchmark against a ready trial), the memory model's
+// feasibility verdict, and the model's duration estimates for plan.
+//
+// May import: orchestrator (types), compose, profiles, benchmark, vllm,
+// internal/proc.
+package driver

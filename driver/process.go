@@ -1,0 +1,431 @@
+package driver
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vgrid/vgrid/internal/proc"
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/vllm"
+)
+
+// Process runs each candidate as a child process from a vllm serve-style
+// command (as vllm bench sweep does): the candidate's flags are rendered
+// into the command's arguments. Before the run nothing of vgrid's runs
+// there, so "restore" stops the process; "crown" leaves the champion
+// running in its own session, its output in a log file. One child runs at
+// a time: deploying the next stops the previous one.
+type Process struct {
+	prefix   []string // up to and including "serve"
+	args     vllm.Flags
+	env      []string
+	endpoint string
+	logDir   string
+	log      zerolog.Logger
+	sim      bool // the simulator from this binary (vgrid sim serve)
+
+	mu  sync.Mutex
+	cur *ProcessDeployment // the child running now, if any
+}
+
+// NewProcess checks the target's command and endpoint; nothing is started.
+// Server logs go to logDir (the run's directory).
+func NewProcess(t orchestrator.Target, environ []string, logDir string, log zerolog.Logger) (*Process, error) {
+	if t.Endpoint == "" {
+		return nil, fmt.Errorf("target.endpoint is required with the process driver (e.g. http://127.0.0.1:8011, matching the command's --port)")
+	}
+	cmd := append([]string(nil), t.Command...)
+	sim := cmd[0] == "vgrid"
+	if sim {
+		// The simulator from this same binary: nothing else to install.
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cmd[0] = self
+	}
+	i := 0
+	for i < len(cmd) && cmd[i] != "serve" && cmd[i] != "vllm.entrypoints.openai.api_server" {
+		i++
+	}
+	if i == len(cmd) {
+		return nil, fmt.Errorf("target.command %q has no serve subcommand (want e.g. [vllm, serve, --model, ...] or [python3, -m, vllm.entrypoints.openai.api_server, ...])", strings.Join(t.Command, " "))
+	}
+	env := append([]string(nil), environ...)
+	for k, v := range t.Env {
+		env = append(env, k+"="+v)
+	}
+	return &Process{prefix: cmd[:i+1], args: vllm.ParseArgs(cmd[i+1:]), env: env, endpoint: strings.TrimRight(t.Endpoint, "/"), logDir: logDir, log: log, sim: sim}, nil
+}
+
+// SetProgram replaces the program the command runs (tests run their own
+// binary as vgrid).
+func (p *Process) SetProgram(path string) { p.prefix[0] = path }
+
+// Prepare refuses an endpoint that something already answers on.
+func (p *Process) Prepare(ctx context.Context, runID string) (string, error) {
+	if answers(ctx, p.endpoint) {
+		return "", fmt.Errorf("something already answers at %s; stop it (a champion left by an earlier run?) or change the port", p.endpoint)
+	}
+	return "", os.MkdirAll(p.logDir, 0o755)
+}
+
+// Resume needs nothing: the base command is in the grid, not on disk.
+func (p *Process) Resume(ctx context.Context, runID, backup string) error {
+	return os.MkdirAll(p.logDir, 0o755)
+}
+
+// answers reports whether any HTTP server answers at endpoint.
+func answers(ctx context.Context, endpoint string) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", endpoint+"/health", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
+}
+
+// program names what runs the server: "vllm", or "vgrid sim" for the
+// simulator from this binary.
+func (p *Process) program() string {
+	if p.sim {
+		return "vgrid sim"
+	}
+	return filepath.Base(p.prefix[0])
+}
+
+// ServerEnv is the environment the server runs with.
+func (p *Process) ServerEnv() map[string]string {
+	out := map[string]string{}
+	for _, kv := range p.env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Render renders the candidate into the command's arguments.
+func (p *Process) Render(ctx context.Context, c orchestrator.Candidate) (orchestrator.Plan, error) {
+	return p.render(c), nil
+}
+
+func (p *Process) render(c orchestrator.Candidate) *processPlan {
+	flags := p.args.Apply(c.Settings)
+	full := append(append([]string(nil), p.prefix...), flags.Words()...)
+	sum := sha256.Sum256([]byte(strings.Join(full, "\x00")))
+	return &processPlan{p: p, full: full, flags: flags,
+		rendered: orchestrator.Rendered{Candidate: c, Hash: hex.EncodeToString(sum[:]), Words: redacted(flags.Words()), Image: p.program()}}
+}
+
+// stop ends the running child, if any.
+func (p *Process) stop() {
+	p.mu.Lock()
+	cur := p.cur
+	p.cur = nil
+	p.mu.Unlock()
+	if cur != nil {
+		terminate(cur.cmd.Process, cur.exited, 10*time.Second)
+	}
+}
+
+// Restore stops the trial's server: before the run nothing of vgrid's ran.
+func (p *Process) Restore(ctx context.Context) error {
+	p.stop()
+	return nil
+}
+
+// Crown starts the champion detached from vgrid and waits until it serves;
+// it keeps running after vgrid exits.
+func (p *Process) Crown(ctx context.Context, c orchestrator.Candidate) error {
+	dep, err := p.render(c).start(true)
+	if err != nil {
+		return err
+	}
+	if _, err := dep.WaitReady(ctx, 30*time.Minute); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cur = nil // left running: it is the service now
+	p.mu.Unlock()
+	return nil
+}
+
+// Close stops the running child.
+func (p *Process) Close() error {
+	p.stop()
+	return nil
+}
+
+// processPlan is a candidate's command line.
+type processPlan struct {
+	p        *Process
+	rendered orchestrator.Rendered
+	full     []string
+	flags    vllm.Flags
+}
+
+func (pl *processPlan) Rendered() orchestrator.Rendered { return pl.rendered }
+
+func (pl *processPlan) Deploy(ctx context.Context) (orchestrator.Deployment, error) {
+	return pl.start(false)
+}
+
+// start stops the previous child and starts this one, its output in a log
+// file of its own.
+func (pl *processPlan) start(detach bool) (*ProcessDeployment, error) {
+	p := pl.p
+	p.stop()
+	if err := os.MkdirAll(p.logDir, 0o755); err != nil {
+		return nil, fmt.Errorf("process log directory: %w", err)
+	}
+	logFile := filepath.Join(p.logDir, fmt.Sprintf("vllm-%d.log", time.Now().UnixNano()))
+	f, err := os.Create(logFile)
+	if err != nil {
+		return nil, fmt.Errorf("process log: %w", err)
+	}
+	cmd := exec.Command(pl.full[0], pl.full[1:]...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = p.env, f, f
+	cmd.SysProcAttr = childAttr(detach)
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, orchestrator.Fail(orchestrator.ReasonExited, "cannot start %s: %v", pl.full[0], err)
+	}
+	f.Close()
+	d := &ProcessDeployment{pl: pl, cmd: cmd, exited: make(chan struct{}), logFile: logFile, started: time.Now(), phase: "starting the process"}
+	go func() {
+		err := cmd.Wait()
+		d.mu.Lock()
+		d.waitErr = err
+		d.mu.Unlock()
+		close(d.exited)
+	}()
+	p.mu.Lock()
+	p.cur = d
+	p.mu.Unlock()
+	return d, nil
+}
+
+// ProcessDeployment is a candidate's server process.
+type ProcessDeployment struct {
+	pl      *processPlan
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	logFile string
+	started time.Time
+
+	mu      sync.Mutex
+	waitErr error
+	lines   []string
+	phase   string
+	offset  int64
+	// serverStart is when the server this trial measures started, as its
+	// /metrics says; zero when it does not say.
+	serverStart time.Time
+}
+
+// readLog takes the new lines of the process log.
+func (d *ProcessDeployment) readLog() []string {
+	f, err := os.Open(d.logFile)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	f.Seek(d.offset, 0)
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		d.offset += int64(len(sc.Bytes()) + 1)
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+// follow reads the new log lines, tracks the boot phase, and returns the
+// failure a line proves, if any.
+func (d *ProcessDeployment) follow(when string) *orchestrator.Failure {
+	for _, l := range d.readLog() {
+		d.mu.Lock()
+		d.lines = append(d.lines, l)
+		if len(d.lines) > 200 {
+			d.lines = d.lines[len(d.lines)-200:]
+		}
+		if ph, ok := vllm.PhaseOf(l); ok {
+			d.phase = ph
+		}
+		d.mu.Unlock()
+		if c, ok := vllm.ClassifyLine(l); ok {
+			return d.failure(orchestrator.FromCause(c), when+d.phaseNow(), l)
+		}
+	}
+	return nil
+}
+
+func (d *ProcessDeployment) phaseNow() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.phase
+}
+
+func (d *ProcessDeployment) failure(reason orchestrator.Reason, detail, line string) *orchestrator.Failure {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return &orchestrator.Failure{Reason: reason, Detail: detail, Line: line, Phase: d.phase, Logs: append([]string(nil), d.lines...), DetectedAt: time.Now()}
+}
+
+func (d *ProcessDeployment) WaitReady(ctx context.Context, timeout time.Duration) (*orchestrator.Ready, error) {
+	deadline := time.Now().Add(timeout)
+	flags := d.pl.flags
+	model, _ := flags.Get("model")
+	if model == "" {
+		for _, a := range flags {
+			if a.Name == "" {
+				model = a.Value()
+				break
+			}
+		}
+	}
+	if v, ok := flags.Get("served-model-name"); ok && v != "" {
+		model = strings.Fields(v)[0]
+	}
+	key, _ := flags.Get("api-key")
+	endpoint := d.pl.p.endpoint
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if f := d.follow("vLLM failed while "); f != nil {
+			return nil, f
+		}
+		select {
+		case <-d.exited:
+			if f := d.follow("vLLM failed while "); f != nil {
+				return nil, f
+			}
+			d.mu.Lock()
+			err := d.waitErr
+			last := ""
+			if n := len(d.lines); n > 0 {
+				last = d.lines[n-1]
+			}
+			d.mu.Unlock()
+			return nil, d.failure(orchestrator.ReasonExited, fmt.Sprintf("the process exited (%v) while %s", err, d.phaseNow()), last)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+		pr := vllm.Probe(ctx, endpoint, model, key, 30*time.Second)
+		if pr.Final != "" {
+			reason := orchestrator.ReasonUnreachable
+			if pr.Drift {
+				reason = orchestrator.ReasonConfigDrift
+			}
+			return nil, d.failure(reason, pr.Final, "")
+		}
+		if pr.Ready {
+			if f := d.claim(ctx); f != nil {
+				return nil, f
+			}
+			d.mu.Lock()
+			boot := vllm.ParseBoot(d.lines)
+			d.mu.Unlock()
+			return &orchestrator.Ready{Endpoint: endpoint, Model: model, APIKey: key,
+				Boot: orchestrator.Boot{Boot: boot, Ready: time.Since(d.started).Seconds()}}, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, d.failure(orchestrator.ReasonHealthTimeout, fmt.Sprintf("not ready after %s; still %s", timeout, d.phaseNow()), "")
+		}
+	}
+}
+
+// claim checks that the server that answered is the one this trial
+// started: the child still runs, holds the listening socket (where the
+// platform can tell), and its process did not start before it (another
+// vgrid, on another store, may serve the same port).
+func (d *ProcessDeployment) claim(ctx context.Context) *orchestrator.Failure {
+	endpoint := d.pl.p.endpoint
+	select {
+	case <-d.exited:
+		return d.failure(orchestrator.ReasonExited, "the server this trial started exited while another answered at "+endpoint, "")
+	default:
+	}
+	pid := d.cmd.Process.Pid
+	if u, err := url.Parse(endpoint); err == nil {
+		if port, err := strconv.Atoi(u.Port()); err == nil {
+			if owns, known := proc.OwnsListener(pid, port); known && !owns {
+				return d.failure(orchestrator.ReasonForeignServer, fmt.Sprintf("the server answering at %s is not the process this trial started (pid %d does not hold port %d): another process serves this endpoint (another vgrid, or a server left running), and its answers are not this candidate's",
+					endpoint, pid, port), "")
+			}
+		}
+	}
+	start, err := vllm.ServerStart(ctx, endpoint)
+	if err != nil || start.IsZero() {
+		return nil // nothing to compare: the host lock on the target still holds
+	}
+	if start.Before(d.started.Add(-2 * time.Second)) {
+		return d.failure(orchestrator.ReasonForeignServer, fmt.Sprintf("the server answering at %s started at %s, before this trial started its own at %s: another process serves this endpoint (another vgrid, or a server left running), and its answers are not this candidate's",
+			endpoint, start.Format(time.RFC3339Nano), d.started.Format(time.RFC3339Nano)), "")
+	}
+	d.serverStart = start
+	return nil
+}
+
+// Verify checks that the server is still the one measured, then compares
+// what it reports with the candidate's flags.
+func (d *ProcessDeployment) Verify(ctx context.Context) (map[string]string, error) {
+	if f := sameServer(ctx, d.pl.p.endpoint, d.serverStart); f != nil {
+		return nil, f
+	}
+	return verifyEndpoint(ctx, d.pl.p.endpoint, d.pl.flags)
+}
+
+// Diagnose explains a server that stopped answering during the benchmark,
+// or one that is not the one measured; nil while it serves.
+func (d *ProcessDeployment) Diagnose(ctx context.Context) *orchestrator.Failure {
+	endpoint := d.pl.p.endpoint
+	select {
+	case <-d.exited:
+	default:
+		if answers(ctx, endpoint) {
+			return sameServer(ctx, endpoint, d.serverStart)
+		}
+		select { // nothing answers: a dying engine takes a moment to exit
+		case <-d.exited:
+		case <-time.After(2 * time.Second):
+			return d.failure(orchestrator.ReasonUnreachable, "the server stopped answering during the benchmark", "")
+		}
+	}
+	if f := d.follow("the server died during the benchmark while "); f != nil {
+		f.Detail = "the server died during the benchmark"
+		return f
+	}
+	d.mu.Lock()
+	lines := append([]string(nil), d.lines...)
+	d.mu.Unlock()
+	for i := len(lines) - 1; i >= 0; i-- {
+		if c, ok := vllm.ClassifyLine(lines[i]); ok {
+			return d.failure(orchestrator.FromCause(c), "the server died during the benchmark", lines[i])
+		}
+	}
+	return d.failure(orchestrator.ReasonExited, "the server process exited during the benchmark", "")
+}

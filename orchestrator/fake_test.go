@@ -1,0 +1,310 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/vllm"
+)
+
+// This file holds small in-memory implementations of the orchestrator's
+// interfaces, for its package tests: a store, a target that runs
+// candidates as a simulated server, and a benchmark. They are real
+// implementations with state, not mocks of call order: tests assert the
+// state they end in.
+
+// memStore is an orchestrator.Store in memory. Values are JSON round-tripped
+// as the bbolt store does, so nothing is shared with the caller.
+type memStore struct {
+	mu      sync.Mutex
+	runs    map[string][]byte
+	trials  map[string]map[int][]byte
+	reports map[string]map[int]map[int][]byte
+	events  map[string][]Event
+	locks   map[string]string
+}
+
+func newMemStore() *memStore {
+	return &memStore{runs: map[string][]byte{}, trials: map[string]map[int][]byte{}, reports: map[string]map[int]map[int][]byte{},
+		events: map[string][]Event{}, locks: map[string]string{}}
+}
+
+func (s *memStore) PutRun(r *Run) error {
+	b, err := json.Marshal(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runs[r.ID] = b
+	return err
+}
+
+func (s *memStore) GetRun(id string) (*Run, error) {
+	s.mu.Lock()
+	b, ok := s.runs[id]
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("run %s not found", id)
+	}
+	var r Run
+	return &r, json.Unmarshal(b, &r)
+}
+
+func (s *memStore) PutTrial(t *Trial) error {
+	b, err := json.Marshal(t)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.trials[t.RunID] == nil {
+		s.trials[t.RunID] = map[int][]byte{}
+	}
+	s.trials[t.RunID][t.Seq] = b
+	return err
+}
+
+func (s *memStore) Trials(runID string) ([]*Trial, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Trial
+	for _, b := range s.trials[runID] {
+		var t Trial
+		if err := json.Unmarshal(b, &t); err != nil {
+			return nil, err
+		}
+		out = append(out, &t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out, nil
+}
+
+func (s *memStore) PutReport(runID string, seq, rep int, r *benchmark.Report) error {
+	b, err := json.Marshal(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reports[runID] == nil {
+		s.reports[runID] = map[int]map[int][]byte{}
+	}
+	if s.reports[runID][seq] == nil {
+		s.reports[runID][seq] = map[int][]byte{}
+	}
+	s.reports[runID][seq][rep] = b
+	return err
+}
+
+func (s *memStore) DeleteReports(runID string, seq int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.reports[runID], seq)
+	return nil
+}
+
+func (s *memStore) Reports(runID string, seq int) ([]*benchmark.Report, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var reps []int
+	for rep := range s.reports[runID][seq] {
+		reps = append(reps, rep)
+	}
+	sort.Ints(reps)
+	var out []*benchmark.Report
+	for _, rep := range reps {
+		var r benchmark.Report
+		if err := json.Unmarshal(s.reports[runID][seq][rep], &r); err != nil {
+			return nil, err
+		}
+		out = append(out, &r)
+	}
+	return out, nil
+}
+
+func (s *memStore) AddEvent(runID string, e Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events[runID] = append(s.events[runID], e)
+	return nil
+}
+
+func (s *memStore) Lock(target, runID string) (func() error, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if holder, ok := s.locks[target]; ok {
+		return nil, fmt.Errorf("target %s is driven by run %s", target, holder)
+	}
+	s.locks[target] = runID
+	return func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.locks, target)
+		return nil
+	}, nil
+}
+
+// behaviour is how the simulated server of a candidate behaves, by the
+// candidate's max-num-seqs value.
+type behaviour struct {
+	bootFails Reason  // fails to boot with this reason
+	dies      bool    // dies during its benchmark (engine_dead)
+	accel     float64 // the kv-cache acceleration it measures
+}
+
+// memTarget is a target whose "server" is the configuration deployed.
+type memTarget struct {
+	mu         sync.Mutex
+	behaviours map[string]behaviour // by max-num-seqs
+	running    string               // the configuration that serves now: "original" or a candidate's name
+	deploys    []string             // every configuration deployed, in order
+	prepared   int
+	resumed    int
+	crownFails bool
+}
+
+func newTarget(b map[string]behaviour) *memTarget {
+	return &memTarget{behaviours: b, running: "original"}
+}
+
+func (m *memTarget) Prepare(ctx context.Context, runID string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.prepared++
+	return "backup-of-original", nil
+}
+
+func (m *memTarget) Resume(ctx context.Context, runID, backup string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if backup != "backup-of-original" {
+		return fmt.Errorf("resume from %q, want the run's backup", backup)
+	}
+	m.resumed++
+	return nil
+}
+
+func (m *memTarget) Render(ctx context.Context, c Candidate) (Plan, error) {
+	v, _ := c.Get("max-num-seqs")
+	return &memPlan{m: m, c: c, b: m.behaviours[v], words: vllm.Flags(nil).Apply(c.Settings).Words()}, nil
+}
+
+func (m *memTarget) deploy(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.running = name
+	m.deploys = append(m.deploys, name)
+}
+
+func (m *memTarget) Restore(ctx context.Context) error {
+	m.deploy("original")
+	return nil
+}
+
+func (m *memTarget) Crown(ctx context.Context, c Candidate) error {
+	if m.crownFails {
+		return errors.New("the champion did not come back")
+	}
+	m.deploy("champion " + c.Name)
+	return nil
+}
+
+func (m *memTarget) serving() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.running
+}
+
+type memPlan struct {
+	m     *memTarget
+	c     Candidate
+	b     behaviour
+	words []string
+}
+
+func (p *memPlan) Rendered() Rendered {
+	return Rendered{Candidate: p.c, Hash: "hash-" + p.c.Name, Words: p.words, Image: "vllm/vllm-openai:test"}
+}
+
+func (p *memPlan) Deploy(ctx context.Context) (Deployment, error) {
+	p.m.deploy(p.c.Name)
+	return &memDeployment{p: p}, nil
+}
+
+type memDeployment struct{ p *memPlan }
+
+func (d *memDeployment) WaitReady(ctx context.Context, timeout time.Duration) (*Ready, error) {
+	if r := d.p.b.bootFails; r != ReasonNone {
+		return nil, &Failure{Reason: r, Detail: "the simulated server failed to boot", Line: "ValueError: simulated " + r.String()}
+	}
+	return &Ready{Endpoint: "mem://" + d.p.c.Name, Model: "m", Boot: Boot{Ready: 1}}, nil
+}
+
+func (d *memDeployment) Verify(ctx context.Context) (map[string]string, error) {
+	return map[string]string{"enable_prefix_caching": "true"}, nil
+}
+
+func (d *memDeployment) Diagnose(ctx context.Context) *Failure {
+	if d.p.b.dies {
+		return &Failure{Reason: ReasonEngineDead, Detail: "the simulated server died", Line: "EngineDeadError"}
+	}
+	return nil
+}
+
+// memBench measures the server that runs: 6 kv-cache pairs whose
+// miss/hit TTFTs give the behaviour's acceleration. Its hook runs before
+// each benchmark (tests use it to interrupt a run at that point).
+type memBench struct {
+	m     *memTarget
+	g     *Grid
+	mu    sync.Mutex
+	calls []string
+	hook  func(name string)
+}
+
+func (b *memBench) Bench(ctx context.Context, ready *Ready) (*benchmark.Report, error) {
+	name := strings.TrimPrefix(ready.Endpoint, "mem://")
+	b.mu.Lock()
+	b.calls = append(b.calls, name)
+	hook := b.hook
+	b.mu.Unlock()
+	if hook != nil {
+		hook(name)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if got := b.m.serving(); got != name {
+		return nil, fmt.Errorf("benchmarked %s while %s serves", name, got)
+	}
+	var accel float64
+	for k, beh := range b.m.behaviours {
+		if strings.Contains(name, "max-num-seqs="+k) {
+			accel = beh.accel
+		}
+	}
+	settings := b.g.Benchmark.Settings()
+	rep := &benchmark.Report{Endpoint: ready.Endpoint, Model: "m", Settings: &settings}
+	kv := benchmark.ScenarioReport{Name: "kv-cache"}
+	t0 := time.Date(2026, 11, 22, 18, 0, 0, 0, time.UTC)
+	for i := 0; i < 6; i++ {
+		hit := 40 + float64(i%3)
+		kv.Results = append(kv.Results,
+			benchmark.Result{Tag: "miss", Sent: t0, TTFT: time.Duration(hit * accel * float64(time.Millisecond)), E2EL: time.Second, Chunks: 4, OutputTokens: 4},
+			benchmark.Result{Tag: "hit", Sent: t0, TTFT: time.Duration(hit * float64(time.Millisecond)), E2EL: time.Second, Chunks: 4, OutputTokens: 4})
+	}
+	rep.Scenarios = []benchmark.ScenarioReport{kv}
+	return rep, nil
+}
+
+// clock is a deterministic Now: each call is one second later.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(time.Second)
+	return c.t
+}

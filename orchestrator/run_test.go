@@ -1,0 +1,195 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+const runGrid = `name: fake
+target:
+  driver: process
+  command: [vllm, serve, --model, m]
+  endpoint: http://127.0.0.1:8000
+space:
+  axes:
+    max-num-seqs: [8, 16, 32, 64]
+benchmark:
+  scenarios: [kv-cache]
+constraints: [errors == 0]
+objective: {maximize: kv-cache.acceleration}
+end: %s
+`
+
+// setup builds a run of the four candidates max-num-seqs 8, 16, 32, 64:
+// 8 measures 2x, 16 fails to boot (free_memory), 32 dies in its benchmark,
+// 64 measures 6x.
+func setup(t *testing.T, end string) (*Orchestrator, *Run, *memStore, *memTarget, *memBench) {
+	t.Helper()
+	g, err := LoadGrid("g.yaml", []byte(fmt.Sprintf(runGrid, end)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := newTarget(map[string]behaviour{"8": {accel: 2}, "16": {bootFails: ReasonFreeMemory}, "32": {dies: true, accel: 9}, "64": {accel: 6}})
+	st := newMemStore()
+	bench := &memBench{m: target, g: g}
+	c := &clock{t: time.Date(2026, 11, 22, 18, 0, 0, 0, time.UTC)}
+	run := NewRun(g, "g.yaml", c.Now(), g.Target.Key(), "test")
+	run.ID = "20261122-180000-000000"
+	o := &Orchestrator{Store: st, Driver: target, Bench: bench, Log: zerolog.Nop(), Now: c.Now}
+	return o, run, st, target, bench
+}
+
+func phasesOf(t *testing.T, st *memStore, id string) string {
+	t.Helper()
+	trials, err := st.Trials(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	for _, tr := range trials {
+		p := tr.Phase.String()
+		if tr.Failure != nil {
+			p += ":" + tr.Failure.Reason.String()
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, " ")
+}
+
+// Every trial goes through its phases in order, failures carry their
+// reason, the champion is chosen from stored samples, and the end policy
+// leaves the service running; the whole history is the golden trace.
+func TestRunStateTrace(t *testing.T) {
+	o, run, st, target, _ := setup(t, "crown")
+	if err := o.Run(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	if got := phasesOf(t, st, run.ID); got != "done failed:free_memory failed:engine_dead done" {
+		t.Errorf("trials: %s", got)
+	}
+	r, _ := st.GetRun(run.ID)
+	if r.State != RunDone || r.Champion.Champion != 3 || r.EndAction != "champion" || target.serving() != "champion max-num-seqs=64" {
+		t.Errorf("run %s, champion %d, left %q, serving %q", r.State, r.Champion.Champion, r.EndAction, target.serving())
+	}
+	var trace strings.Builder
+	for _, e := range st.events[run.ID] {
+		fmt.Fprintf(&trace, "%s trial=%d %s: %s\n", e.At.Format("15:04:05"), e.Trial, e.Kind, e.Text)
+	}
+	golden(t, "state-trace.txt", []byte(trace.String()))
+}
+
+// A run interrupted mid-benchmark restores the original, ends interrupted,
+// and resumes: the interrupted trial is redone once, its samples of the
+// interrupted attempt dropped, the finished trials kept.
+func TestInterruptAndResume(t *testing.T) {
+	o, run, st, target, bench := setup(t, "restore")
+	ctx, cancel := context.WithCancel(context.Background())
+	bench.hook = func(name string) {
+		if name == "max-num-seqs=64" {
+			cancel()
+		}
+	}
+	err := o.Run(ctx, run)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	r, _ := st.GetRun(run.ID)
+	if r.State != RunInterrupted || target.serving() != "original" || r.EndAction != "original" {
+		t.Fatalf("after the interruption: %s, serving %q, left %q", r.State, target.serving(), r.EndAction)
+	}
+	trials, _ := st.Trials(run.ID)
+	if trials[3].Phase != PhaseBenchmarking {
+		t.Fatalf("trial 3 in %s, want benchmarking (interrupted there)", trials[3].Phase)
+	}
+	bench.hook = nil
+	if err := o.Run(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	trials, _ = st.Trials(run.ID)
+	if got := phasesOf(t, st, run.ID); got != "done failed:free_memory failed:engine_dead done" {
+		t.Errorf("after resume: %s", got)
+	}
+	if trials[0].Attempts != 1 || trials[3].Attempts != 2 || target.prepared != 1 || target.resumed != 1 {
+		t.Errorf("attempts %d/%d, prepared %d, resumed %d", trials[0].Attempts, trials[3].Attempts, target.prepared, target.resumed)
+	}
+	if reps, _ := st.Reports(run.ID, 3); len(reps) != 1 {
+		t.Errorf("trial 3 has %d reports, want the redone attempt's only", len(reps))
+	}
+	if n := strings.Count(strings.Join(bench.calls, ","), "max-num-seqs=8"); n != 1 {
+		t.Errorf("trial 0 benchmarked %d times, want once", n)
+	}
+	r, _ = st.GetRun(run.ID)
+	if r.State != RunDone || target.serving() != "original" {
+		t.Errorf("resumed run: %s, serving %q", r.State, target.serving())
+	}
+}
+
+// A cancellation by the user restores the original and ends cancelled; a
+// queued run cancelled never starts.
+func TestCancel(t *testing.T) {
+	o, run, st, target, bench := setup(t, "crown")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	bench.hook = func(string) { cancel(ErrCancelled) }
+	if err := o.Run(ctx, run); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run: %v", err)
+	}
+	r, _ := st.GetRun(run.ID)
+	if r.State != RunCancelled || target.serving() != "original" {
+		t.Errorf("cancelled run: %s, serving %q", r.State, target.serving())
+	}
+	if err := o.Cancel(r, "again"); err == nil {
+		t.Error("a cancelled run was cancelled again")
+	}
+	queued := &Run{ID: "q", State: RunQueued, Target: run.Target}
+	st.PutRun(queued)
+	if err := o.Cancel(queued, "before it ran"); err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := st.GetRun("q"); q.State != RunCancelled {
+		t.Errorf("cancelled queued run: %s", q.State)
+	}
+}
+
+// A run in which nothing was measured ends failed and says why; a crown
+// that fails restores the original and fails the run.
+func TestRunOutcomes(t *testing.T) {
+	o, run, st, target, _ := setup(t, "crown")
+	target.behaviours = map[string]behaviour{"8": {bootFails: ReasonBadArgs}, "16": {bootFails: ReasonBadArgs}, "32": {bootFails: ReasonOOM}, "64": {bootFails: ReasonBadArgs}}
+	var nothing *NothingMeasuredError
+	if err := o.Run(context.Background(), run); !errors.As(err, &nothing) || nothing.Summary != "4 failed (bad_args x3, oom)" {
+		t.Fatalf("nothing measured: %v", err)
+	}
+	r, _ := st.GetRun(run.ID)
+	if r.State != RunFailed || r.Error != "no candidate was measured: 4 failed (bad_args x3, oom)" || target.serving() != "original" {
+		t.Errorf("run %s %q, serving %q", r.State, r.Error, target.serving())
+	}
+
+	o, run, st, target, _ = setup(t, "crown")
+	target.crownFails = true
+	if err := o.Run(context.Background(), run); err == nil || !strings.Contains(err.Error(), "the champion did not come back") {
+		t.Fatalf("failed crown: %v", err)
+	}
+	r, _ = st.GetRun(run.ID)
+	if r.State != RunFailed || r.EndAction != "original" || target.serving() != "original" {
+		t.Errorf("failed crown: %s, left %q, serving %q", r.State, r.EndAction, target.serving())
+	}
+}
+
+// One run per target: a second is refused before it does anything.
+func TestOneRunPerTarget(t *testing.T) {
+	o, run, st, target, _ := setup(t, "restore")
+	unlock, _ := st.Lock(run.Target, "other")
+	defer unlock()
+	if err := o.Run(context.Background(), run); err == nil || !strings.Contains(err.Error(), "driven by run other") {
+		t.Fatalf("second run on a held target: %v", err)
+	}
+	if target.prepared != 0 || len(target.deploys) != 0 {
+		t.Errorf("the refused run prepared %d and deployed %v", target.prepared, target.deploys)
+	}
+}
