@@ -1,7 +1,8 @@
-// Package driver adapts the Docker side (compose, profiles) and plain
-// processes to the orchestrator's Driver interface, one type per kind of
-// target: Compose (a compose service, on a local or remote Docker engine)
-// and Process (a vllm serve command run as a child process). A driver
+// Package driver adapts targets to the orchestrator's Driver interface,
+// one type per kind of target: Process here (a vllm serve command run as a
+// child process), and the compose driver in driver/composedriver (a
+// compose service on a local or remote Docker engine), kept apart so that
+// this package, and the process driver, link no Docker code. A driver
 // renders a candidate into a Plan, a Plan deploys into a Deployment, and
 // the Deployment answers WaitReady, Verify and Diagnose: each keeps its
 // own typed data, nothing is kept in the driver between calls but the
@@ -11,6 +12,5 @@
 // Bencher (the grid's benchmark against a ready trial), the memory model's
 // feasibility verdict, and the model's duration estimates for plan.
 //
-// May import: orchestrator (types), compose, profiles, benchmark, vllm,
-// internal/proc.
+// May import: orchestrator (types), benchmark, vllm, internal/proc.
 package driver

@@ -1,11 +1,6 @@
 package driver
 
 import (
-	"context"
-	"path/filepath"
-
-	"github.com/rs/zerolog"
-
 	"github.com/vgrid/vgrid/orchestrator"
 )
 
@@ -14,15 +9,6 @@ import (
 type Closer interface {
 	orchestrator.Driver
 	Close() error
-}
-
-// New builds the driver of a grid's target. runDir is where the run keeps
-// its files (the process driver's server logs go to runDir/logs).
-func New(ctx context.Context, g *orchestrator.Grid, environ []string, runDir string, log zerolog.Logger) (Closer, error) {
-	if g.Target.Driver == "compose" {
-		return NewCompose(ctx, g.Target, environ, log)
-	}
-	return NewProcess(g.Target, environ, filepath.Join(runDir, "logs"), log)
 }
 
 // ServerEnv is the environment the target's server runs with, when the

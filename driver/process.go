@@ -135,7 +135,7 @@ func (p *Process) render(c orchestrator.Candidate) *processPlan {
 	full := append(append([]string(nil), p.prefix...), flags.Words()...)
 	sum := sha256.Sum256([]byte(strings.Join(full, "\x00")))
 	return &processPlan{p: p, full: full, flags: flags,
-		rendered: orchestrator.Rendered{Candidate: c, Hash: hex.EncodeToString(sum[:]), Words: redacted(flags.Words()), Image: p.program()}}
+		rendered: orchestrator.Rendered{Candidate: c, Hash: hex.EncodeToString(sum[:]), Words: Redacted(flags.Words()), Image: p.program()}}
 }
 
 // stop ends the running child, if any.
@@ -393,10 +393,10 @@ func (d *ProcessDeployment) claim(ctx context.Context) *orchestrator.Failure {
 // Verify checks that the server is still the one measured, then compares
 // what it reports with the candidate's flags.
 func (d *ProcessDeployment) Verify(ctx context.Context) (map[string]string, error) {
-	if f := sameServer(ctx, d.pl.p.endpoint, d.serverStart); f != nil {
+	if f := SameServer(ctx, d.pl.p.endpoint, d.serverStart); f != nil {
 		return nil, f
 	}
-	return verifyEndpoint(ctx, d.pl.p.endpoint, d.pl.flags)
+	return VerifyEndpoint(ctx, d.pl.p.endpoint, d.pl.flags)
 }
 
 // Diagnose explains a server that stopped answering during the benchmark,
@@ -407,7 +407,7 @@ func (d *ProcessDeployment) Diagnose(ctx context.Context) *orchestrator.Failure 
 	case <-d.exited:
 	default:
 		if answers(ctx, endpoint) {
-			return sameServer(ctx, endpoint, d.serverStart)
+			return SameServer(ctx, endpoint, d.serverStart)
 		}
 		select { // nothing answers: a dying engine takes a moment to exit
 		case <-d.exited:

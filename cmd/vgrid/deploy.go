@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vgrid/vgrid/compose"
-	"github.com/vgrid/vgrid/driver"
+	"github.com/vgrid/vgrid/driver/composedriver"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/vllm"
 )
@@ -56,7 +56,7 @@ func (f *deployFlags) register(cmd *cobra.Command) {
 
 // driver connects to the engine and reads the profile, as the grid
 // search's compose driver does: vgrid deploy takes the same path.
-func (f *deployFlags) driver(cmd *cobra.Command, a *app, log zerolog.Logger) (*driver.Compose, error) {
+func (f *deployFlags) driver(cmd *cobra.Command, a *app, log zerolog.Logger) (*composedriver.Compose, error) {
 	switch f.gpus {
 	case "on", "":
 	case "off":
@@ -68,7 +68,7 @@ func (f *deployFlags) driver(cmd *cobra.Command, a *app, log zerolog.Logger) (*d
 	if err != nil {
 		return nil, err
 	}
-	return driver.NewComposeProject(cmd.Context(), p, driver.ComposeOptions{Service: f.service, GPUsOff: f.gpusOff, Endpoint: f.endpoint, DockerHost: f.dockerHost}, log)
+	return composedriver.NewComposeProject(cmd.Context(), p, composedriver.ComposeOptions{Service: f.service, GPUsOff: f.gpusOff, Endpoint: f.endpoint, DockerHost: f.dockerHost}, log)
 }
 
 func (a *app) deployCommand() *cobra.Command {

@@ -240,7 +240,7 @@ runs the simulator.`,
 				return usageError{err}
 			}
 			log, _ := a.logger("console")
-			drv, err := driver.New(cmd.Context(), g, a.environ, filepath.Join(os.TempDir(), "vgrid-plan"), log)
+			drv, err := a.newDriver(cmd.Context(), g, filepath.Join(os.TempDir(), "vgrid-plan"), log)
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/driver"
+	"github.com/vgrid/vgrid/driver/composedriver"
 	"github.com/vgrid/vgrid/internal/buildinfo"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/sim"
@@ -121,7 +122,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 				return err
 			}
 			defer closeLog()
-			drv, err := driver.New(ctx, g, a.environ, runDir, log)
+			drv, err := a.newDriver(ctx, g, runDir, log)
 			if err != nil {
 				return err
 			}
@@ -240,3 +241,13 @@ func (a *app) simCommand() *cobra.Command {
 type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// newDriver builds the driver of a grid's target: the compose driver, or
+// the process driver. runDir is where the run keeps its files (the
+// process driver's server logs go to runDir/logs).
+func (a *app) newDriver(ctx context.Context, g *orchestrator.Grid, runDir string, log zerolog.Logger) (driver.Closer, error) {
+	if g.Target.Driver == "compose" {
+		return composedriver.NewCompose(ctx, g.Target, a.environ, log)
+	}
+	return driver.NewProcess(g.Target, a.environ, filepath.Join(runDir, "logs"), log)
+}

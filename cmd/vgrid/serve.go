@@ -54,7 +54,7 @@ again. A second signal exits at once.`,
 			d, created, err := daemon.New(daemon.Config{
 				Listen: listen, TokenFile: tokenFile, Store: st, Log: log, Version: buildinfo.Read().String(),
 				NewDriver: func(ctx context.Context, g *orchestrator.Grid, runDir string) (daemon.DriverCloser, error) {
-					return driver.New(ctx, g, a.environ, runDir, log)
+					return a.newDriver(ctx, g, runDir, log)
 				},
 				NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher {
 					var gpu benchmark.GPUSource = benchmark.LocalNvidiaSMI

@@ -1,4 +1,11 @@
-package driver
+// Package composedriver is the compose driver: each candidate runs as the
+// compose service's container, on a local or remote Docker engine (see
+// package driver for the seam it implements). It is apart from package
+// driver so that the process driver links no Docker code.
+//
+// May import: orchestrator (types), compose, profiles, driver, vllm,
+// internal/proc.
+package composedriver
 
 import (
 	"context"
@@ -13,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vgrid/vgrid/compose"
+	"github.com/vgrid/vgrid/driver"
 	"github.com/vgrid/vgrid/internal/proc"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
@@ -209,18 +217,7 @@ func (c *Compose) render(ctx context.Context, cand orchestrator.Candidate) (*Com
 	spec.Endpoint = c.endpoint
 	sum := sha256.Sum256(plan.After)
 	return &ComposePlan{c: c, after: plan.After, spec: spec, flags: plan.Effective,
-		rendered: orchestrator.Rendered{Candidate: cand, Hash: hex.EncodeToString(sum[:]), Words: redacted(plan.Effective.Words()), Image: c.image}}, nil
-}
-
-// redacted hides the values of secret flags (--api-key).
-func redacted(words []string) []string {
-	out := append([]string(nil), words...)
-	for i := 1; i < len(out); i++ {
-		if spec, _ := vllm.Lookup(out[i-1]); spec.Secret && vllm.IsFlagToken(out[i-1]) {
-			out[i] = "<redacted>"
-		}
-	}
-	return out
+		rendered: orchestrator.Rendered{Candidate: cand, Hash: hex.EncodeToString(sum[:]), Words: driver.Redacted(plan.Effective.Words()), Image: c.image}}, nil
 }
 
 // Restore puts the original profile back and waits until it serves.
@@ -363,24 +360,7 @@ func (d *ComposeDeployment) same(ctx context.Context) *orchestrator.Failure {
 	if err != nil || cont == nil || cont.ID != d.Res.ContainerID {
 		return nil // gone or replaced: Diagnose says why
 	}
-	return sameServer(ctx, d.endpoint, d.serverStart)
-}
-
-// sameServer compares the endpoint's server start time with the one
-// recorded at ready.
-func sameServer(ctx context.Context, endpoint string, recorded time.Time) *orchestrator.Failure {
-	if recorded.IsZero() || endpoint == "" {
-		return nil
-	}
-	start, err := vllm.ServerStart(ctx, endpoint)
-	if err != nil || start.IsZero() {
-		return nil // unreachable or silent: the other checks say why
-	}
-	if d := start.Sub(recorded); d > time.Millisecond || d < -time.Millisecond {
-		return orchestrator.Fail(orchestrator.ReasonForeignServer, "the server at %s is not the one this trial measured: it started at %s, the trial's at %s",
-			endpoint, start.Format(time.RFC3339Nano), recorded.Format(time.RFC3339Nano))
-	}
-	return nil
+	return driver.SameServer(ctx, d.endpoint, d.serverStart)
 }
 
 // Verify compares the configuration the server reports with the
@@ -390,22 +370,7 @@ func (d *ComposeDeployment) Verify(ctx context.Context) (map[string]string, erro
 	if f := d.same(ctx); f != nil {
 		return nil, f
 	}
-	return verifyEndpoint(ctx, d.endpoint, d.p.flags)
-}
-
-// verifyEndpoint scrapes what the server reports and checks it against
-// the flags it should run with.
-func verifyEndpoint(ctx context.Context, endpoint string, flags vllm.Flags) (map[string]string, error) {
-	eff, err := vllm.ScrapeEffective(ctx, endpoint)
-	if err != nil {
-		return nil, orchestrator.Fail(orchestrator.ReasonConfigDrift, "cannot read the effective configuration: %v", err)
-	}
-	m := map[string]string{"enable_prefix_caching": fmt.Sprint(eff.PrefixCaching), "gpu_memory_utilization": fmt.Sprint(eff.GPUUtil),
-		"cache_dtype": eff.CacheDtype, "num_gpu_blocks": fmt.Sprint(eff.NumGPUBlocks), "block_size": fmt.Sprint(eff.BlockSize)}
-	if drift := vllm.CheckDrift(flags, eff); drift != "" {
-		return m, orchestrator.Fail(orchestrator.ReasonConfigDrift, "%s", drift)
-	}
-	return m, nil
+	return driver.VerifyEndpoint(ctx, d.endpoint, d.p.flags)
 }
 
 // Diagnose explains a container that stopped answering, or a server that

@@ -1,0 +1,53 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/vllm"
+)
+
+// Redacted hides the values of secret flags (--api-key).
+func Redacted(words []string) []string {
+	out := append([]string(nil), words...)
+	for i := 1; i < len(out); i++ {
+		if spec, _ := vllm.Lookup(out[i-1]); spec.Secret && vllm.IsFlagToken(out[i-1]) {
+			out[i] = "<redacted>"
+		}
+	}
+	return out
+}
+
+// SameServer compares the endpoint's server start time with the one
+// recorded at ready.
+func SameServer(ctx context.Context, endpoint string, recorded time.Time) *orchestrator.Failure {
+	if recorded.IsZero() || endpoint == "" {
+		return nil
+	}
+	start, err := vllm.ServerStart(ctx, endpoint)
+	if err != nil || start.IsZero() {
+		return nil // unreachable or silent: the other checks say why
+	}
+	if d := start.Sub(recorded); d > time.Millisecond || d < -time.Millisecond {
+		return orchestrator.Fail(orchestrator.ReasonForeignServer, "the server at %s is not the one this trial measured: it started at %s, the trial's at %s",
+			endpoint, start.Format(time.RFC3339Nano), recorded.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// VerifyEndpoint scrapes what the server reports and checks it against
+// the flags it should run with.
+func VerifyEndpoint(ctx context.Context, endpoint string, flags vllm.Flags) (map[string]string, error) {
+	eff, err := vllm.ScrapeEffective(ctx, endpoint)
+	if err != nil {
+		return nil, orchestrator.Fail(orchestrator.ReasonConfigDrift, "cannot read the effective configuration: %v", err)
+	}
+	m := map[string]string{"enable_prefix_caching": fmt.Sprint(eff.PrefixCaching), "gpu_memory_utilization": fmt.Sprint(eff.GPUUtil),
+		"cache_dtype": eff.CacheDtype, "num_gpu_blocks": fmt.Sprint(eff.NumGPUBlocks), "block_size": fmt.Sprint(eff.BlockSize)}
+	if drift := vllm.CheckDrift(flags, eff); drift != "" {
+		return m, orchestrator.Fail(orchestrator.ReasonConfigDrift, "%s", drift)
+	}
+	return m, nil
+}
