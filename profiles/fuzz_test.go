@@ -14,6 +14,8 @@ import (
 //	go test ./profiles -run '^$' -fuzz FuzzRender -fuzztime 60s
 func FuzzRender(f *testing.F) {
 	files, _ := filepath.Glob("testdata/fixtures/*.yml")
+	forms, _ := filepath.Glob("testdata/forms/*.yml")
+	files = append(files, forms...)
 	for _, p := range files {
 		// Go's fuzz engine stalls on the 20 KB 2026 profiles as seeds; those
 		// are covered byte for byte by TestIdentityRoundTrip.

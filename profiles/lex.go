@@ -9,14 +9,17 @@ import (
 type word struct {
 	text       string // the word with quotes and escapes removed (before compose interpolation)
 	start, end int    // byte offsets of the raw word: text[start:end] is what is written
+	at         []int  // at[i]: offset in the lexed text of text[i]; at[len(text)] = end
+	quote      byte   // the quoting of a word written as one quoted string: '\'', '"', else 0
 	op         bool   // a control operator (newline, ';', '&', '|', '&&', '||') rather than a word
+	redirect   bool   // a redirection (2>&1, > log, < in) or its target: not an argument
 }
 
 // problem is something in a command string that docker compose would not
 // pass to vLLM the way the file shows it.
 type problem struct {
 	kind int // problemStop, problemParen, problemHash
-	off  int // byte offset in the file
+	off  int // byte offset in the lexed text
 }
 
 const (
@@ -31,7 +34,7 @@ const (
 // comments, and go-shellwords stops at an unquoted ';', '&', '|', '<' or '>'
 // and rejects an unquoted '(' not preceded by '$'. Those cases are returned
 // as problems, because docker compose would not pass what the file shows.
-func lexCompose(text string, base int) (words []word, problems []problem) {
+func lexCompose(text string) (words []word, problems []problem) {
 	l := lexer{s: text}
 	for {
 		l.skipSpace(true)
@@ -41,23 +44,21 @@ func lexCompose(text string, base int) (words []word, problems []problem) {
 		c := l.s[l.i]
 		switch {
 		case strings.IndexByte(";&|<>", c) >= 0:
-			return words, append(problems, problem{problemStop, base + l.i})
+			return words, append(problems, problem{problemStop, l.i})
 		case c == '(':
-			problems = append(problems, problem{problemParen, base + l.i})
+			problems = append(problems, problem{problemParen, l.i})
 		}
-		w, _ := l.word(false)
+		w := l.word(false)
 		if strings.HasPrefix(w.text, "#") {
-			problems = append(problems, problem{problemHash, base + w.start})
+			problems = append(problems, problem{problemHash, w.start})
 		}
-		w.start += base
-		w.end += base
 		words = append(words, w)
 	}
 }
 
 // lexScript splits a POSIX shell script into words and control operators:
 // comments are skipped, backslash-newline joins lines, $(...) and `...` stay
-// inside their word.
+// inside their word, and redirections are marked.
 func lexScript(text string) []word {
 	l := lexer{s: text}
 	var out []word
@@ -75,6 +76,8 @@ func lexScript(text string) []word {
 		case c == '\n' || c == ';':
 			out = append(out, word{text: string(c), start: l.i, end: l.i + 1, op: true})
 			l.i++
+		case l.redirection():
+			out = append(out, l.redirect()...)
 		case c == '&' || c == '|':
 			start := l.i
 			l.i++
@@ -83,8 +86,7 @@ func lexScript(text string) []word {
 			}
 			out = append(out, word{text: l.s[start:l.i], start: start, end: l.i, op: true})
 		default:
-			w, _ := l.word(true)
-			out = append(out, w)
+			out = append(out, l.word(true))
 		}
 	}
 }
@@ -96,6 +98,18 @@ type lexer struct {
 
 func (l *lexer) eof() bool { return l.i >= len(l.s) }
 
+// continuation reports whether a backslash-newline (or backslash-CRLF)
+// starts at i, and its length.
+func (l *lexer) continuation(i int) int {
+	switch {
+	case i+1 < len(l.s) && l.s[i] == '\\' && l.s[i+1] == '\n':
+		return 2
+	case i+2 < len(l.s) && l.s[i] == '\\' && l.s[i+1] == '\r' && l.s[i+2] == '\n':
+		return 3
+	}
+	return 0
+}
+
 // skipSpace skips blanks; newlines too when newlines is set. A backslash
 // before a newline is a line continuation, i.e. blank.
 func (l *lexer) skipSpace(newlines bool) {
@@ -103,73 +117,140 @@ func (l *lexer) skipSpace(newlines bool) {
 		switch c := l.s[l.i]; {
 		case c == ' ' || c == '\t' || c == '\r' || (newlines && c == '\n'):
 			l.i++
-		case c == '\\' && l.i+1 < len(l.s) && l.s[l.i+1] == '\n':
-			l.i += 2
+		case l.continuation(l.i) > 0:
+			l.i += l.continuation(l.i)
 		default:
 			return
 		}
 	}
 }
 
-// word reads one word starting at l.i. In shell mode, word boundaries are
-// also control operators and $( ) / ` ` groups are kept whole.
-func (l *lexer) word(shell bool) (word, bool) {
+// redirection reports whether a redirection operator starts at l.i:
+// [n]> [n]>> [n]< [n]>& &> with n digits.
+func (l *lexer) redirection() bool {
+	i := l.i
+	if strings.HasPrefix(l.s[i:], "&>") {
+		return true
+	}
+	for i < len(l.s) && l.s[i] >= '0' && l.s[i] <= '9' {
+		i++
+	}
+	return i < len(l.s) && (l.s[i] == '>' || l.s[i] == '<')
+}
+
+// redirect reads a redirection and its target word (none for >&N).
+func (l *lexer) redirect() []word {
 	start := l.i
+	for !l.eof() && strings.IndexByte("0123456789&<>", l.s[l.i]) >= 0 {
+		l.i++
+	}
+	op := word{text: l.s[start:l.i], start: start, end: l.i, redirect: true}
+	if strings.HasSuffix(op.text, "&") && !l.eof() && (l.s[l.i] == '-' || l.s[l.i] >= '0' && l.s[l.i] <= '9') {
+		for !l.eof() && (l.s[l.i] == '-' || l.s[l.i] >= '0' && l.s[l.i] <= '9') {
+			l.i++
+		}
+		op.text, op.end = l.s[start:l.i], l.i
+		return []word{op}
+	}
+	l.skipSpace(false)
+	if l.eof() || strings.IndexByte("\n;&|", l.s[l.i]) >= 0 {
+		return []word{op}
+	}
+	target := l.word(true)
+	target.redirect = true
+	return []word{op, target}
+}
+
+// word reads one word starting at l.i. In shell mode, word boundaries are
+// also control operators and redirections, and $( ) / ` ` groups are kept
+// whole.
+func (l *lexer) word(shell bool) word {
+	w := word{start: l.i}
 	var b strings.Builder
+	tail := l.i // where the text ends in l.s: before a closing quote
+	put := func(c byte, from, next int) {
+		b.WriteByte(c)
+		w.at = append(w.at, from)
+		tail = next
+	}
+	quotes := map[byte]int{}
+	parts := 0
+	done := func() word {
+		w.text, w.end = b.String(), min(l.i, len(l.s))
+		w.at = append(w.at, tail)
+		if parts == 1 && len(quotes) == 1 {
+			for q := range quotes {
+				w.quote = q
+			}
+		}
+		return w
+	}
 	for !l.eof() {
 		c := l.s[l.i]
 		switch {
 		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
-			return word{text: b.String(), start: start, end: l.i}, true
-		case shell && strings.IndexByte(";&|", c) >= 0:
-			return word{text: b.String(), start: start, end: l.i}, true
+			return done()
+		case shell && strings.IndexByte(";&|<>", c) >= 0:
+			return done()
 		case c == '\\':
+			parts++
 			if l.i+1 < len(l.s) {
-				if l.s[l.i+1] == '\n' && shell {
-					return word{text: b.String(), start: start, end: l.i}, true
+				if shell && l.continuation(l.i) > 0 {
+					return done()
 				}
-				b.WriteByte(l.s[l.i+1])
+				put(l.s[l.i+1], l.i, l.i+2)
 				l.i += 2
 			} else {
 				l.i++
 			}
 		case c == '\'':
+			parts++
+			quotes['\'']++
 			end := strings.IndexByte(l.s[l.i+1:], '\'')
 			if end < 0 {
-				b.WriteString(l.s[l.i+1:])
-				l.i = len(l.s)
-				return word{text: b.String(), start: start, end: l.i}, false
+				end = len(l.s) - l.i - 1
 			}
-			b.WriteString(l.s[l.i+1 : l.i+1+end])
-			l.i += end + 2
+			for k := l.i + 1; k < l.i+1+end; k++ {
+				put(l.s[k], k, k+1)
+			}
+			tail = l.i + 1 + end
+			l.i = min(l.i+end+2, len(l.s))
 		case c == '"':
+			parts++
+			quotes['"']++
 			l.i++
+			tail = l.i
 			for !l.eof() && l.s[l.i] != '"' {
-				if l.s[l.i] == '\\' && l.i+1 < len(l.s) && strings.IndexByte("\"\\$`", l.s[l.i+1]) >= 0 {
+				from := l.i
+				if l.s[l.i] == '\\' && l.i+1 < len(l.s) && (!shell || strings.IndexByte("\"\\$`", l.s[l.i+1]) >= 0) {
 					l.i++
 				}
-				b.WriteByte(l.s[l.i])
+				put(l.s[l.i], from, l.i+1)
 				l.i++
 			}
-			l.i++ // closing quote
+			tail = l.i
+			l.i = min(l.i+1, len(l.s)) // closing quote
 		case shell && c == '$' && l.i+1 < len(l.s) && l.s[l.i+1] == '(':
-			l.group('(', ')', &b)
+			parts++
+			l.group('(', ')', put)
 		case shell && c == '`':
-			l.group('`', '`', &b)
+			parts++
+			l.group('`', '`', put)
 		default:
-			b.WriteByte(c)
+			parts++
+			put(c, l.i, l.i+1)
 			l.i++
 		}
 	}
-	return word{text: b.String(), start: start, end: min(l.i, len(l.s))}, true
+	return done()
 }
 
 // group copies a $( ... ) or ` ... ` group verbatim, nesting parentheses.
-func (l *lexer) group(open, close byte, b *strings.Builder) {
+func (l *lexer) group(open, close byte, put func(byte, int, int)) {
 	depth := 0
 	for !l.eof() {
 		c := l.s[l.i]
-		b.WriteByte(c)
+		put(c, l.i, l.i+1)
 		l.i++
 		switch {
 		case open == close && c == close && depth > 0:
@@ -187,24 +268,69 @@ func (l *lexer) group(open, close byte, b *strings.Builder) {
 	}
 }
 
-// serveInvocation is where `vllm serve` runs in a script.
-type serveInvocation struct {
-	args     []word // the words after "serve", up to the end of that command
-	serveEnd int    // byte offset just after the word "serve"
-	line     int    // byte offset of the start of the line holding "vllm"
+// The program words that start vLLM's OpenAI server.
+const apiServerModule = "vllm.entrypoints.openai.api_server"
+
+// serverProgram reports whether the server program starts at ws[i]: `vllm
+// serve` (vllm may be a path), or `-m vllm.entrypoints.openai.api_server`
+// (after python, python3, python3.12, uv run python, ...). end is the index
+// just after the program words.
+func serverProgram(ws []string, i int) (end int, ok bool) {
+	if i+1 >= len(ws) {
+		return 0, false
+	}
+	if (ws[i] == "vllm" || strings.HasSuffix(ws[i], "/vllm")) && ws[i+1] == "serve" {
+		return i + 2, true
+	}
+	if ws[i] == "-m" && ws[i+1] == apiServerModule {
+		return i + 2, true
+	}
+	return 0, false
 }
 
-// findServe locates the single `vllm serve` command of a shell script.
+// programEnd returns how many leading words of a command name the program
+// rather than its arguments (0 when it does not start vLLM's server).
+func programEnd(ws []string) int {
+	for i := 0; i < len(ws) && i < 6; i++ {
+		if end, ok := serverProgram(ws, i); ok {
+			return end
+		}
+		if ws[i] == apiServerModule { // python3 -mvllm... is not worth a case; a module path alone is
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// serveInvocation is where vLLM's server starts in a script.
+type serveInvocation struct {
+	args    []word // the argument words of that command (redirections left out)
+	progEnd int    // offset just after the program words ("serve", or the module name)
+	line    int    // offset of the start of the line holding the program
+}
+
+// serverPrograms names the forms findServe looks for, for messages.
+const serverPrograms = "`vllm serve` or `python -m " + apiServerModule + "`"
+
+// findServe locates the single command of a shell script that starts vLLM's
+// server.
 func findServe(script string) (*serveInvocation, error) {
 	words := lexScript(script)
+	ws := texts(words)
 	var found []*serveInvocation
-	for i := 0; i+1 < len(words); i++ {
-		if words[i].op || words[i].text != "vllm" && !strings.HasSuffix(words[i].text, "/vllm") || words[i+1].text != "serve" || words[i+1].op {
+	for i := range words {
+		if words[i].op || words[i].redirect {
 			continue
 		}
-		inv := &serveInvocation{serveEnd: words[i+1].end, line: strings.LastIndexByte(script[:words[i].start], '\n') + 1}
-		for j := i + 2; j < len(words) && !words[j].op; j++ {
-			inv.args = append(inv.args, words[j])
+		end, ok := serverProgram(ws, i)
+		if !ok || words[end-1].op {
+			continue
+		}
+		inv := &serveInvocation{progEnd: words[end-1].end, line: strings.LastIndexByte(script[:words[i].start], '\n') + 1}
+		for j := end; j < len(words) && !words[j].op; j++ {
+			if !words[j].redirect {
+				inv.args = append(inv.args, words[j])
+			}
 		}
 		found = append(found, inv)
 	}
@@ -218,7 +344,7 @@ func findServe(script string) (*serveInvocation, error) {
 	for _, f := range found {
 		lines = append(lines, fmt.Sprint(strings.Count(script[:f.line], "\n")+1))
 	}
-	return nil, fmt.Errorf("the script runs `vllm serve` %d times (script lines %s): vgrid cannot tell which one to edit; keep one invocation", len(found), strings.Join(lines, ", "))
+	return nil, fmt.Errorf("the script starts vLLM's server %d times (script lines %s): vgrid cannot tell which one to edit; keep one invocation", len(found), strings.Join(lines, ", "))
 }
 
 func texts(ws []word) []string {

@@ -84,6 +84,7 @@ type renderer struct {
 	removed map[int]bool // word indices
 	appends []string     // words to append, already quoted for the region
 	changes []Change
+	err     error // the first word that cannot be written in the region
 }
 
 // Render applies a candidate to a service's vLLM arguments and returns the
@@ -94,12 +95,18 @@ func (d *Document) Render(service string, cand vllm.Candidate) ([]byte, []Change
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := r.checkFixed(cand); err != nil {
+		return nil, nil, err
+	}
 	rd := &renderer{d: d, r: r, args: vllm.ParseArgs(texts(r.words)), removed: map[int]bool{}}
 	for _, s := range cand {
 		rd.apply(s)
 	}
 	if err := rd.finish(); err != nil {
 		return nil, nil, err
+	}
+	if rd.err != nil {
+		return nil, nil, fmt.Errorf("%s: service %q: %w; nothing was written", d.Name, service, rd.err)
 	}
 	return applyEdits(d.src, rd.edits), rd.changes, nil
 }
@@ -261,7 +268,7 @@ func (rd *renderer) sep(i int) string {
 	if rd.r.flow {
 		return ", "
 	}
-	return "\n" + rd.itemPrefix(i)
+	return rd.d.eol + rd.itemPrefix(i)
 }
 
 // itemPrefix is the text before a block sequence item on its line ("      - ").
@@ -318,10 +325,20 @@ func (rd *renderer) quote(w string) string {
 		}
 		return w
 	}
-	if plainSafe.MatchString(w) {
-		return w
+	if !plainSafe.MatchString(w) {
+		w = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 	}
-	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+	return rd.encode(w)
+}
+
+// encode writes text for the layer the region's words are in (a quoted
+// YAML scalar, a quoted shell word), keeping the first error.
+func (rd *renderer) encode(text string) string {
+	out, err := rd.r.enc(text)
+	if err != nil && rd.err == nil {
+		rd.err = err
+	}
+	return out
 }
 
 // finish turns removals and appends into edits.
@@ -333,11 +350,13 @@ func (rd *renderer) finish() error {
 			break
 		}
 	}
-	switch rd.r.kind {
-	case regionSeq:
+	switch {
+	case rd.r.kind == regionSeq:
 		rd.removeItems()
+	case rd.r.block:
+		rd.removeLines()
 	default:
-		rd.removeWords(last)
+		rd.removeInline()
 	}
 	if len(rd.appends) == 0 {
 		return nil
@@ -362,25 +381,31 @@ func (rd *renderer) finish() error {
 		t := rd.d.lineText(line)
 		return t[:len(t)-len(strings.TrimLeft(t, " \t"))]
 	}
+	eol := rd.d.eol
 	lw := rd.r.words[last]
 	switch {
 	case rd.r.kind == regionSeq && rd.r.flow:
 		rd.edits = append(rd.edits, edit{lw.end, lw.end, ", " + join(", ")})
 	case rd.r.kind == regionSeq:
 		prefix := rd.itemPrefix(last)
-		rd.edits = append(rd.edits, edit{rd.d.lineEnd(anchorLine), rd.d.lineEnd(anchorLine), "\n" + prefix + join("\n"+prefix)})
+		rd.edits = append(rd.edits, edit{rd.d.lineEnd(anchorLine), rd.d.lineEnd(anchorLine), eol + prefix + join(eol+prefix)})
+	case !rd.r.block || (rd.r.kind == regionScript && rd.d.lineOf(rd.r.progEnd) == rd.d.lineOf(lw.start)):
+		// Inside a quoted scalar or word, or a one-line invocation: on the
+		// line of the last argument, right after it.
+		rd.edits = append(rd.edits, edit{lw.end, lw.end, " " + join(" ")})
+		for i := range rd.changes {
+			if rd.changes[i].Action == "append" {
+				rd.changes[i].Line = anchorLine + 1
+			}
+		}
 	case rd.r.kind == regionString:
 		// One flag per line, like its neighbours.
 		var lines []string
 		for _, a := range rd.appends {
 			lines = append(lines, indent(anchorLine)+strings.ReplaceAll(a, "\x00", " "))
 		}
-		rd.edits = append(rd.edits, edit{rd.d.lineEnd(anchorLine), rd.d.lineEnd(anchorLine), "\n" + strings.Join(lines, "\n")})
-	default: // script
-		if rd.d.lineOf(rd.r.serveEnd) == rd.d.lineOf(lw.start) {
-			rd.edits = append(rd.edits, edit{lw.end, lw.end, " " + join(" ")})
-			break
-		}
+		rd.edits = append(rd.edits, edit{rd.d.lineEnd(anchorLine), rd.d.lineEnd(anchorLine), eol + strings.Join(lines, eol)})
+	default: // a script in a literal block
 		// Insert before the line of the last argument, so no existing line
 		// has to gain a continuation backslash.
 		lastArg := rd.args[len(rd.args)-1]
@@ -392,7 +417,7 @@ func (rd *renderer) finish() error {
 		line := rd.d.lineOf(rd.r.words[lastArg.First].start)
 		var b strings.Builder
 		for _, a := range rd.appends {
-			b.WriteString(indent(line) + strings.ReplaceAll(a, "\x00", " ") + " \\\n")
+			b.WriteString(indent(line) + strings.ReplaceAll(a, "\x00", " ") + " \\" + eol)
 		}
 		rd.edits = append(rd.edits, edit{rd.d.lineStarts[line], rd.d.lineStarts[line], b.String()})
 		for i := range rd.changes {
@@ -404,9 +429,33 @@ func (rd *renderer) finish() error {
 	return nil
 }
 
-// removeWords deletes removed words of a string or script region: whole
-// lines when nothing else is on them, else the words and the blank before.
-func (rd *renderer) removeWords(lastKept int) {
+// removeInline deletes removed words of a string or script region held in
+// a flow scalar or a quoted word: each word with the blanks before it, but
+// never past the start of the region's text.
+func (rd *renderer) removeInline() {
+	floor := 0
+	if len(rd.r.words) > 0 {
+		floor = rd.r.words[0].start
+	}
+	if rd.r.kind == regionScript {
+		floor = rd.r.progEnd
+	}
+	for i, w := range rd.r.words {
+		if !rd.removed[i] {
+			continue
+		}
+		start := w.start
+		for start > floor && strings.IndexByte(" \t\r\n", rd.d.src[start-1]) >= 0 {
+			start--
+		}
+		rd.edits = append(rd.edits, edit{start, w.end, ""})
+	}
+}
+
+// removeLines deletes removed words of a string or script region in a
+// block scalar: whole lines when nothing else is on them, else the words
+// and the blanks before them.
+func (rd *renderer) removeLines() {
 	byLine := map[int][]int{}
 	var lines []int
 	for i := range rd.r.words {
@@ -432,13 +481,8 @@ func (rd *renderer) removeWords(lastKept int) {
 		if rd.r.kind == regionScript {
 			left = strings.TrimSpace(strings.TrimSuffix(left, "\\"))
 		}
-		if left == "" && (rd.r.kind != regionScript || rd.d.lineOf(rd.r.serveEnd) != l) {
+		if left == "" && (rd.r.kind != regionScript || rd.d.lineOf(rd.r.progEnd) != l) {
 			deleted[l] = true
-			if l+1 < len(rd.d.lineStarts) {
-				rd.edits = append(rd.edits, edit{ls, rd.d.lineStarts[l+1], ""})
-			} else {
-				rd.edits = append(rd.edits, edit{ls - 1, rd.d.lineEnd(l), ""})
-			}
 			continue
 		}
 		for _, i := range byLine[l] {
@@ -450,6 +494,13 @@ func (rd *renderer) removeWords(lastKept int) {
 			rd.edits = append(rd.edits, edit{start, w.end, ""})
 		}
 	}
+	var gone []int
+	for _, l := range lines {
+		if deleted[l] {
+			gone = append(gone, l)
+		}
+	}
+	rd.edits = append(rd.edits, rd.d.deleteLines(gone)...)
 	// A script whose last argument line went away: the new last line must
 	// not end in a continuation backslash.
 	if rd.r.kind != regionScript || len(rd.r.words) == 0 {
@@ -459,31 +510,31 @@ func (rd *renderer) removeWords(lastKept int) {
 	if !deleted[lastLine] {
 		return
 	}
-	for l := lastLine - 1; l >= rd.d.lineOf(rd.r.serveEnd); l-- {
+	for l := lastLine - 1; l >= rd.d.lineOf(rd.r.progEnd); l-- {
 		if deleted[l] {
 			continue
 		}
 		t := rd.d.lineText(l)
-		trimmed := strings.TrimRight(t, " \t\r")
+		trimmed := strings.TrimRight(t, " \t")
 		if strings.HasSuffix(trimmed, "\\") {
 			cut := strings.TrimRight(strings.TrimSuffix(trimmed, "\\"), " \t")
 			rd.edits = append(rd.edits, edit{rd.d.lineStarts[l] + len(cut), rd.d.lineStarts[l] + len(trimmed), ""})
 		}
 		break
 	}
-	_ = lastKept
 }
 
 // removeItems deletes removed items of a list command.
 func (rd *renderer) removeItems() {
 	n := len(rd.r.words)
 	if !rd.r.flow {
+		var lines []int
 		for i := 0; i < n; i++ {
 			if rd.removed[i] {
-				l := rd.d.lineOf(rd.r.words[i].start)
-				rd.edits = append(rd.edits, edit{rd.d.lineStarts[l], min(rd.d.lineEnd(l)+1, len(rd.d.src)), ""})
+				lines = append(lines, rd.d.lineOf(rd.r.words[i].start))
 			}
 		}
+		rd.edits = append(rd.edits, rd.d.deleteLines(lines)...)
 		return
 	}
 	for a := 0; a < n; a++ {
@@ -519,4 +570,42 @@ func plainYAMLString(w string) bool {
 	}
 	s, ok := v.(string)
 	return ok && s == w
+}
+
+// checkFixed refuses a candidate that changes a flag written in the
+// entrypoint before the words vgrid edits.
+func (r *region) checkFixed(cand vllm.Candidate) error {
+	fixed := vllm.ParseArgs(r.fixed)
+	for _, s := range cand {
+		for _, a := range fixed {
+			if a.Name == s.Name {
+				return fmt.Errorf("service %q: --%s is written in its entrypoint, which vgrid does not edit (it edits the command); move --%s from entrypoint: to command:", r.service, s.Name, s.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// deleteLines returns the edits that delete whole lines (0-based, in
+// increasing order), runs of adjacent lines as one edit. A run that ends
+// the file with no line break after it takes the break before it instead,
+// so the file still ends without one.
+func (d *Document) deleteLines(lines []int) []edit {
+	var out []edit
+	for i := 0; i < len(lines); {
+		j := i
+		for j+1 < len(lines) && lines[j+1] == lines[j]+1 {
+			j++
+		}
+		a, b := lines[i], lines[j]
+		if b+1 < len(d.lineStarts) {
+			out = append(out, edit{d.lineStarts[a], d.lineStarts[b+1], ""})
+		} else if a > 0 {
+			out = append(out, edit{d.breakStart(a), len(d.src), ""})
+		} else {
+			out = append(out, edit{0, len(d.src), ""})
+		}
+		i = j + 1
+	}
+	return out
 }

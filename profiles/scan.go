@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -19,6 +20,7 @@ import (
 // comment, blank line and quote that is not edited stays as it was.
 type Document struct {
 	Name       string // file name, for messages
+	eol        string // the file's line break: "\n", or "\r\n" in a Windows checkout
 	src        []byte
 	lineStarts []int
 	services   map[string]*yaml.Node
@@ -31,7 +33,10 @@ func ParseDocument(name string, src []byte) (*Document, error) {
 	if err := yaml.Unmarshal(src, &root); err != nil {
 		return nil, fmt.Errorf("%s is not valid YAML: %w; fix the file (docker compose would reject it too)", name, err)
 	}
-	d := &Document{Name: name, src: src, services: map[string]*yaml.Node{}}
+	d := &Document{Name: name, src: src, services: map[string]*yaml.Node{}, eol: "\n"}
+	if crlf := bytes.Count(src, []byte("\r\n")); crlf > 0 && crlf*2 >= bytes.Count(src, []byte("\n")) {
+		d.eol = "\r\n"
+	}
 	d.lineStarts = []int{0}
 	for i, c := range src {
 		if c == '\n' {
@@ -47,7 +52,7 @@ func ParseDocument(name string, src []byte) (*Document, error) {
 	}
 	for i := 0; i+1 < len(svcs.Content); i += 2 {
 		n := svcs.Content[i].Value
-		d.services[n] = svcs.Content[i+1]
+		d.services[n] = deref(svcs.Content[i+1])
 		d.order = append(d.order, n)
 	}
 	return d, nil
@@ -94,13 +99,21 @@ func (d *Document) lineOf(off int) int {
 	return i - 1
 }
 
-// lineEnd returns the offset of the '\n' ending line i (or len(src)).
+// lineEnd returns the offset of the line break ending line i ("\n" or
+// "\r\n"), or len(src) for a last line without one.
 func (d *Document) lineEnd(i int) int {
+	end := len(d.src)
 	if i+1 < len(d.lineStarts) {
-		return d.lineStarts[i+1] - 1
+		end = d.lineStarts[i+1] - 1
+		if end > d.lineStarts[i] && d.src[end-1] == '\r' {
+			end--
+		}
 	}
-	return len(d.src)
+	return end
 }
+
+// breakStart returns the offset of the line break before line i (i > 0).
+func (d *Document) breakStart(i int) int { return d.lineEnd(i - 1) }
 
 func (d *Document) lineText(i int) string { return string(d.src[d.lineStarts[i]:d.lineEnd(i)]) }
 
@@ -109,7 +122,7 @@ type regionKind int
 const (
 	regionString regionKind = iota // a string command, split into words by compose
 	regionSeq                      // a list command: one word per item
-	regionScript                   // a `sh -c` script: the words after `vllm serve`
+	regionScript                   // a shell script: the words after the server program
 )
 
 func (k regionKind) String() string {
@@ -118,25 +131,35 @@ func (k regionKind) String() string {
 
 // region is where a service's vLLM arguments are written in the file.
 type region struct {
-	kind     regionKind
-	service  string
-	words    []word       // the vLLM arguments, offsets in the file
-	items    []*yaml.Node // regionSeq: the item nodes of words
-	flow     bool         // regionSeq: [a, b] rather than "- a" lines
-	style    yaml.Style   // regionSeq: quoting of the existing value items
-	flagSty  yaml.Style   // regionSeq: quoting of the existing flag items
-	serveEnd int          // regionScript: offset just after the word "serve"
-	problems []string     // what docker compose would do differently from what the file shows
+	kind    regionKind
+	service string
+	key     string       // the service key whose value holds the words: command or entrypoint
+	words   []word       // the vLLM arguments; start and end are file offsets
+	items   []*yaml.Node // regionSeq: the item nodes of words
+	flow    bool         // regionSeq: [a, b] rather than "- a" lines
+	style   yaml.Style   // regionSeq: quoting of the existing value items
+	flagSty yaml.Style   // regionSeq: quoting of the existing flag items
+	// block: the words lie in the lines of a block scalar, so edits may add
+	// and delete whole lines; otherwise they are made inside the words' line.
+	block bool
+	enc   func(string) (string, error) // string and script: writes inserted text in the file
+	// progEnd: a script's file offset just after the program words.
+	progEnd int
+	// fixed are vLLM arguments written before these words, in an entrypoint
+	// that holds the program (entrypoint: [vllm, serve, --model, m]); vgrid
+	// does not edit them.
+	fixed    []string
+	problems []string // what docker compose would do differently from what the file shows
 }
 
 // ErrNotVLLM says a service does not run vLLM.
 var ErrNotVLLM = errors.New("does not run vLLM")
 
-// VLLMServices lists the services that run `vllm serve`.
+// VLLMServices lists the services that start vLLM's server.
 func (d *Document) VLLMServices() []string {
 	var out []string
 	for _, s := range d.order {
-		if _, err := d.region(s); err == nil {
+		if _, err := d.findRegion(s); err == nil {
 			out = append(out, s)
 		}
 	}
@@ -151,12 +174,24 @@ func (d *Document) ResolveService(service string) (string, error) {
 		}
 		return service, nil
 	}
-	vs := d.VLLMServices()
+	var vs []string
+	var errs []error
+	for _, s := range d.order {
+		switch _, err := d.findRegion(s); {
+		case err == nil:
+			vs = append(vs, s)
+		case !errors.Is(err, ErrNotVLLM):
+			errs = append(errs, err) // it runs vLLM, written in a way vgrid refuses
+		}
+	}
 	switch len(vs) {
 	case 1:
 		return vs[0], nil
 	case 0:
-		return "", fmt.Errorf("%s: no service runs vLLM (none has `vllm serve` in a script or a vLLM command); services: %s", d.Name, strings.Join(d.order, ", "))
+		if len(errs) > 0 {
+			return "", errors.Join(errs...)
+		}
+		return "", fmt.Errorf("%s: no service starts vLLM (none has %s in a script, or vLLM arguments in its command); services: %s", d.Name, serverPrograms, strings.Join(d.order, ", "))
 	}
 	return "", fmt.Errorf("%s: several services run vLLM (%s); choose one with --service", d.Name, strings.Join(vs, ", "))
 }
@@ -165,70 +200,227 @@ var shells = []string{"sh", "bash", "ash", "dash", "zsh"}
 
 func isShell(w string) bool { return slices.Contains(shells, path.Base(w)) }
 
-// programPrefix returns how many leading words name the program rather
-// than its arguments: "vllm serve", "python -m vllm.entrypoints.openai.api_server".
-func programPrefix(ws []string) int {
-	for i := 0; i+1 < len(ws) && i < 4; i++ {
-		if (ws[i] == "vllm" || strings.HasSuffix(ws[i], "/vllm")) && ws[i+1] == "serve" {
-			return i + 2
-		}
-		if ws[i] == "vllm.entrypoints.openai.api_server" {
-			return i + 1
+// deref follows an alias to the node it names.
+func deref(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+// lookup returns the value a mapping gives key, following YAML merge keys
+// (<<: *anchor, <<: [*a, *b]) the way compose does: the mapping's own key
+// wins, then the merged mappings in order. via names the anchor the value
+// came through ("" when written in the mapping itself).
+func lookup(m *yaml.Node, key string) (val *yaml.Node, via string) {
+	m = deref(m)
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil, ""
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if k := m.Content[i]; k.Value == key && k.ShortTag() != "!!merge" {
+			v := m.Content[i+1]
+			if v.Kind == yaml.AliasNode {
+				return deref(v), v.Value
+			}
+			return v, ""
 		}
 	}
-	if len(ws) > 2 && ws[1] == "-m" && ws[2] == "vllm.entrypoints.openai.api_server" {
-		return 3
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].ShortTag() != "!!merge" {
+			continue
+		}
+		sources := []*yaml.Node{m.Content[i+1]}
+		if s := deref(m.Content[i+1]); s.Kind == yaml.SequenceNode {
+			sources = s.Content
+		}
+		for _, src := range sources {
+			if v, via := lookup(src, key); v != nil {
+				if via == "" && src.Kind == yaml.AliasNode {
+					via = src.Value
+				}
+				return v, via
+			}
+		}
+	}
+	return nil, ""
+}
+
+// shared checks that the node supplying a service's key is not also the
+// value of another service's key (through an anchor or a merge key): an edit
+// there would change every service that shares it.
+func (d *Document) shared(service, key string) error {
+	n, via := lookup(d.services[service], key)
+	if n == nil {
+		return nil
+	}
+	users := []string{}
+	for _, s := range d.order {
+		if m, _ := lookup(d.services[s], key); m == n {
+			users = append(users, s)
+		}
+	}
+	if len(users) < 2 {
+		return nil
+	}
+	anchor := n.Anchor
+	if anchor == "" {
+		anchor = via
+	}
+	return fmt.Errorf("%s: the %s: of service %q is written once, under the anchor &%s (line %d; the %s: is at line %d), and services %s share it; an edit there would change all of them. Give service %q a %s: of its own (copy it into the service, which then overrides the anchor's), or run vgrid on a profile where one service uses it",
+		d.Name, key, service, anchor, d.anchorLine(anchor), key, n.Line, strings.Join(users, ", "), service, key)
+}
+
+// anchorLine returns the 1-based line where &name is defined.
+func (d *Document) anchorLine(name string) int {
+	re := regexp.MustCompile(`&` + regexp.QuoteMeta(name) + `(\s|$)`)
+	if loc := re.FindIndex(d.src); loc != nil {
+		return d.lineOf(loc[0]) + 1
 	}
 	return 0
 }
 
-// region locates the vLLM arguments of a service.
-func (d *Document) region(service string) (*region, error) {
+// expansion refuses argument lists that take words from a variable the
+// shell or compose expands when the container starts ($ARGS, "$@"): vgrid
+// cannot see the flags inside, so it could neither edit nor check them.
+// The first positional word (the model) may be a variable.
+func (d *Document) expansion(r *region) error {
+	if r.kind == regionSeq {
+		return nil
+	}
+	for i, a := range vllm.ParseArgs(texts(r.words)) {
+		if a.Name != "" || i == 0 {
+			continue
+		}
+		w := r.words[a.First]
+		if strings.Contains(w.text, "$") {
+			return fmt.Errorf("%s: service %q: vLLM's arguments include %q (line %d), which is expanded when the container starts; vgrid cannot see the flags inside it, so it can neither edit nor check them. Write the flags out in the profile",
+				d.Name, r.service, w.text, d.lineOf(w.start)+1)
+		}
+	}
+	return nil
+}
+
+// findRegion locates the vLLM arguments of a service.
+func (d *Document) findRegion(service string) (*region, error) {
 	svc, ok := d.services[service]
 	if !ok {
 		return nil, fmt.Errorf("%s has no service %q; services: %s", d.Name, service, strings.Join(d.order, ", "))
 	}
-	cmd, ep := mapGet(svc, "command"), mapGet(svc, "entrypoint")
+	cmd, _ := lookup(svc, "command")
+	ep, _ := lookup(svc, "entrypoint")
+	if empty(ep) {
+		ep = nil // entrypoint: [] or "" clears the image's: the command runs as is
+	}
 	image := ""
-	if n := mapGet(svc, "image"); n != nil {
+	if n, _ := lookup(svc, "image"); n != nil {
 		image = n.Value
 	}
-
-	// A shell script: entrypoint [sh, -c] with the script in command, or a
-	// command [sh, -c, script], or an entrypoint carrying the script.
-	for _, n := range scriptCandidates(ep, cmd) {
-		r, err := d.scriptRegion(service, n)
-		if err != nil || r != nil {
-			return r, err
+	if epShell(ep) || (ep == nil && cmdShell(cmd)) {
+		return d.scriptRegion(service, ep, cmd)
+	}
+	var fixed []string
+	epProgram := false
+	if ep != nil {
+		words, _, err := d.nodeWords(ep)
+		if err != nil {
+			return nil, fmt.Errorf("service %q entrypoint: %w", service, err)
+		}
+		if end := programEnd(texts(words)); end > 0 {
+			epProgram, fixed = true, texts(words[end:])
 		}
 	}
-	if epShell(ep) {
-		return nil, fmt.Errorf("service %q %w: its entrypoint is a shell and its script has no `vllm serve` line", service, ErrNotVLLM)
-	}
 	if cmd == nil {
+		if epProgram {
+			return nil, fmt.Errorf("service %q: its entrypoint starts vLLM but it has no command:, so there is no argument list to edit; move the arguments into a command: list", service)
+		}
+		if ext, _ := lookup(svc, "extends"); ext != nil {
+			return nil, fmt.Errorf("service %q %w as far as vgrid can see: it has no command: of its own and takes it through extends:, from a service vgrid does not edit; copy the command into service %q", service, ErrNotVLLM, service)
+		}
 		return nil, fmt.Errorf("service %q %w as far as vgrid can see: it has no command:, so its vLLM arguments are not in this file (image %q)", service, ErrNotVLLM, image)
 	}
 	var r *region
 	switch cmd.Kind {
 	case yaml.ScalarNode:
-		var err error
-		if r, err = d.stringRegion(service, cmd); err != nil {
-			return nil, err
+		src, err := d.scalarSource(cmd)
+		if err != nil {
+			return nil, fmt.Errorf("service %q command: %w", service, err)
 		}
+		words, ps := lexCompose(src.text)
+		r = &region{kind: regionString, service: service, block: src.block, enc: src.enc}
+		r.words = mapWords(src, words)
+		r.problems = d.describe(src, ps)
 	case yaml.SequenceNode:
 		r = d.seqRegion(service, cmd)
 	default:
 		return nil, fmt.Errorf("service %q: command is a %s, expected a string or a list", service, kindName(cmd.Kind))
 	}
-	prefix := programPrefix(texts(r.words))
-	if prefix == 0 && !strings.Contains(strings.ToLower(image), "vllm") && !slices.Contains(texts(r.words), "--model") {
-		return nil, fmt.Errorf("service %q %w: its command has no --model and its image %q is not a vLLM image", service, ErrNotVLLM, image)
+	r.key, r.fixed = "command", fixed
+	prefix := 0
+	if !epProgram {
+		prefix = programEnd(texts(r.words))
+		if prefix == 0 && !strings.Contains(strings.ToLower(image), "vllm") && !slices.Contains(texts(r.words), "--model") {
+			return nil, fmt.Errorf("service %q %w: its command has no --model and its image %q is not a vLLM image", service, ErrNotVLLM, image)
+		}
 	}
 	r.words = r.words[prefix:]
 	if r.items != nil {
 		r.items = r.items[prefix:]
 	}
 	return r, nil
+}
+
+// region is findRegion, refused when the words are shared with another
+// service through an anchor.
+func (d *Document) region(service string) (*region, error) {
+	r, err := d.findRegion(service)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.shared(service, r.key); err != nil {
+		return nil, err
+	}
+	if err := d.expansion(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// mapWords turns words lexed in src.text into words with file offsets.
+func mapWords(src *source, ws []word) []word {
+	out := make([]word, len(ws))
+	for i, w := range ws {
+		w.start, w.end = src.fileSpan(w.start, w.end)
+		out[i] = w
+	}
+	return out
+}
+
+// nodeWords returns the words of an entrypoint or command as compose splits
+// it (a list's items, or a string split by go-shellwords), with the source
+// of a string.
+func (d *Document) nodeWords(n *yaml.Node) ([]word, *source, error) {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		var out []word
+		for _, it := range n.Content {
+			out = append(out, word{text: deref(it).Value})
+		}
+		return out, nil, nil
+	case yaml.ScalarNode:
+		src, err := d.scalarSource(n)
+		if err != nil {
+			return nil, nil, err
+		}
+		ws, _ := lexCompose(src.text)
+		return ws, src, nil
+	}
+	return nil, nil, fmt.Errorf("a %s, expected a string or a list", kindName(n.Kind))
+}
+
+// empty reports an empty list or string.
+func empty(n *yaml.Node) bool {
+	return n != nil && (n.Kind == yaml.SequenceNode && len(n.Content) == 0 || n.Kind == yaml.ScalarNode && strings.TrimSpace(n.Value) == "")
 }
 
 func kindName(k yaml.Kind) string {
@@ -243,109 +435,160 @@ func kindName(k yaml.Kind) string {
 	return "scalar"
 }
 
-func epShell(ep *yaml.Node) bool {
-	if ep == nil {
-		return false
+// firstWord is the first word of a list or string command.
+func firstWord(n *yaml.Node) string {
+	switch {
+	case n == nil:
+		return ""
+	case n.Kind == yaml.SequenceNode && len(n.Content) > 0:
+		return deref(n.Content[0]).Value
+	case n.Kind == yaml.ScalarNode:
+		if f := strings.Fields(n.Value); len(f) > 0 {
+			return strings.Trim(f[0], `'"`)
+		}
 	}
-	if ep.Kind == yaml.SequenceNode && len(ep.Content) > 0 {
-		return isShell(ep.Content[0].Value)
-	}
-	if ep.Kind == yaml.ScalarNode {
-		f := strings.Fields(ep.Value)
-		return len(f) > 0 && isShell(f[0])
-	}
-	return false
+	return ""
 }
 
-// scriptCandidates returns the scalar nodes that may hold a shell script.
-func scriptCandidates(ep, cmd *yaml.Node) []*yaml.Node {
-	var out []*yaml.Node
-	seqScript := func(n *yaml.Node, needShell bool) {
-		if n == nil || n.Kind != yaml.SequenceNode {
-			return
-		}
-		for i, it := range n.Content {
-			if it.Kind != yaml.ScalarNode {
-				continue
-			}
-			if !needShell || (i >= 2 && isShell(n.Content[0].Value) && n.Content[i-1].Value == "-c") {
-				out = append(out, it)
-			}
-		}
-	}
-	if epShell(ep) {
-		seqScript(ep, true)
-		if cmd != nil && cmd.Kind == yaml.ScalarNode {
-			out = append(out, cmd)
-		}
-		seqScript(cmd, false)
-	} else if ep == nil {
-		seqScript(cmd, true)
-	}
-	return out
-}
+func epShell(ep *yaml.Node) bool { return isShell(firstWord(ep)) }
 
-// blockContent returns the byte span of a block scalar's content lines:
-// from the line after the indicator to the end of its last non-blank line.
-func (d *Document) blockContent(n *yaml.Node) (start, end int, err error) {
-	ind := d.offset(n.Line, n.Column)
-	line := d.lineOf(ind)
-	header := d.lineText(line)[ind-d.lineStarts[line]:]
-	if strings.ContainsAny(strings.SplitN(header, "#", 2)[0], "123456789") {
-		return 0, 0, fmt.Errorf("line %d: block scalars with an explicit indentation indicator are not supported; remove the digit after | or >", line+1)
-	}
-	indent := -1
-	last := line
-	for i := line + 1; i < len(d.lineStarts); i++ {
-		t := d.lineText(i)
-		if strings.TrimSpace(t) == "" {
-			continue
-		}
-		ws := len(t) - len(strings.TrimLeft(t, " "))
-		if indent < 0 {
-			indent = ws
-		}
-		if ws < indent {
-			break
-		}
-		last = i
-	}
-	if last == line {
-		return 0, 0, fmt.Errorf("line %d: empty block scalar", line+1)
-	}
-	return d.lineStarts[line+1], d.lineEnd(last), nil
-}
+// cmdShell: a command that runs a shell itself ([bash, -c, script]).
+func cmdShell(cmd *yaml.Node) bool { return isShell(firstWord(cmd)) }
 
-func (d *Document) stringRegion(service string, n *yaml.Node) (*region, error) {
-	r := &region{kind: regionString, service: service}
-	switch n.Style {
-	case yaml.LiteralStyle, yaml.FoldedStyle:
-		start, end, err := d.blockContent(n)
-		if err != nil {
+// scriptRegion finds the server command in the script a shell runs: the
+// word after -c in the entrypoint or the command (as a list item, or a
+// quoted word of a string), or the command's first word after an
+// entrypoint ending in -c.
+func (d *Document) scriptRegion(service string, ep, cmd *yaml.Node) (*region, error) {
+	holder, key := cmd, "command"
+	if ep != nil {
+		holder, key = ep, "entrypoint"
+	}
+	script, err := d.scriptAfterC(holder)
+	if err != nil {
+		return nil, fmt.Errorf("service %q %s: %w", service, key, err)
+	}
+	if script == nil && ep != nil && cmd != nil {
+		holder, key = cmd, "command"
+		if script, err = d.firstCommandWord(cmd); err != nil {
 			return nil, fmt.Errorf("service %q command: %w", service, err)
 		}
-		var ps []problem
-		r.words, ps = lexCompose(string(d.src[start:end]), start)
-		r.problems = d.describe(ps)
-	case 0: // plain
-		start := d.offset(n.Line, n.Column)
-		if strings.Contains(n.Value, "\n") || !bytes.HasPrefix(d.src[start:], []byte(n.Value)) {
-			return nil, fmt.Errorf("service %q: a multi-line plain command is not supported; write it as a block scalar (command: >) or a list", service)
-		}
-		var ps []problem
-		r.words, ps = lexCompose(n.Value, start)
-		r.problems = d.describe(ps)
-	default:
-		return nil, fmt.Errorf("service %q: a quoted string command is not supported; write it as a block scalar (command: >) or a list", service)
 	}
+	if script == nil {
+		return nil, fmt.Errorf("service %q %w: it runs a shell, but vgrid finds no script after -c", service, ErrNotVLLM)
+	}
+	if script.block && holder.Kind == yaml.ScalarNode && holder.Style == yaml.FoldedStyle && strings.Contains(script.text, "\n") {
+		return nil, fmt.Errorf("service %q: the script is a folded scalar (>): its lines are joined and the shell sees one line; use a literal block (|)", service)
+	}
+	inv, err := findServe(script.text)
+	if err != nil {
+		return nil, fmt.Errorf("%s: service %q: %w", d.Name, service, err)
+	}
+	if inv == nil {
+		return nil, fmt.Errorf("service %q %w: it runs a shell script with no %s line", service, ErrNotVLLM, serverPrograms)
+	}
+	r := &region{kind: regionScript, service: service, key: key, block: script.block, enc: script.enc, progEnd: script.at[inv.progEnd]}
+	r.words = mapWords(script, inv.args)
 	return r, nil
 }
 
+// scriptAfterC returns the script that follows -c in an entrypoint or
+// command, or nil when -c ends it (or there is none).
+func (d *Document) scriptAfterC(n *yaml.Node) (*source, error) {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		for i := 1; i+1 < len(n.Content); i++ {
+			if deref(n.Content[i]).Value == "-c" {
+				it := deref(n.Content[i+1])
+				if it.Kind != yaml.ScalarNode {
+					return nil, fmt.Errorf("the script after -c is a %s", kindName(it.Kind))
+				}
+				return d.scalarSource(it)
+			}
+		}
+		return nil, nil
+	case yaml.ScalarNode:
+		ws, src, err := d.nodeWords(n)
+		if err != nil {
+			return nil, err
+		}
+		for i := 1; i+1 < len(ws); i++ {
+			if ws[i].text == "-c" {
+				return nestedScript(src, ws[i+1])
+			}
+		}
+		return nil, nil
+	}
+	return nil, fmt.Errorf("a %s, expected a string or a list", kindName(n.Kind))
+}
+
+// firstCommandWord returns the script a shell entrypoint ending in -c gets:
+// the command's first word. A string command is split into words by compose
+// first, so a script written as a bare block scalar reaches the shell cut
+// into pieces: that is refused with what to write instead.
+func (d *Document) firstCommandWord(cmd *yaml.Node) (*source, error) {
+	switch cmd.Kind {
+	case yaml.SequenceNode:
+		if len(cmd.Content) == 0 {
+			return nil, nil
+		}
+		it := deref(cmd.Content[0])
+		if it.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("its first item is a %s, expected the script", kindName(it.Kind))
+		}
+		return d.scalarSource(it)
+	case yaml.ScalarNode:
+		ws, src, err := d.nodeWords(cmd)
+		if err != nil || len(ws) == 0 {
+			return nil, err
+		}
+		if len(ws) > 1 {
+			if inv, _ := findServe(src.text); inv != nil {
+				return nil, fmt.Errorf("the entrypoint ends in -c and the command is a string, which docker compose splits into words: the shell would run only %q and get the rest as $0, $1, …; write the command as a one-item list (command: [\"vllm serve ...\"], or command: followed by a `- |` item)", ws[0].text)
+			}
+			return nil, nil
+		}
+		return nestedScript(src, ws[0])
+	}
+	return nil, fmt.Errorf("a %s, expected a string or a list", kindName(cmd.Kind))
+}
+
+// nestedScript returns the script held in one quoted word of a string
+// command (bash -c "vllm serve ..."), mapped to the file.
+func nestedScript(src *source, w word) (*source, error) {
+	var enc func(string) (string, error)
+	switch w.quote {
+	case '"':
+		// go-shellwords: inside double quotes a backslash escapes any byte.
+		enc = func(s string) (string, error) {
+			return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s), nil
+		}
+	case '\'':
+		enc = func(s string) (string, error) {
+			if strings.Contains(s, "'") {
+				return "", fmt.Errorf("%q cannot be written inside the single-quoted script: it holds a single quote", s)
+			}
+			return s, nil
+		}
+	default:
+		if strings.ContainsAny(src.text[w.start:w.end], `\'"`) {
+			return nil, fmt.Errorf("the script %q is written in several quoted pieces; write it as one quoted string, or as a list item", src.text[w.start:w.end])
+		}
+		enc = func(s string) (string, error) {
+			if strings.ContainsAny(s, " \t\n'\"\\") {
+				return "", fmt.Errorf("%q cannot be written inside the unquoted script", s)
+			}
+			return s, nil
+		}
+	}
+	return src.sub(w, enc), nil
+}
+
 // describe turns lexing problems into one sentence per kind, with lines.
-func (d *Document) describe(ps []problem) []string {
+func (d *Document) describe(src *source, ps []problem) []string {
 	lines := map[int][]string{}
 	for _, p := range ps {
-		l := fmt.Sprint(d.lineOf(p.off) + 1)
+		l := fmt.Sprint(d.lineOf(src.at[p.off]) + 1)
 		if !slices.Contains(lines[p.kind], l) {
 			lines[p.kind] = append(lines[p.kind], l)
 		}
@@ -366,6 +609,7 @@ func (d *Document) describe(ps []problem) []string {
 func (d *Document) seqRegion(service string, n *yaml.Node) *region {
 	r := &region{kind: regionSeq, service: service, flow: n.Style&yaml.FlowStyle != 0}
 	for _, it := range n.Content {
+		it = deref(it)
 		start := d.offset(it.Line, it.Column)
 		r.words = append(r.words, word{text: it.Value, start: start, end: start + d.scalarLen(start, it.Style, r.flow)})
 		r.items = append(r.items, it)
@@ -418,40 +662,6 @@ func (d *Document) scalarLen(off int, style yaml.Style, flow bool) int {
 	return len(s)
 }
 
-func (d *Document) scriptRegion(service string, n *yaml.Node) (*region, error) {
-	var start, end int
-	switch n.Style {
-	case yaml.LiteralStyle, yaml.FoldedStyle:
-		if n.Style == yaml.FoldedStyle && strings.Contains(n.Value, "vllm serve") {
-			return nil, fmt.Errorf("service %q: the script is a folded scalar (>): lines are joined and the shell sees one line; use a literal block (|)", service)
-		}
-		var err error
-		if start, end, err = d.blockContent(n); err != nil {
-			return nil, fmt.Errorf("service %q script: %w", service, err)
-		}
-	default:
-		if !strings.Contains(n.Value, "vllm") {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("service %q: the `vllm serve` script is a quoted or plain scalar; vgrid edits scripts written as a literal block (|)", service)
-	}
-	text := string(d.src[start:end])
-	inv, err := findServe(text)
-	if err != nil {
-		return nil, fmt.Errorf("%s: service %q: %w", d.Name, service, err)
-	}
-	if inv == nil {
-		return nil, nil
-	}
-	r := &region{kind: regionScript, service: service, serveEnd: start + inv.serveEnd}
-	for _, w := range inv.args {
-		w.start += start
-		w.end += start
-		r.words = append(r.words, w)
-	}
-	return r, nil
-}
-
 // effectiveWords extracts the vLLM argument words from a service as compose
 // resolved it (interpolated entrypoint and command).
 func effectiveWords(service string, entrypoint, command []string) ([]string, error) {
@@ -467,6 +677,10 @@ func effectiveWords(service string, entrypoint, command []string) ([]string, err
 		if i := slices.Index(command, "-c"); i >= 0 && i+1 < len(command) {
 			script = command[i+1]
 		}
+	case len(entrypoint) > 0:
+		if end := programEnd(entrypoint); end > 0 {
+			return append(slices.Clone(entrypoint[end:]), command...), nil
+		}
 	}
 	if script != "" {
 		inv, err := findServe(script)
@@ -474,9 +688,9 @@ func effectiveWords(service string, entrypoint, command []string) ([]string, err
 			return nil, fmt.Errorf("service %q: %w", service, err)
 		}
 		if inv == nil {
-			return nil, fmt.Errorf("service %q %w: its script has no `vllm serve` line", service, ErrNotVLLM)
+			return nil, fmt.Errorf("service %q %w: its script has no %s line", service, ErrNotVLLM, serverPrograms)
 		}
 		return texts(inv.args), nil
 	}
-	return command[programPrefix(command):], nil
+	return command[programEnd(command):], nil
 }
