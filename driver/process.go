@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -40,6 +41,8 @@ type Process struct {
 
 	mu  sync.Mutex
 	cur *ProcessDeployment // the child running now, if any
+
+	flags FlagCheck
 }
 
 // NewProcess checks the target's command and endpoint; nothing is started.
@@ -428,4 +431,49 @@ func (d *ProcessDeployment) Diagnose(ctx context.Context) *orchestrator.Failure 
 		}
 	}
 	return d.failure(orchestrator.ReasonExited, "the server process exited during the benchmark", "")
+}
+
+// FlagCheck is the driver's check of flags against its program's --help.
+func (p *Process) FlagCheck() *FlagCheck { return &p.flags }
+
+// CheckFlags asks the program the target runs (`vllm serve`, `python -m
+// vllm.entrypoints.openai.api_server`, the simulator) for its --help, once
+// per executable, and checks the plan's arguments against it.
+func (p *Process) CheckFlags(ctx context.Context, pl orchestrator.Plan) ([]string, error) {
+	plan, ok := pl.(*processPlan)
+	if !ok {
+		return nil, fmt.Errorf("not a process plan: %T", pl)
+	}
+	exe, err := exec.LookPath(p.prefix[0])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p.prefix[0], err)
+	}
+	info, err := os.Stat(exe)
+	if err != nil {
+		return nil, err
+	}
+	key := fmt.Sprintf("exe %s %d %d\x00%s", exe, info.Size(), info.ModTime().UnixNano(), strings.Join(p.prefix[1:], " "))
+	h, err := p.flags.Help(ctx, key, p.prefix, func(ctx context.Context, arg string) (string, int, error) {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, exe, append(append([]string(nil), p.prefix[1:]...), arg)...)
+		cmd.Env = p.env
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee) && ctx.Err() == nil:
+			return string(out), ee.ExitCode(), nil
+		case err != nil:
+			return string(out), 0, fmt.Errorf("%s %s: %w", exe, arg, err)
+		}
+		return string(out), 0, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ask %s for its flags: %w", p.program(), err)
+	}
+	of := "the vLLM at " + exe
+	if p.sim {
+		of = "the simulator (" + exe + " sim serve)"
+	}
+	return Refusals(h, of, plan.flags.Words()), nil
 }

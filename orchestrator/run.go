@@ -34,6 +34,14 @@ type Driver interface {
 	Crown(ctx context.Context, c Candidate) error
 }
 
+// FlagChecker is a Driver that can ask the vLLM that will run a rendered
+// candidate which flags it accepts (its --help).
+type FlagChecker interface {
+	// CheckFlags returns, described, what that vLLM would refuse in the
+	// plan's arguments; an error when it cannot be asked.
+	CheckFlags(ctx context.Context, p Plan) ([]string, error)
+}
+
 // Plan is a candidate rendered for a target, ready to deploy.
 type Plan interface {
 	// Rendered is what the trial records of the rendering.
@@ -216,6 +224,9 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 		return err
 	}
 	if len(trials) == 0 {
+		if err := o.checkFlags(ctx, r); err != nil {
+			return err
+		}
 		backup, err := o.Driver.Prepare(ctx, r.ID)
 		if err != nil {
 			return fmt.Errorf("prepare %s: %w", r.Target, err)
@@ -593,4 +604,69 @@ func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) erro
 		return nm
 	}
 	return o.saveRun(r, RunDone, "left running: "+r.EndAction)
+}
+
+// FlagsRefusedError says the vLLM that would run a grid refuses some of
+// its flags: the run stops before anything is booted.
+type FlagsRefusedError struct {
+	Refusals map[string][]string // refusal -> the candidates it concerns
+	order    []string
+}
+
+func (e *FlagsRefusedError) Error() string {
+	var b strings.Builder
+	b.WriteString("the vLLM that would run this grid refuses some of its flags; nothing was booted, fix the grid (or the profile) and run again:")
+	for _, r := range e.order {
+		fmt.Fprintf(&b, "\n  %s (candidates: %s)", r, strings.Join(e.Refusals[r], ", "))
+	}
+	return b.String()
+}
+
+// CheckFlags renders every candidate and asks the driver's vLLM, when the
+// driver can, which flags it would refuse. It returns a
+// *FlagsRefusedError, nil, or the error that kept it from asking.
+func CheckFlags(ctx context.Context, d Driver, cands []Candidate) error {
+	fc, ok := d.(FlagChecker)
+	if !ok {
+		return nil
+	}
+	e := &FlagsRefusedError{Refusals: map[string][]string{}}
+	for i, c := range cands {
+		p, err := d.Render(ctx, c)
+		if err != nil {
+			continue // the trial fails with the rendering's reason
+		}
+		refusals, err := fc.CheckFlags(ctx, p)
+		if err != nil {
+			return err
+		}
+		for _, r := range refusals {
+			if _, seen := e.Refusals[r]; !seen {
+				e.order = append(e.order, r)
+			}
+			e.Refusals[r] = append(e.Refusals[r], fmt.Sprintf("%d %s", i, c.Name))
+		}
+	}
+	if len(e.order) > 0 {
+		return e
+	}
+	return nil
+}
+
+// checkFlags refuses a run whose flags its vLLM refuses; when the vLLM
+// cannot be asked, the run goes on and says so.
+func (o *Orchestrator) checkFlags(ctx context.Context, r *Run) error {
+	err := CheckFlags(ctx, o.Driver, r.Grid.Expand())
+	var refused *FlagsRefusedError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &refused):
+		return err
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	text := "flags not checked against the server's own --help: " + err.Error()
+	o.Log.Warn().Str("run_id", r.ID).Msg(text)
+	return o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: "run", Trial: -1, Text: text})
 }

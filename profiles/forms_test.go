@@ -199,3 +199,29 @@ func TestFormsQuotedValues(t *testing.T) {
 		})
 	}
 }
+
+// Program names what starts the server in each form: vgrid asks that same
+// program for --help.
+func TestFormsProgram(t *testing.T) {
+	for file, want := range map[string]string{
+		"script-sh-list-entrypoint.yml":    "vllm serve",
+		"script-bash-block-entrypoint.yml": "python3 -m vllm.entrypoints.openai.api_server",
+		"script-command-python-m.yml":      "python -m vllm.entrypoints.openai.api_server",
+		"string-bash-c.yml":                "vllm serve",
+		"split-entrypoint-list.yml":        "vllm serve",
+		"split-entrypoint-python.yml":      "python3 -m vllm.entrypoints.openai.api_server",
+		"split-entrypoint-args.yml":        "vllm serve",
+		"string-plain.yml":                 "", // the image's entrypoint
+		"crlf-list.yml":                    "",
+	} {
+		l, err := Project{Files: []string{filepath.Join("testdata", "forms", file)}}.Load(context.Background(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := l.ServiceNames()[0]
+		got, err := l.Program(svc)
+		if err != nil || strings.Join(got, " ") != want {
+			t.Errorf("%s: program %q (%v), want %q", file, got, err, want)
+		}
+	}
+}

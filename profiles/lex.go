@@ -291,22 +291,43 @@ func serverProgram(ws []string, i int) (end int, ok bool) {
 // programEnd returns how many leading words of a command name the program
 // rather than its arguments (0 when it does not start vLLM's server).
 func programEnd(ws []string) int {
+	_, end := programSpan(ws)
+	return end
+}
+
+// programSpan returns where the program words of a command are: `vllm
+// serve`, or `python3 [-u] -m vllm.entrypoints.openai.api_server` with its
+// interpreter; end is 0 when the command does not start vLLM's server.
+func programSpan(ws []string) (start, end int) {
 	for i := 0; i < len(ws) && i < 6; i++ {
-		if end, ok := serverProgram(ws, i); ok {
-			return end
+		if e, ok := serverProgram(ws, i); ok {
+			return interpreterStart(ws, i), e
 		}
-		if ws[i] == apiServerModule { // python3 -mvllm... is not worth a case; a module path alone is
-			return i + 1
+		if ws[i] == apiServerModule { // a module path alone
+			return i, i + 1
 		}
 	}
-	return 0
+	return 0, 0
+}
+
+// interpreterStart steps back from "-m" over the interpreter's options to
+// the interpreter (python3 -u -m ...).
+func interpreterStart(ws []string, i int) int {
+	if ws[i] != "-m" {
+		return i
+	}
+	for i > 0 && strings.HasPrefix(ws[i-1], "-") {
+		i--
+	}
+	return max(i-1, 0)
 }
 
 // serveInvocation is where vLLM's server starts in a script.
 type serveInvocation struct {
-	args    []word // the argument words of that command (redirections left out)
-	progEnd int    // offset just after the program words ("serve", or the module name)
-	line    int    // offset of the start of the line holding the program
+	args    []word   // the argument words of that command (redirections left out)
+	program []string // the program words: [vllm serve], [python3 -m vllm.entrypoints.openai.api_server]
+	progEnd int      // offset just after the program words ("serve", or the module name)
+	line    int      // offset of the start of the line holding the program
 }
 
 // serverPrograms names the forms findServe looks for, for messages.
@@ -326,7 +347,8 @@ func findServe(script string) (*serveInvocation, error) {
 		if !ok || words[end-1].op {
 			continue
 		}
-		inv := &serveInvocation{progEnd: words[end-1].end, line: strings.LastIndexByte(script[:words[i].start], '\n') + 1}
+		inv := &serveInvocation{progEnd: words[end-1].end, line: strings.LastIndexByte(script[:words[i].start], '\n') + 1,
+			program: ws[interpreterStart(ws, i):end]}
 		for j := end; j < len(words) && !words[j].op; j++ {
 			if !words[j].redirect {
 				inv.args = append(inv.args, words[j])

@@ -124,6 +124,26 @@ func (l *Loaded) Flags(service string) (vllm.Flags, error) {
 	return vllm.ParseArgs(words), nil
 }
 
+// Program returns the words that start vLLM's server for a service as
+// compose resolved it ([vllm serve], [python3 -m
+// vllm.entrypoints.openai.api_server]), or nil when the service gives only
+// arguments and the image's entrypoint starts the server. Asking the same
+// program for --help tells which flags that vLLM accepts.
+func (l *Loaded) Program(service string) ([]string, error) {
+	svc, ok := l.Services[service]
+	if !ok {
+		return nil, fmt.Errorf("compose project has no service %q", service)
+	}
+	return ProgramOf(service, svc.Entrypoint, svc.Command)
+}
+
+// ProgramOf is Program for an entrypoint and command as compose resolved
+// them (a container's Entrypoint and Cmd).
+func ProgramOf(service string, entrypoint, command []string) ([]string, error) {
+	program, _, err := effectiveProgram(service, entrypoint, command)
+	return program, err
+}
+
 // unsetVars returns the variables of text referenced without a default
 // (${X} or $X, not ${X:-d} / ${X-d}) that are in missing.
 func unsetVars(text string, missing []string) []string {

@@ -665,6 +665,15 @@ func (d *Document) scalarLen(off int, style yaml.Style, flow bool) int {
 // effectiveWords extracts the vLLM argument words from a service as compose
 // resolved it (interpolated entrypoint and command).
 func effectiveWords(service string, entrypoint, command []string) ([]string, error) {
+	_, args, err := effectiveProgram(service, entrypoint, command)
+	return args, err
+}
+
+// effectiveProgram splits a service's entrypoint and command, as compose
+// resolved them, into the words that start vLLM's server (nil when only
+// arguments are given and the image's entrypoint starts it) and vLLM's
+// arguments.
+func effectiveProgram(service string, entrypoint, command []string) (program, args []string, err error) {
 	script := ""
 	switch {
 	case len(entrypoint) > 0 && isShell(entrypoint[0]):
@@ -678,19 +687,23 @@ func effectiveWords(service string, entrypoint, command []string) ([]string, err
 			script = command[i+1]
 		}
 	case len(entrypoint) > 0:
-		if end := programEnd(entrypoint); end > 0 {
-			return append(slices.Clone(entrypoint[end:]), command...), nil
+		if start, end := programSpan(entrypoint); end > 0 {
+			return entrypoint[start:end], append(slices.Clone(entrypoint[end:]), command...), nil
 		}
 	}
 	if script != "" {
 		inv, err := findServe(script)
 		if err != nil {
-			return nil, fmt.Errorf("service %q: %w", service, err)
+			return nil, nil, fmt.Errorf("service %q: %w", service, err)
 		}
 		if inv == nil {
-			return nil, fmt.Errorf("service %q %w: its script has no %s line", service, ErrNotVLLM, serverPrograms)
+			return nil, nil, fmt.Errorf("service %q %w: its script has no %s line", service, ErrNotVLLM, serverPrograms)
 		}
-		return texts(inv.args), nil
+		return inv.program, texts(inv.args), nil
 	}
-	return command[programEnd(command):], nil
+	start, end := programSpan(command)
+	if end == 0 {
+		return nil, command, nil
+	}
+	return command[start:end], command[end:], nil
 }

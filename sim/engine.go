@@ -32,11 +32,19 @@ type Env struct {
 	DieAfterSeconds    float64 // VLLM_SIM_DIE_AFTER_SECONDS: ... or N wall seconds after it is ready
 	StallAfterRequests int     // VLLM_SIM_STALL_AFTER_REQUESTS: decoding stops after N requests, /health stays 200
 	BootSlowdown       float64 // VLLM_SIM_BOOT_SLOWDOWN: multiplies boot durations (default 1)
+
+	// The vLLM release played (VLLM_SIM_VERSION, default DefaultVersion):
+	// metric names, the reasoning field, the help's shape.
+	Personality Personality
 }
 
 // EnvFromGetenv reads the VLLM_SIM_* variables for a config.
 func EnvFromGetenv(c *vllm.Config, getenv func(string) string) (Env, error) {
 	e := Env{TimeScale: 1, PrefillMsPT: 0.15, BaseMs: 20, ITLMs: 25, ITLGrowth: 0.02}
+	var err error
+	if e.Personality, err = PersonalityOf(getenv("VLLM_SIM_VERSION")); err != nil {
+		return e, err
+	}
 	for name, dst := range map[string]*float64{"VLLM_SIM_TIME_SCALE": &e.TimeScale, "VLLM_SIM_PREFILL_MS_PER_TOKEN": &e.PrefillMsPT,
 		"VLLM_SIM_BASE_MS": &e.BaseMs, "VLLM_SIM_ITL_MS": &e.ITLMs, "VLLM_SIM_ITL_GROWTH": &e.ITLGrowth} {
 		if v := getenv(name); v != "" {
@@ -72,7 +80,6 @@ func EnvFromGetenv(c *vllm.Config, getenv func(string) string) (Env, error) {
 			n = k
 		}
 	}
-	var err error
 	if e.GPUs, err = vllm.ParseGPUs(n, getenv("VLLM_SIM_GPU_MEMORY_MIB"), getenv("VLLM_SIM_GPU_USED_MIB"), getenv("VLLM_SIM_GPU_USED_GROWTH_MIB")); err != nil {
 		return e, err
 	}

@@ -7,26 +7,57 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/vgrid/vgrid/vllm"
 )
 
-const usage = "usage: vllm serve [model_tag] [options]"
-
-// Main runs `vllm serve ARGS` (args[0] == "serve") and returns vLLM's exit status: 0 after a clean shutdown, 2 for argument
-// errors (argparse), 1 when the engine fails.
+// Main runs `vllm serve ARGS` (args[0] == "serve") or `python -m
+// vllm.entrypoints.openai.api_server ARGS` (args[0:2] == -m, the module)
+// and returns vLLM's exit status: 0 after a clean shutdown or --help, 2 for
+// argument errors (argparse), 1 when the engine fails. `vllm --version`
+// prints the version played (VLLM_SIM_VERSION).
 func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "serve" {
-		fmt.Fprintln(stderr, usage)
-		fmt.Fprintln(stderr, "vllm: error: the only command is serve")
+	p, err := PersonalityOf(getenv("VLLM_SIM_VERSION"))
+	if err != nil {
+		fmt.Fprintln(stderr, "vllm-sim:", err)
 		return 2
 	}
-	c, err := vllm.ParseServeArgs(args[1:])
+	var prog string
+	switch {
+	case len(args) > 0 && (args[0] == "--version" || args[0] == "-v"):
+		fmt.Fprintln(stdout, p.Version)
+		return 0
+	case len(args) > 0 && args[0] == "serve":
+		prog, args = "vllm serve", args[1:]
+	case len(args) > 1 && args[0] == "-m" && args[1] == "vllm.entrypoints.openai.api_server":
+		prog, args = "api_server.py", args[2:]
+	default:
+		fmt.Fprintln(stderr, "usage: vllm [-h] [-v] {serve} ...")
+		fmt.Fprintln(stderr, "vllm: error: the only command is serve (or python -m vllm.entrypoints.openai.api_server)")
+		return 2
+	}
+	for _, a := range args {
+		if a == "-h" || a == "--help" || strings.HasPrefix(a, "--help=") {
+			topic, _ := strings.CutPrefix(a, "--help=")
+			if topic == a {
+				topic = ""
+			}
+			text, ok := Help(p, prog, topic)
+			if !ok {
+				fmt.Fprint(stderr, text)
+				return 2
+			}
+			fmt.Fprint(stdout, text)
+			return 0
+		}
+	}
+	c, err := vllm.ParseServeArgs(args)
 	if err != nil {
 		var ae *vllm.ArgError
 		if errors.As(err, &ae) {
-			fmt.Fprintln(stderr, usage)
-			fmt.Fprintln(stderr, ae.Error())
+			fmt.Fprintf(stderr, "usage: %s [model_tag] [options]\n", prog)
+			fmt.Fprintln(stderr, strings.Replace(ae.Error(), "vllm serve", prog, 1))
 			return 2
 		}
 		fmt.Fprintln(stderr, err)

@@ -22,7 +22,7 @@ import (
 )
 
 // SchemaVersion is the version this code writes.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 var (
 	bRoot    = []byte("vgrid")
@@ -31,6 +31,7 @@ var (
 	bTrials  = []byte("trials")
 	bReports = []byte("reports")
 	bEvents  = []byte("events")
+	bHelp    = []byte("help")  // schema 4: vLLM --help outputs by image
 	bLocks   = []byte("locks") // schema 1 only: target locks are lock files since schema 2
 	kSchema  = []byte("schema")
 )
@@ -230,7 +231,7 @@ func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
 // migrations[v] upgrades a store from version v to v+1.
 var migrations = map[uint64]func(root *bolt.Bucket) error{
 	0: func(root *bolt.Bucket) error { // an empty file: create the layout
-		for _, b := range [][]byte{bMeta, bRuns, bTrials, bReports, bEvents} {
+		for _, b := range [][]byte{bMeta, bRuns, bTrials, bReports, bEvents, bHelp} {
 			if _, err := root.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -244,6 +245,10 @@ var migrations = map[uint64]func(root *bolt.Bucket) error{
 		return root.DeleteBucket(bLocks)
 	},
 	2: migrateTrials3,
+	3: func(root *bolt.Bucket) error { // the cache of vLLM's --help, per image
+		_, err := root.CreateBucketIfNotExists(bHelp)
+		return err
+	},
 }
 
 // migrateTrials3 brings stored trials to schema 3: the rendering's hash is
@@ -630,3 +635,33 @@ func (s *Store) Size() int64 {
 }
 
 var _ orchestrator.Store = (*Store)(nil)
+
+// HelpEntry is what one vLLM build printed for --help, as vgrid asked it.
+type HelpEntry struct {
+	Text string    `json:"text"` // the output, verbatim
+	Args []string  `json:"args"` // what was run: [vllm serve --help=all]
+	At   time.Time `json:"at"`
+}
+
+// Help returns the cached help of a vLLM build (key: the image ID and
+// entry point, or an executable's identity); ok is false when none is.
+func (s *Store) Help(key string) (e HelpEntry, ok bool, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bRoot)
+		if root == nil || root.Bucket(bHelp) == nil {
+			return nil // a store older than schema 4, opened read-only
+		}
+		v := root.Bucket(bHelp).Get([]byte(key))
+		if v == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(v, &e)
+	})
+	return e, ok, err
+}
+
+// PutHelp caches the help of a vLLM build.
+func (s *Store) PutHelp(key string, e HelpEntry) error {
+	return s.update(func(tx *bolt.Tx) error { return put(bucket(tx, bHelp), []byte(key), e) })
+}

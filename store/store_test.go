@@ -355,3 +355,44 @@ func TestDeleteRun(t *testing.T) {
 	}
 	unlock()
 }
+
+// Schema 4 adds the cache of vLLM's --help per image; a schema-3 store
+// gains the bucket when a writer opens it, and the cache survives reopening.
+func TestHelpCacheAndSchema4(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v3.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error {
+		root, _ := tx.CreateBucket(bRoot)
+		for _, b := range [][]byte{bMeta, bRuns, bTrials, bReports, bEvents} {
+			root.CreateBucket(b)
+		}
+		return root.Bucket(bMeta).Put(kSchema, u64(3))
+	})
+	db.Close()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "image sha256:1f2e\x00vllm serve"
+	if _, ok, err := s.Help(key); ok || err != nil {
+		t.Fatalf("empty cache: %v %v", ok, err)
+	}
+	at := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	want := HelpEntry{Text: "usage: vllm serve [model_tag] [options]\n", Args: []string{"vllm", "serve", "--help=all"}, At: at}
+	if err := s.PutHelp(key, want); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	r, err := OpenReadOnly(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, ok, err := r.Help(key)
+	if !ok || err != nil || got.Text != want.Text || !got.At.Equal(at) || strings.Join(got.Args, " ") != "vllm serve --help=all" {
+		t.Errorf("got %+v %v %v", got, ok, err)
+	}
+}

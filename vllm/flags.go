@@ -78,6 +78,7 @@ var specs = func() map[string]Spec {
 	num("pipeline-parallel-size", KindInt, 1, 1024, false)
 	num("data-parallel-size", KindInt, 1, 1024, false)
 	num("port", KindInt, 1, 65535, false)
+	num("api-server-count", KindInt, 1, 1024, false)
 	num("max-num-partial-prefills", KindInt, 1, 1<<20, false)
 	num("long-prefill-token-threshold", KindInt, 0, big, false)
 	num("max-seq-len-to-capture", KindInt, 1, big, false)
@@ -146,9 +147,35 @@ var specs = func() map[string]Spec {
 	return m
 }()
 
+// shortAliases are vLLM's single-dash option strings (`-tp 2`), as its
+// help lists them (vllm/testdata/help).
+var shortAliases = map[string]string{
+	"tp":  "tensor-parallel-size",
+	"pp":  "pipeline-parallel-size",
+	"dp":  "data-parallel-size",
+	"q":   "quantization",
+	"asc": "api-server-count",
+}
+
+// ShortAlias returns the single-dash alias of a flag ("tp"), or "".
+func ShortAlias(name string) string {
+	for a, n := range shortAliases {
+		if n == name {
+			return a
+		}
+	}
+	return ""
+}
+
 // CanonicalName turns "--kv_cache_dtype", "kv-cache-dtype" or "KV_CACHE_DTYPE"
-// into "kv-cache-dtype": vLLM treats '_' and '-' alike in flag names.
+// into "kv-cache-dtype": vLLM treats '_' and '-' alike in flag names. A
+// single-dash alias ("-tp") becomes the flag it stands for.
 func CanonicalName(s string) string {
+	if len(s) > 1 && s[0] == '-' && s[1] != '-' {
+		if n, ok := shortAliases[s[1:]]; ok {
+			return n
+		}
+	}
 	s = strings.TrimLeft(s, "-")
 	return strings.ToLower(strings.ReplaceAll(s, "_", "-"))
 }

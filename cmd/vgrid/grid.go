@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -245,6 +246,7 @@ runs the simulator.`,
 				return err
 			}
 			defer drv.Close()
+			driver.SetHelpCache(drv, pathHelpCache{a.storePath(storePath)})
 			hist := orchestrator.NewHistory()
 			histNote := "no store yet"
 			if st, err := a.readStore(storePath); err == nil {
@@ -306,6 +308,17 @@ runs the simulator.`,
 			}
 			fmt.Fprintf(a.stdout, "%d candidates, %d predicted to boot; estimated %s (%s; history: %s%s)\n",
 				len(cands), runnable, total.Round(time.Second), strings.Join(srcs, ", "), histNote, scale)
+			// The flags, against the --help of the vLLM that will run them.
+			switch err := orchestrator.CheckFlags(cmd.Context(), drv, cands); {
+			case err == nil:
+				if _, ok := drv.(orchestrator.FlagChecker); ok {
+					fmt.Fprintln(a.stdout, "flags: every candidate's flags are accepted by the server's own --help")
+				}
+			case errors.As(err, new(*orchestrator.FlagsRefusedError)):
+				return err // vgrid run would refuse this grid before booting anything
+			default:
+				fmt.Fprintf(a.stdout, "note: flags not checked against the server's own --help: %v\n", err)
+			}
 			return nil
 		},
 	}

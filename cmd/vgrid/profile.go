@@ -1,15 +1,21 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/vgrid/vgrid/compose"
+	"github.com/vgrid/vgrid/driver"
+	"github.com/vgrid/vgrid/driver/composedriver"
 	"github.com/vgrid/vgrid/profiles"
 	"github.com/vgrid/vgrid/vllm"
 )
@@ -139,7 +145,7 @@ func (a *app) profileSet() *cobra.Command {
 	var pf projectFlags
 	var unset []string
 	var write bool
-	var label string
+	var label, check, dockerHost string
 	cmd := &cobra.Command{
 		Use:   "set -f FILE [--service S] [--env-file F] KEY=VALUE... [--unset KEY]... [--write] [--label L]",
 		Short: "Render flag values into a profile: a diff by default, a backed-up atomic write with --write",
@@ -167,6 +173,9 @@ func (a *app) profileSet() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := a.checkProfileFlags(cmd.Context(), plan, check, dockerHost); err != nil {
+				return err
+			}
 			if !plan.Changed() {
 				fmt.Fprintf(a.stdout, "no change: %s already has these values for service %s\n", plan.File, plan.Service)
 				return nil
@@ -191,7 +200,46 @@ func (a *app) profileSet() *cobra.Command {
 	cmd.Flags().StringArrayVar(&unset, "unset", nil, "remove a flag (repeatable)")
 	cmd.Flags().BoolVar(&write, "write", false, "back up the profile, then write the rendering atomically")
 	cmd.Flags().StringVar(&label, "label", "", "backup label (default vgrid): FILE.backup_<label>_<YYYYMMDD_HHMMSS>")
+	cmd.Flags().StringVar(&check, "check", "auto", "check the flags against the --help of the vLLM in the service's image: auto (when the engine has the image), always, off")
+	cmd.Flags().StringVar(&dockerHost, "docker-host", "", "the Docker engine whose image is checked (default: DOCKER_HOST or the local socket)")
 	return cmd
+}
+
+// checkProfileFlags asks the vLLM in the service's image which flags it
+// accepts (once per image; cached in the store) and refuses a rendering
+// with flags it would refuse. With check "auto", an engine that does not
+// answer or lacks the image is a note, not an error.
+func (a *app) checkProfileFlags(ctx context.Context, plan *profiles.Plan, check, host string) error {
+	if check == "off" {
+		return nil
+	}
+	if check != "auto" && check != "always" {
+		return usagef("--check %q: want auto, always or off", check)
+	}
+	refusals, err := func() ([]string, error) {
+		svc, ok := plan.Loaded.Services[plan.Service]
+		if !ok {
+			return nil, fmt.Errorf("service %s not in the loaded project", plan.Service)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		d, err := compose.Connect(cctx, host, zerolog.Nop())
+		if err != nil {
+			return nil, err
+		}
+		defer d.Close()
+		fc := &driver.FlagCheck{Cache: pathHelpCache{a.storePath("")}}
+		return composedriver.CheckImageFlags(cctx, d, fc, svc.Image, svc.Entrypoint, svc.Command, plan.Effective)
+	}()
+	switch {
+	case len(refusals) > 0:
+		return fmt.Errorf("%s: nothing written:\n  %s", plan.File, strings.Join(refusals, "\n  "))
+	case err != nil && check == "always":
+		return fmt.Errorf("flags not checked against the image's vLLM: %w", err)
+	case err != nil:
+		fmt.Fprintf(a.stderr, "note: flags not checked against the image's vLLM (--check=always makes this an error): %v\n", err)
+	}
+	return nil
 }
 
 // singleFile returns the one -f a backup command works on.

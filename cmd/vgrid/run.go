@@ -127,6 +127,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 				return err
 			}
 			defer drv.Close()
+			driver.SetHelpCache(drv, storeHelpCache{st})
 			gpu := benchmark.GPUSource(benchmark.LocalNvidiaSMI)
 			if g.Target.Driver == "compose" && g.Target.GPUs == "off" {
 				gpu = nil

@@ -54,7 +54,11 @@ again. A second signal exits at once.`,
 			d, created, err := daemon.New(daemon.Config{
 				Listen: listen, TokenFile: tokenFile, Store: st, Log: log, Version: buildinfo.Read().String(),
 				NewDriver: func(ctx context.Context, g *orchestrator.Grid, runDir string) (daemon.DriverCloser, error) {
-					return a.newDriver(ctx, g, runDir, log)
+					drv, err := a.newDriver(ctx, g, runDir, log)
+					if err == nil {
+						driver.SetHelpCache(drv, storeHelpCache{st})
+					}
+					return drv, err
 				},
 				NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher {
 					var gpu benchmark.GPUSource = benchmark.LocalNvidiaSMI

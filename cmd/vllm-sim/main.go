@@ -4,6 +4,8 @@
 //
 //	vllm-sim serve --model Qwen/Qwen3-32B-AWQ --tensor-parallel-size 2 ...
 //	vllm serve ...            (the same binary installed as "vllm")
+//	python3 -m vllm.entrypoints.openai.api_server ...   (installed as "python3" and "python")
+//	vllm serve --help[=all], vllm --version   (argparse's help; VLLM_SIM_VERSION picks the release played)
 //	curl -f http://localhost:8000/health   (installed as "curl", for health checks)
 //	find DIR -type f -printf '%s\n'        (installed as "find": BusyBox's has no -printf)
 package main

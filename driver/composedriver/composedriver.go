@@ -47,6 +47,8 @@ type Compose struct {
 
 	// OnPhase, when set, hears each vLLM boot phase as WaitReady sees it.
 	OnPhase func(phase string)
+
+	flags driver.FlagCheck
 }
 
 // NewCompose connects to the target's Docker engine and reads the
@@ -380,4 +382,48 @@ func (d *ComposeDeployment) Diagnose(ctx context.Context) *orchestrator.Failure 
 		return f
 	}
 	return d.same(ctx)
+}
+
+// FlagCheck is the driver's check of flags against the image's --help.
+func (c *Compose) FlagCheck() *driver.FlagCheck { return &c.flags }
+
+// CheckFlags asks the vLLM of the plan's image for its flags (a throwaway
+// container running the service's server program with --help=all, then
+// --help; once per image ID and program, cached) and checks the plan's
+// arguments against them.
+func (c *Compose) CheckFlags(ctx context.Context, pl orchestrator.Plan) ([]string, error) {
+	p, ok := pl.(*ComposePlan)
+	if !ok {
+		return nil, fmt.Errorf("not a compose plan: %T", pl)
+	}
+	return CheckImageFlags(ctx, c.d, &c.flags, p.spec.Config.Image, p.spec.Config.Entrypoint, p.spec.Config.Cmd, p.flags)
+}
+
+// CheckImageFlags checks the arguments vLLM receives (flags) against the
+// --help of the vLLM in image, started the way the container's entrypoint
+// and command start it (vgrid profile set uses it without a driver).
+func CheckImageFlags(ctx context.Context, d *compose.Deployer, fc *driver.FlagCheck, image string, entrypoint, cmd []string, flags vllm.Flags) ([]string, error) {
+	id, err := d.ImageID(ctx, image)
+	if err != nil {
+		return nil, err
+	}
+	program, err := profiles.ProgramOf("", entrypoint, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if program == nil {
+		program = entrypoint // the arguments go to the entrypoint (nil: the image's)
+	}
+	key := "image " + id + "\x00" + strings.Join(program, " ")
+	h, err := fc.Help(ctx, key, program, func(ctx context.Context, arg string) (string, int, error) {
+		return d.RunOnce(ctx, image, program, []string{arg}, 3*time.Minute)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ask the vLLM in image %s for its flags: %w", image, err)
+	}
+	short := strings.TrimPrefix(id, "sha256:")
+	if len(short) > 12 {
+		short = short[:12]
+	}
+	return driver.Refusals(h, fmt.Sprintf("the vLLM in image sha256:%s (%s)", short, image), flags.Words()), nil
 }
