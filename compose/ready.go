@@ -207,6 +207,7 @@ type watch struct {
 	onPhase   func(string)
 	exitCode  int // from the die event, which outlives a restart
 	exitKnown bool
+	cls       vllm.Classifier // what vLLM's output proves, with context
 }
 
 func (w *watch) fail(r orchestrator.Reason, detail, line string) *orchestrator.Failure {
@@ -222,8 +223,8 @@ func (w *watch) line(l logLine) *orchestrator.Failure {
 			w.onPhase(p)
 		}
 	}
-	if c, ok := vllm.ClassifyLine(l.text); ok {
-		f := w.fail(orchestrator.FromCause(c), fmt.Sprintf("vLLM failed while %s", w.phase), l.text)
+	if c, ok := w.cls.Line(l.text); ok {
+		f := w.fail(orchestrator.FromCause(c.Cause), fmt.Sprintf("vLLM failed while %s", w.phase), l.text)
 		f.LineAt = l.at
 		return f
 	}
@@ -249,6 +250,11 @@ func (w *watch) exited(ctx context.Context, lines <-chan logLine) *orchestrator.
 		case <-drain:
 			lines = nil
 		}
+	}
+	if c, ok := w.cls.Result(); ok { // EngineDeadError, no root cause found
+		f := w.fail(orchestrator.FromCause(c.Cause), fmt.Sprintf("vLLM failed while %s", w.phase), c.Line)
+		w.decorate(ctx, f)
+		return f
 	}
 	f := w.fail(orchestrator.ReasonExited, "", "")
 	f.ExitCode = -1
@@ -378,11 +384,8 @@ func (d *Deployer) Diagnose(ctx context.Context, s *Spec) *orchestrator.Failure 
 		rc.Close()
 		f.Logs = strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
 	}
-	for i := len(f.Logs) - 1; i >= 0; i-- {
-		if c, ok := vllm.ClassifyLine(f.Logs[i]); ok {
-			f.Reason, f.Line = orchestrator.FromCause(c), f.Logs[i]
-			break
-		}
+	if c, ok := vllm.Classify(f.Logs); ok {
+		f.Reason, f.Line = orchestrator.FromCause(c.Cause), c.Line
 	}
 	if f.Line == "" {
 		f.Line = lastNonEmpty(f.Logs)

@@ -241,6 +241,7 @@ type ProcessDeployment struct {
 	waitErr error
 	lines   []string
 	phase   string
+	cls     vllm.Classifier // what the server's output proves, with context
 	offset  int64
 	// serverStart is when the server this trial measures started, as its
 	// /metrics says; zero when it does not say.
@@ -277,9 +278,10 @@ func (d *ProcessDeployment) follow(when string) *orchestrator.Failure {
 		if ph, ok := vllm.PhaseOf(l); ok {
 			d.phase = ph
 		}
+		c, ok := d.cls.Line(l)
 		d.mu.Unlock()
-		if c, ok := vllm.ClassifyLine(l); ok {
-			return d.failure(orchestrator.FromCause(c), when+d.phaseNow(), l)
+		if ok {
+			return d.failure(orchestrator.FromCause(c.Cause), when+d.phaseNow(), l)
 		}
 	}
 	return nil
@@ -331,7 +333,11 @@ func (d *ProcessDeployment) WaitReady(ctx context.Context, timeout time.Duration
 			if n := len(d.lines); n > 0 {
 				last = d.lines[n-1]
 			}
+			c, dead := d.cls.Result() // EngineDeadError with no root cause
 			d.mu.Unlock()
+			if dead {
+				return nil, d.failure(orchestrator.FromCause(c.Cause), "vLLM failed while "+d.phaseNow(), c.Line)
+			}
 			return nil, d.failure(orchestrator.ReasonExited, fmt.Sprintf("the process exited (%v) while %s", err, d.phaseNow()), last)
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -425,10 +431,8 @@ func (d *ProcessDeployment) Diagnose(ctx context.Context) *orchestrator.Failure 
 	d.mu.Lock()
 	lines := append([]string(nil), d.lines...)
 	d.mu.Unlock()
-	for i := len(lines) - 1; i >= 0; i-- {
-		if c, ok := vllm.ClassifyLine(lines[i]); ok {
-			return d.failure(orchestrator.FromCause(c), "the server died during the benchmark", lines[i])
-		}
+	if c, ok := vllm.Classify(lines); ok {
+		return d.failure(orchestrator.FromCause(c.Cause), "the server died during the benchmark", c.Line)
 	}
 	return d.failure(orchestrator.ReasonExited, "the server process exited during the benchmark", "")
 }
