@@ -118,11 +118,11 @@ func TestClean(t *testing.T) {
 	for in, want := range map[string]string{
 		"> [2026-01-26T17:25:37Z] ^[[0;36m(EngineCore_DP0 pid=738)^[[0;0m ^[[31mERROR^[[0m x": "ERROR x",
 		"vllm-1  | ERROR 11-18 18:07:28 engine.py:366] y":                                     "ERROR 11-18 18:07:28 engine.py:366] y",
-		"(Worker pid=2291010) [Stage-0] ERROR 03-12 z":                                          "ERROR 03-12 z",
-		"[rank0]: RuntimeError: CUDA error: out of memory":                                     "RuntimeError: CUDA error: out of memory",
-		"│ INFO 03-21 20:15:44 [monitor.py:33] torch.compile      │":                            "INFO 03-21 20:15:44 [monitor.py:33] torch.compile",
-		"(VllmWorker rank=1 pid=2699412) ERROR 08-11":                                          "ERROR 08-11",
-		"\x1b[0;36m(APIServer pid=1)\x1b[0;0m INFO:     Started":                               "INFO:     Started",
+		"(Worker pid=2291010) [Stage-0] ERROR 03-12 z":                                        "ERROR 03-12 z",
+		"[rank0]: RuntimeError: CUDA error: out of memory":                                    "RuntimeError: CUDA error: out of memory",
+		"│ INFO 03-21 20:15:44 [monitor.py:33] torch.compile      │":                          "INFO 03-21 20:15:44 [monitor.py:33] torch.compile",
+		"(VllmWorker rank=1 pid=2699412) ERROR 08-11":                                         "ERROR 08-11",
+		"\x1b[0;36m(APIServer pid=1)\x1b[0;0m INFO:     Started":                              "INFO:     Started",
 	} {
 		if got := Clean(in); got != want {
 			t.Errorf("Clean(%q) = %q, want %q", in, got, want)
