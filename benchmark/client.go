@@ -441,7 +441,12 @@ func (c *Client) decodeStream(lines []line, res *Result) {
 		token := false
 		for _, choice := range ch.Choices {
 			d := &choice.Delta
-			r := d.ReasoningContent + d.Reasoning
+			// "reasoning_content" up to vLLM 0.11.0, "reasoning" from 0.16,
+			// both (the same text) in between: one of them, never both.
+			r := d.Reasoning
+			if r == "" {
+				r = d.ReasoningContent
+			}
 			if d.Content != "" {
 				content.WriteString(d.Content)
 				if res.TTFC == 0 {

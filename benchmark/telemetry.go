@@ -275,57 +275,90 @@ func (g *GPUSampler) Stop() *GPUReport {
 	return &GPUReport{Available: true, GPUs: AggregateGPU(g.samples), Samples: g.samples}
 }
 
-// ServerSnapshot is one scrape of vLLM's /metrics.
+// ServerSnapshot is one scrape of vLLM's /metrics. A metric the server
+// does not expose is nil: absent, never zero or NaN.
 type ServerSnapshot struct {
-	KVUsage       float64
-	Running       float64
-	Waiting       float64
-	Preemptions   float64
-	PrefixQueries float64
-	PrefixHits    float64
+	KVUsage       *float64
+	Running       *float64
+	Waiting       *float64
+	Preemptions   *float64
+	PrefixQueries *float64
+	PrefixHits    *float64
 	PrefixCaching *bool
+	// Absent lists the metrics vgrid follows that the server does not
+	// expose; Legacy the older names it read instead of the current ones.
+	Absent []string
+	Legacy []string
 }
 
-// ServerReport is server telemetry over a scenario.
+// serverMetrics are the metrics vgrid follows, each under the names vLLM
+// gave it, newest first: V1 renamed vllm:gpu_cache_usage_perc to
+// vllm:kv_cache_usage_perc and vllm:gpu_prefix_cache_{queries,hits} to
+// vllm:prefix_cache_{queries,hits} (0.10 exposes both, the old ones
+// marked DEPRECATED; 0.11 on only the new ones).
+var serverMetrics = []struct {
+	names []string
+	field func(*ServerSnapshot) **float64
+}{
+	{[]string{"vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"}, func(s *ServerSnapshot) **float64 { return &s.KVUsage }},
+	{[]string{"vllm:num_requests_running"}, func(s *ServerSnapshot) **float64 { return &s.Running }},
+	{[]string{"vllm:num_requests_waiting"}, func(s *ServerSnapshot) **float64 { return &s.Waiting }},
+	{[]string{"vllm:num_preemptions_total"}, func(s *ServerSnapshot) **float64 { return &s.Preemptions }},
+	{[]string{"vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"}, func(s *ServerSnapshot) **float64 { return &s.PrefixQueries }},
+	{[]string{"vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"}, func(s *ServerSnapshot) **float64 { return &s.PrefixHits }},
+}
+
+// ServerReport is server telemetry over a scenario. A metric the server
+// does not expose is left out (nil) and named in Absent.
 type ServerReport struct {
-	KVUsagePeak   float64  `json:"kv_cache_usage_peak"`
-	RunningPeak   float64  `json:"running_peak"`
-	WaitingPeak   float64  `json:"waiting_peak"`
-	Preemptions   float64  `json:"preemptions"`
-	PrefixQueries float64  `json:"prefix_cache_queries"`
-	PrefixHits    float64  `json:"prefix_cache_hits"`
+	KVUsagePeak   *float64 `json:"kv_cache_usage_peak,omitempty"`
+	RunningPeak   *float64 `json:"running_peak,omitempty"`
+	WaitingPeak   *float64 `json:"waiting_peak,omitempty"`
+	Preemptions   *float64 `json:"preemptions,omitempty"`
+	PrefixQueries *float64 `json:"prefix_cache_queries,omitempty"`
+	PrefixHits    *float64 `json:"prefix_cache_hits,omitempty"`
 	PrefixHitRate *float64 `json:"prefix_cache_hit_rate,omitempty"`
 	PrefixCaching *bool    `json:"prefix_caching,omitempty"`
 	Scrapes       int      `json:"scrapes"`
 	Unavailable   string   `json:"unavailable,omitempty"`
+	Absent        []string `json:"absent,omitempty"`       // metrics the server does not expose
+	Legacy        []string `json:"legacy_names,omitempty"` // older metric names read in their place
 }
 
-// ParseServerMetrics reads the vLLM metrics vgrid follows.
+// ParseServerMetrics reads the vLLM metrics vgrid follows, under the names
+// of every vLLM generation.
 func ParseServerMetrics(r io.Reader) (*ServerSnapshot, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(r)
 	if err != nil {
 		return nil, err
 	}
-	val := func(name string) float64 {
-		f, ok := fams[name]
-		if !ok {
-			return math.NaN()
-		}
-		var sum float64
-		for _, m := range f.GetMetric() {
-			switch {
-			case m.GetGauge() != nil:
-				sum += m.GetGauge().GetValue()
-			case m.GetCounter() != nil:
-				sum += m.GetCounter().GetValue()
+	s := &ServerSnapshot{}
+	for _, m := range serverMetrics {
+		for i, name := range m.names {
+			f, ok := fams[name]
+			if !ok {
+				continue
 			}
+			var sum float64
+			for _, x := range f.GetMetric() {
+				switch {
+				case x.GetGauge() != nil:
+					sum += x.GetGauge().GetValue()
+				case x.GetCounter() != nil:
+					sum += x.GetCounter().GetValue()
+				}
+			}
+			*m.field(s) = &sum
+			if i > 0 {
+				s.Legacy = append(s.Legacy, name)
+			}
+			break
 		}
-		return sum
+		if *m.field(s) == nil {
+			s.Absent = append(s.Absent, m.names[0])
+		}
 	}
-	s := &ServerSnapshot{KVUsage: val("vllm:kv_cache_usage_perc"), Running: val("vllm:num_requests_running"),
-		Waiting: val("vllm:num_requests_waiting"), Preemptions: val("vllm:num_preemptions_total"),
-		PrefixQueries: val("vllm:prefix_cache_queries_total"), PrefixHits: val("vllm:prefix_cache_hits_total")}
 	if f, ok := fams["vllm:cache_config_info"]; ok && len(f.GetMetric()) > 0 {
 		for _, l := range f.GetMetric()[0].GetLabel() {
 			if l.GetName() == "enable_prefix_caching" {
@@ -381,9 +414,10 @@ func (s *serverSampler) observe(snap *ServerSnapshot) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rep.Scrapes++
-	peak := func(dst *float64, v float64) {
-		if !math.IsNaN(v) && v > *dst {
-			*dst = v
+	peak := func(dst **float64, v *float64) {
+		if v != nil && !math.IsNaN(*v) && (*dst == nil || *v > **dst) {
+			x := *v
+			*dst = &x
 		}
 	}
 	peak(&s.rep.KVUsagePeak, snap.KVUsage)
@@ -392,6 +426,7 @@ func (s *serverSampler) observe(snap *ServerSnapshot) {
 	if snap.PrefixCaching != nil {
 		s.rep.PrefixCaching = snap.PrefixCaching
 	}
+	s.rep.Absent, s.rep.Legacy = snap.Absent, snap.Legacy
 }
 
 // telemetry is what runs beside a scenario; the scenario owns it.
@@ -439,12 +474,20 @@ func (t *telemetry) stop(before, after *ServerSnapshot) (*GPUReport, *ServerRepo
 		rep.Unavailable = "could not scrape /metrics: " + s.failure
 		return gpu, &rep
 	}
-	rep.Preemptions = after.Preemptions - before.Preemptions
-	rep.PrefixQueries = after.PrefixQueries - before.PrefixQueries
-	rep.PrefixHits = after.PrefixHits - before.PrefixHits
-	if rep.PrefixQueries > 0 {
-		r := rep.PrefixHits / rep.PrefixQueries
+	delta := func(a, b *float64) *float64 {
+		if a == nil || b == nil {
+			return nil // not exposed: absent, not zero
+		}
+		d := *b - *a
+		return &d
+	}
+	rep.Preemptions = delta(before.Preemptions, after.Preemptions)
+	rep.PrefixQueries = delta(before.PrefixQueries, after.PrefixQueries)
+	rep.PrefixHits = delta(before.PrefixHits, after.PrefixHits)
+	if rep.PrefixQueries != nil && rep.PrefixHits != nil && *rep.PrefixQueries > 0 {
+		r := *rep.PrefixHits / *rep.PrefixQueries
 		rep.PrefixHitRate = &r
 	}
+	rep.Absent, rep.Legacy = after.Absent, after.Legacy
 	return gpu, &rep
 }

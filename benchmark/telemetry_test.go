@@ -1,9 +1,11 @@
 package benchmark
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,5 +55,42 @@ func TestMissingNvidiaSMIIsNotAnError(t *testing.T) {
 	rep := g.Stop()
 	if rep.Available || !strings.Contains(rep.Reason, "nvidia-smi unavailable") {
 		t.Errorf("got %+v", rep)
+	}
+}
+
+// Real /metrics of vLLM 0.8 (old names only) and 0.10 (both): vgrid reads
+// each metric under the name the release gave it, says which older names
+// it read, and reports what is not there as absent.
+func TestRealMetrics(t *testing.T) {
+	read := func(name string) *ServerSnapshot {
+		b, err := os.ReadFile("testdata/metrics/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b[:bytes.LastIndexByte(b, '\n')+1]) // the excerpts end mid-line
+		s, err := ParseServerMetrics(strings.NewReader(text))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return s
+	}
+	old := read("vllm-0.8-old-names.txt")
+	if old.KVUsage == nil || *old.KVUsage != 0 || old.Running == nil || old.Waiting == nil {
+		t.Errorf("0.8: %+v", old)
+	}
+	if !slices.Equal(old.Legacy, []string{"vllm:gpu_cache_usage_perc"}) {
+		t.Errorf("0.8 legacy names %v", old.Legacy)
+	}
+	if !slices.Contains(old.Absent, "vllm:num_preemptions_total") || old.Preemptions != nil {
+		t.Errorf("0.8 absent %v", old.Absent)
+	}
+	both := read("vllm-0.10-both-names.txt")
+	if both.KVUsage == nil || *both.KVUsage != 9.75010481363281e-06 || both.PrefixQueries == nil || *both.PrefixQueries != 32 {
+		t.Errorf("0.10: %+v", both)
+	}
+	// The current name wins where both are there; the old one fills in
+	// where the excerpt has only it (hits).
+	if !slices.Equal(both.Legacy, []string{"vllm:gpu_prefix_cache_hits_total"}) || both.PrefixHits == nil {
+		t.Errorf("0.10 legacy names %v, hits %v", both.Legacy, both.PrefixHits)
 	}
 }

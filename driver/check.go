@@ -2,7 +2,6 @@ package driver
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/vgrid/vgrid/orchestrator"
@@ -44,8 +43,7 @@ func VerifyEndpoint(ctx context.Context, endpoint string, flags vllm.Flags) (map
 	if err != nil {
 		return nil, orchestrator.Fail(orchestrator.ReasonConfigDrift, "cannot read the effective configuration: %v", err)
 	}
-	m := map[string]string{"enable_prefix_caching": fmt.Sprint(eff.PrefixCaching), "gpu_memory_utilization": fmt.Sprint(eff.GPUUtil),
-		"cache_dtype": eff.CacheDtype, "num_gpu_blocks": fmt.Sprint(eff.NumGPUBlocks), "block_size": fmt.Sprint(eff.BlockSize)}
+	m := eff.Map()
 	if drift := vllm.CheckDrift(flags, eff); drift != "" {
 		return m, orchestrator.Fail(orchestrator.ReasonConfigDrift, "%s", drift)
 	}

@@ -195,7 +195,7 @@ func (e *Engine) chat(w http.ResponseWriter, r *http.Request) {
 			out.pad(min(req.MinTokens, maxTokens), maxTokens)
 		}
 	}
-	stream := newStream(w, req.Stream, req.StreamOptions != nil && req.StreamOptions.IncludeUsage, req.Model)
+	stream := newStream(w, req.Stream, req.StreamOptions != nil && req.StreamOptions.IncludeUsage, req.Model, e.Env.Personality)
 	cached, err := e.run(r, prompt, out, stream)
 	if err != nil {
 		return // the client went away
@@ -377,13 +377,29 @@ func (e *Engine) registry() *prometheus.Registry {
 	}
 	gauge("vllm:num_requests_running", "Number of requests in model execution batches.", func() float64 { r, _ := e.sched.counts(); return float64(r) })
 	gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", func() float64 { _, w := e.sched.counts(); return float64(w) })
-	gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", func() float64 {
+	kvUsage := func() float64 {
 		e.sched.mu.Lock()
 		defer e.sched.mu.Unlock()
 		return float64(e.sched.kvTokens()) / float64(max(e.Mem.KVTokens, 1))
-	})
-	counter("vllm:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.", cache(func() float64 { return float64(e.cache.Queries) }))
-	counter("vllm:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.", cache(func() float64 { return float64(e.cache.Hits) }))
+	}
+	queries := cache(func() float64 { return float64(e.cache.Queries) })
+	hits := cache(func() float64 { return float64(e.cache.Hits) })
+	// The names of the release played (docs/sim.md): the V1 renames came
+	// in 0.10, which exposes both, the old ones marked DEPRECATED.
+	if p := e.Env.Personality; p.NewMetrics {
+		gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", kvUsage)
+		counter("vllm:prefix_cache_queries_total", "Prefix cache queries, in terms of number of queried tokens.", queries)
+		counter("vllm:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.", hits)
+	}
+	if p := e.Env.Personality; p.OldMetrics {
+		deprecated := ""
+		if p.NewMetrics {
+			deprecated = " DEPRECATED: Use vllm:kv_cache_usage_perc instead."
+		}
+		gauge("vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage."+deprecated, kvUsage)
+		counter("vllm:gpu_prefix_cache_queries_total", "GPU prefix cache queries, in terms of number of queried tokens.", queries)
+		counter("vllm:gpu_prefix_cache_hits_total", "GPU prefix cache hits, in terms of number of cached tokens.", hits)
+	}
 	counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.", func() float64 { return float64(e.promptTokens.Load()) })
 	counter("vllm:generation_tokens_total", "Number of generation tokens processed.", func() float64 { return float64(e.generated.Load()) })
 	counter("vllm:num_preemptions_total", "Cumulative number of preemption from the engine.", func() float64 { return float64(e.preemptions.Load()) })

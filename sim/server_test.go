@@ -72,6 +72,7 @@ type chunk struct {
 			Role             string `json:"role"`
 			Content          string `json:"content"`
 			ReasoningContent string `json:"reasoning_content"`
+			Reasoning        string `json:"reasoning"`
 			ToolCalls        []struct {
 				ID       string `json:"id"`
 				Function struct {
@@ -159,13 +160,16 @@ func postWatch(t *testing.T, url, key string, body any, onFirst func()) streamed
 		r.chunks = append(r.chunks, c)
 		for _, ch := range c.Choices {
 			d := ch.Delta
-			if d.Content != "" || d.ReasoningContent != "" || len(d.ToolCalls) > 0 {
+			if d.Content != "" || d.ReasoningContent != "" || d.Reasoning != "" || len(d.ToolCalls) > 0 {
 				r.arrivals = append(r.arrivals, time.Now())
 				if len(r.arrivals) == 1 && onFirst != nil {
 					onFirst()
 				}
 			}
-			r.reasoning += d.ReasoningContent
+			r.reasoning += d.Reasoning
+			if d.Reasoning == "" {
+				r.reasoning += d.ReasoningContent
+			}
 			r.content += d.Content
 			for _, tc := range d.ToolCalls {
 				r.toolName += tc.Function.Name

@@ -22,11 +22,20 @@ type stream struct {
 	finishReason string
 	call         *toolCall // set when the output is a tool call
 	completion   bool      // /v1/completions: "text" choices instead of chat deltas
+	// reasoningKeys name the field(s) the reasoning text goes in:
+	// reasoning_content, reasoning, or both, by the release played.
+	reasoningKeys []string
 }
 
-func newStream(w http.ResponseWriter, sse, includeUsage bool, model string) *stream {
+func newStream(w http.ResponseWriter, sse, includeUsage bool, model string, p Personality) *stream {
 	s := &stream{w: w, sse: sse, includeUsage: includeUsage, model: model,
 		id: fmt.Sprintf("chatcmpl-%x", time.Now().UnixNano()), created: time.Now().Unix()}
+	if p.ReasoningContent {
+		s.reasoningKeys = append(s.reasoningKeys, "reasoning_content")
+	}
+	if p.Reasoning {
+		s.reasoningKeys = append(s.reasoningKeys, "reasoning")
+	}
 	return s.start()
 }
 
@@ -87,6 +96,12 @@ func (s *stream) token(kind, text string) error {
 			"function": map[string]any{"name": text, "arguments": ""}}}}, nil, nil)
 	case "tool_args":
 		return s.chunk(map[string]any{"tool_calls": []any{map[string]any{"index": 0, "function": map[string]any{"arguments": text}}}}, nil, nil)
+	case "reasoning_content":
+		delta := map[string]any{}
+		for _, k := range s.reasoningKeys {
+			delta[k] = text
+		}
+		return s.chunk(delta, nil, nil)
 	}
 	return s.chunk(map[string]any{kind: text}, nil, nil)
 }
@@ -110,7 +125,9 @@ func (s *stream) finish(prompt, cached int, details bool) {
 	if !s.sse {
 		msg := map[string]any{"role": "assistant", "content": string(s.content)}
 		if len(s.reasoning) > 0 {
-			msg["reasoning_content"] = string(s.reasoning)
+			for _, k := range s.reasoningKeys {
+				msg[k] = string(s.reasoning)
+			}
 		}
 		if s.call != nil && s.finishReason == "tool_calls" {
 			msg["content"] = nil

@@ -21,6 +21,51 @@ type Effective struct {
 	CacheDtype    string  `json:"cache_dtype"`
 	BlockSize     int     `json:"block_size"`
 	NumGPUBlocks  int     `json:"num_gpu_blocks"`
+	// Reported names the labels the server gave: vLLM's label set changed
+	// between releases, and a label it does not report is unknown, not
+	// false or zero.
+	Reported map[string]bool `json:"-"`
+}
+
+// Has reports whether the server reported a label.
+func (e *Effective) Has(label string) bool { return e.Reported[label] }
+
+// effectiveLabels are the labels vgrid reads, in the order it shows them.
+var effectiveLabels = []string{"enable_prefix_caching", "gpu_memory_utilization", "cache_dtype", "num_gpu_blocks", "block_size"}
+
+// Map returns the labels the server reported, as text; a label it did not
+// report is left out, never shown as false or zero.
+func (e *Effective) Map() map[string]string {
+	all := map[string]string{"enable_prefix_caching": fmt.Sprint(e.PrefixCaching), "gpu_memory_utilization": fmt.Sprint(e.GPUUtil),
+		"cache_dtype": e.CacheDtype, "num_gpu_blocks": fmt.Sprint(e.NumGPUBlocks), "block_size": fmt.Sprint(e.BlockSize)}
+	out := map[string]string{}
+	for k, v := range all {
+		if e.Has(k) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Describe writes the reported labels, and names those the server does not
+// report.
+func (e *Effective) Describe() string { return DescribeEffective(e.Map()) }
+
+// DescribeEffective writes an effective configuration as Map returns it.
+func DescribeEffective(m map[string]string) string {
+	var parts, absent []string
+	for _, k := range effectiveLabels {
+		if v, ok := m[k]; ok {
+			parts = append(parts, k+"="+v)
+		} else {
+			absent = append(absent, k)
+		}
+	}
+	s := strings.Join(parts, " ")
+	if len(absent) > 0 {
+		s += " (not reported by this vLLM: " + strings.Join(absent, ", ") + ")"
+	}
+	return s
 }
 
 // ScrapeEffective reads vllm:cache_config_info from the server's /metrics.
@@ -50,9 +95,10 @@ func parseEffective(r io.Reader) (*Effective, error) {
 	if !ok || len(fam.GetMetric()) == 0 {
 		return nil, fmt.Errorf("/metrics has no vllm:cache_config_info: is this a vLLM server?")
 	}
-	e := &Effective{}
+	e := &Effective{Reported: map[string]bool{}}
 	for _, l := range fam.GetMetric()[0].GetLabel() {
 		v := l.GetValue()
+		e.Reported[l.GetName()] = true
 		switch l.GetName() {
 		case "enable_prefix_caching":
 			e.PrefixCaching = strings.EqualFold(v, "true")
@@ -105,21 +151,21 @@ func ServerStart(ctx context.Context, endpoint string) (time.Time, error) {
 func CheckDrift(flags Flags, e *Effective) string {
 	var diffs []string
 	wantPC, _ := flags.Effective("enable-prefix-caching")
-	if (wantPC == "true") != e.PrefixCaching {
+	if e.Has("enable_prefix_caching") && (wantPC == "true") != e.PrefixCaching {
 		diffs = append(diffs, fmt.Sprintf("enable_prefix_caching: server %v, flags %s", e.PrefixCaching, wantPC))
 	}
 	util := 0.9 // vLLM's default
 	if v, ok := flags.Get("gpu-memory-utilization"); ok {
 		util, _ = strconv.ParseFloat(v, 64)
 	}
-	if d := util - e.GPUUtil; d > 1e-9 || d < -1e-9 {
+	if d := util - e.GPUUtil; e.Has("gpu_memory_utilization") && (d > 1e-9 || d < -1e-9) {
 		diffs = append(diffs, fmt.Sprintf("gpu_memory_utilization: server %g, flags %g", e.GPUUtil, util))
 	}
 	dtype := "auto"
 	if v, ok := flags.Get("kv-cache-dtype"); ok {
 		dtype = v
 	}
-	if dtype != e.CacheDtype {
+	if e.Has("cache_dtype") && dtype != e.CacheDtype {
 		diffs = append(diffs, fmt.Sprintf("cache_dtype: server %s, flags %s", e.CacheDtype, dtype))
 	}
 	if len(diffs) == 0 {

@@ -1,6 +1,7 @@
 package vllm
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -15,7 +16,7 @@ func TestCheckDrift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *e != (Effective{PrefixCaching: true, GPUUtil: 0.85, CacheDtype: "fp8", BlockSize: 16, NumGPUBlocks: 10092}) {
+	if e.PrefixCaching != true || e.GPUUtil != 0.85 || e.CacheDtype != "fp8" || e.BlockSize != 16 || e.NumGPUBlocks != 10092 || len(e.Reported) != 5 {
 		t.Fatalf("parsed %+v", e)
 	}
 	flags := func(s string) Flags { return ParseArgs(strings.Fields(s)) }
@@ -52,5 +53,37 @@ func TestParseBoot(t *testing.T) {
 	})
 	if b.Weights != 64.333333 || b.Compile != 40 || b.Graphs != 25 || b.InitEngine != 37 {
 		t.Errorf("got %+v", b)
+	}
+}
+
+// vLLM's label set of vllm:cache_config_info changed between releases: a
+// label the server does not report is unknown, never a drift, and shown
+// as not reported.
+func TestRealCacheConfigInfo(t *testing.T) {
+	b, err := os.ReadFile("../benchmark/testdata/metrics/vllm-v0-cache-config-info.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b[:strings.LastIndexByte(string(b), '\n')+1]) // the excerpt ends mid-line
+	e, err := parseEffective(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.PrefixCaching || e.GPUUtil != 0.9 || e.CacheDtype != "auto" || e.NumGPUBlocks != 81767 {
+		t.Errorf("V0 labels: %+v", e)
+	}
+	if d := CheckDrift(ParseArgs([]string{"--no-enable-prefix-caching"}), e); d != "" {
+		t.Errorf("drift on the V0 sample: %s", d)
+	}
+	// A later label set without enable_prefix_caching and cache_dtype.
+	few, err := parseEffective(strings.NewReader(`vllm:cache_config_info{block_size="16",kv_cache_size_tokens="123433",num_gpu_blocks="14835",gpu_memory_utilization="0.9"} 1.0` + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := CheckDrift(ParseArgs([]string{"--enable-prefix-caching", "--kv-cache-dtype", "fp8"}), few); d != "" {
+		t.Errorf("unreported labels read as drift: %s", d)
+	}
+	if d := few.Describe(); d != "gpu_memory_utilization=0.9 num_gpu_blocks=14835 block_size=16 (not reported by this vLLM: enable_prefix_caching, cache_dtype)" {
+		t.Errorf("Describe: %s", d)
 	}
 }

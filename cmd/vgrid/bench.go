@@ -354,12 +354,32 @@ func printReport(w io.Writer, rep *benchmark.Report) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "(milliseconds; p99 is the maximum below 100 samples; req/s is the achieved rate)")
-	var gpuNotes []string
+	var gpuNotes, absent, legacy []string
 	defer func() {
 		for _, n := range gpuNotes {
 			fmt.Fprintf(w, "\nGPU telemetry unavailable: %s\n", n)
 		}
+		if len(absent) > 0 {
+			fmt.Fprintf(w, "\nserver metrics absent (this server does not expose them; reported absent, not zero): %s\n", strings.Join(absent, ", "))
+		}
+		if len(legacy) > 0 {
+			fmt.Fprintf(w, "\nserver metrics read under an older vLLM's names: %s\n", strings.Join(legacy, ", "))
+		}
 	}()
+	for _, s := range rep.Scenarios {
+		if sv := s.Server; sv != nil {
+			for _, a := range sv.Absent {
+				if !slices.Contains(absent, a) {
+					absent = append(absent, a)
+				}
+			}
+			for _, l := range sv.Legacy {
+				if !slices.Contains(legacy, l) {
+					legacy = append(legacy, l)
+				}
+			}
+		}
+	}
 	for _, s := range rep.Scenarios {
 		fmt.Fprintf(w, "\n%s:\n", s.Name)
 		switch {

@@ -17,12 +17,22 @@ import (
 
 func startSim(t *testing.T, args ...string) string {
 	t.Helper()
+	return startSimVersion(t, "", args...)
+}
+
+// startSimVersion starts the simulator playing a vLLM release ("" for the
+// default).
+func startSimVersion(t *testing.T, version string, args ...string) string {
+	t.Helper()
 	c, err := vllm.ParseServeArgs(args)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"VLLM_SIM_TIME_SCALE": "0.1", "VLLM_SIM_BOOT_SLOWDOWN": "0"}
-	ev, _ := sim.EnvFromGetenv(c, func(k string) string { return env[k] })
+	env := map[string]string{"VLLM_SIM_TIME_SCALE": "0.1", "VLLM_SIM_BOOT_SLOWDOWN": "0", "VLLM_SIM_VERSION": version}
+	ev, err := sim.EnvFromGetenv(c, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
 	e, err := sim.Boot(context.Background(), c, ev, io.Discard)
 	if err != nil {
 		t.Fatal(err)

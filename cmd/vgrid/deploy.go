@@ -130,8 +130,7 @@ It is the grid search's own deploy: the same rendering, checks and wait.`,
 			if b := ready.Boot; b.Weights > 0 {
 				fmt.Fprintf(a.stdout, "vLLM's boot log: weights %.0fs, torch.compile %.0fs, init engine %.0fs\n", b.Weights, b.Compile, b.InitEngine)
 			}
-			fmt.Fprintf(a.stdout, "effective: enable_prefix_caching=%s gpu_memory_utilization=%s cache_dtype=%s num_gpu_blocks=%s\n",
-				eff["enable_prefix_caching"], eff["gpu_memory_utilization"], eff["cache_dtype"], eff["num_gpu_blocks"])
+			fmt.Fprintf(a.stdout, "effective: %s\n", vllm.DescribeEffective(eff))
 			return nil
 		},
 	}
@@ -203,8 +202,7 @@ func (a *app) deployStatus() *cobra.Command {
 				s.Service, s.Project, c.ID[:12], strings.TrimPrefix(c.Name, "/"), c.State.Status, health, c.RestartCount, short(hash), match)
 			if ep, err := d.Endpoint(s, c.NetworkSettings); err == nil && c.State.Running {
 				if eff, err := vllm.ScrapeEffective(cmd.Context(), ep); err == nil {
-					fmt.Fprintf(a.stdout, "effective  enable_prefix_caching=%v gpu_memory_utilization=%g cache_dtype=%s num_gpu_blocks=%d (%s/metrics)\n",
-						eff.PrefixCaching, eff.GPUUtil, eff.CacheDtype, eff.NumGPUBlocks, ep)
+					fmt.Fprintf(a.stdout, "effective  %s (%s/metrics)\n", eff.Describe(), ep)
 				} else {
 					fmt.Fprintf(a.stdout, "effective  unknown: %v\n", err)
 				}
