@@ -64,6 +64,15 @@ type ToolsConfig struct {
 	Repetitions int `json:"repetitions"`
 	MaxSteps    int `json:"max_steps"`
 	MaxTokens   int `json:"max_tokens"`
+	// Language of the cases' prompts: "en" (default) or "fr" (the user's
+	// own language: the model must call the tools from French requests).
+	Language string `json:"language,omitempty"`
+}
+
+// Check refuses a language the built-in cases are not written in.
+func (c ToolsConfig) Check() error {
+	_, err := ToolCasesIn(c.Language)
+	return err
 }
 
 // RequestClass is one kind of request in a mix.

@@ -129,7 +129,8 @@ func (c Config) Total(name string) int {
 		return len(c.Reasoning.Tasks) * max(1, c.Reasoning.Repetitions)
 	case "tool-calling":
 		n := 0
-		for _, tc := range ToolCases() {
+		cases, _ := ToolCasesIn(c.Tools.Language)
+		for _, tc := range cases {
 			n += len(tc.Expect)
 			if len(tc.Expect) > 1 {
 				n++ // the final answer after the last tool result
@@ -326,8 +327,12 @@ func (r *Runner) reasoning(ctx context.Context, rec *recorder, sr *ScenarioRepor
 func (r *Runner) toolCalling(ctx context.Context, rec *recorder, sr *ScenarioReport) error {
 	c := r.Config.Tools
 	passed, total := 0, 0
+	cases, err := ToolCasesIn(c.Language)
+	if err != nil {
+		return err
+	}
 	for rep := 0; rep < max(1, c.Repetitions) && ctx.Err() == nil; rep++ {
-		for _, tc := range ToolCases() {
+		for _, tc := range cases {
 			o := r.toolCase(ctx, rec, tc)
 			total++
 			if o.Passed {

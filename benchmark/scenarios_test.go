@@ -75,6 +75,21 @@ func TestToolCallingValidated(t *testing.T) {
 			t.Errorf("multi-step calls %v", o.Calls)
 		}
 	}
+	// The same cases asked in French (the user's language): the same calls,
+	// with the arguments as the French prompts name them.
+	fr := small()
+	fr.Tools.Language = "fr"
+	rep, err = runner(url, fr).Run(context.Background(), []string{"tool-calling"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = rep.Scenarios[0]
+	if s.ToolCallSuccess == nil || *s.ToolCallSuccess != 1 {
+		t.Errorf("French prompts: success %v: %+v", s.ToolCallSuccess, s.Tools)
+	}
+	if _, err := ToolCasesIn("de"); err == nil {
+		t.Error("a language the cases are not written in is accepted")
+	}
 	// Without --enable-auto-tool-choice the server refuses: every case fails, with the reason.
 	url = startSim(t, simBase, nil)
 	rep, _ = runner(url, small()).Run(context.Background(), []string{"tool-calling"})

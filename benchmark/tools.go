@@ -63,9 +63,46 @@ type ToolCase struct {
 	Expect []Expect // in order; more than one means a multi-step task
 }
 
-// ToolCases are the built-in cases: a single call, a three-tool task that
-// vgrid executes step by step, and nested object arguments.
+// ToolCases are the built-in cases in English.
 func ToolCases() []ToolCase {
+	cases, _ := ToolCasesIn("en")
+	return cases
+}
+
+// ToolCasesIn are the built-in cases with their prompts in a language ("en",
+// "fr"): a single call, a three-tool task that vgrid executes step by step,
+// and nested object arguments. The tools stay as applications name and
+// describe them, in English; the model must map the request to them.
+func ToolCasesIn(lang string) ([]ToolCase, error) {
+	cases := toolCasesEN()
+	switch lang {
+	case "", "en":
+		return cases, nil
+	case "fr":
+		fr := map[string]struct {
+			prompt string
+			args   []map[string]string
+		}{
+			"single": {"Quelle est la météo à Lisbonne en ce moment, en celsius ?",
+				[]map[string]string{{"city": "Lisbonne", "unit": "celsius"}}},
+			"multi-step": {"Cherche des vols de Paris à Tokyo, puis réserve un hôtel à Tokyo pour 3 nuits, puis convertis le prix du vol de 1200 USD en EUR. Utilise les outils, un à la fois.",
+				[]map[string]string{{"origin": "Paris", "destination": "Tokyo"}, {"city": "Tokyo", "nights": "3"}, {"amount": "1200", "from_currency": "USD", "to_currency": "EUR"}}},
+			"nested": {"Crée un utilisateur nommé Alice Martin avec l'adresse alice@example.com, qui préfère le français et veut la newsletter.",
+				[]map[string]string{{"name": "Alice Martin", "email": "alice@example.com", "preferences.language": "french", "preferences.newsletter": "true"}}},
+		}
+		for i := range cases {
+			t := fr[cases[i].Name]
+			cases[i].Prompt = t.prompt
+			for j := range cases[i].Expect {
+				cases[i].Expect[j].Args = t.args[j]
+			}
+		}
+		return cases, nil
+	}
+	return nil, fmt.Errorf("language %q: the tool-calling cases are written in en and fr", lang)
+}
+
+func toolCasesEN() []ToolCase {
 	weather := &Tool{Name: "get_weather", Description: "Get the current weather for a city",
 		Schema: `{"type":"object","properties":{"city":{"type":"string","minLength":1},"unit":{"type":"string","enum":["celsius","fahrenheit"]}},"required":["city"],"additionalProperties":false}`,
 		Result: func(a map[string]any) string {

@@ -117,6 +117,8 @@ type BenchConfig struct {
 	SLO *benchmark.SLO `yaml:"slo" json:"slo,omitempty"`
 	// Sweep tunes the rate sweep; fields left out keep their defaults.
 	Sweep *benchmark.SweepConfig `yaml:"sweep" json:"sweep,omitempty"`
+	// Language of the tool-calling cases' prompts: en (default) or fr.
+	Language string `yaml:"language" json:"language,omitempty"`
 }
 
 // Resolve is the benchmark suite a trial of this grid runs: the built-in
@@ -141,6 +143,9 @@ func (b BenchConfig) Resolve() benchmark.Config {
 	}
 	if b.SLO != nil {
 		cfg.Load.SLO = *b.SLO
+	}
+	if b.Language != "" {
+		cfg.Tools.Language = b.Language
 	}
 	if s := b.Sweep; s != nil {
 		d := &cfg.Sweep
@@ -468,6 +473,9 @@ func (g *Grid) validate(file string) error {
 	cfg := g.Benchmark.Resolve()
 	if err := cfg.Load.Workload.Check(); err != nil {
 		return bad(0, "benchmark.workload: %v", err)
+	}
+	if err := cfg.Tools.Check(); err != nil {
+		return bad(0, "benchmark.%v", err)
 	}
 	if err := cfg.Sweep.Check(); err != nil {
 		return bad(0, "benchmark.%v", err)

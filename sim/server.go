@@ -169,6 +169,12 @@ func (e *Engine) chat(w http.ResponseWriter, r *http.Request) {
 			apiError(w, http.StatusBadRequest, "BadRequestError", `"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set`)
 			return
 		}
+		switch choice {
+		case "none", "auto", "required", "named":
+		default:
+			apiError(w, http.StatusBadRequest, "BadRequestError", fmt.Sprintf("tool_choice %q: want none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}", choice))
+			return
+		}
 		if choice != "none" {
 			tools := req.Tools
 			if choice == "named" {
@@ -178,10 +184,14 @@ func (e *Engine) chat(w http.ResponseWriter, r *http.Request) {
 						tools = append(tools, t)
 					}
 				}
-				task += " " + strings.ReplaceAll(named.Function.Name, "_", " ")
+				if len(tools) == 0 {
+					apiError(w, http.StatusBadRequest, "BadRequestError", fmt.Sprintf("tool_choice names %q, which is not in tools", named.Function.Name))
+					return
+				}
 			}
 			var err error
-			if call, err = planToolCall(tools, task+" "+last, called, fmt.Sprintf("chatcmpl-tool-%x", time.Now().UnixNano())); err != nil {
+			// required and a named function always call; auto decides.
+			if call, err = planToolCall(tools, task+" "+last, called, fmt.Sprintf("chatcmpl-tool-%x", time.Now().UnixNano()), choice != "auto"); err != nil {
 				apiError(w, http.StatusBadRequest, "BadRequestError", err.Error())
 				return
 			}

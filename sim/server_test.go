@@ -417,3 +417,64 @@ func TestDecodeStallKeepsHealth(t *testing.T) {
 	}
 	h.Body.Close()
 }
+
+// The simulated model decides from the tools offered and the request, in
+// the user's language, and honours every tool_choice.
+func TestToolChoiceAndLanguages(t *testing.T) {
+	s := startSim(t, append(smallArgs, "--enable-auto-tool-choice", "--tool-call-parser", "hermes"), nil)
+	location := map[string]any{"type": "function", "function": map[string]any{"name": "get_weather", "description": "Get the current weather for a location",
+		"parameters": map[string]any{"type": "object", "properties": map[string]any{"location": map[string]any{"type": "string"}}, "required": []string{"location"}}}}
+	flights := map[string]any{"type": "function", "function": map[string]any{"name": "search_flights", "description": "Search flights between two cities",
+		"parameters": map[string]any{"type": "object", "properties": map[string]any{"origin": map[string]any{"type": "string"}, "destination": map[string]any{"type": "string"}}}}}
+	hotel := map[string]any{"type": "function", "function": map[string]any{"name": "book_hotel", "description": "Book a hotel in a city for a number of nights",
+		"parameters": map[string]any{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}, "nights": map[string]any{"type": "integer"}}}}}
+	tests := []struct {
+		prompt string
+		tools  []any
+		choice any
+		name   string            // "" = no call
+		args   map[string]string // expected argument values
+	}{
+		{"Quelle est la météo à Paris ?", []any{location}, "auto", "get_weather", map[string]string{"location": "Paris"}},
+		{"Quel temps fait-il à Lyon ?", []any{location}, "auto", "get_weather", map[string]string{"location": "Lyon"}},
+		{"¿Qué tiempo hace en Madrid?", []any{location}, "auto", "get_weather", map[string]string{"location": "Madrid"}},
+		{"Wie ist das Wetter in Berlin?", []any{location}, "auto", "get_weather", map[string]string{"location": "Berlin"}},
+		{"Cherche des vols de Paris à Tokyo, puis réserve un hôtel à Tokyo pour 3 nuits.", []any{flights, hotel}, "auto", "search_flights", map[string]string{"origin": "Paris", "destination": "Tokyo"}},
+		{"Réserve un hôtel à Marseille pour 2 nuits.", []any{flights, hotel}, "auto", "book_hotel", map[string]string{"city": "Marseille", "nights": "2"}},
+		{"Raconte-moi une blague.", []any{location}, "auto", "", nil},
+		{"Quelle est la météo à Paris ?", []any{location}, "none", "", nil},
+		{"Raconte-moi une blague.", []any{location}, "required", "get_weather", nil},
+		{"Quelle est la météo à Paris ?", []any{flights, hotel, location}, map[string]any{"type": "function", "function": map[string]string{"name": "book_hotel"}}, "book_hotel", map[string]string{"city": "Paris"}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%v %s", tt.choice, tt.prompt), func(t *testing.T) {
+			body := chatBody("m", tt.prompt, 200)
+			body["tools"], body["tool_choice"] = tt.tools, tt.choice
+			r := post(t, s.url, "", body)
+			if r.status != 200 || r.toolName != tt.name {
+				t.Fatalf("status %d, tool %q (args %s), content %q; want tool %q", r.status, r.toolName, r.toolArgs, r.content, tt.name)
+			}
+			if tt.name == "" {
+				if r.finish != "stop" || r.content == "" {
+					t.Errorf("finish %q content %q: want a text answer", r.finish, r.content)
+				}
+				return
+			}
+			var args map[string]any
+			if err := json.Unmarshal([]byte(r.toolArgs), &args); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tt.args {
+				if fmt.Sprint(args[k]) != v {
+					t.Errorf("argument %s = %v, want %s (all: %v)", k, args[k], v, args)
+				}
+			}
+		})
+	}
+	// A named function that is not among the tools is a 400, as in vLLM.
+	body := chatBody("m", "Quelle est la météo à Paris ?", 200)
+	body["tools"], body["tool_choice"] = []any{location}, map[string]any{"type": "function", "function": map[string]string{"name": "nope"}}
+	if r := post(t, s.url, "", body); r.status != 400 || !strings.Contains(r.body, "not in tools") {
+		t.Errorf("unknown named tool: %d %s", r.status, r.body)
+	}
+}

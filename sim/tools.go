@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"unicode"
 )
 
 // toolDef is one entry of a request's "tools".
@@ -37,40 +36,55 @@ type toolCall struct {
 var (
 	numberRe  = regexp.MustCompile(`-?\d+(?:\.\d+)?`)
 	emailRe   = regexp.MustCompile(`[\w.+-]+@[\w-]+\.[\w.]+`)
-	capWordRe = regexp.MustCompile(`\b[\p{Lu}][\p{L}'-]+(?:\s+[\p{Lu}][\p{L}'-]+)*`)
+	capWordRe = regexp.MustCompile(`(?:^|[^\p{L}])(\p{Lu}[\p{L}'-]+(?:\s+\p{Lu}[\p{L}'-]+)*)`)
 )
 
-// chooseTool picks the tool the user asks for: the one whose name parts and
-// description words appear most in the prompt, skipping tools already called
-// in this conversation. It returns -1 when none matches.
-func chooseTool(tools []toolDef, prompt string, called []string) int {
-	words := map[string]bool{}
-	for _, w := range strings.FieldsFunc(strings.ToLower(prompt), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
-		words[w] = true
-	}
-	best, bestScore := -1, 0
+// toolScores scores each tool by how much the prompt asks for it: its name
+// parts (3 each) and description words (1 each) found in the prompt, in
+// any language the lexicon knows; tools already called score -1.
+func toolScores(tools []toolDef, prompt string, called []string) []int {
+	words := promptWords(prompt)
+	scores := make([]int, len(tools))
 	for i, t := range tools {
 		if slices.Contains(called, t.Function.Name) {
+			scores[i] = -1
 			continue
 		}
-		score := 0
 		for _, part := range strings.Split(strings.ToLower(t.Function.Name), "_") {
 			if len(part) > 2 && (words[part] || words[part+"s"] || words[strings.TrimSuffix(part, "s")]) {
-				score += 3
+				scores[i] += 3
 			}
 		}
 		for _, d := range strings.Fields(strings.ToLower(t.Function.Description)) {
 			d = strings.Trim(d, ".,;:()")
 			if len(d) > 4 && words[d] {
-				score++
+				scores[i]++
 			}
 		}
-		if score > bestScore {
-			best, bestScore = i, score
+	}
+	return scores
+}
+
+// chooseTool picks the tool the user asks for, or -1 when none matches
+// well enough to call (tool_choice "auto").
+func chooseTool(tools []toolDef, prompt string, called []string) int {
+	best, bestScore := -1, 2
+	for i, s := range toolScores(tools, prompt, called) {
+		if s > bestScore {
+			best, bestScore = i, s
 		}
 	}
-	if bestScore < 3 {
-		return -1
+	return best
+}
+
+// mustChooseTool picks a tool whatever the prompt (tool_choice "required"):
+// the best match, else the first tool not called yet, else the first.
+func mustChooseTool(tools []toolDef, prompt string, called []string) int {
+	best, bestScore := 0, -2
+	for i, s := range toolScores(tools, prompt, called) {
+		if s > bestScore {
+			best, bestScore = i, s
+		}
 	}
 	return best
 }
@@ -83,8 +97,9 @@ func fillArgs(s *schema, name, prompt string) any {
 		return nil
 	}
 	if len(s.Enum) > 0 {
+		words := promptWords(prompt)
 		for _, v := range s.Enum {
-			if str, ok := v.(string); ok && strings.Contains(strings.ToLower(prompt), strings.ToLower(str)) {
+			if str, ok := v.(string); ok && (strings.Contains(strings.ToLower(prompt), strings.ToLower(str)) || words[fold(str)]) {
 				return v
 			}
 		}
@@ -111,11 +126,14 @@ func fillArgs(s *schema, name, prompt string) any {
 		}
 		return v
 	case "boolean":
-		return !strings.Contains(strings.ToLower(prompt), "not "+strings.ToLower(name)) && !strings.Contains(strings.ToLower(prompt), "no "+strings.ToLower(name))
+		// "not the newsletter", "pas la newsletter", "ohne Newsletter".
+		negated := regexp.MustCompile(`(?i)(?:^|[^\p{L}])(?:` + negateWords + `)\s+(?:\p{L}+\s+)?(?:` + strings.Join(variants(fold(name)), "|") + `)(?:[^\p{L}]|$)`)
+		return !negated.MatchString(fold(prompt))
 	}
 	lname := strings.ToLower(name)
 	after := func(words string) (string, bool) {
-		re := regexp.MustCompile(`\b(?:` + words + `)\s+(\p{Lu}[\p{L}'-]+(?:\s+\p{Lu}[\p{L}'-]+)*)`)
+		// Prepositions are any case; the value is a capitalised phrase.
+		re := regexp.MustCompile(`(?:^|[\s,;:(¿¡])(?i:` + words + `)\s+(\p{Lu}[\p{L}'-]+(?:\s+\p{Lu}[\p{L}'-]+)*)`)
 		if m := re.FindStringSubmatch(prompt); m != nil {
 			return m[1], true
 		}
@@ -129,11 +147,11 @@ func fillArgs(s *schema, name, prompt string) any {
 		}
 		return codes[0]
 	case strings.Contains(lname, "origin") || strings.Contains(lname, "from") || strings.Contains(lname, "source"):
-		if v, ok := after("from"); ok {
+		if v, ok := after(fromPreps); ok {
 			return v
 		}
 	case strings.Contains(lname, "destination") || strings.Contains(lname, "target"):
-		if v, ok := after("to"); ok {
+		if v, ok := after(toPreps); ok {
 			return v
 		}
 	case strings.Contains(lname, "email"):
@@ -141,23 +159,27 @@ func fillArgs(s *schema, name, prompt string) any {
 			return m
 		}
 	case strings.Contains(lname, "city") || strings.Contains(lname, "location") || strings.Contains(lname, "place"):
-		if v, ok := after("in|at|for|to"); ok {
+		if v, ok := after(placePreps); ok {
 			return v
 		}
 	case strings.Contains(lname, "name") || strings.Contains(lname, "user"):
-		if v, ok := after("named|called|for user|user"); ok {
+		if v, ok := after(namedWords + "|for user|user"); ok {
 			return v
 		}
 	}
-	if m := capWordRe.FindAllString(prompt, -1); len(m) > 1 {
-		return m[1]
+	if m := capWordRe.FindAllStringSubmatch(prompt, -1); len(m) > 1 {
+		return m[1][1]
 	}
 	return name
 }
 
-// planToolCall returns the call the model makes, or nil when it answers in text.
-func planToolCall(tools []toolDef, prompt string, called []string, id string) (*toolCall, error) {
+// planToolCall returns the call the model makes, or nil when it answers in
+// text; with required set it always calls one of tools.
+func planToolCall(tools []toolDef, prompt string, called []string, id string, required bool) (*toolCall, error) {
 	i := chooseTool(tools, prompt, called)
+	if i < 0 && required && len(tools) > 0 {
+		i = mustChooseTool(tools, prompt, called)
+	}
 	if i < 0 {
 		return nil, nil
 	}
@@ -187,7 +209,12 @@ func promptNumber(name, prompt string) float64 {
 		if len(word) < 3 {
 			continue
 		}
-		if m := regexp.MustCompile(`(-?\d+(?:\.\d+)?)\s+` + regexp.QuoteMeta(word)).FindStringSubmatch(strings.ToLower(prompt)); m != nil {
+		// "3 nights", "3 nuits", "3 Nächte".
+		alts := variants(word)
+		for i := range alts {
+			alts[i] = regexp.QuoteMeta(alts[i])
+		}
+		if m := regexp.MustCompile(`(-?\d+(?:\.\d+)?)\s+(?:` + strings.Join(alts, "|") + `)`).FindStringSubmatch(fold(prompt)); m != nil {
 			return parse(m[1])
 		}
 	}

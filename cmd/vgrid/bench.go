@@ -22,7 +22,7 @@ import (
 
 func (a *app) benchCommand() *cobra.Command {
 	var (
-		endpoint, model, keyEnv, jsonOut, gpu, concurrency, rates string
+		endpoint, model, keyEnv, jsonOut, gpu, concurrency, rates, language string
 		workload, inputTokens, outputTokens, dataset, slo         string
 		scenarios                                                 []string
 		requests                                                  int
@@ -78,6 +78,10 @@ lognormal:400:300) with --seed, or --workload sharegpt with --dataset FILE
 					return usagef("--slo: %v", err)
 				}
 			}
+			cfg.Tools.Language = language
+			if err := cfg.Tools.Check(); err != nil {
+				return usagef("--language: %v", err)
+			}
 			c := benchmark.NewClient(endpoint, model, keyEnv, a.getenv)
 			c.Timeout = timeout
 			if model == "" {
@@ -127,6 +131,7 @@ lognormal:400:300) with --seed, or --workload sharegpt with --dataset FILE
 	f.StringVar(&endpoint, "endpoint", "", "server base URL, e.g. http://127.0.0.1:8000")
 	f.StringVar(&model, "model", "", "model name (default: the first model the server lists)")
 	f.StringVar(&keyEnv, "api-key-env", "VLLM_API_KEY", "environment variable holding the API key")
+	f.StringVar(&language, "language", "en", "language of the tool-calling cases' prompts: en or fr")
 	f.StringArrayVar(&scenarios, "scenario", nil, "scenario to run (repeatable; default all but sweep): "+strings.Join(benchmark.Scenarios, ", "))
 	f.StringVar(&concurrency, "concurrency", "", "load: closed-loop levels, e.g. 1,2,4,8,16,32")
 	f.StringVar(&rates, "rates", "", "load: Poisson arrival rates in requests/s, e.g. 2,4")
