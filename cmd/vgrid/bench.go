@@ -23,11 +23,11 @@ import (
 func (a *app) benchCommand() *cobra.Command {
 	var (
 		endpoint, model, keyEnv, jsonOut, gpu, concurrency, rates, language string
-		workload, inputTokens, outputTokens, dataset, slo         string
-		scenarios                                                 []string
-		requests                                                  int
-		seed                                                      uint64
-		timeout, scrape                                           time.Duration
+		workload, inputTokens, outputTokens, dataset, slo                   string
+		scenarios                                                           []string
+		requests                                                            int
+		seed                                                                uint64
+		timeout, scrape                                                     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "bench --endpoint URL [--model M] [--api-key-env VAR] [--scenario NAME]... [--concurrency 1,2,4] [--json FILE]",
