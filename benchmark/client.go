@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,7 +53,12 @@ type Result struct {
 	Seq      int    `json:"seq"`             // order within the scenario
 	Warmup   bool   `json:"warmup,omitempty"`
 
+	// Sent is when the request was written out on an open connection.
+	// Setting up a connection, when the request had to (none was open or
+	// pre-opened), comes before and is Connect, never part of TTFT.
 	Sent         time.Time       `json:"sent"`
+	Connect      time.Duration   `json:"connect_ns,omitempty"` // waiting for a connection (a TCP handshake when Dialed)
+	Dialed       bool            `json:"dialed,omitempty"`     // a connection was dialed for this request
 	TTFT         time.Duration   `json:"ttft_ns"`          // first chunk with a non-empty delta (reasoning, content or tool call)
 	TTFC         time.Duration   `json:"ttfc_ns"`          // first content (answer) chunk; 0 if none
 	E2EL         time.Duration   `json:"e2el_ns"`          // last token chunk
@@ -126,6 +133,117 @@ func NewClient(endpoint, model, keyEnv string, getenv func(string) string) *Clie
 	}}
 	return c
 }
+
+// Preopen opens n connections to the endpoint through the client's own
+// transport (closing the idle ones first) and leaves them idle for the next
+// requests, so that a measured window starts with its connections set up:
+// the first wave of a 256-stream level would otherwise spend its first
+// milliseconds in TCP handshakes, in the server's accept queue and in the
+// transport's setup of each connection, which is not time to first token.
+// Each connection carries one GET /health; all n are held busy until every
+// one has a connection, so the transport has to open n, and each counts as
+// open once the server has answered on it (the kernel completes a handshake
+// long before a busy server accepts the connection). At most 1024, the
+// transport's idle limit.
+func (c *Client) Preopen(ctx context.Context, n int) error {
+	o := c.NewOpener(ctx, n)
+	defer o.Done()
+	errs := make([]error, o.n)
+	var wg sync.WaitGroup
+	for i := range o.n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = o.Open()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Opener opens a set of connections for Preopen, one Open call each, made
+// by the goroutines that will then send the window's requests (a closed
+// level's workers), so that their first requests find their stacks grown
+// as well as their connections open.
+type Opener struct {
+	c      *Client
+	ctx    context.Context
+	cancel context.CancelFunc
+	n      int
+	got    atomic.Int64
+	all    chan struct{}
+	once   sync.Once
+	trace  context.Context
+}
+
+// NewOpener prepares n connections (at most 1024, the transport's idle
+// limit), closing the idle ones first: the server may close an earlier
+// window's at any time (uvicorn's keep-alive: 5 s).
+func (c *Client) NewOpener(ctx context.Context, n int) *Opener {
+	c.HTTP.CloseIdleConnections()
+	o := &Opener{c: c, n: max(0, min(n, 1024)), all: make(chan struct{})}
+	o.ctx, o.cancel = context.WithTimeout(ctx, 30*time.Second)
+	o.trace = httptrace.WithClientTrace(o.ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) {
+		if o.got.Add(1) == int64(o.n) {
+			o.release()
+		}
+	}})
+	return o
+}
+
+func (o *Opener) release() { o.once.Do(func() { close(o.all) }) }
+
+// Open sends one GET /health, held until all n of the opener's requests
+// have a connection, so that the transport opens n; it returns once the
+// server answered on it (a busy server accepts a connection long after the
+// kernel completed its handshake).
+func (o *Opener) Open() error {
+	if o.n == 0 {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(o.trace, "GET", o.c.Endpoint+"/health", &gate{all: o.all, ctx: o.ctx})
+	if err != nil {
+		o.release()
+		return err
+	}
+	req.ContentLength = 1
+	resp, err := o.c.HTTP.Do(req)
+	if err != nil {
+		o.release() // do not hold the others
+		return fmt.Errorf("open a connection to %s: %w", o.c.Endpoint, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return nil
+}
+
+// Done releases the opener.
+func (o *Opener) Done() { o.release(); o.cancel() }
+
+// gate is a one-byte request body that is sent only once every request of
+// Preopen holds a connection.
+type gate struct {
+	all  <-chan struct{}
+	ctx  context.Context
+	done bool
+}
+
+func (g *gate) Read(p []byte) (int, error) {
+	if g.done {
+		return 0, io.EOF
+	}
+	select {
+	case <-g.all:
+	case <-g.ctx.Done():
+		return 0, g.ctx.Err()
+	}
+	g.done = true
+	p[0] = '\n'
+	return 1, io.EOF
+}
+
+// Close closes the client's idle connections.
+func (c *Client) Close() { c.HTTP.CloseIdleConnections() }
 
 func (c *Client) newRequest(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.Endpoint+path, bytes.NewReader(body))
@@ -307,11 +425,21 @@ func (c *Client) Chat(ctx context.Context, r Request) Result {
 		return res
 	}
 	var conn net.Conn
+	var got, wrote time.Time
 	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn: func(info httptrace.GotConnInfo) { conn = info.Conn },
+		ConnectDone:  func(string, string, error) { res.Dialed = true },
+		GotConn:      func(info httptrace.GotConnInfo) { conn, got = info.Conn, time.Now() },
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote = time.Now() },
 	}))
-	res.Sent = time.Now()
+	start := time.Now()
+	res.Sent = start
 	resp, err := c.HTTP.Do(req)
+	if !got.IsZero() {
+		res.Connect = got.Sub(start)
+	}
+	if !wrote.IsZero() {
+		res.Sent = wrote // the request is on the wire: TTFT starts here
+	}
 	if err != nil {
 		res.Err = c.transportErr(ctx, err, timeout)
 		var op *net.OpError

@@ -23,6 +23,11 @@ type Common struct {
 	RequestThroughput float64  `json:"request_throughput_rps"`
 	WallSeconds       float64  `json:"wall_s"`
 	ErrorSamples      []string `json:"error_samples,omitempty"` // first distinct errors
+	// Connections set up inside the measured window (a request that found
+	// none open), and how long each took: apart from TTFT, which starts
+	// when a request goes out on an open connection.
+	ConnectionsOpened int   `json:"connections_opened"`
+	Connect           Stats `json:"connect_ms"`
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -43,7 +48,7 @@ func measured(rs []Result) []Result {
 func SummarizeCommon(all []Result) Common {
 	rs := measured(all)
 	c := Common{Requests: len(rs)}
-	var ttft, ttfc, tpot, itl, e2el []float64
+	var ttft, ttfc, tpot, itl, e2el, connect []float64
 	var tokens int
 	var first, last time.Time
 	for _, r := range rs {
@@ -52,6 +57,10 @@ func SummarizeCommon(all []Result) Common {
 		}
 		if end := r.Sent.Add(r.E2EL); end.After(last) {
 			last = end
+		}
+		if r.Dialed {
+			c.ConnectionsOpened++
+			connect = append(connect, ms(r.Connect))
 		}
 		if !r.OK() {
 			c.Errors++
@@ -76,6 +85,7 @@ func SummarizeCommon(all []Result) Common {
 		}
 	}
 	c.TTFT, c.TTFC, c.TPOT, c.ITL, c.E2EL = Summarize(ttft), Summarize(ttfc), Summarize(tpot), Summarize(itl), Summarize(e2el)
+	c.Connect = Summarize(connect)
 	if wall := last.Sub(first).Seconds(); wall > 0 {
 		c.WallSeconds = wall
 		c.OutputThroughput = float64(tokens) / wall
