@@ -59,12 +59,12 @@ type Result struct {
 	Sent         time.Time       `json:"sent"`
 	Connect      time.Duration   `json:"connect_ns,omitempty"` // waiting for a connection (a TCP handshake when Dialed)
 	Dialed       bool            `json:"dialed,omitempty"`     // a connection was dialed for this request
-	TTFT         time.Duration   `json:"ttft_ns"`          // first chunk with a non-empty delta (reasoning, content or tool call)
-	TTFC         time.Duration   `json:"ttfc_ns"`          // first content (answer) chunk; 0 if none
-	E2EL         time.Duration   `json:"e2el_ns"`          // last token chunk
-	ITL          []time.Duration `json:"itl_ns,omitempty"` // gaps between successive token chunks
-	Chunks       int             `json:"chunks"`           // token chunks received
-	OutputTokens int             `json:"output_tokens"`    // from usage; Chunks when usage is missing
+	TTFT         time.Duration   `json:"ttft_ns"`              // first chunk with a non-empty delta (reasoning, content or tool call)
+	TTFC         time.Duration   `json:"ttfc_ns"`              // first content (answer) chunk; 0 if none
+	E2EL         time.Duration   `json:"e2el_ns"`              // last token chunk
+	ITL          []time.Duration `json:"itl_ns,omitempty"`     // gaps between successive token chunks
+	Chunks       int             `json:"chunks"`               // token chunks received
+	OutputTokens int             `json:"output_tokens"`        // from usage; Chunks when usage is missing
 	TokensFromUs bool            `json:"tokens_counted,omitempty"`
 	PromptTokens int             `json:"prompt_tokens"`
 	CachedTokens int             `json:"cached_tokens"` // -1: the server does not report it

@@ -189,7 +189,7 @@ func (r *Runner) scenario(parent context.Context, name string) (*ScenarioReport,
 	before := tel.server.snapshot(ctx)
 	if name != "load" && name != "sweep" { // those open each level's own
 		r.Client.Preopen(ctx, 2)
-		}
+	}
 	var err error
 	switch name {
 	case "kv-cache":
