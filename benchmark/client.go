@@ -53,7 +53,7 @@ type Result struct {
 	Seq      int    `json:"seq"`             // order within the scenario
 	Warmup   bool   `json:"warmup,omitempty"`
 
-	// Sent is when the request was written out on an open connection.
+	// Sent is when the request had an open connection to go out on.
 	// Setting up a connection, when the request had to (none was open or
 	// pre-opened), comes before and is Connect, never part of TTFT.
 	Sent         time.Time       `json:"sent"`
@@ -424,21 +424,23 @@ func (c *Client) Chat(ctx context.Context, r Request) Result {
 		res.Err = err.Error()
 		return res
 	}
+	// The transport calls GotConn on this goroutine, before it hands the
+	// request to the connection's writer: the moment taken there is before
+	// the request is written, as a send time must be (a time taken after
+	// the write, in WroteRequest, can come late on a loaded host, after the
+	// server already answered, and shorten TTFT at random).
 	var conn net.Conn
-	var got, wrote time.Time
+	var got time.Time
 	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		ConnectDone:  func(string, string, error) { res.Dialed = true },
-		GotConn:      func(info httptrace.GotConnInfo) { conn, got = info.Conn, time.Now() },
-		WroteRequest: func(httptrace.WroteRequestInfo) { wrote = time.Now() },
+		// A dial the transport started for this request may lose to a
+		// connection coming back idle: only a new connection counts.
+		GotConn: func(info httptrace.GotConnInfo) { conn, got, res.Dialed = info.Conn, time.Now(), !info.Reused },
 	}))
 	start := time.Now()
 	res.Sent = start
 	resp, err := c.HTTP.Do(req)
 	if !got.IsZero() {
-		res.Connect = got.Sub(start)
-	}
-	if !wrote.IsZero() {
-		res.Sent = wrote // the request is on the wire: TTFT starts here
+		res.Sent, res.Connect = got, got.Sub(start) // the request goes out on an open connection now
 	}
 	if err != nil {
 		res.Err = c.transportErr(ctx, err, timeout)

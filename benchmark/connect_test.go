@@ -232,7 +232,7 @@ func TestFirstWaveTTFTExcludesConnectionSetup(t *testing.T) {
 // (300 µs per connection), how far the first wave's TTFT median is from the
 // next wave's (the target: within 2 ms):
 //
-//	go test ./benchmark -run '^$' -bench FirstWaveTTFT -benchtime 9x
+//	go test ./benchmark -run '^$' -bench FirstWaveTTFT -benchtime 15x
 func BenchmarkFirstWaveTTFT(b *testing.B) {
 	url := fixedTTFTServer(b, 50*time.Millisecond, 300*time.Microsecond)
 	firsts, seconds, opened := firstWaves(b, url, 256, b.N)
