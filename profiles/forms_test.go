@@ -150,7 +150,7 @@ func TestFormsFixedEntrypointFlag(t *testing.T) {
 	before := hashFile(t, path)
 	cand, _ := vllm.NewCandidate([]string{"tensor-parallel-size=1"}, nil)
 	_, err := Project{Files: []string{path}}.Render(context.Background(), "", cand)
-	if err == nil || !strings.Contains(err.Error(), "--tensor-parallel-size is written in its entrypoint") || !strings.Contains(err.Error(), "move --tensor-parallel-size from entrypoint: to command:") {
+	if err == nil || !strings.Contains(err.Error(), "--tensor-parallel-size is written in its entrypoint") || !strings.Contains(err.Error(), "move --tensor-parallel-size from the entrypoint to the command") {
 		t.Fatalf("got %v", err)
 	}
 	if hashFile(t, path) != before {

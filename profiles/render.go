@@ -579,7 +579,7 @@ func (r *region) checkFixed(cand vllm.Candidate) error {
 	for _, s := range cand {
 		for _, a := range fixed {
 			if a.Name == s.Name {
-				return fmt.Errorf("service %q: --%s is written in its entrypoint, which vgrid does not edit (it edits the command); move --%s from entrypoint: to command:", r.service, s.Name, s.Name)
+				return fmt.Errorf("service %q: --%s is written in its entrypoint, which vgrid does not edit (it edits the command); move --%s from the entrypoint to the command", r.service, s.Name, s.Name)
 			}
 		}
 	}

@@ -93,7 +93,7 @@ func metricsFilter(t *testing.T, target string, keep func(name string) bool) str
 		}
 		resp, err := http.Get(target + "/metrics")
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		defer resp.Body.Close()
