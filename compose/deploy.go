@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -30,22 +31,23 @@ type Deployer struct {
 }
 
 // Connect opens a Docker engine and checks that it answers: host is a
-// DOCKER_HOST-style address (unix://, npipe://, tcp://, ssh://); "" means
-// the environment's (DOCKER_HOST, else the platform's default socket).
+// DOCKER_HOST-style address (unix://, npipe://, tcp://) or a docker context
+// name; "" chooses like the docker CLI (DOCKER_HOST, DOCKER_CONTEXT, the
+// current context, else the platform's default socket or pipe).
 func Connect(ctx context.Context, host string, log zerolog.Logger) (*Deployer, error) {
-	opts := []client.Opt{client.FromEnv} // API versions are negotiated by default
-	if host != "" {
-		opts = append(opts, client.WithHost(host))
-	}
-	cli, err := client.New(opts...)
+	ep, err := ResolveEndpoint(host, os.Getenv)
 	if err != nil {
-		return nil, fmt.Errorf("docker client for %q: %w", host, err)
+		return nil, err
+	}
+	cli, err := client.New(ep.options()...) // API versions are negotiated by default
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %s: %w", ep.Source, err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := cli.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("the Docker engine at %s does not answer: %v; start dockerd or point DOCKER_HOST at a running engine", cli.DaemonHost(), err)
+		return nil, fmt.Errorf("the Docker engine at %s (%s) does not answer: %v; start dockerd or Docker Desktop, or choose another engine (DOCKER_HOST, docker context use, target.docker_host)", cli.DaemonHost(), ep.Source, err)
 	}
 	d := &Deployer{cli: cli, log: log, host: "127.0.0.1", apiVersion: cli.ClientVersion(), now: time.Now}
 	if u, err := url.Parse(cli.DaemonHost()); err == nil && (u.Scheme == "tcp" || u.Scheme == "ssh") && u.Hostname() != "" {

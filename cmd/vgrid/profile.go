@@ -201,7 +201,7 @@ func (a *app) profileSet() *cobra.Command {
 	cmd.Flags().BoolVar(&write, "write", false, "back up the profile, then write the rendering atomically")
 	cmd.Flags().StringVar(&label, "label", "", "backup label (default vgrid): FILE.backup_<label>_<YYYYMMDD_HHMMSS>")
 	cmd.Flags().StringVar(&check, "check", "auto", "check the flags against the --help of the vLLM in the service's image: auto (when the engine has the image), always, off")
-	cmd.Flags().StringVar(&dockerHost, "docker-host", "", "the Docker engine whose image is checked (default: DOCKER_HOST or the local socket)")
+	cmd.Flags().StringVar(&dockerHost, "docker-host", "", "the Docker engine whose image is checked: an address or a docker context name (default: DOCKER_HOST, DOCKER_CONTEXT, the current context, else the local socket)")
 	return cmd
 }
 
