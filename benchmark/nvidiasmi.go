@@ -1,9 +1,10 @@
 package benchmark
 
 import (
-	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 )
 
 // NvidiaSMI finds the nvidia-smi program: on PATH, else where the driver
@@ -18,13 +19,19 @@ func NvidiaSMI() string {
 }
 
 func findNvidiaSMI() (string, error) {
-	if p, err := exec.LookPath("nvidia-smi"); err == nil {
+	return findProgram("nvidia-smi", nvidiaSMIPlaces(os.Getenv))
+}
+
+// findProgram looks name up on PATH (with PATHEXT on Windows), then tries
+// each of places in order.
+func findProgram(name string, places []string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	for _, p := range nvidiaSMIPlaces(os.Getenv) {
+	for _, p := range places {
 		if info, err := os.Stat(p); err == nil && !info.IsDir() {
 			return p, nil
 		}
 	}
-	return "", errors.New("nvidia-smi is not on PATH nor where the NVIDIA driver installs it")
+	return "", fmt.Errorf("%s is not on PATH nor in %s", name, strings.Join(places, ", "))
 }

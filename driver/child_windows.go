@@ -22,9 +22,13 @@ func childAttr(detach bool) *syscall.SysProcAttr {
 }
 
 // terminate sends CTRL_BREAK to the server's process group, and kills it
-// when it has not exited after grace.
+// when it has not exited after grace. Without a console to share (vgrid
+// started as a service, or by a program without one) there is no polite
+// stop to send, and it kills at once.
 func terminate(p *os.Process, exited <-chan struct{}, grace time.Duration) {
-	windows.GenerateConsoleCtrlEvent(windows.CTRL_BREAK_EVENT, uint32(p.Pid))
+	if err := windows.GenerateConsoleCtrlEvent(windows.CTRL_BREAK_EVENT, uint32(p.Pid)); err != nil {
+		grace = 0
+	}
 	select {
 	case <-exited:
 	case <-time.After(grace):

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 
@@ -259,8 +262,11 @@ func LoadGrid(name string, src []byte, dir string) (*Grid, error) {
 		}
 	}
 	resolve := func(p string) string {
-		if p == "" || filepath.IsAbs(p) || dir == "" {
+		if p == "" || dir == "" {
 			return p
+		}
+		if filepath.IsAbs(p) {
+			return filepath.Clean(p) // C:/x/y.yml is C:\x\y.yml on Windows
 		}
 		return filepath.Join(dir, p)
 	}
@@ -378,6 +384,9 @@ func ParseGrid(name string, src []byte) (*Grid, error) {
 			return nil, errs
 		}
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if n := backslashLine(src); n > 0 && (strings.Contains(msg, "unknown escape character") || strings.Contains(msg, "expected hexdecimal number")) {
+			return nil, &GridError{File: name, Line: n, Msg: msg + windowsPathHint}
+		}
 		if errors.Is(err, io.EOF) {
 			msg = "the file is empty; a grid needs at least target, space and objective (docs/grid-file.md)"
 		}
@@ -410,6 +419,18 @@ func (g *Grid) validate(file string) error {
 		return bad(0, "target.driver is missing: want compose (a compose profile) or process (a vllm serve command)")
 	default:
 		return bad(0, "target.driver %q: want compose or process", g.Target.Driver)
+	}
+	paths := map[string]string{"target.env_file": g.Target.EnvFile}
+	for i, f := range g.Target.Files {
+		paths[fmt.Sprintf("target.files[%d]", i)] = f
+	}
+	if w := g.Benchmark.Workload; w != nil {
+		paths["benchmark.workload.path"] = w.Path
+	}
+	for _, key := range slices.Sorted(maps.Keys(paths)) {
+		if err := checkPath(paths[key]); err != nil {
+			return bad(0, "%s: %v", key, err)
+		}
 	}
 	if g.Target.GPUs != "" && g.Target.GPUs != "off" && g.Target.GPUs != "on" {
 		return bad(0, "target.gpus %q: want on or off", g.Target.GPUs)
@@ -692,4 +713,29 @@ func (c Constraint) Holds(metrics map[string]float64) (bool, string) {
 		return true, ""
 	}
 	return false, fmt.Sprintf("%s = %g, constraint %s %s %g", c.Metric, v, c.Metric, c.Op, c.Value)
+}
+
+// windowsPathHint follows YAML's complaint about a Windows path written in
+// double quotes, where a backslash starts an escape ("\U" wants eight hex
+// digits).
+const windowsPathHint = `; a Windows path in double quotes reads its backslashes as escapes: write it unquoted (C:\models\medium.yml), in single quotes, or with forward slashes (C:/models/medium.yml)`
+
+// backslashLine is the first line (1-based) holding a double-quoted scalar
+// with a backslash, or 0.
+func backslashLine(src []byte) int {
+	for i, line := range strings.Split(string(src), "\n") {
+		if q := strings.IndexByte(line, '"'); q >= 0 && strings.Contains(line[q:], `\`) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// checkPath refuses a path with control characters: in a double-quoted
+// YAML string "C:\temp\new.yml" silently becomes a tab and a newline.
+func checkPath(p string) error {
+	if i := strings.IndexFunc(p, unicode.IsControl); i >= 0 {
+		return fmt.Errorf("%q holds the control character %q%s", p, p[i], windowsPathHint)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func TestBackupsListsUserNaming(t *testing.T) {
 	var got []string
 	for _, b := range bs {
 		rel, _ := filepath.Rel(dir, b.Path)
-		got = append(got, rel+"|"+b.Label)
+		got = append(got, filepath.ToSlash(rel)+"|"+b.Label)
 	}
 	want := []string{
 		"medium.yml.backup_20251019_101010|",
@@ -71,8 +72,12 @@ func TestRollbackCanBeUndone(t *testing.T) {
 	if b, _ := os.ReadFile(p); string(b) != "v1\n" {
 		t.Errorf("after rollback: %q, want v1", b)
 	}
-	if info, _ := os.Stat(p); info.Mode().Perm() != 0o640 {
-		t.Errorf("mode %v, want 0640 kept", info.Mode().Perm())
+	want := os.FileMode(0o640)
+	if runtime.GOOS == "windows" {
+		want = 0o666 // Windows keeps no permission bits, only read-only (Go reports 0444 or 0666)
+	}
+	if info, _ := os.Stat(p); info.Mode().Perm() != want {
+		t.Errorf("mode %v, want %v kept", info.Mode().Perm(), want)
 	}
 	// Undo: the pre-rollback backup is the latest.
 	if _, _, err := Rollback(p, "latest", now.Add(2*time.Second)); err != nil {

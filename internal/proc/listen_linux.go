@@ -85,9 +85,5 @@ func family(pid int) []int {
 			children[ppid] = append(children[ppid], p)
 		}
 	}
-	out := []int{pid}
-	for i := 0; i < len(out); i++ {
-		out = append(out, children[out[i]]...)
-	}
-	return out
+	return descendants(pid, children)
 }
