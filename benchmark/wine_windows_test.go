@@ -1,0 +1,5 @@
+//go:build wine
+
+package benchmark
+
+import _ "github.com/vgrid/vgrid/internal/wine" // Go's RemoveAll under Wine 8: see the package
