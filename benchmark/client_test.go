@@ -53,14 +53,19 @@ func TestStreamMetricsDefinitions(t *testing.T) {
 	if !r.OK() {
 		t.Fatal(r.Err)
 	}
-	near := func(got, want time.Duration) bool { return got >= want && got < want+15*time.Millisecond }
-	if !near(r.TTFT, 50*time.Millisecond) || !near(r.TTFC, 90*time.Millisecond) || !near(r.E2EL, 110*time.Millisecond) {
+	// Each metric lies between its own event and the next one (the
+	// definitions differ by which chunk they stop at; the gaps absorb a
+	// loaded machine's or Wine's scheduling delays).
+	between := func(got time.Duration, from, to int) bool {
+		return got >= time.Duration(from)*time.Millisecond && got < time.Duration(to)*time.Millisecond
+	}
+	if !between(r.TTFT, 50, 90) || !between(r.TTFC, 90, 110) || !between(r.E2EL, 110, 160) {
 		t.Errorf("TTFT %v (want ~50ms: first reasoning chunk, role chunk excluded), TTFC %v (~90ms), E2EL %v (~110ms)", r.TTFT, r.TTFC, r.E2EL)
 	}
 	if r.Chunks != 4 || len(r.ITL) != 3 || r.OutputTokens != 4 || r.TokensFromUs || r.PromptTokens != 12 || r.CachedTokens != 8 {
 		t.Errorf("chunks %d itl %d out %d counted %v prompt %d cached %d", r.Chunks, len(r.ITL), r.OutputTokens, r.TokensFromUs, r.PromptTokens, r.CachedTokens)
 	}
-	if tpot, ok := r.TPOT(); !ok || !near(tpot, 20*time.Millisecond) {
+	if tpot, ok := r.TPOT(); !ok || !between(tpot, 16, 26) { // not E2EL/4 (27.5) nor (E2EL-TTFT)/4 (15)
 		t.Errorf("TPOT %v, want (E2EL-TTFT)/(4-1) ~ 20ms", tpot)
 	}
 	if r.Content != "Answer done" || r.ReasoningText != "think more " || r.FinishReason != "stop" || r.Reasoning != 2 {
