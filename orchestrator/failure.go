@@ -42,6 +42,7 @@ const (
 	ReasonUnknownFlag   Reason = 26 // a flag the image's vLLM does not have (caught before any boot)
 	ReasonEngineGone    Reason = 27 // the Docker engine of the trial's slot stopped answering
 	ReasonPruned        Reason = 28 // stopped early: significantly worse than the champion
+	ReasonDeadline      Reason = 29 // not started: it could not end before the run's deadline
 )
 
 var reasonNames = map[Reason]string{
@@ -54,7 +55,7 @@ var reasonNames = map[Reason]string{
 	ReasonRender: "render", ReasonBenchmark: "benchmark", ReasonInfeasible: "infeasible", ReasonError: "error",
 	ReasonNCCL: "nccl", ReasonModelNotFound: "model_not_found", ReasonGraphOOM: "cuda_graph_oom",
 	ReasonQuantization: "quantization_unsupported", ReasonUnknownFlag: "unknown_flag", ReasonEngineGone: "engine_unreachable",
-	ReasonPruned: "pruned",
+	ReasonPruned: "pruned", ReasonDeadline: "deadline",
 }
 
 func (r Reason) String() string {

@@ -35,6 +35,11 @@ type Grid struct {
 	Timeouts    Timeouts    `yaml:"timeouts" json:"timeouts"`
 	End         string      `yaml:"end" json:"end"`                     // crown (default) or restore
 	Feasibility Hardware    `yaml:"hardware" json:"hardware,omitempty"` // for pre-flight estimates
+	Search      Search      `yaml:"search" json:"search"`
+	// Deadline: no trial starts that cannot end by then: "07:00" (the next
+	// 07:00, local time), "2026-11-24 07:00", or a duration from the run's
+	// creation ("8h").
+	Deadline string `yaml:"deadline" json:"deadline,omitempty"`
 
 	source []byte // the file as written (LoadGrid); a run stores it
 	dir    string // what relative paths were resolved against
@@ -288,10 +293,10 @@ var (
 
 // sections names where each grid type sits, for messages about its keys.
 var sections = map[string]any{"Grid": Grid{}, "Target": Target{}, "Space": Space{}, "CandidateDef": CandidateDef{},
-	"BenchConfig": BenchConfig{}, "Objective": Objective{}, "Timeouts": Timeouts{}, "Hardware": Hardware{}}
+	"BenchConfig": BenchConfig{}, "Objective": Objective{}, "Timeouts": Timeouts{}, "Hardware": Hardware{}, "Search": Search{}}
 
 var sectionNames = map[string]string{"Grid": "the grid", "Target": "target", "Space": "space", "CandidateDef": "a space.candidates entry",
-	"BenchConfig": "benchmark", "Objective": "objective", "Timeouts": "timeouts", "Hardware": "hardware"}
+	"BenchConfig": "benchmark", "Objective": "objective", "Timeouts": "timeouts", "Hardware": "hardware", "Search": "search"}
 
 // yamlKeys lists the keys a grid type accepts.
 func yamlKeys(v any) []string {
@@ -505,6 +510,12 @@ func (g *Grid) validate(file string) error {
 		if _, err := ParseConstraint(c); err != nil {
 			return bad(0, "constraints: %v", err)
 		}
+	}
+	if err := g.Search.check(); err != nil {
+		return bad(0, "%v", err)
+	}
+	if _, err := ParseDeadline(g.Deadline, time.Now()); err != nil {
+		return bad(0, "%v", err)
 	}
 	switch {
 	case g.Objective.Maximize != "" && g.Objective.Minimize != "":

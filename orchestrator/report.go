@@ -49,6 +49,7 @@ type ReportData struct {
 	Rows    []Row
 	Levels  []LevelRow // load levels of every trial and repetition, from raw samples
 	Verdict *Verdict
+	Trials  []*Trial
 }
 
 // LevelRow is one load level of one repetition of a trial.
@@ -71,7 +72,7 @@ func get(m map[string]float64, k string) float64 {
 // BuildReport assembles the report from the run, its trials and their
 // stored reports (by trial seq). Pure.
 func BuildReport(run *Run, trials []*Trial, reports map[int][]*benchmark.Report) *ReportData {
-	d := &ReportData{Run: run, Verdict: run.Champion}
+	d := &ReportData{Run: run, Verdict: run.Champion, Trials: trials}
 	ranks := map[int]Rank{}
 	if run.Champion != nil {
 		for _, r := range run.Champion.Ranking {
@@ -180,6 +181,7 @@ func (d *ReportData) Markdown(w io.Writer) {
 		r.Grid.Name, r.GridFile, r.Target, r.State, r.EndAction, objectiveVerb(r.Grid), r.Grid.Objective.Maximize+r.Grid.Objective.Minimize,
 		strings.Join(r.Grid.Constraints, ", "))
 	fmt.Fprintf(w, "- benchmark: %s; %d repetition(s) per candidate\n", d.Settings(), r.Grid.Benchmark.Repetitions)
+	fmt.Fprintf(w, "- search: %s\n", r.SearchText(d.Trials))
 	if r.Version != "" {
 		fmt.Fprintf(w, "- vgrid %s\n", r.Version)
 	}
@@ -308,6 +310,7 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"cell
 <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:nth-child(2),td:nth-child(3),td:last-child{text-align:left}tr.champion{background:#e6f4ea}pre{background:#f4f4f4;padding:6px;white-space:pre-wrap}</style></head>
 <body><h1>vgrid run {{.D.Run.ID}}</h1>
 <p>grid {{.D.Run.Grid.Name}}, target <code>{{.D.Run.Target}}</code>, state {{.D.Run.State}}, left running: {{.D.Run.EndAction}}</p>
+<p>search: {{.D.Run.SearchText .D.Trials}}</p>
 {{with .D.Verdict}}<h2>{{if ge .Champion 0}}Champion: {{.Name}}{{else}}No champion{{end}}</h2><p>{{.Reason}}{{if .Tie}} <b>(a tie)</b>{{end}}</p>{{end}}
 <h2>Candidates</h2><table><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr>
 {{range .Rows}}<tr{{if eq .Verdict "champion"}} class="champion"{{end}}>{{range cells .}}<td>{{.}}</td>{{end}}</tr>
@@ -388,4 +391,38 @@ func (d *ReportData) tputChart() string {
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d">x: TTFT p50 (max %.0f ms), y: output tokens/s (max %.0f)</text></svg>`, pad, h+24, maxX, maxY)
 	return b.String()
+}
+
+// SearchText says how a run chose its trials and why it stopped: "tpe
+// (seed 3): 24 of 256 candidates booted, 3 skipped as infeasible; stopped:
+// the budget of 24 trials is spent".
+func (r *Run) SearchText(trials []*Trial) string {
+	s := r.Grid.Search
+	booted, infeasible := 0, 0
+	for _, t := range trials {
+		switch {
+		case t.Phase == PhaseSkipped && t.Failure != nil && t.Failure.Reason == ReasonInfeasible:
+			infeasible++
+		case t.Phase != PhaseSkipped:
+			booted++
+		}
+	}
+	out := s.Strategy
+	if out == "" {
+		out = "grid"
+	}
+	if s.Adaptive() {
+		out += fmt.Sprintf(" (seed %d, budget %d)", s.Seed, s.MaxTrials)
+	}
+	out += fmt.Sprintf(": %d of %d candidates booted", booted, len(r.Grid.Expand()))
+	if infeasible > 0 {
+		out += fmt.Sprintf(", %d skipped as infeasible", infeasible)
+	}
+	if !r.Deadline.IsZero() {
+		out += "; deadline " + r.Deadline.Format("2006-01-02 15:04")
+	}
+	if r.Stop != "" {
+		out += "; stopped: " + r.Stop
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -129,7 +130,12 @@ type Orchestrator struct {
 	// Feasible predicts whether a candidate can boot (pre-flight); nil: not checked.
 	Feasible func(Candidate) (bool, string)
 	// SkipInfeasible skips candidates Feasible rejects instead of running them to confirm.
+	// An adaptive search (random, tpe) always skips them.
 	SkipInfeasible bool
+	// Estimate is how long a candidate's trial is expected to take (boot and
+	// benchmark), for the deadline; nil: unknown (a trial is then started
+	// while the deadline has not passed).
+	Estimate func(Candidate) time.Duration
 	// LeaveOnInterrupt leaves the current candidate running when the run is
 	// interrupted, instead of restoring the original (the daemon: it must
 	// exit within 30 s, and the resumed run redeploys anyway).
@@ -149,8 +155,9 @@ func NewRunID(now time.Time) string {
 // written (from LoadGrid), so every later load of the run, a resume or
 // the daemon's, reads the same grid.
 func NewRun(g *Grid, gridFile string, now time.Time, target, version string) *Run {
+	deadline, _ := ParseDeadline(g.Deadline, now) // validated with the grid
 	return &Run{ID: NewRunID(now), Created: now, Updated: now, State: RunQueued, Grid: *g, GridFile: gridFile,
-		GridSource: string(g.source), GridDir: g.dir, Target: target, Version: version}
+		GridSource: string(g.source), GridDir: g.dir, Target: target, Version: version, Deadline: deadline}
 }
 
 // move is the only place a trial changes phase: it checks the transition
@@ -232,7 +239,11 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 			return fmt.Errorf("prepare %s: %w", r.Target, err)
 		}
 		r.Backup = backup
-		for i, c := range r.Grid.Expand() {
+		space := r.Grid.Expand()
+		if r.Grid.Search.Adaptive() {
+			space = nil // proposed one at a time (search)
+		}
+		for i, c := range space {
 			t := &Trial{RunID: r.ID, Seq: i, Candidate: c, Phase: PhasePending, Attempts: 1, Phases: []PhaseStamp{{PhasePending, o.Now()}}}
 			if o.Feasible != nil {
 				if ok, why := o.Feasible(c); !ok {
@@ -270,13 +281,34 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 	}
 
 	start := o.Now()
+	if r.Grid.Search.Adaptive() {
+		trials, err = o.search(ctx, r, trials, start)
+		if err != nil {
+			return err
+		}
+		return o.finish(ctx, r, trials)
+	}
 	done := 0
-	for _, t := range trials {
+	r.Stop = "every candidate was tried"
+	for i, t := range trials {
 		if t.Phase.Final() {
 			continue
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if why := o.late(r, t.Candidate); why != "" {
+			r.Stop = why
+			for _, rest := range trials[i:] {
+				if rest.Phase.Final() {
+					continue
+				}
+				rest.Failure = &Failure{Reason: ReasonDeadline, Detail: why}
+				if err := o.move(rest, PhaseSkipped, why); err != nil {
+					return err
+				}
+			}
+			break
 		}
 		if err := o.trial(ctx, r, t, len(trials), start, done); err != nil {
 			return err
@@ -284,6 +316,151 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 		done++
 	}
 	return o.finish(ctx, r, trials)
+}
+
+// late says why a candidate's trial should not start: it cannot end
+// before the run's deadline. "" when it can, or there is no deadline.
+func (o *Orchestrator) late(r *Run, c Candidate) string {
+	if r.Deadline.IsZero() {
+		return ""
+	}
+	var need time.Duration
+	if o.Estimate != nil {
+		need = o.Estimate(c)
+	}
+	now := o.Now()
+	if left := r.Deadline.Sub(now); need >= left {
+		return fmt.Sprintf("deadline %s: the next trial needs about %s, %s left", r.Deadline.Format("2006-01-02 15:04"), need.Round(time.Second), max(left, 0).Round(time.Second))
+	}
+	return ""
+}
+
+// search runs an adaptive search: the sampler proposes the next candidate
+// from the stored trials, until the budget of booted trials is spent, the
+// space is exhausted or the deadline leaves no room. A trial left unfinished
+// by an interruption is finished first; nothing of the search is kept but
+// the trials, so a resumed run proposes what the interrupted one would have.
+func (o *Orchestrator) search(ctx context.Context, r *Run, trials []*Trial, start time.Time) ([]*Trial, error) {
+	s := r.Grid.Search
+	space := r.Grid.Expand()
+	index := make(map[string]int, len(space))
+	for i, c := range space {
+		index[spaceKey(c)] = i
+	}
+	sampler := NewSampler(&r.Grid)
+	done := 0
+	for _, t := range trials {
+		if t.Phase.Final() {
+			continue
+		}
+		if err := o.trial(ctx, r, t, s.MaxTrials, start, done); err != nil {
+			return trials, err
+		}
+		done++
+	}
+	for {
+		if ctx.Err() != nil {
+			return trials, ctx.Err()
+		}
+		booted := 0
+		for _, t := range trials {
+			if t.Phase != PhaseSkipped {
+				booted++
+			}
+		}
+		if booted >= s.MaxTrials {
+			r.Stop = fmt.Sprintf("the budget of %d trials is spent (%s search)", s.MaxTrials, s.Strategy)
+			return trials, nil
+		}
+		obs, err := o.observe(r, trials, index)
+		if err != nil {
+			return trials, err
+		}
+		i, ok := sampler.Next(space, obs)
+		if !ok {
+			r.Stop = fmt.Sprintf("every candidate of the space was tried (%d)", len(space))
+			return trials, nil
+		}
+		c := space[i]
+		t := &Trial{RunID: r.ID, Seq: len(trials), Candidate: c, Phase: PhasePending, Attempts: 1, Phases: []PhaseStamp{{PhasePending, o.Now()}}}
+		if o.Feasible != nil {
+			t.Predicted = "feasible"
+			if ok, why := o.Feasible(c); !ok {
+				t.Predicted = "infeasible: " + why
+			}
+		}
+		if !strings.HasPrefix(t.Predicted, "infeasible") {
+			if why := o.late(r, c); why != "" {
+				r.Stop = why
+				return trials, nil
+			}
+		}
+		if err := o.Store.PutTrial(t); err != nil {
+			return trials, err
+		}
+		trials = append(trials, t)
+		if strings.HasPrefix(t.Predicted, "infeasible") {
+			// Never booted; the search learns from it as from a failure.
+			t.Failure = &Failure{Reason: ReasonInfeasible, Detail: t.Predicted}
+			if err := o.move(t, PhaseSkipped, t.Predicted); err != nil {
+				return trials, err
+			}
+			continue
+		}
+		if err := o.trial(ctx, r, t, s.MaxTrials, start, done); err != nil {
+			return trials, err
+		}
+		done++
+	}
+}
+
+// observe turns the stored trials into the search's observations: a
+// measured trial within the constraints gives its objective; failures,
+// infeasible candidates and constraint violations are bad outcomes.
+func (o *Orchestrator) observe(r *Run, trials []*Trial, index map[string]int) ([]Observation, error) {
+	scored, err := Score(o.Store, r, trials)
+	if err != nil {
+		return nil, err
+	}
+	metric, sign := r.Grid.Objective.Minimize, 1.0
+	if r.Grid.Objective.Maximize != "" {
+		metric, sign = r.Grid.Objective.Maximize, -1
+	}
+	var cons []Constraint
+	for _, c := range r.Grid.Constraints {
+		if pc, err := ParseConstraint(c); err == nil {
+			cons = append(cons, pc)
+		}
+	}
+	var out []Observation
+	for k, t := range trials {
+		i, ok := index[spaceKey(t.Candidate)]
+		if !ok {
+			continue
+		}
+		ob := Observation{Index: i, Outcome: t.Phase.String()}
+		switch {
+		case t.Phase == PhaseDone:
+			v, has := scored[k].Values[metric]
+			ob.Outcome = "measured"
+			if !has || math.IsNaN(v) {
+				ob.Outcome = "no " + metric
+				break
+			}
+			ob.Loss, ob.Measured = sign*v, true
+			for _, c := range cons {
+				if holds, _ := c.Holds(scored[k].Values); !holds {
+					ob.Measured, ob.Outcome = false, "constraint"
+				}
+			}
+		case t.Failure != nil:
+			ob.Outcome = t.Phase.String() + " (" + t.Failure.Reason.String() + ")"
+		case !t.Phase.Final():
+			continue // pending: not an observation yet
+		}
+		out = append(out, ob)
+	}
+	return out, nil
 }
 
 // conclude records how a run ended and returns the error its caller sees.

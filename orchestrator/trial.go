@@ -143,7 +143,13 @@ type Run struct {
 	Backup     string   `json:"backup,omitempty"`
 	Champion   *Verdict `json:"champion,omitempty"`
 	EndAction  string   `json:"end_action,omitempty"` // what was left running: "champion", "original"
-	Error      string   `json:"error,omitempty"`
+	// Deadline is the grid's deadline resolved when the run was created;
+	// zero when none.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Stop says why the run stopped starting trials: every candidate tried,
+	// the search's budget spent, the deadline.
+	Stop  string `json:"stop,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // UnmarshalJSON loads a run and parses its grid from the stored source, so

@@ -247,34 +247,44 @@ runs the simulator.`,
 			}
 			defer drv.Close()
 			driver.SetHelpCache(drv, pathHelpCache{a.storePath(storePath)})
-			hist := orchestrator.NewHistory()
 			histNote := "no store yet"
-			if st, err := a.readStore(storePath); err == nil {
-				n, err := learn(st, hist)
+			var st *store.Store
+			if st, err = a.readStore(storePath); err == nil {
+				defer st.Close()
+			} else {
+				st = nil
+			}
+			est, n, err := newEstimator(cmd.Context(), g, drv, st)
+			if err != nil {
+				return err
+			}
+			if st != nil {
 				histNote = fmt.Sprintf("%d past trial(s) in %s", n, st.Path())
-				st.Close()
-				if err != nil {
-					return err
-				}
 			}
 			env := driver.ServerEnv(drv)
-			feasible := driver.Feasibility(cmd.Context(), g, drv)
+			now := time.Now()
+			deadline, _ := orchestrator.ParseDeadline(g.Deadline, now)
 			cands := g.Expand()
 			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "#\tCANDIDATE\tRENDER\tPREDICTION\tESTIMATE")
+			header := "#\tCANDIDATE\tRENDER\tPREDICTION\tESTIMATE"
+			if !deadline.IsZero() && !g.Search.Adaptive() {
+				header += "\tBY THE DEADLINE"
+			}
+			fmt.Fprintln(tw, header)
 			runnable := 0
 			var total time.Duration
+			var perTrial []time.Duration
 			sources := map[string]int{}
+			fit := 0
 			for i, c := range cands {
-				render, est := "ok", "-"
-				var r *orchestrator.Rendered
-				if p, err := drv.Render(cmd.Context(), c); err != nil {
-					render = "error: " + err.Error()
-				} else {
-					rd := p.Rendered()
-					r = &rd
+				render, estText := "ok", "-"
+				d, src, r := est.estimate(cmd.Context(), c)
+				if r == nil {
+					if _, err := drv.Render(cmd.Context(), c); err != nil {
+						render = "error: " + err.Error()
+					}
 				}
-				ok, why := feasible(c)
+				ok, why := est.feasible(c)
 				pred := "boots: " + why
 				if !ok {
 					pred = "FAILS: " + why
@@ -282,12 +292,21 @@ runs the simulator.`,
 					runnable++
 				}
 				if r != nil {
-					d, src := hist.Estimate(orchestrator.ClassOf(r.Image, r.Words), !ok, driver.ModelDurations(g, r.Words, env))
 					sources[src]++
-					total += d.Total(g.Benchmark.Repetitions)
-					est = d.Total(g.Benchmark.Repetitions).Round(time.Second).String() + " (" + src + ")"
+					total += d
+					perTrial = append(perTrial, d)
+					estText = d.Round(time.Second).String() + " (" + src + ")"
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i, c.Name, render, pred, est)
+				line := fmt.Sprintf("%d\t%s\t%s\t%s\t%s", i, c.Name, render, pred, estText)
+				if !deadline.IsZero() && !g.Search.Adaptive() {
+					if now.Add(total).After(deadline) {
+						line += "\tno: would end at " + now.Add(total).Format("15:04")
+					} else {
+						line += "\tyes: ends by " + now.Add(total).Format("15:04")
+						fit++
+					}
+				}
+				fmt.Fprintln(tw, line)
 			}
 			tw.Flush()
 			for _, dup := range orchestrator.Duplicates(cands) {
@@ -308,6 +327,10 @@ runs the simulator.`,
 			}
 			fmt.Fprintf(a.stdout, "%d candidates, %d predicted to boot; estimated %s (%s; history: %s%s)\n",
 				len(cands), runnable, total.Round(time.Second), strings.Join(srcs, ", "), histNote, scale)
+			fmt.Fprintln(a.stdout, searchSummary(g, deadline, now, perTrial, fit))
+			if err := checkSchedule(g, deadline, now, perTrial); err != nil {
+				return usageError{err}
+			}
 			// The flags, against the --help of the vLLM that will run them.
 			switch err := orchestrator.CheckFlags(cmd.Context(), drv, cands); {
 			case err == nil:

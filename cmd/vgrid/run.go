@@ -132,10 +132,26 @@ error, 2 for a usage error, 130 when interrupted.`,
 			if g.Target.Driver == "compose" && g.Target.GPUs == "off" {
 				gpu = nil
 			}
+			est, _, err := newEstimator(ctx, g, drv, st)
+			if err != nil {
+				return err
+			}
+			estimate := func(c orchestrator.Candidate) time.Duration { d, _, _ := est.estimate(ctx, c); return d }
+			if resume == "" {
+				var perTrial []time.Duration
+				if !g.Search.Adaptive() && run.Deadline.IsZero() {
+					for _, c := range g.Expand() {
+						perTrial = append(perTrial, estimate(c))
+					}
+				}
+				if err := checkSchedule(g, run.Deadline, time.Now(), perTrial); err != nil {
+					return usageError{err}
+				}
+			}
 			view := newLiveView(a.stdout, a.isTerminal(a.stdout), quiet)
 			o := &orchestrator.Orchestrator{Store: st, Driver: drv, Bench: &driver.Bencher{Grid: g, Getenv: a.getenv, GPU: gpu},
 				Log: log.With().Str("run_id", run.ID).Logger(), Now: time.Now, SkipInfeasible: skipInfeasible,
-				Feasible: driver.Feasibility(ctx, g, drv), Progress: view.update}
+				Feasible: driver.Feasibility(ctx, g, drv), Progress: view.update, Estimate: estimate}
 			if !quiet {
 				fmt.Fprintf(a.stdout, "run %s on %s (store %s)\n", run.ID, run.Target, st.Path())
 				if logFormat == "" && a.isTerminal(a.stdout) {
@@ -197,6 +213,7 @@ func (a *app) printVerdict(st *store.Store, id string) error {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "\nrun %s: %s, left running: %s\n", run.ID, run.State, run.EndAction)
+	fmt.Fprintf(a.stdout, "search: %s\n", run.SearchText(trials))
 	var sum time.Duration
 	for _, t := range trials {
 		out := t.Phase.String()

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vgrid/vgrid/orchestrator"
+)
+
+// searchGrid is the README's quickstart on a free port, with its search
+// section replaced.
+func searchGrid(t *testing.T, replace ...string) string {
+	t.Helper()
+	src, err := os.ReadFile("../../examples/quickstart.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.ReplaceAll(string(src), "8011", fmt.Sprint(freePortT(t)))
+	for i := 0; i+1 < len(replace); i += 2 {
+		if !strings.Contains(s, replace[i]) {
+			t.Fatalf("quickstart.yaml has no %q", replace[i])
+		}
+		s = strings.Replace(s, replace[i], replace[i+1], 1)
+	}
+	p := filepath.Join(t.TempDir(), "grid.yaml")
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestSearchThroughTheCLI: a tpe search with a budget runs through vgrid
+// run on the simulator, skips what the memory model rejects unbooted, and
+// says in the outcome and the report how it searched and why it stopped.
+func TestSearchThroughTheCLI(t *testing.T) {
+	grid := searchGrid(t,
+		"    enable-prefix-caching: [true, false]\n",
+		"    enable-prefix-caching: [true, false]\n    max-num-seqs: [32, 64, 128]\nsearch: {strategy: tpe, max_trials: 3, seed: 5}\n")
+	db := filepath.Join(t.TempDir(), "vgrid.db")
+	code, out, errs := vgrid(t, "plan", grid, "--store", db)
+	if code != 0 || !strings.Contains(out, "search: tpe, seed 5, at most 3 booted trials of 12 candidates") {
+		t.Fatalf("plan: code %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = vgrid(t, "run", grid, "--store", db, "--quiet")
+	if code != 0 {
+		t.Fatalf("run: code %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, "search: tpe (seed 5, budget 3): 3 of 12 candidates booted") || !strings.Contains(out, "stopped: the budget of 3 trials is spent (tpe search)") {
+		t.Errorf("run's outcome does not say how it searched:\n%s", out)
+	}
+	st := openStore(t, db)
+	run, err := st.GetRun("latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trials, _ := st.Trials(run.ID)
+	booted := 0
+	for _, tr := range trials {
+		if tr.Phase == orchestrator.PhaseSkipped {
+			if tr.Failure == nil || tr.Failure.Reason != orchestrator.ReasonInfeasible {
+				t.Errorf("trial %d skipped: %v", tr.Seq, tr.Failure)
+			}
+			continue
+		}
+		booted++
+		if v, _ := tr.Candidate.Get("gpu-memory-utilization"); v == "0.95" {
+			t.Errorf("trial %d booted an infeasible candidate (0.95 beside the desktop)", tr.Seq)
+		}
+	}
+	if booted != 3 || run.State != orchestrator.RunDone {
+		t.Errorf("%d booted, run %s", booted, run.State)
+	}
+	st.Close()
+	code, out, _ = vgrid(t, "report", run.ID, "--store", db, "--format", "md")
+	if code != 0 || !strings.Contains(out, "- search: tpe (seed 5, budget 3): 3 of 12 candidates booted") {
+		t.Errorf("report: code %d\n%s", code, out)
+	}
+}
+
+// TestSearchBadInput: clear errors at plan and run, nothing started.
+func TestSearchBadInput(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "vgrid.db")
+	for _, tc := range []struct {
+		name string
+		repl []string
+		want string
+	}{
+		{"unknown strategy", []string{"end: restore", "end: restore\nsearch: {strategy: hyperband}"}, `search.strategy "hyperband": want grid, random or tpe`},
+		{"no budget", []string{"end: restore", "end: restore\nsearch: {strategy: random, max_trials: 0}"}, "search.max_trials 0: random needs a budget"},
+		{"a deadline already passed", []string{"end: restore", "end: restore\ndeadline: \"2020-01-01 07:00\""}, `deadline "2020-01-01 07:00" (2020-01-01 07:00) has passed`},
+		// 256 candidates at real vLLM speed (the simulator's time scale removed,
+		// so the estimates are a real night's): refused, with tpe suggested.
+		{"a grid too large", []string{`    VLLM_SIM_TIME_SCALE: "0.02"       # a 165 s boot takes 3.3 s`, "",
+			"    enable-prefix-caching: [true, false]\n",
+			"    enable-prefix-caching: [true, false]\n    max-num-seqs: [16, 32, 64, 128]\n    max-model-len: [8192, 16384, 32768, 65536]\n    block-size: [16, 32]\n    kv-cache-dtype: [auto, fp8]\n"},
+			"search it within a budget instead (search: {strategy: tpe, max_trials: 24})"},
+	} {
+		grid := searchGrid(t, tc.repl...)
+		for _, cmd := range []string{"plan", "run"} {
+			code, out, errs := vgrid(t, cmd, grid, "--store", db)
+			if code != 2 || !strings.Contains(errs, tc.want) {
+				t.Fatalf("%s: vgrid %s: code %d, stderr %q, want 2 and %q\n%s", tc.name, cmd, code, errs, tc.want, out)
+			}
+		}
+	}
+	if _, err := os.Stat(db); err == nil {
+		st := openStore(t, db)
+		if runs, _ := st.Runs(); len(runs) != 0 {
+			t.Errorf("%d runs stored, want none", len(runs))
+		}
+	}
+}
