@@ -2,11 +2,7 @@
 
 package driver
 
-import (
-	"os"
-	"syscall"
-	"time"
-)
+import "syscall"
 
 // childAttr: a trial's server dies with vgrid, even on kill -9 (the kernel
 // sends it SIGKILL when its parent dies), so a resumed run finds the port
@@ -16,16 +12,4 @@ func childAttr(detach bool) *syscall.SysProcAttr {
 		return &syscall.SysProcAttr{Setsid: true}
 	}
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
-
-// terminate asks the server to stop (SIGTERM, as vLLM expects), and kills
-// it when it has not exited after grace.
-func terminate(p *os.Process, exited <-chan struct{}, grace time.Duration) {
-	p.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(grace):
-		p.Kill()
-		<-exited
-	}
 }

@@ -2,11 +2,7 @@
 
 package driver
 
-import (
-	"os"
-	"syscall"
-	"time"
-)
+import "syscall"
 
 // childAttr: without Linux's parent-death signal, a trial's server runs in
 // vgrid's process group, so a Ctrl-C in the terminal reaches both; a kill
@@ -17,15 +13,4 @@ func childAttr(detach bool) *syscall.SysProcAttr {
 		return &syscall.SysProcAttr{Setsid: true}
 	}
 	return nil
-}
-
-// terminate asks the server to stop (SIGTERM), and kills it after grace.
-func terminate(p *os.Process, exited <-chan struct{}, grace time.Duration) {
-	p.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(grace):
-		p.Kill()
-		<-exited
-	}
 }

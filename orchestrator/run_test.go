@@ -31,11 +31,18 @@ end: %s
 // 64 measures 6x.
 func setup(t *testing.T, end string) (*Orchestrator, *Run, *memStore, *memTarget, *memBench) {
 	t.Helper()
-	g, err := LoadGrid("g.yaml", []byte(fmt.Sprintf(runGrid, end)), "")
+	return fakeRun(t, fmt.Sprintf(runGrid, end), map[string]behaviour{"8": {accel: 2}, "16": {bootFails: ReasonFreeMemory}, "32": {dies: true, accel: 9}, "64": {accel: 6}})
+}
+
+// fakeRun builds a run of a grid on the in-memory target, store and
+// benchmark, with a clock that ticks a second a reading.
+func fakeRun(t *testing.T, src string, b map[string]behaviour) (*Orchestrator, *Run, *memStore, *memTarget, *memBench) {
+	t.Helper()
+	g, err := LoadGrid("g.yaml", []byte(src), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	target := newTarget(map[string]behaviour{"8": {accel: 2}, "16": {bootFails: ReasonFreeMemory}, "32": {dies: true, accel: 9}, "64": {accel: 6}})
+	target := newTarget(b)
 	st := newMemStore()
 	bench := &memBench{m: target, g: g}
 	c := &clock{t: time.Date(2026, 11, 22, 18, 0, 0, 0, time.UTC)}

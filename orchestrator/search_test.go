@@ -178,18 +178,7 @@ search: {strategy: %s, max_trials: %d, seed: %d}
 
 func searchSetup(t *testing.T, strategy string, budget, seed int, extra string) (*Orchestrator, *Run, *memStore, *memTarget, *memBench) {
 	t.Helper()
-	g, err := LoadGrid("g.yaml", []byte(fmt.Sprintf(searchGrid, strategy, budget, seed, extra)), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := newTarget(map[string]behaviour{"8": {accel: 2}, "16": {bootFails: ReasonFreeMemory}, "32": {accel: 4}, "64": {accel: 6}})
-	st := newMemStore()
-	bench := &memBench{m: target, g: g}
-	c := &clock{t: time.Date(2026, 11, 22, 18, 0, 0, 0, time.UTC)}
-	run := NewRun(g, "g.yaml", c.Now(), g.Target.Key(), "test")
-	run.ID = "20261122-180000-000000"
-	o := &Orchestrator{Store: st, Driver: target, Bench: bench, Log: zerolog.Nop(), Now: c.Now}
-	return o, run, st, target, bench
+	return fakeRun(t, fmt.Sprintf(searchGrid, strategy, budget, seed, extra), map[string]behaviour{"8": {accel: 2}, "16": {bootFails: ReasonFreeMemory}, "32": {accel: 4}, "64": {accel: 6}})
 }
 
 func candidatesOf(t *testing.T, st *memStore, id string) []string {
