@@ -298,7 +298,7 @@ func (h *Help) Suggest(spelled string) string {
 	want := strings.TrimLeft(strings.ReplaceAll(spelled, "_", "-"), "-")
 	best, bestD := "", 1<<30
 	for n := range h.byName {
-		d := editDistance(want, strings.TrimLeft(n, "-"))
+		d := EditDistance(want, strings.TrimLeft(n, "-"))
 		if d < bestD || d == bestD && n < best {
 			best, bestD = n, d
 		}
@@ -309,8 +309,9 @@ func (h *Help) Suggest(spelled string) string {
 	return best
 }
 
-// editDistance is Levenshtein's distance between a and b.
-func editDistance(a, b string) int {
+// EditDistance is Levenshtein's distance between a and b (for "did you
+// mean" suggestions).
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
