@@ -50,8 +50,12 @@ func TestKVCacheAccelerationOnAndOff(t *testing.T) {
 				t.Errorf("prefix caching on: acceleration %+v, cached %+v, hit rate %v", acc, s.KV.CachedOnHit, s.KV.PrefixHitRate)
 			}
 		} else {
-			if acc.Lo > 1 || acc.Hi < 1 || !s.KV.ExpectedNoGain || len(s.Notes) == 0 || !strings.Contains(s.Notes[0], "disabled") {
-				t.Errorf("prefix caching off: acceleration %+v (CI must contain 1), notes %v", acc, s.Notes)
+			// No gain: the point estimate near 1 and the interval far from
+			// the >1.5 seen with caching on. Not "the interval contains 1":
+			// a 95% interval of 6 pairs misses 1 one run in twenty by
+			// design, more often on a loaded machine (it did under Wine).
+			if acc.Value < 0.8 || acc.Value > 1.25 || acc.Lo > 1.2 || !s.KV.ExpectedNoGain || len(s.Notes) == 0 || !strings.Contains(s.Notes[0], "disabled") {
+				t.Errorf("prefix caching off: acceleration %+v (want ~1: no gain), notes %v", acc, s.Notes)
 			}
 		}
 		if s.GPU == nil || s.GPU.Available {
