@@ -50,6 +50,10 @@ type Runner struct {
 	GPU      GPUSource // nil: no GPU telemetry
 	Scrape   time.Duration
 	Progress func(scenario string, done, total int)
+	// Look, when set, is called after each scenario with the report so
+	// far; an error stops the run there (the report so far is returned
+	// with it). The orchestrator's early stop uses it.
+	Look func(sofar *Report) error
 }
 
 // recorder collects a scenario's results as they complete.
@@ -174,6 +178,11 @@ func (r *Runner) Run(ctx context.Context, names []string) (*Report, error) {
 		}
 		if err != nil {
 			return rep, err
+		}
+		if r.Look != nil {
+			if err := r.Look(rep); err != nil {
+				return rep, err
+			}
 		}
 	}
 	return rep, nil

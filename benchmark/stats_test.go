@@ -3,6 +3,7 @@ package benchmark
 import (
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -60,5 +61,43 @@ func TestMedianRatioBootstrap(t *testing.T) {
 func TestSlope(t *testing.T) {
 	if s := Slope([]float64{1, 2, 3, 4}, []float64{10, 12, 14, 16}); math.Abs(s-2) > 1e-9 {
 		t.Errorf("slope %v, want 2", s)
+	}
+}
+
+func TestRatioBelowP(t *testing.T) {
+	jitter := func(rng *rand.Rand, center float64, n int) []float64 {
+		out := make([]float64, n)
+		for i := range out {
+			out[i] = center * (1 + 0.1*rng.NormFloat64())
+		}
+		return out
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	// a: no caching (ratio ~1); b: caching (ratio ~3).
+	aMiss, aHit := jitter(rng, 300, 6), jitter(rng, 300, 6)
+	bMiss, bHit := jitter(rng, 300, 6), jitter(rng, 100, 6)
+	if p := RatioBelowP(aMiss, aHit, bMiss, bHit); p > 0.001 {
+		t.Errorf("ratio 1 against ratio 3: p %g, want < 0.001", p)
+	}
+	if p := RatioBelowP(bMiss, bHit, aMiss, aHit); p < 0.99 {
+		t.Errorf("ratio 3 against ratio 1: p %g, want ~1", p)
+	}
+	if p := RatioBelowP(nil, aHit, bMiss, bHit); !math.IsNaN(p) {
+		t.Errorf("empty sample: p %g, want NaN", p)
+	}
+	// Calibration: when a and b come from one distribution, p < 0.05 in
+	// about 5% of draws, not much more (the error rate the early stop
+	// states rests on it).
+	const draws = 300
+	low := 0
+	for i := 0; i < draws; i++ {
+		if RatioBelowP(jitter(rng, 300, 6), jitter(rng, 150, 6), jitter(rng, 300, 6), jitter(rng, 150, 6)) < 0.05 {
+			low++
+		}
+	}
+	if share := float64(low) / draws; share > 0.09 {
+		t.Errorf("equal ratios: p < 0.05 in %.1f%% of draws, want about 5%%", 100*share)
+	} else {
+		t.Logf("equal ratios: p < 0.05 in %.1f%% of %d draws", 100*share, draws)
 	}
 }

@@ -107,7 +107,24 @@ type KVReport struct {
 // SummarizeKV computes TTFT miss/hit and acceleration = median miss / median
 // hit with a bootstrap 95% CI.
 func SummarizeKV(rs []Result) (KVReport, CI) {
-	var miss, hit, cached []float64
+	miss, hit := KVSamples(rs)
+	var cached []float64
+	for _, r := range measured(rs) {
+		if r.OK() && r.Chunks > 0 && r.Tag == "hit" && r.CachedTokens >= 0 {
+			cached = append(cached, float64(r.CachedTokens))
+		}
+	}
+	k := KVReport{TTFTMiss: Summarize(miss), TTFTHit: Summarize(hit)}
+	if len(cached) > 0 {
+		s := Summarize(cached)
+		k.CachedOnHit = &s
+	}
+	return k, MedianRatio(miss, hit)
+}
+
+// KVSamples returns the TTFTs (ms) of the kv-cache scenario's measured
+// misses and hits: the samples behind its acceleration.
+func KVSamples(rs []Result) (miss, hit []float64) {
 	for _, r := range measured(rs) {
 		if !r.OK() || r.Chunks == 0 {
 			continue
@@ -117,17 +134,9 @@ func SummarizeKV(rs []Result) (KVReport, CI) {
 			miss = append(miss, ms(r.TTFT))
 		case "hit":
 			hit = append(hit, ms(r.TTFT))
-			if r.CachedTokens >= 0 {
-				cached = append(cached, float64(r.CachedTokens))
-			}
 		}
 	}
-	k := KVReport{TTFTMiss: Summarize(miss), TTFTHit: Summarize(hit)}
-	if len(cached) > 0 {
-		s := Summarize(cached)
-		k.CachedOnHit = &s
-	}
-	return k, MedianRatio(miss, hit)
+	return miss, hit
 }
 
 // TurnStat is one turn position of the long conversations.

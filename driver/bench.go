@@ -16,12 +16,12 @@ type Bencher struct {
 	GPU    benchmark.GPUSource // nil: no GPU telemetry
 }
 
-func (b *Bencher) Bench(ctx context.Context, ready *orchestrator.Ready) (*benchmark.Report, error) {
+func (b *Bencher) Bench(ctx context.Context, ready *orchestrator.Ready, look func(*benchmark.Report) error) (*benchmark.Report, error) {
 	keyEnv := b.Grid.Target.APIKeyEnv
 	c := benchmark.NewClient(ready.Endpoint, ready.Model, keyEnv, b.Getenv)
 	if b.Getenv(keyEnv) == "" && ready.APIKey != "" {
 		c.SetKey(ready.APIKey)
 	}
-	r := &benchmark.Runner{Client: c, Config: b.Grid.Benchmark.Resolve(), GPU: b.GPU}
+	r := &benchmark.Runner{Client: c, Config: b.Grid.Benchmark.Resolve(), GPU: b.GPU, Look: look}
 	return r.Run(ctx, b.Grid.Benchmark.Scenarios)
 }

@@ -168,6 +168,7 @@ type Scored struct {
 	Name      string
 	Candidate Candidate
 	Done      bool                 // the trial was measured
+	Outcome   string               // how it ended, when not measured
 	Values    map[string]float64   // Metrics
 	Reps      map[string][]float64 // per repetition
 	Samples   []float64            // per-request samples of the objective, when it is a latency metric
@@ -297,6 +298,8 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 		r := Rank{Seq: s.Seq, Name: s.Name, Objective: math.NaN()}
 		obj, has := s.Values[v.Metric]
 		switch {
+		case !s.Done && s.Outcome == "pruned":
+			r.Why = "pruned: worse than the champion of its time with confidence, its benchmark stopped early"
 		case !s.Done:
 			r.Why = "not measured (failed or skipped)"
 		case s.Mixed != "":

@@ -72,7 +72,7 @@ func (h *History) Add(r *Run, trials []*Trial) {
 	for _, t := range trials {
 		tm := t.Timing()
 		c := ClassOf(t.Image, t.Rendered)
-		switch {
+		switch { // pruned trials are left out: their benchmark was cut short
 		case t.Phase == PhaseDone:
 			h.boots[c] = append(h.boots[c], (tm.Deploy + tm.Boot + tm.Verify).Seconds())
 			h.benches[c] = append(h.benches[c], tm.Bench.Seconds()/float64(reps))

@@ -503,6 +503,11 @@ func (g *Grid) validate(file string) error {
 	case g.Objective.Maximize == "" && g.Objective.Minimize == "":
 		return bad(0, "objective: set maximize: METRIC or minimize: METRIC (e.g. maximize: load.output_throughput_tok_s)")
 	}
+	if g.Search.Prune {
+		if _, err := g.pruneLooks(); err != nil {
+			return bad(0, "%v", err)
+		}
+	}
 	if g.Tie != "" {
 		if _, err := ParseTie(g.Tie); err != nil {
 			return bad(0, "tie: %v", err)

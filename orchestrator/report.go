@@ -81,10 +81,7 @@ func BuildReport(run *Run, trials []*Trial, reports map[int][]*benchmark.Report)
 	}
 	metric := run.Grid.Objective.Maximize + run.Grid.Objective.Minimize
 	for _, t := range trials {
-		row := Row{Seq: t.Seq, Name: t.Candidate.Name, Outcome: t.Phase.String(), Failure: t.Failure, Rendered: t.Rendered}
-		if t.Failure != nil {
-			row.Outcome += " (" + t.Failure.Reason.String() + ")"
-		}
+		row := Row{Seq: t.Seq, Name: t.Candidate.Name, Outcome: t.Outcome(), Failure: t.Failure, Rendered: t.Rendered}
 		flags := vllm.Flags(vllm.ParseArgs(t.Rendered))
 		eff := func(name string) string {
 			if v, ok := flags.Effective(name); ok {
@@ -209,10 +206,19 @@ func (d *ReportData) Markdown(w io.Writer) {
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
 	fmt.Fprintf(w, "\nEvery number is computed from the samples stored for the run (medians over repetitions; TTFT in ms; tok/s is the best load level's output throughput).\n")
-	var failed []Row
+	var failed, pruned []Row
 	for _, row := range d.Rows {
-		if row.Failure != nil {
+		switch {
+		case row.Failure != nil && row.Failure.Reason == ReasonPruned:
+			pruned = append(pruned, row)
+		case row.Failure != nil:
 			failed = append(failed, row)
+		}
+	}
+	if len(pruned) > 0 {
+		fmt.Fprintf(w, "\n## Stopped early (pruned) and the evidence\n\n")
+		for _, row := range pruned {
+			fmt.Fprintf(w, "- %d. %s: %s\n", row.Seq, row.Name, row.Failure.Detail)
 		}
 	}
 	if len(failed) > 0 {
@@ -398,13 +404,16 @@ func (d *ReportData) tputChart() string {
 // the budget of 24 trials is spent".
 func (r *Run) SearchText(trials []*Trial) string {
 	s := r.Grid.Search
-	booted, infeasible := 0, 0
+	booted, infeasible, pruned := 0, 0, 0
 	for _, t := range trials {
 		switch {
 		case t.Phase == PhaseSkipped && t.Failure != nil && t.Failure.Reason == ReasonInfeasible:
 			infeasible++
 		case t.Phase != PhaseSkipped:
 			booted++
+		}
+		if t.Phase == PhasePruned {
+			pruned++
 		}
 	}
 	out := s.Strategy
@@ -417,6 +426,9 @@ func (r *Run) SearchText(trials []*Trial) string {
 	out += fmt.Sprintf(": %d of %d candidates booted", booted, len(r.Grid.Expand()))
 	if infeasible > 0 {
 		out += fmt.Sprintf(", %d skipped as infeasible", infeasible)
+	}
+	if s.Prune {
+		out += fmt.Sprintf(", %d stopped early (prune, alpha %g)", pruned, s.PruneAlpha)
 	}
 	if !r.Deadline.IsZero() {
 		out += "; deadline " + r.Deadline.Format("2006-01-02 15:04")

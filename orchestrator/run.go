@@ -81,9 +81,11 @@ type Ready struct {
 	APIKey   string // the key the server was started with, in memory only
 }
 
-// Bencher measures a serving endpoint.
+// Bencher measures a serving endpoint. look, when not nil, is called with
+// the report so far after each scenario; its error stops the benchmark,
+// which returns the report so far with that error.
 type Bencher interface {
-	Bench(ctx context.Context, ready *Ready) (*benchmark.Report, error)
+	Bench(ctx context.Context, ready *Ready, look func(sofar *benchmark.Report) error) (*benchmark.Report, error)
 }
 
 // Store persists runs, trials, reports and events.
@@ -181,7 +183,7 @@ func (o *Orchestrator) move(t *Trial, to Phase, detail string) error {
 		return fmt.Errorf("persist event: %w", err)
 	}
 	ev := o.Log.Info()
-	if to == PhaseFailed || to == PhaseSkipped {
+	if to == PhaseFailed || to == PhaseSkipped || to == PhasePruned {
 		ev = o.Log.Warn()
 	}
 	ev.Str("run_id", t.RunID).Int("trial", t.Seq).Str("candidate", t.Candidate.Name).Str("from", from.String()).Str("phase", to.String())
@@ -616,8 +618,21 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 	}
 	bctx, cancel := context.WithTimeout(ctx, time.Duration(r.Grid.Timeouts.Bench))
 	defer cancel()
+	pr, err := newPruner(o.Store, r)
+	if err != nil {
+		return err
+	}
 	for rep := 0; rep < r.Grid.Benchmark.Repetitions; rep++ {
-		res, err := o.Bench.Bench(bctx, ready)
+		var look func(*benchmark.Report) error
+		if pr != nil {
+			look = func(sofar *benchmark.Report) error {
+				if f := pr.look(rep, sofar); f != nil {
+					return f
+				}
+				return nil
+			}
+		}
+		res, err := o.Bench.Bench(bctx, ready, look)
 		if res != nil {
 			if perr := o.Store.PutReport(r.ID, t.Seq, rep, res); perr != nil {
 				return perr
@@ -629,9 +644,18 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 		if f := dep.Diagnose(ctx); f != nil {
 			return failed(f)
 		}
+		var f *Failure
+		if errors.As(err, &f) && f.Reason == ReasonPruned {
+			t.Failure = f
+			if err := step(PhasePruned, f.Detail); err != nil {
+				return err
+			}
+			return nil
+		}
 		if err != nil {
 			return failed(&Failure{Reason: ReasonBenchmark, Detail: err.Error()})
 		}
+		pr.finished(res)
 	}
 	if err := step(PhaseDone, ""); err != nil {
 		return err
@@ -654,7 +678,7 @@ func Score(s Store, r *Run, trials []*Trial) ([]Scored, error) {
 	}
 	var out []Scored
 	for _, t := range trials {
-		sc := Scored{Seq: t.Seq, Name: t.Candidate.Name, Candidate: t.Candidate, Done: t.Phase == PhaseDone}
+		sc := Scored{Seq: t.Seq, Name: t.Candidate.Name, Candidate: t.Candidate, Done: t.Phase == PhaseDone, Outcome: t.Outcome()}
 		if sc.Done {
 			reps, err := s.Reports(r.ID, t.Seq)
 			if err != nil {

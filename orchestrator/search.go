@@ -25,6 +25,12 @@ type Search struct {
 	Startup int `yaml:"startup" json:"startup,omitempty"`
 	// Gamma is the share of measured trials tpe calls good (default 0.25).
 	Gamma float64 `yaml:"gamma" json:"gamma,omitempty"`
+	// Prune stops a trial's benchmark early once it is worse than the
+	// champion with confidence (prune.go); off unless asked for.
+	Prune bool `yaml:"prune" json:"prune,omitempty"`
+	// PruneAlpha bounds the chance that a candidate at least as good as the
+	// champion is stopped (default 0.05).
+	PruneAlpha float64 `yaml:"prune_alpha" json:"prune_alpha,omitempty"`
 }
 
 // Strategies vgrid knows.
@@ -55,6 +61,15 @@ func (s *Search) check() error {
 	}
 	if s.Gamma == 0 {
 		s.Gamma = 0.25
+	}
+	if s.PruneAlpha < 0 || s.PruneAlpha > 0.5 {
+		return fmt.Errorf("search.prune_alpha %g: want an error rate between 0 and 0.5 (default 0.05)", s.PruneAlpha)
+	}
+	if s.PruneAlpha != 0 && !s.Prune {
+		return fmt.Errorf("search.prune_alpha is set but prune is not: add prune: true to stop trials early")
+	}
+	if s.PruneAlpha == 0 {
+		s.PruneAlpha = 0.05
 	}
 	if s.Startup == 0 {
 		s.Startup = max(3, s.MaxTrials/4)

@@ -23,11 +23,12 @@ const (
 	PhaseDone            Phase = 6
 	PhaseFailed          Phase = 7
 	PhaseSkipped         Phase = 8
+	PhasePruned          Phase = 9 // benchmark stopped early: worse than the champion with confidence
 )
 
 var phaseNames = map[Phase]string{PhasePending: "pending", PhaseRendering: "rendering", PhaseDeploying: "deploying",
 	PhaseWaitingReady: "waiting-ready", PhaseVerifyingConfig: "verifying-config", PhaseBenchmarking: "benchmarking",
-	PhaseDone: "done", PhaseFailed: "failed", PhaseSkipped: "skipped"}
+	PhaseDone: "done", PhaseFailed: "failed", PhaseSkipped: "skipped", PhasePruned: "pruned"}
 
 func (p Phase) String() string {
 	if n, ok := phaseNames[p]; ok {
@@ -37,7 +38,9 @@ func (p Phase) String() string {
 }
 
 // Final reports a phase a trial never leaves.
-func (p Phase) Final() bool { return p == PhaseDone || p == PhaseFailed || p == PhaseSkipped }
+func (p Phase) Final() bool {
+	return p == PhaseDone || p == PhaseFailed || p == PhaseSkipped || p == PhasePruned
+}
 
 // transitions is the only place that says which phase may follow which.
 // Every non-final phase may fail; a resumed trial goes back to pending.
@@ -47,7 +50,7 @@ var transitions = map[Phase][]Phase{
 	PhaseDeploying:       {PhaseWaitingReady},
 	PhaseWaitingReady:    {PhaseVerifyingConfig},
 	PhaseVerifyingConfig: {PhaseBenchmarking},
-	PhaseBenchmarking:    {PhaseDone},
+	PhaseBenchmarking:    {PhaseDone, PhasePruned},
 }
 
 // CanMove reports whether a trial may go from one phase to another.
@@ -90,6 +93,16 @@ type Trial struct {
 	Effective  map[string]string `json:"effective,omitempty"` // what the server reports (vllm:cache_config_info)
 	Failure    *Failure          `json:"failure,omitempty"`
 	Predicted  string            `json:"predicted,omitempty"` // pre-flight feasibility verdict
+}
+
+// Outcome is the trial's phase with its reason: "done", "failed (oom)",
+// "skipped (infeasible)", "pruned".
+func (t *Trial) Outcome() string {
+	out := t.Phase.String()
+	if t.Failure != nil && t.Phase != PhasePruned {
+		out += " (" + t.Failure.Reason.String() + ")"
+	}
+	return out
 }
 
 // Entered returns when the trial last entered a phase (zero if never).
@@ -223,7 +236,7 @@ func RunWall(trials []*Trial) time.Duration {
 		if s := t.Entered(PhaseRendering); !s.IsZero() && (first.IsZero() || s.Before(first)) {
 			first = s
 		}
-		for _, p := range []Phase{PhaseDone, PhaseFailed, PhaseSkipped} {
+		for _, p := range []Phase{PhaseDone, PhaseFailed, PhaseSkipped, PhasePruned} {
 			if e := t.Entered(p); e.After(last) {
 				last = e
 			}

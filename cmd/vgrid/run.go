@@ -216,10 +216,7 @@ func (a *app) printVerdict(st *store.Store, id string) error {
 	fmt.Fprintf(a.stdout, "search: %s\n", run.SearchText(trials))
 	var sum time.Duration
 	for _, t := range trials {
-		out := t.Phase.String()
-		if t.Failure != nil {
-			out += " (" + t.Failure.Reason.String() + ")"
-		}
+		out := t.Outcome()
 		tm := t.Timing()
 		sum += tm.Deploy + tm.Boot + tm.Bench
 		fmt.Fprintf(a.stdout, "  %2d  %-28s %6.1fs  %s\n", t.Seq, out, tm.Total.Seconds(), t.Candidate.Name)

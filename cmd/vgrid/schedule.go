@@ -97,6 +97,9 @@ func searchSummary(g *orchestrator.Grid, deadline, now time.Time, perTrial []tim
 	} else {
 		out = "search: grid, every candidate in order"
 	}
+	if s.Prune {
+		out += fmt.Sprintf("\nprune: on: a trial worse than the champion with confidence stops early (error rate at most %g)", s.PruneAlpha)
+	}
 	if deadline.IsZero() {
 		return out
 	}

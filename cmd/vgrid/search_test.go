@@ -80,6 +80,43 @@ func TestSearchThroughTheCLI(t *testing.T) {
 	}
 }
 
+// TestPruneThroughTheCLI: the quickstart with prune on, on the simulator:
+// the candidate without prefix caching (acceleration ~1 against ~3) stops
+// after its kv-cache scenario, is recorded pruned with the evidence, and
+// the plan, the outcome and the report say so; the champion is the one a
+// full run crowns.
+func TestPruneThroughTheCLI(t *testing.T) {
+	grid := searchGrid(t, "end: restore", "end: restore\nsearch: {prune: true}")
+	db := filepath.Join(t.TempDir(), "vgrid.db")
+	code, out, errs := vgrid(t, "plan", grid, "--store", db)
+	if code != 0 || !strings.Contains(out, "prune: on: a trial worse than the champion with confidence stops early (error rate at most 0.05)") {
+		t.Fatalf("plan: code %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = vgrid(t, "run", grid, "--store", db, "--quiet")
+	if code != 0 {
+		t.Fatalf("run: code %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, "1 stopped early (prune, alpha 0.05)") || !strings.Contains(out, "pruned") || !strings.Contains(out, "champion: gpu-memory-utilization=0.85 enable-prefix-caching=true") {
+		t.Errorf("outcome:\n%s", out)
+	}
+	st := openStore(t, db)
+	run, _ := st.GetRun("latest")
+	trials, _ := st.Trials(run.ID)
+	tr := trials[1]
+	if tr.Phase != orchestrator.PhasePruned || tr.Failure == nil || !strings.Contains(tr.Failure.Detail, "kv-cache.acceleration") {
+		t.Fatalf("trial 1: %s %+v", tr.Phase, tr.Failure)
+	}
+	reps, _ := st.Reports(run.ID, 1)
+	if len(reps) != 1 || len(reps[0].Scenarios) != 1 {
+		t.Errorf("the pruned trial ran %d reports, the first with %d scenarios; want kv-cache only", len(reps), len(reps[0].Scenarios))
+	}
+	st.Close()
+	code, md, _ := vgrid(t, "report", run.ID, "--store", db)
+	if code != 0 || !strings.Contains(md, "## Stopped early (pruned) and the evidence") || !strings.Contains(md, tr.Failure.Detail) {
+		t.Errorf("report:\n%s", md)
+	}
+}
+
 // TestSearchBadInput: clear errors at plan and run, nothing started.
 func TestSearchBadInput(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "vgrid.db")
@@ -90,6 +127,7 @@ func TestSearchBadInput(t *testing.T) {
 	}{
 		{"unknown strategy", []string{"end: restore", "end: restore\nsearch: {strategy: hyperband}"}, `search.strategy "hyperband": want grid, random or tpe`},
 		{"no budget", []string{"end: restore", "end: restore\nsearch: {strategy: random, max_trials: 0}"}, "search.max_trials 0: random needs a budget"},
+		{"a prune that saves nothing", []string{"scenarios: [kv-cache, load]", "scenarios: [load, kv-cache]", "end: restore", "end: restore\nsearch: {prune: true}"}, "search.prune: kv-cache is the last scenario of the only repetition"},
 		{"a deadline already passed", []string{"end: restore", "end: restore\ndeadline: \"2020-01-01 07:00\""}, `deadline "2020-01-01 07:00" (2020-01-01 07:00) has passed`},
 		// 256 candidates at real vLLM speed (the simulator's time scale removed,
 		// so the estimates are a real night's): refused, with tpe suggested.
