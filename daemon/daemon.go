@@ -50,6 +50,9 @@ type Config struct {
 	NewBencher func(g *orchestrator.Grid) orchestrator.Bencher
 	// Feasible, optional, predicts boots.
 	Feasible func(g *orchestrator.Grid, d orchestrator.Driver) func(orchestrator.Candidate) (bool, string)
+	// Estimate, optional, estimates each candidate's trial for the
+	// deadline and the schedule check (orchestrator.Estimate).
+	Estimate func(ctx context.Context, g *orchestrator.Grid, d orchestrator.Driver) func(orchestrator.Candidate) time.Duration
 	// Engine, optional, says which Docker engine the daemon drives (for /healthz).
 	Engine func(ctx context.Context) string
 	Now    func() time.Time
@@ -253,9 +256,36 @@ func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
 	if d.cfg.Feasible != nil {
 		o.Feasible = d.cfg.Feasible(g, drv)
 	}
+	if d.cfg.Estimate != nil {
+		o.Estimate = d.cfg.Estimate(ctx, g, drv)
+		if err := d.checkSchedule(r, o.Estimate); err != nil {
+			if rerr := o.Refuse(r, err); rerr != nil {
+				log.Error().Err(rerr).Msg("persist run")
+			}
+			return
+		}
+	}
 	if err := o.Run(ctx, r); err != nil {
 		log.Info().Err(err).Str("cause", fmt.Sprint(context.Cause(ctx))).Msg("run ended")
 	}
+}
+
+// checkSchedule refuses a fresh grid run whose estimated trials would not
+// fit a night (as vgrid run does before it starts). A resumed run, or an
+// adaptive or deadline-bound one, is not refused.
+func (d *Daemon) checkSchedule(r *orchestrator.Run, estimate func(orchestrator.Candidate) time.Duration) error {
+	g := &r.Grid
+	if g.Search.Adaptive() || !r.Deadline.IsZero() {
+		return nil
+	}
+	if trials, err := d.cfg.Store.Trials(r.ID); err != nil || len(trials) > 0 {
+		return err
+	}
+	var perTrial []time.Duration
+	for _, c := range g.Expand() {
+		perTrial = append(perTrial, estimate(c))
+	}
+	return orchestrator.CheckSchedule(g, r.Deadline, d.cfg.Now(), perTrial)
 }
 
 // Submit queues a grid (the API's POST /v1/runs). dir resolves relative
@@ -272,6 +302,11 @@ func (d *Daemon) Submit(src []byte, name, dir string) (*orchestrator.Run, error)
 		return nil, err
 	}
 	r := orchestrator.NewRun(g, name, d.cfg.Now(), g.Target.Key(), d.cfg.Version)
+	// What can be said without the target: a deadline passed, a grid too
+	// large for a night. The estimates are checked when the run starts.
+	if err := orchestrator.CheckSchedule(g, r.Deadline, d.cfg.Now(), nil); err != nil {
+		return nil, err
+	}
 	o := &orchestrator.Orchestrator{Store: d.cfg.Store, Log: d.cfg.Log, Now: d.cfg.Now}
 	if err := o.Queue(r); err != nil {
 		return nil, err

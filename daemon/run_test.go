@@ -115,17 +115,21 @@ type testDaemon struct {
 	done   chan error
 }
 
-func startTestDaemon(t *testing.T, dir string, target *gateTarget) *testDaemon {
+func startTestDaemon(t *testing.T, dir string, target *gateTarget, opts ...func(*Config)) *testDaemon {
 	t.Helper()
 	st, err := store.Open(filepath.Join(dir, "vgrid.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, _, err := New(Config{Listen: "127.0.0.1:0", TokenFile: filepath.Join(dir, "token"), Store: st, Log: zerolog.Nop(), Version: "test",
+	cfg := Config{Listen: "127.0.0.1:0", TokenFile: filepath.Join(dir, "token"), Store: st, Log: zerolog.Nop(), Version: "test",
 		NewDriver: func(context.Context, *orchestrator.Grid, string) (DriverCloser, error) { return target, nil },
 		NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher {
 			return &gateBench{g: target, grid: g}
-		}})
+		}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	d, _, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +167,12 @@ func (td *testDaemon) call(method, path, body string) (int, string) {
 
 func (td *testDaemon) submit() string {
 	td.t.Helper()
-	code, body := td.call("POST", "/v1/runs?name=g.yaml", fmt.Sprintf(daemonGrid, 8000))
+	return td.submitGrid(fmt.Sprintf(daemonGrid, 8000))
+}
+
+func (td *testDaemon) submitGrid(grid string) string {
+	td.t.Helper()
+	code, body := td.call("POST", "/v1/runs?name=g.yaml", grid)
 	var v struct{ ID string }
 	if code != http.StatusAccepted || json.Unmarshal([]byte(body), &v) != nil {
 		td.t.Fatalf("submit: %d %s", code, body)
@@ -280,5 +289,74 @@ func TestDaemonShutdownAndResume(t *testing.T) {
 	trials, _ := td.st.Trials(id)
 	if trials[0].Attempts != 2 || trials[1].Attempts != 1 {
 		t.Errorf("attempts %d %d, want the interrupted trial redone once", trials[0].Attempts, trials[1].Attempts)
+	}
+}
+
+// TestDaemonSearchAndDeadline: the daemon runs an adaptive search within
+// its budget, stops at the deadline with the estimates it is given, and
+// refuses at submission a deadline already passed and a grid too large
+// for a night, storing nothing.
+func TestDaemonSearchAndDeadline(t *testing.T) {
+	target := &gateTarget{gate: make(chan struct{})}
+	close(target.gate)
+	// The estimates: 1 h for max-num-seqs 8, 9 h for the others.
+	td := startTestDaemon(t, t.TempDir(), target, func(c *Config) {
+		c.Estimate = func(context.Context, *orchestrator.Grid, orchestrator.Driver) func(orchestrator.Candidate) time.Duration {
+			return func(c orchestrator.Candidate) time.Duration {
+				if v, _ := c.Get("max-num-seqs"); v == "8" {
+					return time.Hour
+				}
+				return 9 * time.Hour
+			}
+		}
+	})
+	defer td.stop()
+	grid := strings.Replace(fmt.Sprintf(daemonGrid, 8000), "[8, 16]", "[8, 16, 32, 64]", 1)
+	ended := func(r *orchestrator.Run, _ []*orchestrator.Trial) bool { return r.State == orchestrator.RunDone }
+
+	id := td.submitGrid(grid + "search: {strategy: tpe, max_trials: 3, seed: 4}\n")
+	td.wait(id, ended)
+	r, _ := td.st.GetRun(id)
+	trials, _ := td.st.Trials(id)
+	if len(trials) != 3 || !strings.Contains(r.Stop, "the budget of 3 trials is spent") {
+		t.Errorf("tpe: %d trials, stop %q", len(trials), r.Stop)
+	}
+
+	// 8 h to go: the first trial fits, the next does not; the rest are
+	// skipped (deadline).
+	id = td.submitGrid(grid + "deadline: 8h\n")
+	td.wait(id, ended)
+	r, _ = td.st.GetRun(id)
+	trials, _ = td.st.Trials(id)
+	var phases []string
+	for _, tr := range trials {
+		phases = append(phases, tr.Outcome())
+	}
+	if got := strings.Join(phases, ", "); got != "done, skipped (deadline), skipped (deadline), skipped (deadline)" || !strings.Contains(r.Stop, "the next trial needs about 9h0m0s") {
+		t.Errorf("deadline: %s; stop %q", got, r.Stop)
+	}
+
+	// No deadline, 1 h + 3 x 9 h: more than a night; refused when the run
+	// starts, before any trial.
+	id = td.submitGrid(grid)
+	td.wait(id, func(r *orchestrator.Run, _ []*orchestrator.Trial) bool { return r.State == orchestrator.RunFailed })
+	r, _ = td.st.GetRun(id)
+	if trials, _ := td.st.Trials(id); len(trials) != 0 || !strings.Contains(r.Error, "would take about 28h0m0s") {
+		t.Errorf("too long: %d trials, error %q", len(trials), r.Error)
+	}
+
+	runs, _ := td.st.Runs()
+	for _, tc := range []struct{ grid, want string }{
+		{grid + "deadline: \"2020-01-01 07:00\"\n", `(2020-01-01 07:00) has passed`},
+		{strings.Replace(grid, "max-num-seqs: [8, 16, 32, 64]", "max-num-seqs: [8, 16, 32, 64, 128, 256], max-model-len: [4096, 8192, 16384, 32768, 65536], block-size: [8, 16, 32, 64, 128]", 1),
+			"the grid has 150 candidates, more than a night holds"},
+	} {
+		code, body := td.call("POST", "/v1/runs?name=g.yaml", tc.grid)
+		if code != http.StatusBadRequest || !strings.Contains(body, tc.want) {
+			t.Errorf("submit: %d %s, want 400 and %q", code, body, tc.want)
+		}
+	}
+	if after, _ := td.st.Runs(); len(after) != len(runs) {
+		t.Errorf("%d runs stored by refused submissions", len(after)-len(runs))
 	}
 }

@@ -363,3 +363,40 @@ func parzen(ax searchAxis, at []int) []float64 {
 
 // spaceKey identifies a candidate in the space.
 func spaceKey(c Candidate) string { return fmt.Sprint(c.Settings) }
+
+// MaxGridTime (a night) is how long a grid search may be planned without a deadline
+// before vgrid refuses it and suggests an adaptive search.
+const MaxGridTime = 12 * time.Hour
+
+// MaxGridCandidates is the largest space a grid search runs without a
+// deadline whatever the estimate: the boot model knows a simulator's and a
+// typical 32B model's boots, while real boots take 5 to 30 minutes.
+const MaxGridCandidates = 128
+
+// CheckSchedule refuses what cannot fit a night: a deadline already past,
+// and a grid strategy with no deadline to cut it that has more than
+// MaxGridCandidates candidates or whose trials would take more than
+// MaxGridTime. perTrial is each candidate's estimate; nil when not known
+// yet (the candidates are then only counted).
+func CheckSchedule(g *Grid, deadline, now time.Time, perTrial []time.Duration) error {
+	if !deadline.IsZero() && !deadline.After(now) {
+		return fmt.Errorf("deadline %q (%s) has passed; set a later one, a time of day (07:00) or a duration (8h)", g.Deadline, deadline.Format("2006-01-02 15:04"))
+	}
+	if g.Search.Adaptive() || !deadline.IsZero() {
+		return nil
+	}
+	n := len(g.Expand())
+	var total time.Duration
+	for _, d := range perTrial {
+		total += d
+	}
+	if total <= MaxGridTime && n <= MaxGridCandidates {
+		return nil
+	}
+	fix := "search it within a budget instead (search: {strategy: tpe, max_trials: 24}), or set a deadline (deadline: \"07:00\") to run what fits"
+	if len(perTrial) == 0 {
+		return fmt.Errorf("the grid has %d candidates, more than a night holds (at most %d without a deadline); %s", n, MaxGridCandidates, fix)
+	}
+	return fmt.Errorf("the grid has %d candidates and would take about %s (about %s a trial); %s",
+		n, total.Round(time.Minute), (total / time.Duration(len(perTrial))).Round(time.Second), fix)
+}

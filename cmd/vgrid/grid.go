@@ -328,7 +328,7 @@ runs the simulator.`,
 			fmt.Fprintf(a.stdout, "%d candidates, %d predicted to boot; estimated %s (%s; history: %s%s)\n",
 				len(cands), runnable, total.Round(time.Second), strings.Join(srcs, ", "), histNote, scale)
 			fmt.Fprintln(a.stdout, searchSummary(g, deadline, now, perTrial, fit))
-			if err := checkSchedule(g, deadline, now, perTrial); err != nil {
+			if err := orchestrator.CheckSchedule(g, deadline, now, perTrial); err != nil {
 				return usageError{err}
 			}
 			// The flags, against the --help of the vLLM that will run them.

@@ -136,7 +136,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 			if err != nil {
 				return err
 			}
-			estimate := func(c orchestrator.Candidate) time.Duration { d, _, _ := est.estimate(ctx, c); return d }
+			estimate := est.of(ctx)
 			if resume == "" {
 				var perTrial []time.Duration
 				if !g.Search.Adaptive() && run.Deadline.IsZero() {
@@ -144,7 +144,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 						perTrial = append(perTrial, estimate(c))
 					}
 				}
-				if err := checkSchedule(g, run.Deadline, time.Now(), perTrial); err != nil {
+				if err := orchestrator.CheckSchedule(g, run.Deadline, time.Now(), perTrial); err != nil {
 					return usageError{err}
 				}
 			}

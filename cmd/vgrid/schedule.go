@@ -33,6 +33,11 @@ func newEstimator(ctx context.Context, g *orchestrator.Grid, drv orchestrator.Dr
 	return e, n, nil
 }
 
+// of is estimate's duration alone, as the orchestrator takes it.
+func (e *estimator) of(ctx context.Context) func(orchestrator.Candidate) time.Duration {
+	return func(c orchestrator.Candidate) time.Duration { d, _, _ := e.estimate(ctx, c); return d }
+}
+
 // estimate returns the trial's duration and where it comes from, with the
 // rendering (nil when the candidate does not render).
 func (e *estimator) estimate(ctx context.Context, c orchestrator.Candidate) (time.Duration, string, *orchestrator.Rendered) {
@@ -44,40 +49,6 @@ func (e *estimator) estimate(ctx context.Context, c orchestrator.Candidate) (tim
 	ok, _ := e.feasible(c)
 	d, src := e.hist.Estimate(orchestrator.ClassOf(r.Image, r.Words), !ok, driver.ModelDurations(e.g, r.Words, e.env))
 	return d.Total(e.g.Benchmark.Repetitions), src, &r
-}
-
-// maxGridTime (a night) is how long a grid search may be planned without a deadline
-// before vgrid refuses it and suggests an adaptive search.
-const maxGridTime = 12 * time.Hour
-
-// maxGridCandidates is the largest space a grid search runs without a
-// deadline whatever the estimate: the boot model knows a simulator's and a
-// typical 32B model's boots, while real boots take 5 to 30 minutes.
-const maxGridCandidates = 128
-
-// checkSchedule refuses what cannot fit a night: a deadline already past,
-// and a grid strategy with no deadline to cut it whose every candidate
-// would take more than a night, or that has more than maxGridCandidates.
-func checkSchedule(g *orchestrator.Grid, deadline, now time.Time, perTrial []time.Duration) error {
-	if !deadline.IsZero() && !deadline.After(now) {
-		return fmt.Errorf("deadline %q (%s) has passed; set a later one, a time of day (07:00) or a duration (8h)", g.Deadline, deadline.Format("2006-01-02 15:04"))
-	}
-	if g.Search.Adaptive() || !deadline.IsZero() {
-		return nil
-	}
-	var total time.Duration
-	for _, d := range perTrial {
-		total += d
-	}
-	if total > maxGridTime || len(perTrial) > maxGridCandidates {
-		med := time.Duration(0)
-		if len(perTrial) > 0 {
-			med = total / time.Duration(len(perTrial))
-		}
-		return fmt.Errorf("the grid has %d candidates and would take about %s (about %s a trial); search it within a budget instead (search: {strategy: tpe, max_trials: 24}), or set a deadline (deadline: \"07:00\") to run what fits",
-			len(perTrial), total.Round(time.Minute), med.Round(time.Second))
-	}
-	return nil
 }
 
 // searchSummary says how the run will choose and when it will stop.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -69,6 +70,14 @@ again. A second signal exits at once.`,
 				},
 				Feasible: func(g *orchestrator.Grid, drv orchestrator.Driver) func(orchestrator.Candidate) (bool, string) {
 					return driver.Feasibility(ctx, g, drv)
+				},
+				Estimate: func(ctx context.Context, g *orchestrator.Grid, drv orchestrator.Driver) func(orchestrator.Candidate) time.Duration {
+					est, _, err := newEstimator(ctx, g, drv, st)
+					if err != nil {
+						log.Warn().Err(err).Msg("estimates from the store's history: not read; the model's are used")
+						est, _, _ = newEstimator(ctx, g, drv, nil)
+					}
+					return est.of(ctx)
 				},
 				Engine: func(ctx context.Context) string {
 					dep, err := compose.Connect(ctx, "", zerolog.Nop())
