@@ -312,7 +312,7 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 			}
 			break
 		}
-		if err := o.trial(ctx, r, t, len(trials), start, done); err != nil {
+		if err := o.trial(ctx, r, t, t.Seq+1, len(trials), start, done); err != nil {
 			return err
 		}
 		done++
@@ -350,12 +350,15 @@ func (o *Orchestrator) search(ctx context.Context, r *Run, trials []*Trial, star
 		index[spaceKey(c)] = i
 	}
 	sampler := NewSampler(&r.Grid)
-	done := 0
+	done, pos := 0, 0
 	for _, t := range trials {
+		if t.Phase != PhaseSkipped {
+			pos++ // the trial's place among the booted ones, for the progress line
+		}
 		if t.Phase.Final() {
 			continue
 		}
-		if err := o.trial(ctx, r, t, s.MaxTrials, start, done); err != nil {
+		if err := o.trial(ctx, r, t, pos, s.MaxTrials, start, done); err != nil {
 			return trials, err
 		}
 		done++
@@ -409,7 +412,7 @@ func (o *Orchestrator) search(ctx context.Context, r *Run, trials []*Trial, star
 			}
 			continue
 		}
-		if err := o.trial(ctx, r, t, s.MaxTrials, start, done); err != nil {
+		if err := o.trial(ctx, r, t, booted+1, s.MaxTrials, start, done); err != nil {
 			return trials, err
 		}
 		done++
@@ -530,7 +533,9 @@ func (o *Orchestrator) Refuse(r *Run, err error) error {
 
 // trial runs one candidate through its phases. Trial failures are recorded
 // and return nil; only run-level errors (store, cancellation) are returned.
-func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, runStart time.Time, done int) error {
+// pos is the trial's place among the total the progress line shows (its
+// seq + 1 in a grid, its place among the booted trials in a search).
+func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, pos, total int, runStart time.Time, done int) error {
 	begin := o.Now()
 	report := func(p Phase) {
 		if o.Progress == nil {
@@ -539,13 +544,13 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, total int, r
 		var eta time.Duration
 		if done > 0 {
 			per := o.Now().Sub(runStart) / time.Duration(done)
-			eta = per*time.Duration(total-t.Seq) - o.Now().Sub(begin)
+			eta = per*time.Duration(total-pos+1) - o.Now().Sub(begin)
 		}
 		reason := ""
 		if t.Failure != nil && p.Final() {
 			reason = t.Failure.Reason.String()
 		}
-		o.Progress(Progress{Trial: t.Seq + 1, Trials: total, Name: t.Candidate.Name, Phase: p, Reason: reason, Elapsed: o.Now().Sub(begin), ETA: max(eta, 0)})
+		o.Progress(Progress{Trial: pos, Trials: total, Name: t.Candidate.Name, Phase: p, Reason: reason, Elapsed: o.Now().Sub(begin), ETA: max(eta, 0)})
 	}
 	step := func(p Phase, detail string) error {
 		if err := o.move(t, p, detail); err != nil {

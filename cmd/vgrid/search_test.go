@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vgrid/vgrid/orchestrator"
 )
@@ -150,4 +154,74 @@ func TestSearchBadInput(t *testing.T) {
 			t.Errorf("%d runs stored, want none", len(runs))
 		}
 	}
+}
+
+// TestSearchSurvivesKill9: a tpe search killed with SIGKILL in its second
+// trial and resumed proposes exactly the candidates an uninterrupted run
+// of the same seed proposes, redoes the interrupted trial once, and ends
+// with the same champion.
+func TestSearchSurvivesKill9(t *testing.T) {
+	grid := searchGrid(t,
+		"    enable-prefix-caching: [true, false]\n",
+		"    enable-prefix-caching: [true, false]\n    max-num-seqs: [32, 64, 128]\nsearch: {strategy: tpe, max_trials: 4, seed: 11}\n")
+	sequence := func(db string) ([]string, *orchestrator.Run, []*orchestrator.Trial) {
+		st := openStore(t, db)
+		defer st.Close()
+		run, _ := st.GetRun("latest")
+		trials, _ := st.Trials(run.ID)
+		var names []string
+		for _, tr := range trials {
+			names = append(names, tr.Candidate.Name+" "+tr.Outcome())
+		}
+		return names, run, trials
+	}
+	ref := filepath.Join(t.TempDir(), "ref.db")
+	if code, out, errs := vgrid(t, "run", grid, "--store", ref, "--quiet"); code != 0 {
+		t.Fatalf("reference run: %d\n%s\n%s", code, out, errs)
+	}
+	want, wantRun, _ := sequence(ref)
+
+	db := filepath.Join(t.TempDir(), "vgrid.db")
+	killDuring(t, vgridBinary(t), "[2/4] benchmarking", "run", grid, "--store", db)
+	if code, out, errs := vgrid(t, "run", "--resume", "latest", "--store", db, "--quiet"); code != 0 {
+		t.Fatalf("resume: %d\n%s\n%s", code, out, errs)
+	}
+	got, run, trials := sequence(db)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("resumed sequence:\n%s\nwant (uninterrupted, same seed):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	redone := 0
+	for _, tr := range trials {
+		if tr.Attempts > 1 {
+			redone++
+		}
+	}
+	if redone != 1 || run.State != orchestrator.RunDone || run.Champion == nil || wantRun.Champion == nil || run.Champion.Name != wantRun.Champion.Name {
+		t.Errorf("%d trials redone (want 1), state %s, champion %+v, want %+v", redone, run.State, run.Champion, wantRun.Champion)
+	}
+}
+
+// killDuring runs the vgrid binary and kills it with SIGKILL when its
+// output shows a line starting with at; it fails the test if it never does.
+func killDuring(t *testing.T, bin, at string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	killed := false
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), at) {
+			cmd.Process.Signal(syscall.SIGKILL)
+			killed = true
+			break
+		}
+	}
+	cmd.Wait()
+	if !killed {
+		t.Fatalf("never saw %q", at)
+	}
+	time.Sleep(200 * time.Millisecond) // the child simulator dies with its parent (Pdeathsig)
 }
