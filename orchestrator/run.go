@@ -547,7 +547,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, pos, total i
 			eta = per*time.Duration(total-pos+1) - o.Now().Sub(begin)
 		}
 		reason := ""
-		if t.Failure != nil && p.Final() {
+		if t.Failure != nil && p.Final() && p != PhasePruned { // "pruned" says it
 			reason = t.Failure.Reason.String()
 		}
 		o.Progress(Progress{Trial: pos, Trials: total, Name: t.Candidate.Name, Phase: p, Reason: reason, Elapsed: o.Now().Sub(begin), ETA: max(eta, 0)})

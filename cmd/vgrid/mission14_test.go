@@ -23,13 +23,17 @@ import (
 // a model-derived reason, a champion is chosen, the profile is left on it
 // and the service runs it.
 func TestMission14OnTheSimImage(t *testing.T) {
-	db, dir := runMission14(t)
+	db, dir := runMission14(t, []string{"VLLM_SIM_TIME_SCALE=0.005", "VLLM_SIM_GPU_USED_MIB=1500,0"}, func(g string) string {
+		return strings.Replace(g, "scenarios: [kv-cache, long-conversation, reasoning, tool-calling, stability]", "scenarios: [kv-cache]\n  requests: 4", 1)
+	})
 	checkMission14(t, db, dir)
 }
 
 // runMission14 stages the user's medium.yml with the simulator image and
-// runs examples/mission14.yaml on it; it returns the store and the folder.
-func runMission14(t testing.TB) (db, dir string) {
+// its environment (time scale, the desktop's GPU memory), and runs
+// examples/mission14.yaml, edited, on it; it returns the store and the
+// folder.
+func runMission14(t testing.TB, simEnv []string, edit func(grid string) string) (db, dir string) {
 	img := dockertest.BuildSimImage(t)
 	dockertest.Exclusive(t)
 	dir = t.TempDir()
@@ -43,8 +47,7 @@ func runMission14(t testing.TB) (db, dir string) {
     ports: !override
       - "127.0.0.1:`+fmt.Sprint(freePortT(t))+`:5002"
     environment:
-      - VLLM_SIM_TIME_SCALE=0.005
-      - VLLM_SIM_GPU_USED_MIB=1500,0
+      - `+strings.Join(simEnv, "\n      - ")+`
 `), 0o644)
 	grid, err := os.ReadFile("../../examples/mission14.yaml")
 	if err != nil {
@@ -53,7 +56,7 @@ func runMission14(t testing.TB) (db, dir string) {
 	g := string(grid)
 	g = strings.Replace(g, "files: [myia_vllm/configs/docker/profiles/medium.yml]", "files: [medium.yml, sim.override.yml]\n  gpus: off", 1)
 	g = strings.Replace(g, "env_file: myia_vllm/.env", "env_file: .env", 1)
-	g = strings.Replace(g, "scenarios: [kv-cache, long-conversation, reasoning, tool-calling, stability]", "scenarios: [kv-cache]\n  requests: 4", 1)
+	g = edit(g)
 	gridFile := filepath.Join(dir, "mission14.yaml")
 	os.WriteFile(gridFile, []byte(g), 0o644)
 	clean := func() { exec.Command("docker", "rm", "-f", "myia_vllm-medium-qwen3").Run() }
@@ -130,7 +133,9 @@ func checkMission14(t *testing.T, db, dir string) {
 //	go test ./cmd/vgrid -run '^$' -bench Mission14Overhead -benchtime 1x
 func BenchmarkMission14Overhead(b *testing.B) {
 	for i := 0; i < b.N; i++ {
-		db, _ := runMission14(b)
+		db, _ := runMission14(b, []string{"VLLM_SIM_TIME_SCALE=0.005", "VLLM_SIM_GPU_USED_MIB=1500,0"}, func(g string) string {
+			return strings.Replace(g, "scenarios: [kv-cache, long-conversation, reasoning, tool-calling, stability]", "scenarios: [kv-cache]\n  requests: 4", 1)
+		})
 		st := openStore(b, db)
 		run, _ := st.GetRun("latest")
 		trials, _ := st.Trials(run.ID)
@@ -149,6 +154,58 @@ func BenchmarkMission14Overhead(b *testing.B) {
 		b.ReportMetric(wall.Seconds(), "trials_wall_s")
 		b.ReportMetric(100*(wall-work).Seconds()/wall.Seconds(), "overhead_pct")
 		b.ReportMetric(worstExtra.Seconds(), "worst_fail_line_to_reason_s")
+	}
+}
+
+// BenchmarkMission14Pruning runs Mission 14 (its five scenarios, small
+// sizes) on the sim image twice, without and with search.prune, and
+// reports the share of benchmark time the early stops saved and whether
+// the champion is the same: on the user's hardware (the desktop on GPU 0,
+// three candidates boot) and on two free GPUs (six boot).
+//
+//	go test ./cmd/vgrid -run '^$' -bench Mission14Pruning -benchtime 1x -timeout 30m
+func BenchmarkMission14Pruning(b *testing.B) {
+	small := func(prune bool) func(string) string {
+		return func(g string) string {
+			g = strings.Replace(g, "  repetitions: 1\n", "  repetitions: 1\n  requests: 6\n", 1)
+			if prune {
+				g = strings.Replace(g, "constraints:", "search: {prune: true}\nconstraints:", 1)
+			}
+			return g
+		}
+	}
+	for i := 0; i < b.N; i++ {
+		// Steps at a twentieth of real time (TTFTs of tens of ms, so that
+		// prefix caching shows as it does on GPUs), boots at 1/200.
+		for _, hw := range []struct{ name, used string }{{"desktop", "1500,0"}, {"free", "0,0"}} {
+			env := []string{"VLLM_SIM_TIME_SCALE=0.05", "VLLM_SIM_BOOT_SLOWDOWN=0.1", "VLLM_SIM_GPU_USED_MIB=" + hw.used}
+			var bench [2]time.Duration
+			var champ [2]string
+			var pruned int
+			for k, prune := range []bool{false, true} {
+				db, _ := runMission14(b, env, small(prune))
+				st := openStore(b, db)
+				run, _ := st.GetRun("latest")
+				trials, _ := st.Trials(run.ID)
+				st.Close()
+				for _, tr := range trials {
+					bench[k] += tr.Timing().Bench
+					if tr.Phase == orchestrator.PhasePruned {
+						pruned++
+					}
+				}
+				if run.Champion != nil {
+					champ[k] = run.Champion.Name
+				}
+			}
+			saved := 100 * (bench[0] - bench[1]).Seconds() / bench[0].Seconds()
+			b.Logf("%s GPUs: benchmark time %.1fs without prune, %.1fs with (%d trial(s) pruned): %.0f%% saved; champion %s / %s",
+				hw.name, bench[0].Seconds(), bench[1].Seconds(), pruned, saved, champ[0], champ[1])
+			if champ[0] != champ[1] {
+				b.Errorf("%s GPUs: the champion changed with prune: %s, then %s", hw.name, champ[0], champ[1])
+			}
+			b.ReportMetric(saved, hw.name+"_bench_time_saved_pct")
+		}
 	}
 }
 
