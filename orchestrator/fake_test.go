@@ -262,6 +262,23 @@ type memBench struct {
 	calls []string
 	ran   []string // candidate: scenario, as each ends
 	hook  func(name string)
+	slots []*memTarget // the slots' targets, when the run has slots
+
+	inFlight, maxInFlight int
+}
+
+// serves reports whether the target or one of the slots serves name.
+func (b *memBench) serves(name string) (bool, string) {
+	now := b.m.serving()
+	if now == name {
+		return true, now
+	}
+	for _, s := range b.slots {
+		if s.serving() == name {
+			return true, name
+		}
+	}
+	return false, now
 }
 
 func (b *memBench) Bench(ctx context.Context, ready *Ready, look func(*benchmark.Report) error) (*benchmark.Report, error) {
@@ -269,16 +286,24 @@ func (b *memBench) Bench(ctx context.Context, ready *Ready, look func(*benchmark
 	b.mu.Lock()
 	b.calls = append(b.calls, name)
 	hook := b.hook
+	b.inFlight++
+	b.maxInFlight = max(b.maxInFlight, b.inFlight)
 	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.inFlight--
+		b.mu.Unlock()
+	}()
 	if hook != nil {
 		hook(name)
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	if got := b.m.serving(); got != name {
+	if ok, got := b.serves(name); !ok {
 		return nil, fmt.Errorf("benchmarked %s while %s serves", name, got)
 	}
+
 	var accel float64
 	for k, beh := range b.m.behaviours {
 		if strings.Contains(name, "max-num-seqs="+k) {

@@ -138,6 +138,11 @@ type Orchestrator struct {
 	// benchmark), for the deadline; nil: unknown (a trial is then started
 	// while the deadline has not passed).
 	Estimate func(Candidate) time.Duration
+	// Slots, when set, are where trials run, as many at once as there
+	// are slots (pool.go); Driver remains the target's own, which the run
+	// prepares, crowns and restores. Empty: trials run on Driver, one at
+	// a time.
+	Slots []Slot
 	// LeaveOnInterrupt leaves the current candidate running when the run is
 	// interrupted, instead of restoring the original (the daemon: it must
 	// exit within 30 s, and the resumed run redeploys anyway).
@@ -241,6 +246,9 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 			return fmt.Errorf("prepare %s: %w", r.Target, err)
 		}
 		r.Backup = backup
+		if err := o.prepareSlots(ctx, r, false); err != nil {
+			return err
+		}
 		space := r.Grid.Expand()
 		if r.Grid.Search.Adaptive() {
 			space = nil // proposed one at a time (search)
@@ -263,6 +271,9 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 		if err := o.Driver.Resume(ctx, r.ID, r.Backup); err != nil {
 			return fmt.Errorf("resume %s: %w", r.Target, err)
 		}
+		if err := o.prepareSlots(ctx, r, true); err != nil {
+			return err
+		}
 		for _, t := range trials {
 			if t.Phase.Final() || t.Phase == PhasePending {
 				continue
@@ -282,40 +293,42 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 		return err
 	}
 
-	start := o.Now()
 	if r.Grid.Search.Adaptive() {
-		trials, err = o.search(ctx, r, trials, start)
+		trials, err = o.search(ctx, r, trials)
 		if err != nil {
 			return err
 		}
 		return o.finish(ctx, r, trials)
 	}
-	done := 0
 	r.Stop = "every candidate was tried"
-	for i, t := range trials {
-		if t.Phase.Final() {
-			continue
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if why := o.late(r, t.Candidate); why != "" {
-			r.Stop = why
-			for _, rest := range trials[i:] {
-				if rest.Phase.Final() {
-					continue
-				}
-				rest.Failure = &Failure{Reason: ReasonDeadline, Detail: why}
-				if err := o.move(rest, PhaseSkipped, why); err != nil {
-					return err
-				}
+	i := 0
+	err = o.pool(ctx, r, len(trials), func() (*job, error) {
+		for ; i < len(trials); i++ {
+			t := trials[i]
+			if t.Phase.Final() {
+				continue
 			}
-			break
+			if why := o.late(r, t.Candidate); why != "" {
+				r.Stop = why
+				for _, rest := range trials[i:] {
+					if rest.Phase.Final() {
+						continue
+					}
+					rest.Failure = &Failure{Reason: ReasonDeadline, Detail: why}
+					if err := o.move(rest, PhaseSkipped, why); err != nil {
+						return nil, err
+					}
+				}
+				i = len(trials)
+				return nil, nil
+			}
+			i++
+			return &job{t: t, pos: t.Seq + 1}, nil
 		}
-		if err := o.trial(ctx, r, t, t.Seq+1, len(trials), start, done); err != nil {
-			return err
-		}
-		done++
+		return nil, nil
+	})
+	if err != nil {
+		return err
 	}
 	return o.finish(ctx, r, trials)
 }
@@ -338,11 +351,14 @@ func (o *Orchestrator) late(r *Run, c Candidate) string {
 }
 
 // search runs an adaptive search: the sampler proposes the next candidate
-// from the stored trials, until the budget of booted trials is spent, the
-// space is exhausted or the deadline leaves no room. A trial left unfinished
-// by an interruption is finished first; nothing of the search is kept but
-// the trials, so a resumed run proposes what the interrupted one would have.
-func (o *Orchestrator) search(ctx context.Context, r *Run, trials []*Trial, start time.Time) ([]*Trial, error) {
+// from the stored trials (those running on other slots taken but not yet
+// evidence), until the budget of booted trials is spent, the space is
+// exhausted or the deadline leaves no room. Trials left unfinished by an
+// interruption are finished first; nothing of the search is kept but the
+// trials, so a resumed run proposes what the interrupted one would have
+// (with one slot; with several, proposals also depend on which trial
+// ends first).
+func (o *Orchestrator) search(ctx context.Context, r *Run, trials []*Trial) ([]*Trial, error) {
 	s := r.Grid.Search
 	space := r.Grid.Expand()
 	index := make(map[string]int, len(space))
@@ -350,73 +366,79 @@ func (o *Orchestrator) search(ctx context.Context, r *Run, trials []*Trial, star
 		index[spaceKey(c)] = i
 	}
 	sampler := NewSampler(&r.Grid)
-	done, pos := 0, 0
+	var redo []*job
+	pos := 0
 	for _, t := range trials {
 		if t.Phase != PhaseSkipped {
 			pos++ // the trial's place among the booted ones, for the progress line
 		}
-		if t.Phase.Final() {
-			continue
+		if !t.Phase.Final() {
+			redo = append(redo, &job{t: t, pos: pos})
 		}
-		if err := o.trial(ctx, r, t, pos, s.MaxTrials, start, done); err != nil {
-			return trials, err
-		}
-		done++
 	}
-	for {
-		if ctx.Err() != nil {
-			return trials, ctx.Err()
+	n := len(trials)
+	err := o.pool(ctx, r, s.MaxTrials, func() (*job, error) {
+		if len(redo) > 0 {
+			j := redo[0]
+			redo = redo[1:]
+			return j, nil
 		}
-		booted := 0
-		for _, t := range trials {
-			if t.Phase != PhaseSkipped {
-				booted++
+		for {
+			// The store's copies: the trials themselves change on their slots.
+			stored, err := o.Store.Trials(r.ID)
+			if err != nil {
+				return nil, err
 			}
-		}
-		if booted >= s.MaxTrials {
-			r.Stop = fmt.Sprintf("the budget of %d trials is spent (%s search)", s.MaxTrials, s.Strategy)
-			return trials, nil
-		}
-		obs, err := o.observe(r, trials, index)
-		if err != nil {
-			return trials, err
-		}
-		i, ok := sampler.Next(space, obs)
-		if !ok {
-			r.Stop = fmt.Sprintf("every candidate of the space was tried (%d)", len(space))
-			return trials, nil
-		}
-		c := space[i]
-		t := &Trial{RunID: r.ID, Seq: len(trials), Candidate: c, Phase: PhasePending, Attempts: 1, Phases: []PhaseStamp{{PhasePending, o.Now()}}}
-		if o.Feasible != nil {
-			t.Predicted = "feasible"
-			if ok, why := o.Feasible(c); !ok {
-				t.Predicted = "infeasible: " + why
+			booted := 0
+			for _, t := range stored {
+				if t.Phase != PhaseSkipped {
+					booted++
+				}
 			}
-		}
-		if !strings.HasPrefix(t.Predicted, "infeasible") {
-			if why := o.late(r, c); why != "" {
-				r.Stop = why
-				return trials, nil
+			if booted >= s.MaxTrials {
+				r.Stop = fmt.Sprintf("the budget of %d trials is spent (%s search)", s.MaxTrials, s.Strategy)
+				return nil, nil
 			}
-		}
-		if err := o.Store.PutTrial(t); err != nil {
-			return trials, err
-		}
-		trials = append(trials, t)
-		if strings.HasPrefix(t.Predicted, "infeasible") {
-			// Never booted; the search learns from it as from a failure.
-			t.Failure = &Failure{Reason: ReasonInfeasible, Detail: t.Predicted}
-			if err := o.move(t, PhaseSkipped, t.Predicted); err != nil {
-				return trials, err
+			obs, err := o.observe(r, stored, index)
+			if err != nil {
+				return nil, err
 			}
-			continue
+			i, ok := sampler.Next(space, obs)
+			if !ok {
+				r.Stop = fmt.Sprintf("every candidate of the space was tried (%d)", len(space))
+				return nil, nil
+			}
+			c := space[i]
+			t := &Trial{RunID: r.ID, Seq: n, Candidate: c, Phase: PhasePending, Attempts: 1, Phases: []PhaseStamp{{PhasePending, o.Now()}}}
+			if o.Feasible != nil {
+				t.Predicted = "feasible"
+				if ok, why := o.Feasible(c); !ok {
+					t.Predicted = "infeasible: " + why
+				}
+			}
+			if !strings.HasPrefix(t.Predicted, "infeasible") {
+				if why := o.late(r, c); why != "" {
+					r.Stop = why
+					return nil, nil
+				}
+			}
+			if err := o.Store.PutTrial(t); err != nil {
+				return nil, err
+			}
+			n++
+			trials = append(trials, t)
+			if strings.HasPrefix(t.Predicted, "infeasible") {
+				// Never booted; the search learns from it as from a failure.
+				t.Failure = &Failure{Reason: ReasonInfeasible, Detail: t.Predicted}
+				if err := o.move(t, PhaseSkipped, t.Predicted); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			return &job{t: t, pos: booted + 1}, nil
 		}
-		if err := o.trial(ctx, r, t, booted+1, s.MaxTrials, start, done); err != nil {
-			return trials, err
-		}
-		done++
-	}
+	})
+	return trials, err
 }
 
 // observe turns the stored trials into the search's observations: a
@@ -461,7 +483,7 @@ func (o *Orchestrator) observe(r *Run, trials []*Trial, index map[string]int) ([
 		case t.Failure != nil:
 			ob.Outcome = t.Phase.String() + " (" + t.Failure.Reason.String() + ")"
 		case !t.Phase.Final():
-			continue // pending: not an observation yet
+			ob.Pending, ob.Outcome = true, "running" // on another slot: taken, no evidence yet
 		}
 		out = append(out, ob)
 	}
@@ -484,7 +506,11 @@ func (o *Orchestrator) conclude(ctx context.Context, r *Run, err error) error {
 			restoreCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(r.Grid.Timeouts.Ready)+time.Minute)
 			defer cancel()
 			r.EndAction = "original"
-			if rerr := o.Driver.Restore(restoreCtx); rerr != nil {
+			rerr := o.releaseSlots(restoreCtx)
+			if rerr == nil {
+				rerr = o.Driver.Restore(restoreCtx)
+			}
+			if rerr != nil {
 				r.Error = "restore after the run stopped: " + rerr.Error()
 			}
 		}
@@ -535,7 +561,7 @@ func (o *Orchestrator) Refuse(r *Run, err error) error {
 // and return nil; only run-level errors (store, cancellation) are returned.
 // pos is the trial's place among the total the progress line shows (its
 // seq + 1 in a grid, its place among the booted trials in a search).
-func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, pos, total int, runStart time.Time, done int) error {
+func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, pos, total int, runStart time.Time, done int) error {
 	begin := o.Now()
 	report := func(p Phase) {
 		if o.Progress == nil {
@@ -585,7 +611,8 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, pos, total i
 	if err := step(PhaseRendering, ""); err != nil {
 		return err
 	}
-	plan, err := o.Driver.Render(ctx, t.Candidate)
+	t.Slot, t.Host, t.Hardware = slot.Name, slot.Host, slot.Hardware
+	plan, err := slot.Driver.Render(ctx, t.Candidate)
 	if err != nil {
 		var f *Failure
 		if !errors.As(err, &f) {
@@ -773,8 +800,12 @@ func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) erro
 		return fmt.Errorf("persist event: %w", err)
 	}
 	o.Log.Info().Str("run_id", r.ID).Int("champion", v.Champion).Str("candidate", v.Name).Bool("tie", v.Tie).Msg(v.Reason)
-	var endErr error
+	// The slots' servers stop first: the champion or the original needs
+	// their GPUs.
+	endErr := o.releaseSlots(ctx)
 	switch {
+	case endErr != nil:
+		r.EndAction = "unknown"
 	case v.Champion >= 0 && r.Grid.End == "crown":
 		r.EndAction = "champion"
 		if cerr := o.Driver.Crown(ctx, trials[v.Champion].Candidate); cerr != nil {

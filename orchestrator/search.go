@@ -112,7 +112,10 @@ type Observation struct {
 	// Measured.
 	Loss     float64
 	Measured bool   // measured and within the constraints
-	Outcome  string // "measured", "constraint", "failed (reason)", "infeasible"
+	Outcome  string // "measured", "constraint", "failed (reason)", "infeasible", "running"
+	// Pending: the trial runs now on another slot; its candidate is taken,
+	// but it is no evidence yet.
+	Pending bool
 }
 
 // Sampler proposes the next candidate to try: an index into space not in
@@ -309,6 +312,9 @@ func column(rows [][]int, a int) []int {
 func split(obs []Observation, gamma float64) (good, bad []Observation) {
 	var measured []Observation
 	for _, o := range obs {
+		if o.Pending {
+			continue
+		}
 		if o.Measured {
 			measured = append(measured, o)
 		} else {

@@ -93,6 +93,10 @@ type Trial struct {
 	Effective  map[string]string `json:"effective,omitempty"` // what the server reports (vllm:cache_config_info)
 	Failure    *Failure          `json:"failure,omitempty"`
 	Predicted  string            `json:"predicted,omitempty"` // pre-flight feasibility verdict
+	// Where it ran, when the target has slots (orchestrator.Slot).
+	Slot     string `json:"slot,omitempty"`
+	Host     string `json:"host,omitempty"`
+	Hardware string `json:"hardware,omitempty"`
 }
 
 // Outcome is the trial's phase with its reason: "done", "failed (oom)",

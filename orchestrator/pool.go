@@ -1,0 +1,127 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Where trials run. The search (or the grid's order) decides what to try
+// next; the pool hands each candidate to a free slot and runs the trials
+// of all slots at once, each through the one trial state machine.
+
+// Slot is one place a trial runs: a driver of its own (its GPUs, its
+// port, its container or process) on one host.
+type Slot struct {
+	Name     string // as trials record it: "gpus 0,1 port 5002"
+	Host     string // the machine or Docker engine
+	Hardware string // the GPU model(s), when known
+	Driver   Driver
+}
+
+// slots are the orchestrator's slots: Slots, or the target's own driver
+// as the one slot.
+func (o *Orchestrator) slots() []Slot {
+	if len(o.Slots) > 0 {
+		return o.Slots
+	}
+	return []Slot{{Driver: o.Driver}}
+}
+
+// own reports whether a slot is the target's own driver (which Prepare,
+// Crown and Restore use) rather than a slot's.
+func (o *Orchestrator) own(s Slot) bool { return s.Driver == o.Driver }
+
+// prepareSlots readies each slot's driver (for a fresh run or a resumed one).
+func (o *Orchestrator) prepareSlots(ctx context.Context, r *Run, resume bool) error {
+	for _, s := range o.slots() {
+		if o.own(s) {
+			continue
+		}
+		var err error
+		if resume {
+			err = s.Driver.Resume(ctx, r.ID, "")
+		} else {
+			_, err = s.Driver.Prepare(ctx, r.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("slot %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+// releaseSlots stops what the slots run, so that the champion, or the
+// original, has its GPUs back. Every slot is tried; the errors are joined.
+func (o *Orchestrator) releaseSlots(ctx context.Context) error {
+	var errs []error
+	for _, s := range o.slots() {
+		if o.own(s) {
+			continue
+		}
+		if err := s.Driver.Restore(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("slot %s: %w", s.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// job is a trial the pool is to run, and its place for the progress line.
+type job struct {
+	t   *Trial
+	pos int
+}
+
+// pool runs the jobs next yields on the free slots, as many at once as
+// there are slots, until next has none, a trial returns a run-level error
+// (the store, a cancellation) or ctx ends; it waits for every trial it
+// started. next is called from one goroutine only, when a slot is free.
+func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() (*job, error)) error {
+	slots := o.slots()
+	free := make([]int, len(slots))
+	for i := range free {
+		free[i] = i
+	}
+	type ended struct {
+		slot int
+		err  error
+	}
+	endedc := make(chan ended)
+	start := o.Now()
+	running, done := 0, 0
+	var first error
+	exhausted := false
+	for {
+		for !exhausted && first == nil && len(free) > 0 && ctx.Err() == nil {
+			j, err := next()
+			if err != nil {
+				first = err
+				break
+			}
+			if j == nil {
+				exhausted = true
+				break
+			}
+			s := free[0]
+			free = free[1:]
+			running++
+			go func(slot Slot, d int) {
+				endedc <- ended{s, o.trial(ctx, r, j.t, slot, j.pos, total, start, d)}
+			}(slots[s], done)
+		}
+		if running == 0 {
+			break
+		}
+		e := <-endedc
+		running--
+		done++
+		free = append(free, e.slot)
+		if e.err != nil && first == nil {
+			first = e.err
+		}
+	}
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
+}
