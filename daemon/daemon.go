@@ -46,6 +46,9 @@ type Config struct {
 	// NewDriver builds the driver of a run's target; runDir is where the
 	// run keeps its files.
 	NewDriver func(ctx context.Context, g *orchestrator.Grid, runDir string) (DriverCloser, error)
+	// NewSlots, optional, builds the slots of a run's target (none when it
+	// declares none); release stops what they run.
+	NewSlots func(g *orchestrator.Grid, runDir string) (slots []orchestrator.Slot, release func(), err error)
 	// NewBencher builds the benchmark of a run.
 	NewBencher func(g *orchestrator.Grid) orchestrator.Bencher
 	// Feasible, optional, predicts boots.
@@ -253,6 +256,17 @@ func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
 	}
 	defer drv.Close()
 	o.Driver = drv
+	if d.cfg.NewSlots != nil {
+		slots, release, err := d.cfg.NewSlots(g, d.cfg.Store.RunDir(r.ID))
+		defer release()
+		if err != nil {
+			if rerr := o.Refuse(r, fmt.Errorf("cannot prepare the target's slots: %w", err)); rerr != nil {
+				log.Error().Err(rerr).Msg("persist run")
+			}
+			return
+		}
+		o.Slots = slots
+	}
 	if d.cfg.Feasible != nil {
 		o.Feasible = d.cfg.Feasible(g, drv)
 	}

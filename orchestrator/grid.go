@@ -65,6 +65,10 @@ type Target struct {
 	Command []string          `yaml:"command" json:"command,omitempty"`
 	Env     map[string]string `yaml:"env" json:"env,omitempty"`
 
+	// Slots run trials at once, each on its GPUs and port (slots.go);
+	// none: one trial at a time on the target itself.
+	Slots []SlotDef `yaml:"slots" json:"slots,omitempty"`
+
 	Endpoint  string `yaml:"endpoint" json:"endpoint,omitempty"`       // default: derived (compose: published port)
 	APIKeyEnv string `yaml:"api_key_env" json:"api_key_env,omitempty"` // default VLLM_API_KEY
 }
@@ -293,10 +297,10 @@ var (
 
 // sections names where each grid type sits, for messages about its keys.
 var sections = map[string]any{"Grid": Grid{}, "Target": Target{}, "Space": Space{}, "CandidateDef": CandidateDef{},
-	"BenchConfig": BenchConfig{}, "Objective": Objective{}, "Timeouts": Timeouts{}, "Hardware": Hardware{}, "Search": Search{}}
+	"BenchConfig": BenchConfig{}, "Objective": Objective{}, "Timeouts": Timeouts{}, "Hardware": Hardware{}, "Search": Search{}, "SlotDef": SlotDef{}}
 
 var sectionNames = map[string]string{"Grid": "the grid", "Target": "target", "Space": "space", "CandidateDef": "a space.candidates entry",
-	"BenchConfig": "benchmark", "Objective": "objective", "Timeouts": "timeouts", "Hardware": "hardware", "Search": "search"}
+	"BenchConfig": "benchmark", "Objective": "objective", "Timeouts": "timeouts", "Hardware": "hardware", "Search": "search", "SlotDef": "a target.slots entry"}
 
 // yamlKeys lists the keys a grid type accepts.
 func yamlKeys(v any) []string {
@@ -404,6 +408,9 @@ func (g *Grid) validate(file string) error {
 		return bad(0, "target.driver is missing: want compose (a compose profile) or process (a vllm serve command)")
 	default:
 		return bad(0, "target.driver %q: want compose or process", g.Target.Driver)
+	}
+	if err := g.Target.checkSlots(); err != nil {
+		return bad(0, "%v", err)
 	}
 	paths := map[string]string{"target.env_file": g.Target.EnvFile}
 	for i, f := range g.Target.Files {

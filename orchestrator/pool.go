@@ -16,6 +16,7 @@ type Slot struct {
 	Name     string // as trials record it: "gpus 0,1 port 5002"
 	Host     string // the machine or Docker engine
 	Hardware string // the GPU model(s), when known
+	Key      string // what no other vgrid may drive meanwhile (Target.Key of the slot)
 	Driver   Driver
 }
 

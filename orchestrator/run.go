@@ -232,6 +232,16 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 		return err // another vgrid drives the target: nothing was done
 	}
 	defer unlock()
+	for _, s := range o.slots() {
+		if o.own(s) || s.Key == "" {
+			continue
+		}
+		unlockSlot, err := o.Store.Lock(s.Key, r.ID)
+		if err != nil {
+			return fmt.Errorf("slot %s: %w", s.Name, err)
+		}
+		defer unlockSlot()
+	}
 	defer func() { err = o.conclude(ctx, r, err) }()
 	trials, err := o.Store.Trials(r.ID)
 	if err != nil {

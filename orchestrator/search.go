@@ -396,6 +396,7 @@ func CheckSchedule(g *Grid, deadline, now time.Time, perTrial []time.Duration) e
 	for _, d := range perTrial {
 		total += d
 	}
+	total /= time.Duration(max(1, len(g.Target.Slots))) // slots run trials at once
 	if total <= MaxGridTime && n <= MaxGridCandidates {
 		return nil
 	}

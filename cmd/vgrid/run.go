@@ -128,6 +128,11 @@ error, 2 for a usage error, 130 when interrupted.`,
 			}
 			defer drv.Close()
 			driver.SetHelpCache(drv, storeHelpCache{st})
+			slots, closeSlots, err := a.newSlots(g, runDir, log)
+			defer closeSlots()
+			if err != nil {
+				return err
+			}
 			gpu := benchmark.GPUSource(benchmark.LocalNvidiaSMI)
 			if g.Target.Driver == "compose" && g.Target.GPUs == "off" {
 				gpu = nil
@@ -151,7 +156,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 			view := newLiveView(a.stdout, a.isTerminal(a.stdout), quiet)
 			o := &orchestrator.Orchestrator{Store: st, Driver: drv, Bench: &driver.Bencher{Grid: g, Getenv: a.getenv, GPU: gpu},
 				Log: log.With().Str("run_id", run.ID).Logger(), Now: time.Now, SkipInfeasible: skipInfeasible,
-				Feasible: driver.Feasibility(ctx, g, drv), Progress: view.update, Estimate: estimate}
+				Feasible: driver.Feasibility(ctx, g, drv), Progress: view.update, Estimate: estimate, Slots: slots}
 			if !quiet {
 				fmt.Fprintf(a.stdout, "run %s on %s (store %s)\n", run.ID, run.Target, st.Path())
 				if logFormat == "" && a.isTerminal(a.stdout) {
@@ -260,6 +265,17 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 // newDriver builds the driver of a grid's target: the compose driver, or
 // the process driver. runDir is where the run keeps its files (the
 // process driver's server logs go to runDir/logs).
+// newSlots builds the target's slots (none when it declares none); close
+// stops what they run.
+func (a *app) newSlots(g *orchestrator.Grid, runDir string, log zerolog.Logger) (slots []orchestrator.Slot, close func(), err error) {
+	slots, closers, err := driver.ProcessSlots(g.Target, a.environ, filepath.Join(runDir, "logs"), log)
+	return slots, func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}, err
+}
+
 func (a *app) newDriver(ctx context.Context, g *orchestrator.Grid, runDir string, log zerolog.Logger) (driver.Closer, error) {
 	if g.Target.Driver == "compose" {
 		return composedriver.NewCompose(ctx, g.Target, a.environ, log)

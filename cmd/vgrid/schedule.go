@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/vgrid/vgrid/driver"
@@ -67,6 +68,13 @@ func searchSummary(g *orchestrator.Grid, deadline, now time.Time, perTrial []tim
 			s.Strategy, s.Seed, s.MaxTrials, len(perTrial), (mean * time.Duration(s.MaxTrials)).Round(time.Minute), mean.Round(time.Second))
 	} else {
 		out = "search: grid, every candidate in order"
+	}
+	if n := len(g.Target.Slots); n > 0 {
+		var names []string
+		for _, d := range g.Target.Slots {
+			names = append(names, d.Name())
+		}
+		out += fmt.Sprintf("\nslots: %d trials at once (%s)", n, strings.Join(names, "; "))
 	}
 	if s.Prune {
 		out += fmt.Sprintf("\nprune: on: a trial worse than the champion with confidence stops early (error rate at most %g)", s.PruneAlpha)

@@ -61,6 +61,9 @@ again. A second signal exits at once.`,
 					}
 					return drv, err
 				},
+				NewSlots: func(g *orchestrator.Grid, runDir string) ([]orchestrator.Slot, func(), error) {
+					return a.newSlots(g, runDir, log)
+				},
 				NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher {
 					var gpu benchmark.GPUSource = benchmark.LocalNvidiaSMI
 					if g.Target.GPUs == "off" {

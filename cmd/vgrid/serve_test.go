@@ -290,3 +290,25 @@ func TestDaemonRunsDifferentTargetsInParallel(t *testing.T) {
 	d.waitRun(t, a, 60*time.Second, func(s string, _ []orchestrator.Trial) bool { return s == "done" })
 	d.waitRun(t, b, 60*time.Second, func(s string, _ []orchestrator.Trial) bool { return s == "done" })
 }
+
+// TestDaemonRunsSlots: a grid with two slots submitted to vgrid serve runs
+// its trials on both slots and ends done, the slots' servers stopped.
+func TestDaemonRunsSlots(t *testing.T) {
+	d := startDaemon(t, t.TempDir(), freePortT(t))
+	port, p1, p2 := freePortT(t), freePortT(t), freePortT(t)
+	grid := strings.Replace(simGrid(port, "0.05", 4), "  env:", fmt.Sprintf("  slots: [{gpus: \"0\", port: %d}, {gpus: \"1\", port: %d}]\n  env:", p1, p2), 1)
+	id := d.submit(t, grid)
+	_, trials := d.waitRun(t, id, 60*time.Second, func(s string, _ []orchestrator.Trial) bool { return s == "done" })
+	used := map[string]int{}
+	for _, tr := range trials {
+		used[tr.Slot]++
+	}
+	if len(trials) != 4 || used[fmt.Sprintf("gpus 0 port %d", p1)] == 0 || used[fmt.Sprintf("gpus 1 port %d", p2)] == 0 {
+		t.Errorf("%d trials, slots used %v", len(trials), used)
+	}
+	for _, p := range []int{p1, p2} {
+		if httpAnswers(fmt.Sprintf("http://127.0.0.1:%d", p)) {
+			t.Errorf("something still answers on slot port %d", p)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vgrid/vgrid/orchestrator"
+)
+
+// TestSlotsThroughTheCLI: the quickstart on two process slots (their own
+// ports, their own GPU sets) runs its trials two at a time: both slots
+// serve trials, at least two trials overlap, each records its slot, the
+// champion is the one a serial run crowns, and nothing answers on the
+// slots' ports at the end.
+func TestSlotsThroughTheCLI(t *testing.T) {
+	p1, p2 := freePortT(t), freePortT(t)
+	grid := searchGrid(t, "  endpoint: http://127.0.0.1:", fmt.Sprintf("  slots: [{gpus: \"0,1\", port: %d}, {gpus: \"2,3\", port: %d}]\n  endpoint: http://127.0.0.1:", p1, p2))
+	db := filepath.Join(t.TempDir(), "vgrid.db")
+	code, out, errs := vgrid(t, "plan", grid, "--store", db)
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("slots: 2 trials at once (gpus 0,1 port %d; gpus 2,3 port %d)", p1, p2)) {
+		t.Fatalf("plan: code %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = vgrid(t, "run", grid, "--store", db, "--quiet")
+	if code != 0 || !strings.Contains(out, "champion: gpu-memory-utilization=0.85 enable-prefix-caching=true") {
+		t.Fatalf("run: code %d\n%s\n%s", code, out, errs)
+	}
+	st := openStore(t, db)
+	run, _ := st.GetRun("latest")
+	trials, _ := st.Trials(run.ID)
+	used := map[string]int{}
+	for _, tr := range trials {
+		used[tr.Slot]++
+	}
+	if len(trials) != 4 || used[fmt.Sprintf("gpus 0,1 port %d", p1)] == 0 || used[fmt.Sprintf("gpus 2,3 port %d", p2)] == 0 {
+		t.Errorf("%d trials; slots used %v", len(trials), used)
+	}
+	// Two trials overlap: one started before another ended.
+	overlap := false
+	for _, a := range trials {
+		for _, b := range trials {
+			if a.Seq < b.Seq && b.Entered(orchestrator.PhaseRendering).Before(endOf(a)) {
+				overlap = true
+			}
+		}
+	}
+	if !overlap {
+		t.Errorf("no two trials overlapped")
+	}
+	for _, p := range []int{p1, p2} {
+		if httpAnswers(fmt.Sprintf("http://127.0.0.1:%d", p)) {
+			t.Errorf("something still answers on slot port %d", p)
+		}
+	}
+}
+
+func endOf(t *orchestrator.Trial) time.Time {
+	return t.Phases[len(t.Phases)-1].At
+}
+
+// TestSlotsBadInput: slots that would collide are refused at plan and
+// run, saying which and why.
+func TestSlotsBadInput(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "vgrid.db")
+	for _, tc := range []struct{ slots, want string }{
+		{`[{gpus: "0,1", port: 9101}, {gpus: "1,2", port: 9102}]`, "target.slots[0] and [1] both use GPU 1: slots run at once, so their GPU sets must not overlap"},
+		{`[{gpus: "0", port: 9101}, {gpus: "1", port: 9101}]`, "target.slots[0] and [1] both use port 9101"},
+		{`[{gpus: "0", port: 8011}]`, "port 8011 is the target's own"},
+		{`[{gpus: "zero", port: 9101}]`, `target.slots[0]: gpus "zero": want device IDs`},
+		{`[{gpus: "0", prot: 9101}]`, "unknown key `prot` in a target.slots entry (keys: gpus, port)"},
+	} {
+		src, err := os.ReadFile("../../examples/quickstart.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		grid := filepath.Join(t.TempDir(), "grid.yaml")
+		os.WriteFile(grid, []byte(strings.Replace(string(src), "  endpoint: http://127.0.0.1:8011", "  slots: "+tc.slots+"\n  endpoint: http://127.0.0.1:8011", 1)), 0o644)
+		for _, cmd := range []string{"plan", "run"} {
+			code, _, errs := vgrid(t, cmd, grid, "--store", db)
+			if code != 2 || !strings.Contains(errs, tc.want) {
+				t.Errorf("%s with slots %s: code %d, stderr %q, want 2 and %q", cmd, tc.slots, code, errs, tc.want)
+			}
+		}
+	}
+}

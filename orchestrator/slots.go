@@ -1,0 +1,72 @@
+package orchestrator
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// SlotDef is one slot of a target (target.slots in the grid): the GPUs a
+// trial's server gets and the host port it listens on.
+type SlotDef struct {
+	GPUs string `yaml:"gpus" json:"gpus"` // device IDs: "0,1"
+	Port int    `yaml:"port" json:"port"`
+}
+
+// Name is how trials record the slot.
+func (s SlotDef) Name() string { return fmt.Sprintf("gpus %s port %d", s.GPUs, s.Port) }
+
+// Devices are the slot's GPU IDs.
+func (s SlotDef) Devices() ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s.GPUs, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("gpus %q: want device IDs separated by commas, e.g. \"0,1\"", s.GPUs)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// checkSlots refuses slots that would collide: a GPU in two slots, a port
+// twice or the target's own, a bad value. Each slot's server runs at once
+// with the others on the same host.
+func (t Target) checkSlots() error {
+	if len(t.Slots) == 0 {
+		return nil
+	}
+	if t.Driver == "compose" {
+		return fmt.Errorf("target.slots: slots of the compose driver are not supported yet; use the process driver, or one trial at a time")
+	}
+	own := 0
+	if u, err := url.Parse(t.Endpoint); err == nil {
+		own, _ = strconv.Atoi(u.Port())
+	}
+	gpus := map[int]int{}
+	ports := map[int]int{}
+	for i, s := range t.Slots {
+		if s.Port < 1 || s.Port > 65535 {
+			return fmt.Errorf("target.slots[%d]: port %d: want the host port its server listens on (1-65535)", i, s.Port)
+		}
+		if s.Port == own {
+			return fmt.Errorf("target.slots[%d]: port %d is the target's own (its endpoint, where the champion is crowned); give the slot another", i, s.Port)
+		}
+		if j, ok := ports[s.Port]; ok {
+			return fmt.Errorf("target.slots[%d] and [%d] both use port %d: each slot's server needs its own", j, i, s.Port)
+		}
+		ports[s.Port] = i
+		devs, err := s.Devices()
+		if err != nil {
+			return fmt.Errorf("target.slots[%d]: %v", i, err)
+		}
+		for _, d := range devs {
+			if j, ok := gpus[d]; ok {
+				return fmt.Errorf("target.slots[%d] and [%d] both use GPU %d: slots run at once, so their GPU sets must not overlap", j, i, d)
+			}
+			gpus[d] = i
+		}
+	}
+	return nil
+}
