@@ -2,6 +2,7 @@ package benchmark
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/csv"
 	"fmt"
@@ -490,4 +491,67 @@ func (t *telemetry) stop(before, after *ServerSnapshot) (*GPUReport, *ServerRepo
 	}
 	rep.Absent, rep.Legacy = after.Absent, after.Legacy
 	return gpu, &rep
+}
+
+// ParseGPUNames reads `nvidia-smi --query-gpu=index,name --format=csv`
+// output (with or without its header): the model of each GPU by index.
+func ParseGPUNames(r io.Reader) (map[int]string, error) {
+	cr := csv.NewReader(r)
+	cr.TrimLeadingSpace = true
+	cr.FieldsPerRecord = -1
+	out := map[int]string{}
+	for line := 1; ; line++ {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("nvidia-smi line %d: %w", line, err)
+		}
+		if len(rec) < 2 || strings.TrimSpace(rec[0]) == "index" {
+			continue
+		}
+		i, err := strconv.Atoi(strings.TrimSpace(rec[0]))
+		if err != nil {
+			return out, fmt.Errorf("nvidia-smi line %d: index %q is not a number", line, rec[0])
+		}
+		out[i] = strings.TrimSpace(rec[1])
+	}
+}
+
+// LocalGPUNames asks this host's nvidia-smi for its GPUs' models; an
+// error when there is none.
+func LocalGPUNames(ctx context.Context) (map[int]string, error) {
+	path, err := findNvidiaSMI()
+	if err != nil {
+		return nil, err
+	}
+	b, err := exec.CommandContext(ctx, path, "--query-gpu=index,name", "--format=csv,noheader").Output()
+	if err != nil {
+		return nil, fmt.Errorf("nvidia-smi: %w", err)
+	}
+	return ParseGPUNames(bytes.NewReader(b))
+}
+
+// Hardware names a set of GPUs by model: "2x NVIDIA H100 80GB HBM3", or
+// the models joined with " + " when they differ; "" when a device is
+// unknown.
+func Hardware(names map[int]string, devices []int) string {
+	var models []string
+	count := map[string]int{}
+	for _, d := range devices {
+		n, ok := names[d]
+		if !ok {
+			return ""
+		}
+		if count[n] == 0 {
+			models = append(models, n)
+		}
+		count[n]++
+	}
+	var parts []string
+	for _, m := range models {
+		parts = append(parts, fmt.Sprintf("%dx %s", count[m], m))
+	}
+	return strings.Join(parts, " + ")
 }

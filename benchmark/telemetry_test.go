@@ -94,3 +94,32 @@ func TestRealMetrics(t *testing.T) {
 		t.Errorf("0.10 legacy names %v, hits %v", both.Legacy, both.PrefixHits)
 	}
 }
+
+func TestGPUNamesAndHardware(t *testing.T) {
+	for _, f := range []string{"testdata/h100_query_gpu_index_name.csv", "testdata/h100_query_gpu_index_name_header.csv"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := ParseGPUNames(bytes.NewReader(b))
+		if err != nil || len(names) != 1 || names[0] != "NVIDIA H100 80GB HBM3" {
+			t.Errorf("%s: %v, %v", f, names, err)
+		}
+	}
+	names := map[int]string{0: "NVIDIA GeForce RTX 4090", 1: "NVIDIA GeForce RTX 4090", 2: "NVIDIA RTX A6000"}
+	for _, tc := range []struct {
+		devs []int
+		want string
+	}{
+		{[]int{0, 1}, "2x NVIDIA GeForce RTX 4090"},
+		{[]int{1, 2}, "1x NVIDIA GeForce RTX 4090 + 1x NVIDIA RTX A6000"},
+		{[]int{3}, ""},
+	} {
+		if got := Hardware(names, tc.devs); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.devs, got, tc.want)
+		}
+	}
+	if _, err := ParseGPUNames(strings.NewReader("zero, NVIDIA H100\n")); err == nil {
+		t.Error("a non-numeric index is an error")
+	}
+}

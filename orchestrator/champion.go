@@ -169,6 +169,7 @@ type Scored struct {
 	Candidate Candidate
 	Done      bool                 // the trial was measured
 	Outcome   string               // how it ended, when not measured
+	Hardware  string               // the GPUs it ran on, when known (slots)
 	Values    map[string]float64   // Metrics
 	Reps      map[string][]float64 // per repetition
 	Samples   []float64            // per-request samples of the objective, when it is a latency metric
@@ -340,6 +341,10 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 		}
 		return better(a.Objective, b.Objective)
 	})
+	if why := hardwareClasses(eligible, v.Metric); why != "" {
+		v.Reason = why
+		return v
+	}
 	switch len(eligible) {
 	case 0:
 		v.Reason = "no candidate was measured and met every constraint"
@@ -377,6 +382,35 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 		why = fmt.Sprintf("%s p=%.3g >= %g", v.Method, v.P, Alpha)
 	}
 	return v.tie(g, lead, second, why)
+}
+
+// hardwareClasses says why no overall champion is crowned when the
+// eligible trials ran on different hardware (slots on different GPU
+// models): it names each class's leader. "" when they share one class.
+// eligible is sorted best first.
+func hardwareClasses(eligible []Scored, metric string) string {
+	var order []string
+	lead := map[string]Scored{}
+	count := map[string]int{}
+	for _, s := range eligible {
+		h := s.Hardware
+		if h == "" {
+			h = "unknown hardware"
+		}
+		if count[h] == 0 {
+			order = append(order, h)
+			lead[h] = s
+		}
+		count[h]++
+	}
+	if len(order) < 2 {
+		return ""
+	}
+	var parts []string
+	for _, h := range order {
+		parts = append(parts, fmt.Sprintf("%s: %s (%s %g, %d trial(s))", h, lead[h].Name, metric, round(lead[h].Values[metric]), count[h]))
+	}
+	return "no overall champion: the trials ran on different hardware, and a result holds only for the hardware it was measured on; leaders per hardware class: " + strings.Join(parts, "; ")
 }
 
 // tie decides between the two leaders with the grid's tie rule.

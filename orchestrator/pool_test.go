@@ -100,3 +100,26 @@ func TestSlotsSearch(t *testing.T) {
 		}
 	}
 }
+
+// TestNoChampionAcrossHardware: trials measured on different GPUs are not
+// compared; the verdict names each class's leader and crowns none. On one
+// class it crowns as usual.
+func TestNoChampionAcrossHardware(t *testing.T) {
+	g := &Grid{Objective: Objective{Maximize: "throughput"}}
+	scored := []Scored{
+		{Seq: 0, Name: "a", Done: true, Hardware: "2x NVIDIA H100 80GB HBM3", Values: map[string]float64{"throughput": 900}},
+		{Seq: 1, Name: "b", Done: true, Hardware: "2x NVIDIA GeForce RTX 4090", Values: map[string]float64{"throughput": 500}},
+		{Seq: 2, Name: "c", Done: true, Hardware: "2x NVIDIA GeForce RTX 4090", Values: map[string]float64{"throughput": 520}},
+	}
+	v := Choose(g, scored)
+	if v.Champion != -1 || !strings.Contains(v.Reason, "no overall champion: the trials ran on different hardware") ||
+		!strings.Contains(v.Reason, "2x NVIDIA H100 80GB HBM3: a (throughput 900, 1 trial(s)); 2x NVIDIA GeForce RTX 4090: c (throughput 520, 2 trial(s))") {
+		t.Errorf("champion %d: %s", v.Champion, v.Reason)
+	}
+	for i := range scored {
+		scored[i].Hardware = "2x NVIDIA GeForce RTX 4090"
+	}
+	if v := Choose(g, scored); v.Champion != 0 {
+		t.Errorf("one class: champion %d (%s), want 0", v.Champion, v.Reason)
+	}
+}

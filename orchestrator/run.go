@@ -720,7 +720,7 @@ func Score(s Store, r *Run, trials []*Trial) ([]Scored, error) {
 	}
 	var out []Scored
 	for _, t := range trials {
-		sc := Scored{Seq: t.Seq, Name: t.Candidate.Name, Candidate: t.Candidate, Done: t.Phase == PhaseDone, Outcome: t.Outcome()}
+		sc := Scored{Seq: t.Seq, Name: t.Candidate.Name, Candidate: t.Candidate, Done: t.Phase == PhaseDone, Outcome: t.Outcome(), Hardware: t.Hardware}
 		if sc.Done {
 			reps, err := s.Reports(r.ID, t.Seq)
 			if err != nil {

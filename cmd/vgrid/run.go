@@ -128,7 +128,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 			}
 			defer drv.Close()
 			driver.SetHelpCache(drv, storeHelpCache{st})
-			slots, closeSlots, err := a.newSlots(g, runDir, log)
+			slots, closeSlots, err := a.newSlots(ctx, g, runDir, log)
 			defer closeSlots()
 			if err != nil {
 				return err
@@ -267,8 +267,8 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 // process driver's server logs go to runDir/logs).
 // newSlots builds the target's slots (none when it declares none); close
 // stops what they run.
-func (a *app) newSlots(g *orchestrator.Grid, runDir string, log zerolog.Logger) (slots []orchestrator.Slot, close func(), err error) {
-	slots, closers, err := driver.ProcessSlots(g.Target, a.environ, filepath.Join(runDir, "logs"), log)
+func (a *app) newSlots(ctx context.Context, g *orchestrator.Grid, runDir string, log zerolog.Logger) (slots []orchestrator.Slot, close func(), err error) {
+	slots, closers, err := driver.ProcessSlots(ctx, g.Target, a.environ, filepath.Join(runDir, "logs"), log)
 	return slots, func() {
 		for _, c := range closers {
 			c.Close()

@@ -62,7 +62,7 @@ again. A second signal exits at once.`,
 					return drv, err
 				},
 				NewSlots: func(g *orchestrator.Grid, runDir string) ([]orchestrator.Slot, func(), error) {
-					return a.newSlots(g, runDir, log)
+					return a.newSlots(ctx, g, runDir, log)
 				},
 				NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher {
 					var gpu benchmark.GPUSource = benchmark.LocalNvidiaSMI

@@ -86,3 +86,52 @@ func TestSlotsBadInput(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSlotsWallTime runs an 8-candidate grid on the simulator (boots
+// of ~1.6 s, a kv-cache and load benchmark) once on the target alone and
+// once on 2 and 4 process slots, and reports each run's trials' wall time
+// against the serial one, and the champions.
+//
+//	go test ./cmd/vgrid -run '^$' -bench SlotsWallTime -benchtime 1x
+func BenchmarkSlotsWallTime(b *testing.B) {
+	src, err := os.ReadFile("../../examples/quickstart.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	base := strings.NewReplacer("8011", fmt.Sprint(freePortT(b)),
+		`VLLM_SIM_TIME_SCALE: "0.02"`, `VLLM_SIM_TIME_SCALE: "0.01"`,
+		"    gpu-memory-utilization: [0.85, 0.95]\n", "    gpu-memory-utilization: [0.70, 0.75, 0.80, 0.85]\n").Replace(string(src))
+	for i := 0; i < b.N; i++ {
+		var serial time.Duration
+		for _, n := range []int{1, 2, 4} {
+			grid := base
+			if n > 1 {
+				var slots []string
+				for k := 0; k < n; k++ {
+					slots = append(slots, fmt.Sprintf("{gpus: \"%d\", port: %d}", k, freePortT(b)))
+				}
+				grid = strings.Replace(grid, "  endpoint: http://", "  slots: ["+strings.Join(slots, ", ")+"]\n  endpoint: http://", 1)
+			}
+			dir := b.TempDir()
+			gf, db := filepath.Join(dir, "grid.yaml"), filepath.Join(dir, "vgrid.db")
+			os.WriteFile(gf, []byte(grid), 0o644)
+			if code, out, errs := vgrid(b, "run", gf, "--store", db, "--quiet"); code != 0 {
+				b.Fatalf("%d slot(s): code %d\n%s\n%s", n, code, out, errs)
+			}
+			st := openStore(b, db)
+			run, _ := st.GetRun("latest")
+			trials, _ := st.Trials(run.ID)
+			st.Close()
+			wall := orchestrator.RunWall(trials)
+			if n == 1 {
+				serial = wall
+			}
+			champ := ""
+			if run.Champion != nil {
+				champ = run.Champion.Name
+			}
+			b.Logf("%d slot(s): %d trials in %.1fs, %.2f of the serial wall time; champion %s", n, len(trials), wall.Seconds(), wall.Seconds()/serial.Seconds(), champ)
+			b.ReportMetric(wall.Seconds()/serial.Seconds(), fmt.Sprintf("wall_vs_serial_%dslots", n))
+		}
+	}
+}
