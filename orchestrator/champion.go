@@ -368,7 +368,7 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 				lead.Name, v.Metric, round(lead.Values[v.Metric]), second.Name, round(second.Values[v.Metric]), v.Method)
 			return v
 		}
-		return v.tie(g, lead, second, v.Method+" overlap")
+		return v.tie(g, v.undecided(eligible), v.Method+" overlap")
 	}
 	v.P, v.Method = compare(lead, second, v.Metric)
 	if v.Method != "" && v.P < Alpha {
@@ -381,7 +381,35 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 	if v.Method != "" {
 		why = fmt.Sprintf("%s p=%.3g >= %g", v.Method, v.P, Alpha)
 	}
-	return v.tie(g, lead, second, why)
+	return v.tie(g, v.undecided(eligible), why)
+}
+
+// undecided is the set a tie is decided among: the leader, the runner-up
+// (which it does not beat with confidence) and every other eligible
+// candidate it does not beat with confidence either. Without that, among
+// equals the tie rule would only see whichever two noise put on top.
+func (v *Verdict) undecided(eligible []Scored) []Scored {
+	lead := eligible[0]
+	set := []Scored{lead, eligible[1]}
+	for _, s := range eligible[2:] {
+		if !v.beats(lead, s) {
+			set = append(set, s)
+		}
+	}
+	return set
+}
+
+// beats reports whether a beats b on the verdict's metric with confidence,
+// by the test Choose uses for the leader and the runner-up.
+func (v *Verdict) beats(a, b Scored) bool {
+	if a.CI != nil && b.CI != nil {
+		if v.Maximize {
+			return a.CI.Lo > b.CI.Hi
+		}
+		return a.CI.Hi < b.CI.Lo
+	}
+	p, method := compare(a, b, v.Metric)
+	return method != "" && p < Alpha
 }
 
 // hardwareClasses says why no overall champion is crowned when the
@@ -414,23 +442,40 @@ func hardwareClasses(eligible []Scored, metric string) string {
 }
 
 // tie decides between the two leaders with the grid's tie rule.
-func (v *Verdict) tie(g *Grid, lead, second Scored, why string) *Verdict {
+func (v *Verdict) tie(g *Grid, set []Scored, why string) *Verdict {
 	v.Tie = true
+	lead := set[0]
 	winner := lead
 	rule := "the higher point estimate"
 	if tie, err := ParseTie(g.Tie); err == nil && g.Tie != "" {
-		a, aok := flagFloat(lead.Candidate, tie.Flag)
-		b, bok := flagFloat(second.Candidate, tie.Flag)
-		if aok && bok && a != b {
-			if (b < a) != tie.Higher {
-				winner = second
+		best, values := lead, map[float64]bool{}
+		bestV, have := 0.0, false
+		for _, s := range set {
+			x, ok := flagFloat(s.Candidate, tie.Flag)
+			if !ok {
+				continue
 			}
-			rule = g.Tie
+			values[x] = true
+			if !have || (tie.Higher && x > bestV) || (!tie.Higher && x < bestV) {
+				best, bestV, have = s, x, true
+			}
+		}
+		if len(values) > 1 {
+			winner, rule = best, g.Tie
 		}
 	}
 	v.Champion, v.Name = winner.Seq, winner.Name
-	v.Reason = fmt.Sprintf("tie between %s (%g) and %s (%g) on %s: %s; decided by %s", lead.Name, round(lead.Values[v.Metric]),
-		second.Name, round(second.Values[v.Metric]), v.Metric, why, rule)
+	if len(set) == 2 {
+		v.Reason = fmt.Sprintf("tie between %s (%g) and %s (%g) on %s: %s; decided by %s", lead.Name, round(lead.Values[v.Metric]),
+			set[1].Name, round(set[1].Values[v.Metric]), v.Metric, why, rule)
+		return v
+	}
+	var names []string
+	for _, s := range set {
+		names = append(names, fmt.Sprintf("%s (%g)", s.Name, round(s.Values[v.Metric])))
+	}
+	v.Reason = fmt.Sprintf("tie among %s and %s on %s: %s between the first two, and the leader does not beat the others with confidence either; decided by %s",
+		strings.Join(names[:len(names)-1], ", "), names[len(names)-1], v.Metric, why, rule)
 	return v
 }
 

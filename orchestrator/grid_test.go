@@ -164,3 +164,21 @@ func TestTimingCountsABootThatFails(t *testing.T) {
 		t.Errorf("%+v", tm)
 	}
 }
+
+// TestTieAmongAllUndecided: when the leader beats neither the runner-up
+// nor a third candidate with confidence, the tie rule chooses among all
+// three (not only the two that noise put on top); a candidate the leader
+// does beat with confidence stays out.
+func TestTieAmongAllUndecided(t *testing.T) {
+	g := &Grid{Objective: Objective{Minimize: "load.ttft_p50_ms"}, Tie: "prefer lower gpu-memory-utilization"}
+	in := []Scored{
+		scored(0, "0.80", 108, 100, 120, 101, 119, 102, 118),
+		scored(1, "0.75", 110, 103, 117, 104, 116, 105, 115),
+		scored(2, "0.70", 111, 102, 118, 103, 117, 104, 116),
+		scored(3, "0.60", 205, 200, 201, 202, 203, 204, 205), // beaten with confidence
+	}
+	v := Choose(g, in)
+	if !v.Tie || v.Champion != 2 || !strings.Contains(v.Reason, "tie among gmu=0.80 (108), gmu=0.75 (110) and gmu=0.70 (111)") || strings.Contains(v.Reason, "0.60") {
+		t.Errorf("champion %d, tie %v: %s", v.Champion, v.Tie, v.Reason)
+	}
+}

@@ -407,3 +407,36 @@ func CheckSchedule(g *Grid, deadline, now time.Time, perTrial []time.Duration) e
 	return fmt.Errorf("the grid has %d candidates and would take about %s (about %s a trial); %s",
 		n, total.Round(time.Minute), (total / time.Duration(len(perTrial))).Round(time.Second), fix)
 }
+
+// ReplaySearch checks a finished adaptive run against its sampler: each
+// trial must be what the sampler proposes from the trials before it (the
+// property that makes a resumed run propose what the interrupted one
+// would have). It returns the seq of the first trial that is not, or -1.
+// Meaningful for runs on one slot: with several, a proposal also saw the
+// trials then running.
+func ReplaySearch(s Store, r *Run) (int, error) {
+	if !r.Grid.Search.Adaptive() {
+		return -1, nil
+	}
+	trials, err := s.Trials(r.ID)
+	if err != nil {
+		return -1, err
+	}
+	space := r.Grid.Expand()
+	index := make(map[string]int, len(space))
+	for i, c := range space {
+		index[spaceKey(c)] = i
+	}
+	o := &Orchestrator{Store: s}
+	sampler := NewSampler(&r.Grid)
+	for k, t := range trials {
+		obs, err := o.observe(r, trials[:k], index)
+		if err != nil {
+			return -1, err
+		}
+		if i, ok := sampler.Next(space, obs); !ok || i != index[spaceKey(t.Candidate)] {
+			return t.Seq, nil
+		}
+	}
+	return -1, nil
+}

@@ -349,3 +349,27 @@ func TestDeadline(t *testing.T) {
 		}
 	}
 }
+
+// TestReplaySearch: a finished search replays from its stored trials; a
+// trial that is not what the sampler would have proposed is named.
+func TestReplaySearch(t *testing.T) {
+	o, run, st, _, _ := searchSetup(t, "tpe", 4, 3, "")
+	if err := o.Run(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := ReplaySearch(st, run); err != nil || seq != -1 {
+		t.Fatalf("replay: %d, %v", seq, err)
+	}
+	trials, _ := st.Trials(run.ID)
+	other := run.Grid.Expand()
+	for _, c := range other {
+		if c.Name != trials[2].Candidate.Name && !strings.Contains(strings.Join(candidatesOf(t, st, run.ID), "|"), c.Name) {
+			trials[2].Candidate = c
+			break
+		}
+	}
+	st.PutTrial(trials[2])
+	if seq, _ := ReplaySearch(st, run); seq != 2 {
+		t.Errorf("a tampered trial 2: replay says %d", seq)
+	}
+}

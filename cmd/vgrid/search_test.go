@@ -157,13 +157,16 @@ func TestSearchBadInput(t *testing.T) {
 }
 
 // TestSearchSurvivesKill9: a tpe search killed with SIGKILL in its second
-// trial and resumed proposes exactly the candidates an uninterrupted run
-// of the same seed proposes, redoes the interrupted trial once, and ends
-// with the same champion.
+// trial and resumed redoes the interrupted trial once and goes on with
+// the search the stored trials dictate: every trial, before and after the
+// kill, is what the sampler proposes from the trials before it (replayed
+// from the store), the random start is the uninterrupted run's (same
+// seed), and the run ends done with a champion. (Once tpe models, its
+// proposals follow measured values, which differ from run to run.)
 func TestSearchSurvivesKill9(t *testing.T) {
 	grid := searchGrid(t,
 		"    enable-prefix-caching: [true, false]\n",
-		"    enable-prefix-caching: [true, false]\n    max-num-seqs: [32, 64, 128]\nsearch: {strategy: tpe, max_trials: 4, seed: 11}\n")
+		"    enable-prefix-caching: [true, false]\n    max-num-seqs: [32, 64, 128]\nsearch: {strategy: tpe, max_trials: 4, seed: 11, startup: 3}\n")
 	sequence := func(db string) ([]string, *orchestrator.Run, []*orchestrator.Trial) {
 		st := openStore(t, db)
 		defer st.Close()
@@ -171,7 +174,10 @@ func TestSearchSurvivesKill9(t *testing.T) {
 		trials, _ := st.Trials(run.ID)
 		var names []string
 		for _, tr := range trials {
-			names = append(names, tr.Candidate.Name+" "+tr.Outcome())
+			names = append(names, tr.Candidate.Name)
+		}
+		if seq, err := orchestrator.ReplaySearch(st, run); err != nil || seq != -1 {
+			t.Errorf("%s: trial %d is not what the sampler proposes from the trials before it (%v)", db, seq, err)
 		}
 		return names, run, trials
 	}
@@ -179,7 +185,7 @@ func TestSearchSurvivesKill9(t *testing.T) {
 	if code, out, errs := vgrid(t, "run", grid, "--store", ref, "--quiet"); code != 0 {
 		t.Fatalf("reference run: %d\n%s\n%s", code, out, errs)
 	}
-	want, wantRun, _ := sequence(ref)
+	want, _, wantTrials := sequence(ref)
 
 	db := filepath.Join(t.TempDir(), "vgrid.db")
 	killDuring(t, vgridBinary(t), "[2/4] benchmarking", "run", grid, "--store", db)
@@ -187,8 +193,16 @@ func TestSearchSurvivesKill9(t *testing.T) {
 		t.Fatalf("resume: %d\n%s\n%s", code, out, errs)
 	}
 	got, run, trials := sequence(db)
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("resumed sequence:\n%s\nwant (uninterrupted, same seed):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	// The random start: every proposal up to the third booted trial.
+	booted, start := 0, 0
+	for start < len(wantTrials) && booted < 3 {
+		if wantTrials[start].Phase != orchestrator.PhaseSkipped {
+			booted++
+		}
+		start++
+	}
+	if len(got) < start || strings.Join(got[:start], "\n") != strings.Join(want[:start], "\n") {
+		t.Errorf("resumed random start:\n%s\nwant (uninterrupted, same seed):\n%s", strings.Join(got, "\n"), strings.Join(want[:start], "\n"))
 	}
 	redone := 0
 	for _, tr := range trials {
@@ -196,8 +210,8 @@ func TestSearchSurvivesKill9(t *testing.T) {
 			redone++
 		}
 	}
-	if redone != 1 || run.State != orchestrator.RunDone || run.Champion == nil || wantRun.Champion == nil || run.Champion.Name != wantRun.Champion.Name {
-		t.Errorf("%d trials redone (want 1), state %s, champion %+v, want %+v", redone, run.State, run.Champion, wantRun.Champion)
+	if redone != 1 || run.State != orchestrator.RunDone || run.Champion == nil || run.Champion.Champion < 0 {
+		t.Errorf("%d trials redone (want 1), state %s, champion %+v", redone, run.State, run.Champion)
 	}
 }
 

@@ -103,6 +103,7 @@ func BenchmarkSlotsWallTime(b *testing.B) {
 		"    gpu-memory-utilization: [0.85, 0.95]\n", "    gpu-memory-utilization: [0.70, 0.75, 0.80, 0.85]\n").Replace(string(src))
 	for i := 0; i < b.N; i++ {
 		var serial time.Duration
+		var first string
 		for _, n := range []int{1, 2, 4} {
 			grid := base
 			if n > 1 {
@@ -128,7 +129,12 @@ func BenchmarkSlotsWallTime(b *testing.B) {
 			}
 			champ := ""
 			if run.Champion != nil {
-				champ = run.Champion.Name
+				champ = run.Champion.Name + " (" + run.Champion.Reason + ")"
+				if n == 1 {
+					first = run.Champion.Name
+				} else if run.Champion.Name != first {
+					b.Errorf("%d slots crowned %s, the serial run %s", n, run.Champion.Name, first)
+				}
 			}
 			b.Logf("%d slot(s): %d trials in %.1fs, %.2f of the serial wall time; champion %s", n, len(trials), wall.Seconds(), wall.Seconds()/serial.Seconds(), champ)
 			b.ReportMetric(wall.Seconds()/serial.Seconds(), fmt.Sprintf("wall_vs_serial_%dslots", n))
