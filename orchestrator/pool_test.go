@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -121,5 +122,49 @@ func TestNoChampionAcrossHardware(t *testing.T) {
 	}
 	if v := Choose(g, scored); v.Champion != 0 {
 		t.Errorf("one class: champion %d (%s), want 0", v.Champion, v.Reason)
+	}
+}
+
+// TestSlotHeldElsewhere: a slot another run drives is refused before
+// anything starts; nothing is deployed anywhere.
+func TestSlotHeldElsewhere(t *testing.T) {
+	b := map[string]behaviour{"8": {accel: 2}, "16": {accel: 3}, "32": {accel: 4}, "64": {accel: 6}}
+	o, run, st, target, bench := fakeRun(t, fmt.Sprintf(runGrid, "crown"), b)
+	a, c := withSlots(o, bench, b)
+	o.Slots[1].Key = "process:http://127.0.0.1:8102"
+	if _, err := st.Lock("process:http://127.0.0.1:8102", "another-run"); err != nil {
+		t.Fatal(err)
+	}
+	err := o.Run(context.Background(), run)
+	if err == nil || !strings.Contains(err.Error(), "slot b: target process:http://127.0.0.1:8102 is driven by run another-run") {
+		t.Fatalf("got %v", err)
+	}
+	if len(target.deploys)+len(a.deploys)+len(c.deploys) != 0 || target.prepared != 0 {
+		t.Errorf("deployed %v %v %v, prepared %d", target.deploys, a.deploys, c.deploys, target.prepared)
+	}
+}
+
+// TestSlotsCancel: cancelling a run while two slots benchmark stops both
+// trials, leaves them to be redone (never counted done), stops the slots'
+// servers and puts the original back.
+func TestSlotsCancel(t *testing.T) {
+	b := map[string]behaviour{"8": {accel: 2}, "16": {accel: 3}, "32": {accel: 4}, "64": {accel: 6}}
+	o, run, st, target, bench := fakeRun(t, fmt.Sprintf(runGrid, "crown"), b)
+	a, c := withSlots(o, bench, b)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	hold := bench.hook
+	bench.hook = func(name string) {
+		hold(name) // both slots are benchmarking
+		cancel(ErrCancelled)
+	}
+	if err := o.Run(ctx, run); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run: %v", err)
+	}
+	r, _ := st.GetRun(run.ID)
+	if got := phasesOf(t, st, run.ID); r.State != RunCancelled || strings.Contains(got, "done") {
+		t.Errorf("state %s, phases %q", r.State, got)
+	}
+	if a.serving() != "original" || c.serving() != "original" || target.serving() != "original" {
+		t.Errorf("after cancel: slots %q %q, target %q", a.serving(), c.serving(), target.serving())
 	}
 }

@@ -141,3 +141,50 @@ func BenchmarkSlotsWallTime(b *testing.B) {
 		}
 	}
 }
+
+// TestSlotsSurviveKill9: vgrid killed with SIGKILL while trials run on
+// two slots, then resumed: each slot's interrupted trial is redone once,
+// every trial ends with one report, none is lost or run twice, and the
+// slots' ports are free at the end.
+func TestSlotsSurviveKill9(t *testing.T) {
+	p1, p2 := freePortT(t), freePortT(t)
+	grid := searchGrid(t,
+		"  endpoint: http://127.0.0.1:", fmt.Sprintf("  slots: [{gpus: \"0,1\", port: %d}, {gpus: \"2,3\", port: %d}]\n  endpoint: http://127.0.0.1:", p1, p2),
+		"    gpu-memory-utilization: [0.85, 0.95]\n", "    gpu-memory-utilization: [0.75, 0.80, 0.85]\n")
+	db := filepath.Join(t.TempDir(), "vgrid.db")
+	killDuring(t, vgridBinary(t), "[3/6] benchmarking", "run", grid, "--store", db)
+	st := openStore(t, db)
+	run, _ := st.GetRun("latest")
+	before, _ := st.Trials(run.ID)
+	st.Close()
+	inFlight := 0
+	for _, tr := range before {
+		if !tr.Phase.Final() && tr.Phase != orchestrator.PhasePending {
+			inFlight++
+		}
+	}
+	if code, out, errs := vgrid(t, "run", "--resume", "latest", "--store", db, "--quiet"); code != 0 {
+		t.Fatalf("resume: %d\n%s\n%s", code, out, errs)
+	}
+	st = openStore(t, db)
+	run, _ = st.GetRun("latest")
+	trials, _ := st.Trials(run.ID)
+	redone := 0
+	for _, tr := range trials {
+		reps, _ := st.Reports(run.ID, tr.Seq)
+		if tr.Phase != orchestrator.PhaseDone || len(reps) != 1 {
+			t.Errorf("trial %d: %s with %d reports, want done with 1", tr.Seq, tr.Phase, len(reps))
+		}
+		if tr.Attempts > 1 {
+			redone++
+		}
+	}
+	if len(trials) != 6 || inFlight == 0 || redone != inFlight || run.State != orchestrator.RunDone {
+		t.Errorf("%d trials, %d in flight at the kill, %d redone, state %s", len(trials), inFlight, redone, run.State)
+	}
+	for _, p := range []int{p1, p2} {
+		if httpAnswers(fmt.Sprintf("http://127.0.0.1:%d", p)) {
+			t.Errorf("something still answers on slot port %d", p)
+		}
+	}
+}
