@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -242,17 +240,7 @@ end: restore
 	clean()
 	t.Cleanup(clean)
 	db := filepath.Join(dir, "vgrid.db")
-	cmd := exec.Command(bin, "run", filepath.Join(dir, "grid.yaml"), "--store", db)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Start()
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "[2/3] waiting-ready") {
-			cmd.Process.Signal(syscall.SIGKILL)
-			break
-		}
-	}
-	cmd.Wait()
+	killDuring(t, bin, "[2/3] waiting-ready", "run", filepath.Join(dir, "grid.yaml"), "--store", db)
 	if onDisk, _ := os.ReadFile(filepath.Join(dir, "medium.yml")); !strings.Contains(string(onDisk), "--max-num-seqs 24") {
 		t.Fatalf("the kill did not land during trial b:\n%s", onDisk)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -166,25 +164,7 @@ func TestResumeAfterKill9(t *testing.T) {
 	for _, phase := range []string{"deploying", "waiting-ready", "benchmarking"} {
 		t.Run(phase, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "vgrid.db")
-			cmd := exec.Command(bin, "run", grid, "--store", db)
-			stdout, _ := cmd.StdoutPipe()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			sc := bufio.NewScanner(stdout)
-			killed := false
-			for sc.Scan() {
-				if strings.HasPrefix(sc.Text(), "[2/3] "+phase) {
-					cmd.Process.Signal(syscall.SIGKILL)
-					killed = true
-					break
-				}
-			}
-			cmd.Wait()
-			if !killed {
-				t.Fatalf("never saw trial 2 %s", phase)
-			}
-			time.Sleep(200 * time.Millisecond) // the child simulator dies with its parent (Pdeathsig)
+			killDuring(t, bin, "[2/3] "+phase, "run", grid, "--store", db)
 			out, err := exec.Command(bin, "run", "--resume", "latest", "--store", db).CombinedOutput()
 			if err != nil {
 				t.Fatalf("resume: %v\n%s", err, out)

@@ -216,7 +216,9 @@ func TestSearchSurvivesKill9(t *testing.T) {
 }
 
 // killDuring runs the vgrid binary and kills it with SIGKILL when its
-// output shows a line starting with at; it fails the test if it never does.
+// output shows a line starting with at; it fails the test if it never
+// does; then it leaves 200 ms to the child simulators, which die with it
+// (Pdeathsig).
 func killDuring(t *testing.T, bin, at string, args ...string) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
