@@ -76,6 +76,7 @@ type Daemon struct {
 // active is a run in progress.
 type active struct {
 	runID  string
+	keys   []string                // its target's and its slots' (Target.Keys)
 	cancel context.CancelCauseFunc // orchestrator.ErrCancelled: by the API; errShutdown: the daemon stops
 }
 
@@ -221,12 +222,15 @@ func (d *Daemon) schedule() {
 		return
 	}
 	busy := map[string]bool{}
-	for target := range d.running {
+	for target, a := range d.running {
 		busy[target] = true
+		for _, k := range a.keys {
+			busy[k] = true
+		}
 	}
 	for _, r := range pick(runs, busy) {
 		ctx, cancel := context.WithCancelCause(context.Background())
-		a := &active{runID: r.ID, cancel: cancel}
+		a := &active{runID: r.ID, cancel: cancel, keys: r.Grid.Target.Keys()}
 		d.running[r.Target] = a
 		d.wg.Add(1)
 		go d.execute(ctx, r, a)

@@ -1,11 +1,16 @@
 package daemon
 
-import "github.com/vgrid/vgrid/orchestrator"
+import (
+	"slices"
+
+	"github.com/vgrid/vgrid/orchestrator"
+)
 
 // pick chooses the runs to start now: for each target not busy, the
 // oldest run a previous daemon left running or interrupted, else the
-// oldest queued one; one run per target. runs are newest first, as the
-// store lists them. Pure.
+// oldest queued one; one run per target. A run holds its target and its
+// slots (Target.Keys): it waits while any of them is busy. runs are
+// newest first, as the store lists them. Pure.
 func pick(runs []*orchestrator.Run, busy map[string]bool) []*orchestrator.Run {
 	taken := map[string]bool{}
 	for t := range busy {
@@ -19,10 +24,13 @@ func pick(runs []*orchestrator.Run, busy map[string]bool) []*orchestrator.Run {
 			if pass == 0 {
 				waiting = r.State == orchestrator.RunRunning || r.State == orchestrator.RunInterrupted
 			}
-			if !waiting || taken[r.Target] {
+			keys := append([]string{r.Target}, r.Grid.Target.Keys()[1:]...)
+			if !waiting || slices.ContainsFunc(keys, func(k string) bool { return taken[k] }) {
 				continue
 			}
-			taken[r.Target] = true
+			for _, k := range keys {
+				taken[k] = true
+			}
 			out = append(out, r)
 		}
 	}

@@ -3,12 +3,8 @@ package driver
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -34,19 +30,10 @@ func ProcessSlots(ctx context.Context, t orchestrator.Target, environ []string, 
 	var slots []orchestrator.Slot
 	var closers []Closer
 	for i, def := range t.Slots {
-		st := t
-		st.Slots = nil
-		st.Command = withPort(t.Command, def.Port)
-		ep, err := onPort(t.Endpoint, def.Port)
+		st, err := t.SlotTarget(i)
 		if err != nil {
 			return nil, closers, err
 		}
-		st.Endpoint = ep
-		st.Env = map[string]string{}
-		for k, v := range t.Env {
-			st.Env[k] = v
-		}
-		st.Env["CUDA_VISIBLE_DEVICES"] = def.GPUs
 		p, err := NewProcess(st, environ, filepath.Join(logDir, fmt.Sprintf("slot-%d", i)), log.With().Str("slot", def.Name()).Logger())
 		if err != nil {
 			return nil, closers, fmt.Errorf("target.slots[%d]: %w", i, err)
@@ -56,32 +43,4 @@ func ProcessSlots(ctx context.Context, t orchestrator.Target, environ []string, 
 		slots = append(slots, orchestrator.Slot{Name: def.Name(), Host: host, Key: st.Key(), Hardware: benchmark.Hardware(names, devs), Driver: p})
 	}
 	return slots, closers, nil
-}
-
-// withPort returns the command with its --port set to port (added when
-// the command has none).
-func withPort(cmd []string, port int) []string {
-	out := append([]string(nil), cmd...)
-	p := strconv.Itoa(port)
-	for i, w := range out {
-		switch {
-		case w == "--port" && i+1 < len(out):
-			out[i+1] = p
-			return out
-		case strings.HasPrefix(w, "--port="):
-			out[i] = "--port=" + p
-			return out
-		}
-	}
-	return append(out, "--port", p)
-}
-
-// onPort returns the endpoint with its port replaced.
-func onPort(endpoint string, port int) (string, error) {
-	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" {
-		return "", fmt.Errorf("target.endpoint %q: want a URL such as http://127.0.0.1:8000", endpoint)
-	}
-	u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
-	return strings.TrimRight(u.String(), "/"), nil
 }

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -69,4 +70,56 @@ func (t Target) checkSlots() error {
 		}
 	}
 	return nil
+}
+
+// SlotTarget is the target slot i runs (process driver): the target's
+// command with the slot's --port, its endpoint on that port, and
+// CUDA_VISIBLE_DEVICES set to the slot's GPUs. Pure.
+func (t Target) SlotTarget(i int) (Target, error) {
+	def := t.Slots[i]
+	st := t
+	st.Slots = nil
+	st.Command = withPort(t.Command, def.Port)
+	u, err := url.Parse(t.Endpoint)
+	if err != nil || u.Host == "" {
+		return st, fmt.Errorf("target.endpoint %q: want a URL such as http://127.0.0.1:8000", t.Endpoint)
+	}
+	u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(def.Port))
+	st.Endpoint = strings.TrimRight(u.String(), "/")
+	st.Env = map[string]string{}
+	for k, v := range t.Env {
+		st.Env[k] = v
+	}
+	st.Env["CUDA_VISIBLE_DEVICES"] = def.GPUs
+	return st, nil
+}
+
+// Keys are what a run of the target holds while it runs: the target's
+// key and each slot's (no other run may drive any of them meanwhile).
+func (t Target) Keys() []string {
+	keys := []string{t.Key()}
+	for i := range t.Slots {
+		if st, err := t.SlotTarget(i); err == nil {
+			keys = append(keys, st.Key())
+		}
+	}
+	return keys
+}
+
+// withPort returns the command with its --port set to port (added when
+// the command has none).
+func withPort(cmd []string, port int) []string {
+	out := append([]string(nil), cmd...)
+	p := strconv.Itoa(port)
+	for i, w := range out {
+		switch {
+		case w == "--port" && i+1 < len(out):
+			out[i+1] = p
+			return out
+		case strings.HasPrefix(w, "--port="):
+			out[i] = "--port=" + p
+			return out
+		}
+	}
+	return append(out, "--port", p)
 }
