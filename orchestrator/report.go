@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/chart"
 	"github.com/vgrid/vgrid/vllm"
 )
 
@@ -302,13 +303,14 @@ func (d *ReportData) LevelsCSV(w io.Writer) error {
 	return cw.Error()
 }
 
-// HTML writes a self-contained page with the table and two SVG charts:
-// TTFT miss/hit by candidate, and throughput against TTFT p50.
+// HTML writes a self-contained page with the table and three SVG charts
+// (package chart): the acceleration with its 95% CI, TTFT miss/hit, and
+// throughput against TTFT p50, each with axes, units and a legend.
 func (d *ReportData) HTML(w io.Writer) error {
 	var md strings.Builder
 	d.Markdown(&md)
 	return htmlTmpl.Execute(w, map[string]any{"D": d, "Columns": columns, "Rows": d.Rows, "TTFTChart": template.HTML(d.ttftChart()),
-		"TputChart": template.HTML(d.tputChart())})
+		"AccelChart": template.HTML(d.accelChart()), "TputChart": template.HTML(d.tputChart())})
 }
 
 var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"cells": func(r Row) []string { return r.cells() }}).Parse(`<!doctype html>
@@ -321,82 +323,81 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"cell
 <h2>Candidates</h2><table><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr>
 {{range .Rows}}<tr{{if eq .Verdict "champion"}} class="champion"{{end}}>{{range cells .}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</table>
-<h2>TTFT by candidate (cache miss and hit, p50 ms)</h2>{{.TTFTChart}}
-<h2>Throughput against latency</h2>{{.TputChart}}
+<h2>Charts</h2>{{.AccelChart}}
+{{.TTFTChart}}
+{{.TputChart}}
 <h2>Failed candidates</h2>{{range $r := .Rows}}{{with $r.Failure}}<h3>{{$r.Seq}}. {{$r.Name}}: {{.Reason}}</h3><p>{{.Detail}}</p>{{if .Line}}<pre>{{.Line}}</pre>{{end}}{{end}}{{end}}
 </body></html>`))
 
-// ttftChart draws grouped bars (miss, hit) per candidate.
-func (d *ReportData) ttftChart() string {
-	const w, h, pad = 760, 260, 40
-	maxV := 1.0
+// measured are the rows with a number to chart, and how many are not.
+func (d *ReportData) measured(has func(Row) bool) (rows []Row, champion int, left int) {
+	champion = -1
 	for _, r := range d.Rows {
-		for _, v := range []float64{r.TTFTMiss, r.TTFTHit} {
-			if !math.IsNaN(v) && v > maxV {
-				maxV = v
-			}
-		}
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-size="10">`, w, h+60)
-	n := max(len(d.Rows), 1)
-	slot := float64(w-2*pad) / float64(n)
-	for i, r := range d.Rows {
-		x := pad + float64(i)*slot
-		for j, v := range []float64{r.TTFTMiss, r.TTFTHit} {
-			if math.IsNaN(v) {
-				continue
-			}
-			bh := v / maxV * float64(h-pad)
-			color := []string{"#d9534f", "#5cb85c"}[j]
-			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s %s: %.1f ms</title></rect>`,
-				x+float64(j)*slot*0.4+slot*0.1, float64(h)-bh, slot*0.35, bh, color, template.HTMLEscapeString(r.Name), []string{"miss", "hit"}[j], v)
-		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d">%d</text>`, x+slot*0.4, h+14, r.Seq)
-	}
-	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/><text x="%d" y="%d">max %.0f ms; red miss, green hit; x: trial #</text></svg>`,
-		pad, h, w-pad, h, pad, h+34, maxV)
-	return b.String()
-}
-
-// tputChart plots output tokens/s (y) against TTFT p50 (x).
-func (d *ReportData) tputChart() string {
-	const w, h, pad = 760, 300, 50
-	maxX, maxY := 1.0, 1.0
-	for _, r := range d.Rows {
-		x, y := r.TTFTP50, r.TokS
-		if math.IsNaN(x) {
-			x = r.TTFTMiss
-		}
-		if !math.IsNaN(x) && x > maxX {
-			maxX = x
-		}
-		if !math.IsNaN(y) && y > maxY {
-			maxY = y
-		}
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-size="10">`, w, h+40)
-	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="black"/>`, pad, h, w-pad, h, pad, pad/2, pad, h)
-	for _, r := range d.Rows {
-		x, y := r.TTFTP50, r.TokS
-		if math.IsNaN(x) {
-			x = r.TTFTMiss
-		}
-		if math.IsNaN(x) || math.IsNaN(y) {
+		if !has(r) {
+			left++
 			continue
 		}
-		px := pad + x/maxX*float64(w-2*pad)
-		py := float64(h) - y/maxY*float64(h-pad)
-		color := "#337ab7"
 		if r.Verdict == "champion" {
-			color = "#2e7d32"
+			champion = len(rows)
 		}
-		fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="5" fill="%s"><title>%s: %.1f tok/s, TTFT %.1f ms</title></circle><text x="%.1f" y="%.1f">%d</text>`,
-			px, py, color, template.HTMLEscapeString(r.Name), y, x, px+7, py-4, r.Seq)
+		rows = append(rows, r)
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="%d">x: TTFT p50 (max %.0f ms), y: output tokens/s (max %.0f)</text></svg>`, pad, h+24, maxX, maxY)
-	return b.String()
+	return rows, champion, left
+}
+
+func notShown(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d candidate(s) not measured, not shown (see the table)", n)
+}
+
+func categories(rows []Row) []chart.Category {
+	var out []chart.Category
+	for _, r := range rows {
+		out = append(out, chart.Category{Label: fmt.Sprintf("#%d", r.Seq), Title: fmt.Sprintf("#%d %s", r.Seq, r.Name)})
+	}
+	return out
+}
+
+// ttftChart draws TTFT p50 on a cache miss and on a hit, per candidate.
+func (d *ReportData) ttftChart() string {
+	rows, champ, left := d.measured(func(r Row) bool { return !math.IsNaN(r.TTFTMiss) || !math.IsNaN(r.TTFTHit) })
+	miss := chart.Series{Name: "cache miss", Color: "#d9534f"}
+	hit := chart.Series{Name: "cache hit", Color: "#5cb85c"}
+	for _, r := range rows {
+		miss.Values = append(miss.Values, chart.Value{V: r.TTFTMiss, Lo: math.NaN(), Hi: math.NaN()})
+		hit.Values = append(hit.Values, chart.Value{V: r.TTFTHit, Lo: math.NaN(), Hi: math.NaN()})
+	}
+	return chart.Bars{Title: "TTFT p50", Unit: "ms", Categories: categories(rows), Series: []chart.Series{miss, hit}, Highlight: champ, Note: notShown(left)}.SVG()
+}
+
+// accelChart draws the kv-cache acceleration with its 95% CI per candidate.
+func (d *ReportData) accelChart() string {
+	rows, champ, left := d.measured(func(r Row) bool { return !math.IsNaN(r.Accel) })
+	acc := chart.Series{Name: "acceleration, median miss / hit TTFT (whiskers: 95% CI)", Color: "#337ab7"}
+	for _, r := range rows {
+		acc.Values = append(acc.Values, chart.Value{V: r.Accel, Lo: r.AccelLo, Hi: r.AccelHi})
+	}
+	return chart.Bars{Title: "KV-cache acceleration", Unit: "×", Categories: categories(rows), Series: []chart.Series{acc}, Highlight: champ, Note: notShown(left)}.SVG()
+}
+
+// tputChart plots output tokens/s against TTFT p50 (the load level's, or
+// the kv-cache miss's), the champion marked.
+func (d *ReportData) tputChart() string {
+	x := func(r Row) float64 {
+		if math.IsNaN(r.TTFTP50) {
+			return r.TTFTMiss
+		}
+		return r.TTFTP50
+	}
+	rows, _, left := d.measured(func(r Row) bool { return !math.IsNaN(x(r)) && !math.IsNaN(r.TokS) })
+	var pts []chart.Point
+	for _, r := range rows {
+		pts = append(pts, chart.Point{X: x(r), Y: r.TokS, Label: fmt.Sprintf("#%d", r.Seq), Title: fmt.Sprintf("#%d %s", r.Seq, r.Name), Highlight: r.Verdict == "champion"})
+	}
+	return chart.Scatter{Title: "Throughput against latency", XLabel: "TTFT p50", XUnit: "ms", YLabel: "output throughput", YUnit: "tok/s",
+		Points: pts, PointName: "candidate", HighlightName: "champion", Note: notShown(left)}.SVG()
 }
 
 // SearchText says how a run chose its trials and why it stopped: "tpe
