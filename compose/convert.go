@@ -257,15 +257,29 @@ func stripGPUs(svc types.ServiceConfig, warnings *[]string) types.ServiceConfig 
 		svc.Deploy = &d
 		*warnings = append(*warnings, "--gpus=off: GPU device reservations removed")
 	}
+	if len(svc.Gpus) > 0 {
+		svc.Gpus = nil
+		*warnings = append(*warnings, "--gpus=off: gpus removed")
+	}
 	return svc
 }
 
+// gpuRequests are the service's device requests: deploy reservations,
+// then gpus: (which, like docker compose, always asks for the gpu
+// capability; "all" is a count of -1).
 func gpuRequests(svc types.ServiceConfig) []container.DeviceRequest {
-	if svc.Deploy == nil || svc.Deploy.Resources.Reservations == nil {
-		return nil
+	var reqs []types.DeviceRequest
+	if svc.Deploy != nil && svc.Deploy.Resources.Reservations != nil {
+		reqs = append(reqs, svc.Deploy.Resources.Reservations.Devices...)
+	}
+	for _, g := range svc.Gpus {
+		if !slices.Contains(g.Capabilities, "gpu") {
+			g.Capabilities = append(slices.Clone(g.Capabilities), "gpu")
+		}
+		reqs = append(reqs, g)
 	}
 	var out []container.DeviceRequest
-	for _, d := range svc.Deploy.Resources.Reservations.Devices {
+	for _, d := range reqs {
 		r := container.DeviceRequest{Driver: d.Driver, Count: int(d.Count), DeviceIDs: d.IDs, Options: map[string]string(d.Options)}
 		if len(d.Capabilities) > 0 {
 			r.Capabilities = [][]string{d.Capabilities}

@@ -26,6 +26,7 @@ type Deployer struct {
 	cli        *client.Client
 	log        zerolog.Logger
 	host       string // where published ports are reached from here
+	addr       string // the engine's address, for messages (ssh:// as given)
 	apiVersion string
 	now        func() time.Time
 }
@@ -39,7 +40,11 @@ func Connect(ctx context.Context, host string, log zerolog.Logger) (*Deployer, e
 	if err != nil {
 		return nil, err
 	}
-	cli, err := client.New(ep.options()...) // API versions are negotiated by default
+	opts, err := ep.options()
+	if err != nil {
+		return nil, err
+	}
+	cli, err := client.New(opts...) // API versions are negotiated by default
 	if err != nil {
 		return nil, fmt.Errorf("docker client for %s: %w", ep.Source, err)
 	}
@@ -47,10 +52,23 @@ func Connect(ctx context.Context, host string, log zerolog.Logger) (*Deployer, e
 	defer cancel()
 	if _, err := cli.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("the Docker engine at %s (%s) does not answer: %v; start dockerd or Docker Desktop, or choose another engine (DOCKER_HOST, docker context use, target.docker_host)", cli.DaemonHost(), ep.Source, err)
+		addr := cli.DaemonHost()
+		if ep.Host != "" {
+			addr = redact(ep.Host)
+		}
+		advice := "start dockerd or Docker Desktop, or choose another engine (DOCKER_HOST, docker context use, target.docker_host)"
+		if u, uerr := sshHost(ep.Host); uerr == nil {
+			argv, _ := sshCommand(u)
+			line := strings.Replace(strings.Join(argv, " "), "system dial-stdio", "version", 1)
+			advice = fmt.Sprintf("check that `%s` works from this machine: vgrid never asks for a password, so it needs a key (ssh-copy-id) or an ssh agent, and docker on that host", line)
+		}
+		return nil, fmt.Errorf("the Docker engine at %s (%s) does not answer: %v; %s", addr, ep.Source, err, advice)
 	}
-	d := &Deployer{cli: cli, log: log, host: "127.0.0.1", apiVersion: cli.ClientVersion(), now: time.Now}
-	if u, err := url.Parse(cli.DaemonHost()); err == nil && (u.Scheme == "tcp" || u.Scheme == "ssh") && u.Hostname() != "" {
+	d := &Deployer{cli: cli, log: log, host: "127.0.0.1", addr: cli.DaemonHost(), apiVersion: cli.ClientVersion(), now: time.Now}
+	if ep.Host != "" {
+		d.addr = redact(ep.Host)
+	}
+	if u, err := url.Parse(d.addr); err == nil && (u.Scheme == "tcp" || u.Scheme == "ssh") && u.Hostname() != "" {
 		d.host = u.Hostname()
 	}
 	return d, nil
@@ -120,7 +138,7 @@ func sameConfig(s *Spec, cs []container.Summary) (string, bool) {
 func (d *Deployer) Preflight(ctx context.Context, s *Spec) error {
 	if _, err := d.cli.ImageInspect(ctx, s.Config.Image); err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return &orchestrator.Failure{Reason: orchestrator.ReasonImageMissing, Detail: fmt.Sprintf("image %q is not on the Docker host %s; pull or build it (the simulator: make sim-image), nothing was changed", s.Config.Image, d.cli.DaemonHost())}
+			return &orchestrator.Failure{Reason: orchestrator.ReasonImageMissing, Detail: fmt.Sprintf("image %q is not on the Docker host %s; pull or build it (the simulator: make sim-image), nothing was changed", s.Config.Image, d.addr)}
 		}
 		return fmt.Errorf("inspect image %s: %w", s.Config.Image, err)
 	}
@@ -136,7 +154,7 @@ func (d *Deployer) Preflight(ctx context.Context, s *Spec) error {
 			}
 			sort.Strings(names)
 			return &orchestrator.Failure{Reason: orchestrator.ReasonNoGPURuntime, Detail: fmt.Sprintf("service %s asks for NVIDIA GPUs but the Docker host %s has no nvidia runtime (runtimes: %s); install the NVIDIA Container Toolkit, or pass --gpus=off for a dry run without GPUs; nothing was changed",
-				s.Service, d.cli.DaemonHost(), strings.Join(names, ", "))}
+				s.Service, d.addr, strings.Join(names, ", "))}
 		}
 	}
 	return nil
@@ -287,7 +305,15 @@ func (d *Deployer) Find(ctx context.Context, s *Spec) (*container.InspectRespons
 func (d *Deployer) Describe(ctx context.Context) string {
 	v, err := d.cli.ServerVersion(ctx, client.ServerVersionOptions{})
 	if err != nil {
-		return fmt.Sprintf("%s (API %s)", d.cli.DaemonHost(), d.apiVersion)
+		return fmt.Sprintf("%s (API %s)", d.addr, d.apiVersion)
 	}
-	return fmt.Sprintf("%s: engine %s, API %s", d.cli.DaemonHost(), v.Version, d.apiVersion)
+	return fmt.Sprintf("%s: engine %s, API %s", d.addr, v.Version, d.apiVersion)
+}
+
+// redact hides a password in an address.
+func redact(addr string) string {
+	if u, err := url.Parse(addr); err == nil {
+		return u.Redacted()
+	}
+	return addr
 }

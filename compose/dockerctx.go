@@ -51,6 +51,8 @@ func ResolveEndpoint(host string, getenv func(string) string) (Endpoint, error) 
 		return Endpoint{Host: host, Source: "the address given"}, nil
 	case host != "":
 		return readContext(host, "the context given", getenv)
+	case strings.HasPrefix(getenv("DOCKER_HOST"), "ssh://"):
+		return Endpoint{Host: getenv("DOCKER_HOST"), Source: "DOCKER_HOST"}, nil // the client library has no ssh: vgrid dials it
 	case getenv("DOCKER_HOST") != "":
 		return Endpoint{Source: "DOCKER_HOST"}, nil
 	case getenv("DOCKER_CONTEXT") != "":
@@ -145,9 +147,20 @@ func readContext(name, source string, getenv func(string) string) (Endpoint, err
 }
 
 // options are the Docker client's options for this endpoint.
-func (e Endpoint) options() []client.Opt {
+func (e Endpoint) options() ([]client.Opt, error) {
 	if e.Host == "" {
-		return []client.Opt{client.FromEnv}
+		return []client.Opt{client.FromEnv}, nil
+	}
+	if u, err := sshHost(e.Host); err != errNoSSH {
+		if err != nil {
+			return nil, err
+		}
+		dial, err := sshDialer(u)
+		if err != nil {
+			return nil, err
+		}
+		// The address is a placeholder: every connection is an ssh session.
+		return []client.Opt{client.WithHost("http://" + u.Hostname()), client.WithDialContext(dial), client.WithAPIVersionFromEnv()}, nil
 	}
 	var opts []client.Opt
 	if e.SkipTLSVerify {
@@ -163,7 +176,7 @@ func (e Endpoint) options() []client.Opt {
 	if e.TLSDir != "" && !e.SkipTLSVerify {
 		opts = append(opts, client.WithTLSClientConfig(e.tlsFile("ca.pem"), e.tlsFile("cert.pem"), e.tlsFile("key.pem")))
 	}
-	return append(opts, client.WithAPIVersionFromEnv())
+	return append(opts, client.WithAPIVersionFromEnv()), nil
 }
 
 // tlsFile is a context's TLS file, or "" when it has none.

@@ -18,7 +18,7 @@ func (d *Deployer) ImageID(ctx context.Context, image string) (string, error) {
 	res, err := d.cli.ImageInspect(ctx, image)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return "", fmt.Errorf("image %s is not on the engine at %s: %w", image, d.cli.DaemonHost(), err)
+			return "", fmt.Errorf("image %s is not on the engine at %s: %w", image, d.addr, err)
 		}
 		return "", fmt.Errorf("inspect image %s: %w", image, err)
 	}
@@ -30,9 +30,28 @@ func (d *Deployer) ImageID(ctx context.Context, image string) (string, error) {
 // nil entrypoint keeps the image's. The container is removed in every
 // case; past timeout it is killed and an error returned.
 func (d *Deployer) RunOnce(ctx context.Context, image string, entrypoint, cmd []string, timeout time.Duration) (string, int, error) {
+	return d.runOnce(ctx, image, entrypoint, cmd, nil, timeout)
+}
+
+// GPUQuery runs nvidia-smi with args on the engine's host, in a
+// throwaway container of image given every GPU (the NVIDIA runtime
+// mounts nvidia-smi in it), and returns what it printed: the GPUs of
+// that host, wherever it is.
+func (d *Deployer) GPUQuery(ctx context.Context, image string, args ...string) (string, error) {
+	gpus := []container.DeviceRequest{{Driver: "nvidia", Count: -1, Capabilities: [][]string{{"gpu", "utility"}}}}
+	out, code, err := d.runOnce(ctx, image, []string{"nvidia-smi"}, args, gpus, time.Minute)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("nvidia-smi on %s exited with status %d: %s", d.addr, code, out)
+	}
+	return out, err
+}
+
+func (d *Deployer) runOnce(ctx context.Context, image string, entrypoint, cmd []string, devices []container.DeviceRequest, timeout time.Duration) (string, int, error) {
 	cfg := &container.Config{Image: image, Cmd: cmd, Entrypoint: entrypoint, NetworkDisabled: true,
 		Labels: map[string]string{"io.vgrid.role": "help"}}
-	cr, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: &container.HostConfig{NetworkMode: "none"}})
+	host := &container.HostConfig{NetworkMode: "none"}
+	host.DeviceRequests = devices
+	cr, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: host})
 	if err != nil {
 		return "", 0, fmt.Errorf("create a container of %s: %w", image, err)
 	}
