@@ -105,30 +105,62 @@ func number(v string) float64 {
 	return f
 }
 
-// GPUSource starts a GPU sampler: a command that prints nvidia-smi CSV
-// lines every interval until cancelled.
-type GPUSource func(ctx context.Context, interval time.Duration) (*exec.Cmd, error)
+// GPUSource starts a GPU sampler: a stream of nvidia-smi CSV lines, one
+// sample every interval, until ctx ends. Closing the stream says how its
+// producer ended (an error when it failed on its own).
+type GPUSource func(ctx context.Context, interval time.Duration) (io.ReadCloser, error)
+
+// smiArgs are nvidia-smi's arguments for a sample every interval.
+func smiArgs(interval time.Duration) []string {
+	return []string{"--query-gpu=" + GPUQuery, "--format=csv,noheader,nounits", fmt.Sprintf("-lms=%d", interval.Milliseconds())}
+}
 
 // LocalNvidiaSMI runs nvidia-smi on this host (NvidiaSMI finds it).
-func LocalNvidiaSMI(ctx context.Context, interval time.Duration) (*exec.Cmd, error) {
+func LocalNvidiaSMI(ctx context.Context, interval time.Duration) (io.ReadCloser, error) {
 	path, err := findNvidiaSMI()
 	if err != nil {
 		return nil, err
 	}
-	return exec.CommandContext(ctx, path, "--query-gpu="+GPUQuery, "--format=csv,noheader,nounits", fmt.Sprintf("-lms=%d", interval.Milliseconds())), nil
+	return CommandStream(exec.CommandContext(ctx, path, smiArgs(interval)...))
 }
 
-// DockerNvidiaSMI runs nvidia-smi inside a container (the vLLM one sees
-// its GPUs), for engines on another host.
+// DockerNvidiaSMI runs nvidia-smi inside a container with the docker CLI
+// (the vLLM one sees its GPUs).
 func DockerNvidiaSMI(container string) GPUSource {
-	return func(ctx context.Context, interval time.Duration) (*exec.Cmd, error) {
+	return func(ctx context.Context, interval time.Duration) (io.ReadCloser, error) {
 		path, err := exec.LookPath("docker")
 		if err != nil {
 			return nil, err
 		}
-		return exec.CommandContext(ctx, path, "exec", container, "nvidia-smi", "--query-gpu="+GPUQuery, "--format=csv,noheader,nounits", fmt.Sprintf("-lms=%d", interval.Milliseconds())), nil
+		return CommandStream(exec.CommandContext(ctx, path, append([]string{"exec", container, "nvidia-smi"}, smiArgs(interval)...)...))
 	}
 }
+
+// NvidiaSMIArgs is the nvidia-smi command line a GPUSource runs, for
+// sources that run it elsewhere (in a container, through an engine's API).
+func NvidiaSMIArgs(interval time.Duration) []string {
+	return append([]string{"nvidia-smi"}, smiArgs(interval)...)
+}
+
+// CommandStream starts cmd and streams its standard output; Close waits
+// for it and returns how it ended.
+func CommandStream(cmd *exec.Cmd) (io.ReadCloser, error) {
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &cmdStream{ReadCloser: out, cmd: cmd}, nil
+}
+
+type cmdStream struct {
+	io.ReadCloser
+	cmd *exec.Cmd
+}
+
+func (c *cmdStream) Close() error { return c.cmd.Wait() }
 
 // GPUStats is one GPU over a scenario.
 type GPUStats struct {
@@ -222,18 +254,9 @@ func StartGPU(ctx context.Context, src GPUSource, interval time.Duration) *GPUSa
 		return g
 	}
 	ctx, g.cancel = context.WithCancel(ctx)
-	cmd, err := src(ctx, interval)
+	out, err := src(ctx, interval)
 	if err != nil {
 		g.reason = "nvidia-smi unavailable: " + err.Error()
-		close(g.done)
-		return g
-	}
-	out, err := cmd.StdoutPipe()
-	if err == nil {
-		err = cmd.Start()
-	}
-	if err != nil {
-		g.reason = "nvidia-smi did not start: " + err.Error()
 		close(g.done)
 		return g
 	}
@@ -249,7 +272,7 @@ func StartGPU(ctx context.Context, src GPUSource, interval time.Duration) *GPUSa
 			g.samples = append(g.samples, ss...)
 			g.mu.Unlock()
 		}
-		if err := cmd.Wait(); err != nil && ctx.Err() == nil {
+		if err := out.Close(); err != nil && ctx.Err() == nil {
 			g.mu.Lock()
 			g.reason = "nvidia-smi exited: " + err.Error()
 			g.mu.Unlock()

@@ -13,7 +13,7 @@ import (
 type Bencher struct {
 	Grid   *orchestrator.Grid
 	Getenv func(string) string
-	GPU    benchmark.GPUSource // nil: no GPU telemetry
+	GPU    benchmark.GPUSource // nil: no GPU telemetry; else this, or the trial's own (Ready.GPU)
 }
 
 func (b *Bencher) Bench(ctx context.Context, ready *orchestrator.Ready, look func(*benchmark.Report) error) (*benchmark.Report, error) {
@@ -22,6 +22,10 @@ func (b *Bencher) Bench(ctx context.Context, ready *orchestrator.Ready, look fun
 	if b.Getenv(keyEnv) == "" && ready.APIKey != "" {
 		c.SetKey(ready.APIKey)
 	}
-	r := &benchmark.Runner{Client: c, Config: b.Grid.Benchmark.Resolve(), GPU: b.GPU, Look: look}
+	gpu := b.GPU
+	if gpu != nil && ready.GPU != nil {
+		gpu = ready.GPU
+	}
+	r := &benchmark.Runner{Client: c, Config: b.Grid.Benchmark.Resolve(), GPU: gpu, Look: look}
 	return r.Run(ctx, b.Grid.Benchmark.Scenarios)
 }

@@ -60,6 +60,10 @@ func (o *Orchestrator) releaseSlots(ctx context.Context) error {
 		if o.own(s) {
 			continue
 		}
+		if why, ok := o.retired[s.Name]; ok {
+			o.Log.Warn().Str("slot", s.Name).Str("host", s.Host).Str("why", why.Error()).Msg("slot not released: its Docker engine stopped answering during the run; what it ran there may still be running")
+			continue
+		}
 		if err := s.Driver.Restore(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("slot %s: %w", s.Name, err))
 		}
@@ -86,6 +90,7 @@ func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() 
 	type ended struct {
 		slot int
 		err  error
+		gone *Failure // the slot's engine stopped answering
 	}
 	endedc := make(chan ended)
 	start := o.Now()
@@ -107,7 +112,12 @@ func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() 
 			free = free[1:]
 			running++
 			go func(slot Slot, d int) {
-				endedc <- ended{s, o.trial(ctx, r, j.t, slot, j.pos, total, start, d)}
+				err := o.trial(ctx, r, j.t, slot, j.pos, total, start, d)
+				var gone *Failure
+				if f := j.t.Failure; f != nil && f.Reason == ReasonEngineGone && len(o.Slots) > 0 {
+					gone = f
+				}
+				endedc <- ended{s, err, gone}
 			}(slots[s], done)
 		}
 		if running == 0 {
@@ -116,7 +126,19 @@ func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() 
 		e := <-endedc
 		running--
 		done++
-		free = append(free, e.slot)
+		if e.gone != nil {
+			// The other slots carry on; this one gets no more trials.
+			if o.retired == nil {
+				o.retired = map[string]error{}
+			}
+			o.retired[slots[e.slot].Name] = e.gone
+			o.Log.Error().Str("slot", slots[e.slot].Name).Str("host", slots[e.slot].Host).Str("why", e.gone.Detail).Msg("slot retired: its Docker engine stopped answering")
+			if len(o.retired) == len(slots) && first == nil && !exhausted {
+				first = fmt.Errorf("every slot's Docker engine stopped answering (last: %s); when they are back: vgrid run --resume %s", e.gone.Detail, r.ID)
+			}
+		} else {
+			free = append(free, e.slot)
+		}
 		if e.err != nil && first == nil {
 			first = e.err
 		}

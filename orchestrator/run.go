@@ -79,6 +79,10 @@ type Ready struct {
 	Model    string
 	Boot     Boot
 	APIKey   string // the key the server was started with, in memory only
+	// GPU, when set, samples the GPUs of the host and slot that run the
+	// server (nvidia-smi in its container, through its engine); nil: the
+	// bencher's own source.
+	GPU benchmark.GPUSource
 }
 
 // Bencher measures a serving endpoint. look, when not nil, is called with
@@ -143,6 +147,10 @@ type Orchestrator struct {
 	// prepares, crowns and restores. Empty: trials run on Driver, one at
 	// a time.
 	Slots []Slot
+	// retired are the slots whose Docker engine stopped answering during
+	// the run (by name): no trial is handed to them again and the end of
+	// the run does not wait for them. Touched by the pool's goroutine only.
+	retired map[string]error
 	// LeaveOnInterrupt leaves the current candidate running when the run is
 	// interrupted, instead of restoring the original (the daemon: it must
 	// exit within 30 s, and the resumed run redeploys anyway).

@@ -268,7 +268,12 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 // newSlots builds the target's slots (none when it declares none); close
 // stops what they run.
 func (a *app) newSlots(ctx context.Context, g *orchestrator.Grid, runDir string, log zerolog.Logger) (slots []orchestrator.Slot, close func(), err error) {
-	slots, closers, err := driver.ProcessSlots(ctx, g.Target, a.environ, filepath.Join(runDir, "logs"), log)
+	var closers []driver.Closer
+	if g.Target.Driver == "compose" {
+		slots, closers, err = composedriver.Slots(ctx, g.Target, a.environ, log)
+	} else {
+		slots, closers, err = driver.ProcessSlots(ctx, g.Target, a.environ, filepath.Join(runDir, "logs"), log)
+	}
 	return slots, func() {
 		for _, c := range closers {
 			c.Close()

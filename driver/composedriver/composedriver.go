@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/compose"
 	"github.com/vgrid/vgrid/driver"
 	"github.com/vgrid/vgrid/internal/proc"
@@ -44,6 +46,10 @@ type Compose struct {
 	image    string            // the service's image, as the profile names it
 	env      map[string]string // the service's environment, as compose resolves it
 	runID    string
+
+	projectName string        // the project's name, as compose resolves it
+	slot        *compose.Slot // nil: the target's own service
+	local       bool          // the slot's engine runs on this machine
 
 	// OnPhase, when set, hears each vLLM boot phase as WaitReady sees it.
 	OnPhase func(phase string)
@@ -92,6 +98,8 @@ func NewComposeProject(ctx context.Context, p profiles.Project, o ComposeOptions
 		return nil, err
 	}
 	c.file, c.service, c.original = plan.File, plan.Service, plan.Before
+	c.projectName = plan.Loaded.Name
+	c.local = orchestrator.Machine(d.Host()) == "local"
 	info, err := os.Stat(c.file)
 	if err != nil {
 		d.Close()
@@ -134,6 +142,9 @@ func (c *Compose) File() string { return c.file }
 // store: the container's owner label says who), then backs up the profile.
 func (c *Compose) Prepare(ctx context.Context, runID string) (string, error) {
 	c.runID = runID
+	if c.slot != nil {
+		return "", c.prepareSlot(ctx)
+	}
 	p, err := c.render(ctx, orchestrator.Candidate{})
 	if err != nil {
 		return "", err
@@ -148,6 +159,9 @@ func (c *Compose) Prepare(ctx context.Context, runID string) (string, error) {
 // interruption the file on disk holds the interrupted trial's rendering.
 func (c *Compose) Resume(ctx context.Context, runID, backup string) error {
 	c.runID = runID
+	if c.slot != nil && backup == "" {
+		return c.prepareSlot(ctx) // a slot never writes the profile: it is the original
+	}
 	if backup == "" {
 		return fmt.Errorf("run %s has no backup of %s: cannot tell its original content", runID, c.file)
 	}
@@ -212,18 +226,33 @@ func (c *Compose) render(ctx context.Context, cand orchestrator.Candidate) (*Com
 	if err != nil {
 		return nil, err
 	}
-	spec, err := compose.Convert(plan.Loaded.Project, c.service, c.opts)
+	loaded, files := plan.Loaded, map[string][]byte{c.file: plan.After}
+	if c.slot != nil {
+		sp, generated, err := c.slotProject(plan.After, plan.Loaded)
+		if err != nil {
+			return nil, err
+		}
+		if loaded, err = sp.Load(ctx, nil); err != nil {
+			return nil, fmt.Errorf("slot %d: the generated override does not load: %w", c.slot.Index+1, err)
+		}
+		files = generated
+	}
+	spec, err := compose.Convert(loaded.Project, c.service, c.opts)
 	if err != nil {
 		return nil, err
 	}
 	spec.Endpoint = c.endpoint
 	sum := sha256.Sum256(plan.After)
-	return &ComposePlan{c: c, after: plan.After, spec: spec, flags: plan.Effective,
+	return &ComposePlan{c: c, files: files, spec: spec, flags: plan.Effective,
 		rendered: orchestrator.Rendered{Candidate: cand, Hash: hex.EncodeToString(sum[:]), Words: driver.Redacted(plan.Effective.Words()), Image: c.image}}, nil
 }
 
-// Restore puts the original profile back and waits until it serves.
+// Restore puts the original profile back and waits until it serves; a
+// slot's driver removes the slot's container instead.
 func (c *Compose) Restore(ctx context.Context) error {
+	if c.slot != nil {
+		return c.releaseSlot(ctx)
+	}
 	p, err := c.render(ctx, orchestrator.Candidate{})
 	if err != nil {
 		return err
@@ -256,7 +285,7 @@ func (c *Compose) Crown(ctx context.Context, cand orchestrator.Candidate) error 
 type ComposePlan struct {
 	c        *Compose
 	rendered orchestrator.Rendered
-	after    []byte
+	files    map[string][]byte // what Start writes: the profile's rendering, or a slot's files
 	spec     *compose.Spec
 	flags    vllm.Flags // what vLLM receives, as compose resolves the rendering
 }
@@ -267,7 +296,35 @@ func (p *ComposePlan) Rendered() orchestrator.Rendered { return p.rendered }
 func (p *ComposePlan) Spec() *compose.Spec { return p.spec }
 
 func (p *ComposePlan) Deploy(ctx context.Context) (orchestrator.Deployment, error) {
-	return p.Start(ctx)
+	dep, err := p.Start(ctx)
+	if err != nil {
+		return nil, p.c.gone(ctx, err)
+	}
+	return dep, nil
+}
+
+// gone turns err into an engine_unreachable failure when the engine no
+// longer answers (the cause of err is then the engine, not the trial).
+func (c *Compose) gone(ctx context.Context, err error) error {
+	if f := c.engineGone(ctx, err); f != nil {
+		return f
+	}
+	return err
+}
+
+func (c *Compose) engineGone(ctx context.Context, cause error) *orchestrator.Failure {
+	if ctx.Err() != nil {
+		return nil
+	}
+	perr := c.d.Alive(ctx)
+	if perr == nil {
+		return nil
+	}
+	detail := fmt.Sprintf("the Docker engine at %s stopped answering (%v)", c.d.Host(), perr)
+	if cause != nil {
+		detail += "; the trial saw: " + cause.Error()
+	}
+	return orchestrator.Fail(orchestrator.ReasonEngineGone, "%s", detail)
 }
 
 // Start checks that no other live vgrid drives the service, writes the
@@ -277,14 +334,11 @@ func (p *ComposePlan) Start(ctx context.Context) (*ComposeDeployment, error) {
 	if err := c.checkOwner(ctx, p.spec); err != nil {
 		return nil, err
 	}
-	cur, err := os.ReadFile(c.file)
-	if err != nil {
+	if _, err := os.Stat(c.file); err != nil {
 		return nil, fmt.Errorf("read %s: %w", c.file, err)
 	}
-	if string(cur) != string(p.after) {
-		if err := profiles.WriteFileAtomic(c.file, p.after, c.mode); err != nil {
-			return nil, err
-		}
+	if err := c.writeFiles(p.files); err != nil {
+		return nil, err
 	}
 	s := *p.spec
 	cfg := *p.spec.Config
@@ -319,13 +373,21 @@ func (d *ComposeDeployment) WaitReady(ctx context.Context, timeout time.Duration
 	c := d.p.c
 	ready, err := c.d.WaitReady(ctx, d.spec, d.Res, compose.ReadyOptions{Timeout: timeout, OnPhase: c.OnPhase})
 	if err != nil {
-		return nil, err
+		return nil, c.gone(ctx, err)
 	}
 	if f := d.claim(ctx, ready.Endpoint); f != nil {
 		return nil, f
 	}
 	d.endpoint = ready.Endpoint
-	return &orchestrator.Ready{Endpoint: ready.Endpoint, Model: d.spec.ServedModel, APIKey: d.spec.APIKey, Boot: ready.Boot}, nil
+	r := &orchestrator.Ready{Endpoint: ready.Endpoint, Model: d.spec.ServedModel, APIKey: d.spec.APIKey, Boot: ready.Boot}
+	if c.slot != nil || !c.local {
+		// The GPUs that matter are the container's, on its engine's host.
+		id := d.Res.ContainerID
+		r.GPU = func(ctx context.Context, interval time.Duration) (io.ReadCloser, error) {
+			return c.d.Exec(ctx, id, benchmark.NvidiaSMIArgs(interval))
+		}
+	}
+	return r, nil
 }
 
 // claim checks that the server that answered runs in the container this
@@ -359,7 +421,10 @@ func (d *ComposeDeployment) claim(ctx context.Context, endpoint string) *orchest
 // runs the container and the server this trial measured.
 func (d *ComposeDeployment) same(ctx context.Context) *orchestrator.Failure {
 	cont, err := d.p.c.d.Find(ctx, d.spec)
-	if err != nil || cont == nil || cont.ID != d.Res.ContainerID {
+	if err != nil {
+		return d.p.c.engineGone(ctx, err) // nil: Diagnose says why
+	}
+	if cont == nil || cont.ID != d.Res.ContainerID {
 		return nil // gone or replaced: Diagnose says why
 	}
 	return driver.SameServer(ctx, d.endpoint, d.serverStart)
@@ -378,6 +443,9 @@ func (d *ComposeDeployment) Verify(ctx context.Context) (map[string]string, erro
 // Diagnose explains a container that stopped answering, or a server that
 // is not the one measured; nil while it runs and is.
 func (d *ComposeDeployment) Diagnose(ctx context.Context) *orchestrator.Failure {
+	if f := d.p.c.engineGone(ctx, nil); f != nil {
+		return f
+	}
 	if f := d.p.c.d.Diagnose(ctx, d.spec); f != nil {
 		return f
 	}

@@ -1,0 +1,174 @@
+//go:build linux
+
+package dockertest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vgrid/vgrid/internal/lockfile"
+)
+
+// The second engine's network: its own bridge (the default docker0
+// belongs to the first engine; a dockerd started with --bridge=none
+// deletes docker0) and its own address pool.
+const (
+	secondBridge = "vgrid-d2"
+	secondBIP    = "10.214.0.1/24"
+	secondPool   = "base=10.215.0.0/16,size=24"
+)
+
+// Engine2 is a second Docker engine on this machine, for tests of slots
+// on several engines.
+type Engine2 struct {
+	Host string // its DOCKER_HOST address (unix://...)
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// SecondEngine starts a second dockerd with its own socket, data root,
+// exec root, bridge and address pool, loads images into it from the
+// first engine (docker save | docker load), and stops it when the test
+// ends. Tests that use it are serialised across test processes (the
+// bridge is one). Published ports of both engines share this machine's
+// loopback, so tests give each slot its own port.
+func SecondEngine(t testing.TB, images ...string) *Engine2 {
+	t.Helper()
+	Engine(t)
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("a second dockerd needs root in CI")
+		}
+		t.Skip("skipped: starting a second dockerd needs root")
+	}
+	l, err := lockfile.Wait(context.Background(), filepath.Join(os.TempDir(), "vgrid-dockertest-engine2.lock"), fmt.Sprintf("pid %d: %s", os.Getpid(), t.Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Release() })
+	dir, err := os.MkdirTemp("", "vgrid-d2-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine2{Host: "unix://" + filepath.Join(dir, "docker.sock"), dir: dir}
+	exec.Command("ip", "link", "del", secondBridge).Run() // a crashed earlier test's
+	for _, args := range [][]string{
+		{"link", "add", "name", secondBridge, "type", "bridge"},
+		{"addr", "add", secondBIP, "dev", secondBridge},
+		{"link", "set", secondBridge, "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Cleanup(func() {
+		e.stop(t)
+		exec.Command("ip", "link", "del", secondBridge).Run()
+		os.RemoveAll(dir)
+	})
+	e.start(t)
+	for _, img := range images {
+		save := exec.Command("docker", "save", img)
+		load := exec.Command("docker", "-H", e.Host, "load")
+		pipe, err := save.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		load.Stdin = pipe
+		if err := save.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := load.CombinedOutput(); err != nil {
+			t.Fatalf("load %s into the second engine: %v\n%s", img, err, out)
+		}
+		if err := save.Wait(); err != nil {
+			t.Fatalf("docker save %s: %v", img, err)
+		}
+	}
+	return e
+}
+
+func (e *Engine2) start(t testing.TB) {
+	t.Helper()
+	logf, err := os.OpenFile(filepath.Join(e.dir, "dockerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cmd = exec.Command("dockerd", "--host", e.Host, "--data-root", filepath.Join(e.dir, "data"), "--exec-root", filepath.Join(e.dir, "exec"),
+		"--pidfile", filepath.Join(e.dir, "docker.pid"), "--bridge", secondBridge, "--default-address-pool", secondPool,
+		"--iptables=false", "--ip6tables=false")
+	e.cmd.Stdout, e.cmd.Stderr = logf, logf
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := e.cmd.Start(); err != nil {
+		t.Fatalf("start a second dockerd: %v", err)
+	}
+	logf.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if exec.Command("docker", "-H", e.Host, "info", "--format", "{{.ServerVersion}}").Run() == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(e.dir, "dockerd.log"))
+			t.Fatalf("the second dockerd did not answer within 60 s:\n%s", tail(string(b), 2000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Kill ends the engine abruptly, as a host that goes away: dockerd and
+// its containerd get SIGKILL; the containers' shims are left running, so
+// what served keeps serving with no engine to answer for it.
+func (e *Engine2) Kill(t testing.TB) {
+	t.Helper()
+	if e.cmd == nil {
+		return
+	}
+	syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL) // dockerd and containerd: one process group
+	e.cmd.Wait()
+	e.cmd = nil
+}
+
+// stop removes every container and stops the engine; after Kill it
+// starts it again on the same roots first, so that it cleans up.
+func (e *Engine2) stop(t testing.TB) {
+	if e.cmd == nil {
+		e.start(t)
+	}
+	if ids, err := exec.Command("docker", "-H", e.Host, "ps", "-aq").Output(); err == nil && len(strings.TrimSpace(string(ids))) > 0 {
+		exec.Command("docker", append([]string{"-H", e.Host, "rm", "-f"}, strings.Fields(string(ids))...)...).Run()
+	}
+	e.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { e.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	e.cmd = nil
+	// containerd's children (the shims) outlive it: end any left.
+	if b, err := os.ReadFile(filepath.Join(e.dir, "exec", "containerd", "containerd.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	exec.Command("sh", "-c", "grep -l "+e.dir+" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 | xargs -r kill -9").Run()
+	exec.Command("sh", "-c", "awk '$2 ~ \"^"+e.dir+"\" {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l").Run()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
