@@ -207,6 +207,7 @@ func (d *ReportData) Markdown(w io.Writer) {
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
 	fmt.Fprintf(w, "\nEvery number is computed from the samples stored for the run (medians over repetitions; TTFT in ms; tok/s is the best load level's output throughput).\n")
+	d.whereMarkdown(w)
 	var failed, pruned []Row
 	for _, row := range d.Rows {
 		switch {
@@ -438,4 +439,31 @@ func (r *Run) SearchText(trials []*Trial) string {
 		out += "; stopped: " + r.Stop
 	}
 	return out
+}
+
+// whereMarkdown lists where each trial ran, when the run had slots, and
+// says when the trials ran different builds of the image.
+func (d *ReportData) whereMarkdown(w io.Writer) {
+	slots := false
+	ids := map[string]bool{}
+	for _, t := range d.Trials {
+		slots = slots || t.Slot != ""
+		if t.ImageID != "" {
+			ids[t.ImageID] = true
+		}
+	}
+	if !slots {
+		return
+	}
+	fmt.Fprintf(w, "\n## Where the trials ran\n\n| # | candidate | slot | host | hardware | image ID |\n|---|---|---|---|---|---|\n")
+	for _, t := range d.Trials {
+		hw := t.Hardware
+		if hw == "" {
+			hw = "unknown"
+		}
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", t.Seq, t.Candidate.Name, t.Slot, t.Host, hw, short(strings.TrimPrefix(t.ImageID, "sha256:")))
+	}
+	if len(ids) > 1 {
+		fmt.Fprintf(w, "\n**The trials ran %d different image IDs** (the same tag on different engines can be different builds): comparisons across them mix vLLM versions.\n", len(ids))
+	}
 }

@@ -83,6 +83,9 @@ type Ready struct {
 	// server (nvidia-smi in its container, through its engine); nil: the
 	// bencher's own source.
 	GPU benchmark.GPUSource
+	// ImageID is the ID of the image the server's container runs, on
+	// its engine ("" for a process).
+	ImageID string
 }
 
 // Bencher measures a serving endpoint. look, when not nil, is called with
@@ -654,7 +657,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, p
 	if err != nil {
 		return failed(err)
 	}
-	t.Endpoint, t.Boot = ready.Endpoint, &ready.Boot
+	t.Endpoint, t.Boot, t.ImageID = ready.Endpoint, &ready.Boot, ready.ImageID
 	if err := step(PhaseVerifyingConfig, fmt.Sprintf("ready at %s after %.1fs", ready.Endpoint, ready.Boot.Ready)); err != nil {
 		return err
 	}

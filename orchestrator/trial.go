@@ -88,6 +88,7 @@ type Trial struct {
 	RenderHash string            `json:"render_hash,omitempty"`    // of the rendered profile bytes, or command line
 	Rendered   []string          `json:"rendered_flags,omitempty"` // vLLM's argument words, secrets redacted
 	Image      string            `json:"image,omitempty"`          // the server's image (compose) or program (process)
+	ImageID    string            `json:"image_id,omitempty"`       // the image's ID on the engine that ran it (compose)
 	Endpoint   string            `json:"endpoint,omitempty"`
 	Boot       *Boot             `json:"boot,omitempty"`
 	Effective  map[string]string `json:"effective,omitempty"` // what the server reports (vllm:cache_config_info)

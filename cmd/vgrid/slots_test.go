@@ -70,7 +70,8 @@ func TestSlotsBadInput(t *testing.T) {
 		{`[{gpus: "0", port: 9101}, {gpus: "1", port: 9101}]`, "target.slots[0] and [1] both use port 9101"},
 		{`[{gpus: "0", port: 8011}]`, "port 8011 is the target's own"},
 		{`[{gpus: "zero", port: 9101}]`, `target.slots[0]: gpus "zero": want device IDs`},
-		{`[{gpus: "0", prot: 9101}]`, "unknown key `prot` in a target.slots entry (keys: gpus, port)"},
+		{`[{gpus: "0", port: 9101, docker_host: "ssh://gpu2"}]`, "target.slots[0]: docker_host is for the compose driver"},
+		{`[{gpus: "0", prot: 9101}]`, "unknown key `prot` in a target.slots entry (keys: gpus, port, docker_host)"},
 	} {
 		src, err := os.ReadFile("../../examples/quickstart.yaml")
 		if err != nil {

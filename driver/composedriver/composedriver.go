@@ -367,6 +367,7 @@ type ComposeDeployment struct {
 	// /metrics), zero when it does not say.
 	serverStart time.Time
 	endpoint    string
+	imageID     string // of the container's image, on its engine
 }
 
 func (d *ComposeDeployment) WaitReady(ctx context.Context, timeout time.Duration) (*orchestrator.Ready, error) {
@@ -379,7 +380,7 @@ func (d *ComposeDeployment) WaitReady(ctx context.Context, timeout time.Duration
 		return nil, f
 	}
 	d.endpoint = ready.Endpoint
-	r := &orchestrator.Ready{Endpoint: ready.Endpoint, Model: d.spec.ServedModel, APIKey: d.spec.APIKey, Boot: ready.Boot}
+	r := &orchestrator.Ready{Endpoint: ready.Endpoint, Model: d.spec.ServedModel, APIKey: d.spec.APIKey, Boot: ready.Boot, ImageID: d.imageID}
 	if c.slot != nil || !c.local {
 		// The GPUs that matter are the container's, on its engine's host.
 		id := d.Res.ContainerID
@@ -402,6 +403,7 @@ func (d *ComposeDeployment) claim(ctx context.Context, endpoint string) *orchest
 	if cont.ID != d.Res.ContainerID {
 		return orchestrator.Fail(orchestrator.ReasonForeignServer, "service %s now runs container %.12s, not %.12s that this trial created: another process recreated it", c.service, cont.ID, d.Res.ContainerID)
 	}
+	d.imageID = cont.Image
 	if o := cont.Config.Labels[ownerLabel]; c.runID != "" && o != owner(c.runID) {
 		return orchestrator.Fail(orchestrator.ReasonForeignServer, "container %.12s carries owner %q, not this vgrid (%s)", cont.ID, o, owner(c.runID))
 	}

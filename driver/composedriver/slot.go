@@ -118,8 +118,8 @@ func (c *Compose) releaseSlot(ctx context.Context) error {
 }
 
 // Slots builds one driver per slot of a compose target, each connected
-// to its slot's engine, and says where each runs: the machine (this one,
-// or the engine's address), and the models of its GPUs as that machine's
+// to its slot's engine, and says where each runs: this machine's name
+// for the default engine, else the engine's address, and the models of its GPUs as that machine's
 // nvidia-smi names them (on another host, in a helper container of the
 // service's image; unknown with gpus: off or without nvidia-smi). The
 // caller closes the drivers, also on error.
@@ -137,8 +137,8 @@ func Slots(ctx context.Context, t orchestrator.Target, environ []string, log zer
 		closers = append(closers, c)
 		st, _ := t.SlotTarget(i) // NewComposeSlot checked it
 		s := orchestrator.Slot{Name: def.Name(), Host: c.d.Host(), Key: st.Key(), Driver: c}
-		if c.local {
-			s.Host = hostname
+		if c.local && def.DockerHost == "" {
+			s.Host = hostname // the default engine: this machine
 		}
 		if t.GPUs != "off" {
 			var names map[int]string
