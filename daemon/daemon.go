@@ -52,7 +52,7 @@ type Config struct {
 	// NewBencher builds the benchmark of a run.
 	NewBencher func(g *orchestrator.Grid) orchestrator.Bencher
 	// Feasible, optional, predicts boots.
-	Feasible func(g *orchestrator.Grid, d orchestrator.Driver) func(orchestrator.Candidate) (bool, string)
+	Feasible func(g *orchestrator.Grid, d orchestrator.Driver, slots []orchestrator.Slot) func(orchestrator.Candidate) (bool, string)
 	// Estimate, optional, estimates each candidate's trial for the
 	// deadline and the schedule check (orchestrator.Estimate).
 	Estimate func(ctx context.Context, g *orchestrator.Grid, d orchestrator.Driver) func(orchestrator.Candidate) time.Duration
@@ -272,7 +272,7 @@ func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
 		o.Slots = slots
 	}
 	if d.cfg.Feasible != nil {
-		o.Feasible = d.cfg.Feasible(g, drv)
+		o.Feasible = d.cfg.Feasible(g, drv, o.Slots)
 	}
 	if d.cfg.Estimate != nil {
 		o.Estimate = d.cfg.Estimate(ctx, g, drv)

@@ -26,11 +26,35 @@ func LocalGPUs() []benchmark.GPUSample {
 	return ss
 }
 
+// SlotGPUs are the GPUs of samples whose index is one of devices, in the
+// order of devices (none when one is missing).
+func SlotGPUs(samples []benchmark.GPUSample, devices []int) []benchmark.GPUSample {
+	var out []benchmark.GPUSample
+	for _, d := range devices {
+		found := false
+		for _, s := range samples {
+			if s.Index == d {
+				out, found = append(out, s), true
+				break
+			}
+		}
+		if !found {
+			return nil
+		}
+	}
+	return out
+}
+
 // MemorySetup reads a candidate's vLLM words into the memory model's
 // inputs: its configuration, the model's architecture (the grid's
 // hardware.model when --model is a path) and the GPUs (the grid's
 // hardware, else this host's, as nvidia-smi sees them now).
 func MemorySetup(g *orchestrator.Grid, words []string) (*vllm.Config, vllm.Arch, []vllm.GPU, error) {
+	return memorySetup(g, words, LocalGPUs)
+}
+
+// memorySetup is MemorySetup with the GPUs read by local (a slot's).
+func memorySetup(g *orchestrator.Grid, words []string, local func() []benchmark.GPUSample) (*vllm.Config, vllm.Arch, []vllm.GPU, error) {
 	cfg, err := vllm.ParseServeArgs(words)
 	if err != nil {
 		return nil, vllm.Arch{}, nil, err
@@ -47,7 +71,7 @@ func MemorySetup(g *orchestrator.Grid, words []string) (*vllm.Config, vllm.Arch,
 	total := ""
 	if g.Feasibility.GPUMemoryMiB > 0 {
 		total = fmt.Sprint(g.Feasibility.GPUMemoryMiB)
-	} else if gpus := LocalGPUs(); len(gpus) > 0 {
+	} else if gpus := local(); len(gpus) > 0 {
 		total = fmt.Sprint(gpus[0].MemTotalMiB)
 		if len(used) == 0 {
 			for _, g := range gpus {
@@ -60,22 +84,44 @@ func MemorySetup(g *orchestrator.Grid, words []string) (*vllm.Config, vllm.Arch,
 }
 
 // Feasibility predicts, with the memory model (docs/sim.md), whether vLLM
-// can boot a candidate on the grid's hardware.
-func Feasibility(ctx context.Context, g *orchestrator.Grid, d orchestrator.Driver) func(orchestrator.Candidate) (bool, string) {
+// can boot a candidate on the grid's hardware. With slots whose GPUs are
+// known (and no hardware in the grid), it asks each slot's GPUs, as its
+// host's nvidia-smi saw them: a candidate is infeasible only when it fits
+// on none of them (it never skips what could boot on some slot).
+func Feasibility(ctx context.Context, g *orchestrator.Grid, d orchestrator.Driver, slots ...orchestrator.Slot) func(orchestrator.Candidate) (bool, string) {
+	sources := []func() []benchmark.GPUSample{LocalGPUs}
+	names := []string{""}
+	if g.Feasibility.GPUMemoryMiB == 0 {
+		for _, s := range slots {
+			if len(s.GPUs) > 0 {
+				if len(names) == 1 && names[0] == "" {
+					sources, names = nil, nil
+				}
+				gpus := s.GPUs
+				sources = append(sources, func() []benchmark.GPUSample { return gpus })
+				names = append(names, "slot "+s.Name+": ")
+			}
+		}
+	}
 	return func(c orchestrator.Candidate) (bool, string) {
 		p, err := d.Render(ctx, c)
 		if err != nil {
 			return false, err.Error()
 		}
-		cfg, arch, gpus, err := MemorySetup(g, p.Rendered().Words)
-		if err != nil {
-			return false, err.Error()
+		var why []string
+		for i, src := range sources {
+			cfg, arch, gpus, err := memorySetup(g, p.Rendered().Words, src)
+			if err != nil {
+				return false, err.Error()
+			}
+			m, err := vllm.PlanMemory(cfg, arch, gpus)
+			if err != nil {
+				why = append(why, names[i]+err.Error())
+				continue
+			}
+			return true, fmt.Sprintf("%s%.2f GiB KV per GPU, %d tokens", names[i], m.KVGiB, m.KVTokens)
 		}
-		m, err := vllm.PlanMemory(cfg, arch, gpus)
-		if err != nil {
-			return false, err.Error()
-		}
-		return true, fmt.Sprintf("%.2f GiB KV per GPU, %d tokens", m.KVGiB, m.KVTokens)
+		return false, strings.Join(why, "; ")
 	}
 }
 

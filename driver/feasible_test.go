@@ -5,8 +5,12 @@ package driver
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
+	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/vllm"
 )
@@ -46,4 +50,44 @@ func TestDesktopGPUFeedsFeasibility(t *testing.T) {
 			t.Errorf("gpu-memory-utilization %s: feasible %v (%v), want %v", tc.util, err == nil, err, tc.feasible)
 		}
 	}
+}
+
+// TestFeasibilityPerSlot: each slot's GPUs, as its host reported them,
+// feed the memory model: 0.95 does not fit on the slot whose GPU 0 drives
+// a desktop, but fits on the free pair, so it is not skipped; with only
+// the desktop's slot it is, and the reason names the slot.
+func TestFeasibilityPerSlot(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // no nvidia-smi here: only the slots' GPUs count
+	free := []benchmarkSample{{2, 0}, {3, 0}}
+	desk := []benchmarkSample{{0, 1946}, {1, 0}}
+	target := orchestrator.Target{Driver: "process", Command: []string{"vllm", "serve", "--model", "Qwen/Qwen3-32B-AWQ", "--tensor-parallel-size", "2", "--max-model-len", "32768"}, Endpoint: "http://127.0.0.1:8000"}
+	p, err := NewProcess(target, nil, t.TempDir(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	g := &orchestrator.Grid{Target: target}
+	cand, _ := vllm.NewCandidate([]string{"gpu-memory-utilization=0.95"}, nil)
+	c := orchestrator.Candidate{Name: "0.95", Settings: cand}
+	both := Feasibility(t.Context(), g, p, slotOf("desk", desk), slotOf("free", free))
+	if ok, why := both(c); !ok || !strings.Contains(why, "slot free") {
+		t.Errorf("on both slots: %v %q, want feasible on the free slot", ok, why)
+	}
+	one := Feasibility(t.Context(), g, p, slotOf("desk", desk))
+	if ok, why := one(c); ok || !strings.Contains(why, "slot desk: ") {
+		t.Errorf("on the desktop's slot: %v %q, want infeasible, naming the slot", ok, why)
+	}
+}
+
+type benchmarkSample struct {
+	index int
+	used  float64
+}
+
+func slotOf(name string, gpus []benchmarkSample) orchestrator.Slot {
+	s := orchestrator.Slot{Name: name}
+	for _, g := range gpus {
+		s.GPUs = append(s.GPUs, benchmark.GPUSample{Index: g.index, MemUsedMiB: g.used, MemTotalMiB: 24564})
+	}
+	return s
 }

@@ -29,6 +29,7 @@ func ProcessSlots(ctx context.Context, t orchestrator.Target, environ []string, 
 	}
 	var slots []orchestrator.Slot
 	var closers []Closer
+	var samples []benchmark.GPUSample
 	for i, def := range t.Slots {
 		st, err := t.SlotTarget(i)
 		if err != nil {
@@ -40,7 +41,11 @@ func ProcessSlots(ctx context.Context, t orchestrator.Target, environ []string, 
 		}
 		closers = append(closers, p)
 		devs, _ := def.Devices() // checked with the grid
-		slots = append(slots, orchestrator.Slot{Name: def.Name(), Host: host, Key: st.Key(), Hardware: benchmark.Hardware(names, devs), Driver: p})
+		if samples == nil {
+			samples = LocalGPUs()
+		}
+		slots = append(slots, orchestrator.Slot{Name: def.Name(), Host: host, Key: st.Key(), Hardware: benchmark.Hardware(names, devs), Driver: p,
+			GPUs: SlotGPUs(samples, devs)})
 	}
 	return slots, closers, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/vgrid/vgrid/benchmark"
 )
 
 // Where trials run. The search (or the grid's order) decides what to try
@@ -18,6 +20,10 @@ type Slot struct {
 	Hardware string // the GPU model(s), when known
 	Key      string // what no other vgrid may drive meanwhile (Target.Key of the slot)
 	Driver   Driver
+	// GPUs are the slot's GPUs as its host's nvidia-smi saw them when
+	// the run started (memory total and used, for the feasibility
+	// check); none when unknown.
+	GPUs []benchmark.GPUSample
 }
 
 // slots are the orchestrator's slots: Slots, or the target's own driver

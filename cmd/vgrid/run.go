@@ -156,7 +156,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 			view := newLiveView(a.stdout, a.isTerminal(a.stdout), quiet)
 			o := &orchestrator.Orchestrator{Store: st, Driver: drv, Bench: &driver.Bencher{Grid: g, Getenv: a.getenv, GPU: gpu},
 				Log: log.With().Str("run_id", run.ID).Logger(), Now: time.Now, SkipInfeasible: skipInfeasible,
-				Feasible: driver.Feasibility(ctx, g, drv), Progress: view.update, Estimate: estimate, Slots: slots}
+				Feasible: driver.Feasibility(ctx, g, drv, slots...), Progress: view.update, Estimate: estimate, Slots: slots}
 			if !quiet {
 				fmt.Fprintf(a.stdout, "run %s on %s (store %s)\n", run.ID, run.Target, st.Path())
 				if logFormat == "" && a.isTerminal(a.stdout) {

@@ -71,8 +71,8 @@ again. A second signal exits at once.`,
 					}
 					return &driver.Bencher{Grid: g, Getenv: a.getenv, GPU: gpu}
 				},
-				Feasible: func(g *orchestrator.Grid, drv orchestrator.Driver) func(orchestrator.Candidate) (bool, string) {
-					return driver.Feasibility(ctx, g, drv)
+				Feasible: func(g *orchestrator.Grid, drv orchestrator.Driver, slots []orchestrator.Slot) func(orchestrator.Candidate) (bool, string) {
+					return driver.Feasibility(ctx, g, drv, slots...)
 				},
 				Estimate: func(ctx context.Context, g *orchestrator.Grid, drv orchestrator.Driver) func(orchestrator.Candidate) time.Duration {
 					est, _, err := newEstimator(ctx, g, drv, st)

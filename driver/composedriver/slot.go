@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -159,8 +160,27 @@ func Slots(ctx context.Context, t orchestrator.Target, environ []string, log zer
 			}
 			devs, _ := def.Devices() // checked with the grid
 			s.Hardware = benchmark.Hardware(names, devs)
+			s.GPUs = driver.SlotGPUs(c.gpuSamples(ctx, slog), devs)
 		}
 		slots = append(slots, s)
 	}
 	return slots, closers, nil
+}
+
+// gpuSamples are the GPUs of the slot's host now (memory, for the
+// feasibility check): this machine's nvidia-smi, or, on another host,
+// nvidia-smi in a helper container there; none when unknown.
+func (c *Compose) gpuSamples(ctx context.Context, log zerolog.Logger) []benchmark.GPUSample {
+	if c.local {
+		return driver.LocalGPUs()
+	}
+	out, err := c.d.GPUQuery(ctx, c.image, "--query-gpu="+benchmark.GPUQuery, "--format=csv,noheader,nounits")
+	if err == nil {
+		var ss []benchmark.GPUSample
+		if ss, err = benchmark.ParseGPUCSV(strings.NewReader(out), time.Now); err == nil {
+			return ss
+		}
+	}
+	log.Warn().Err(err).Msg("the slot's GPU memory is unknown; the feasibility check reads the grid's hardware, else this machine's GPUs")
+	return nil
 }
