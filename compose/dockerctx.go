@@ -39,14 +39,23 @@ type Endpoint struct {
 const defaultContext = "default"
 
 // ResolveEndpoint chooses the Docker engine like the docker CLI does. An
-// address (with "://") is used as is; any other non-empty host names a
-// docker context. With host "": DOCKER_HOST wins, then DOCKER_CONTEXT, then
+// address (with "://") is used as is (a tcp:// one with TLS when
+// DOCKER_TLS_VERIFY or DOCKER_CERT_PATH is set); any other non-empty host
+// names a docker context. With host "": DOCKER_HOST wins, then DOCKER_CONTEXT, then
 // the currentContext of the docker config ($DOCKER_CONFIG/config.json,
 // else ~/.docker/config.json), then the platform's default. Contexts are
 // read from the config folder's contexts/meta/<sha256 of the name>/meta.json
 // and their TLS material from contexts/tls/<same>/docker/.
 func ResolveEndpoint(host string, getenv func(string) string) (Endpoint, error) {
 	switch {
+	case strings.HasPrefix(host, "tcp://") && (getenv("DOCKER_TLS_VERIFY") != "" || getenv("DOCKER_CERT_PATH") != ""):
+		// As the docker CLI: TLS with ca.pem, cert.pem and key.pem of
+		// DOCKER_CERT_PATH (default ~/.docker).
+		dir := getenv("DOCKER_CERT_PATH")
+		if dir == "" {
+			dir = dockerConfigDir(getenv)
+		}
+		return Endpoint{Host: host, TLSDir: dir, Source: "the address given, TLS files from " + dir}, nil
 	case strings.Contains(host, "://"):
 		return Endpoint{Host: host, Source: "the address given"}, nil
 	case host != "":

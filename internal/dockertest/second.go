@@ -5,6 +5,7 @@ package dockertest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,8 +31,11 @@ const (
 // on several engines.
 type Engine2 struct {
 	Host string // its DOCKER_HOST address (unix://...)
-	dir  string
-	cmd  *exec.Cmd
+	// TCP is its tcp:// address with TLS (SecondEngineTLS), else "".
+	TCP    string
+	tlsDir string
+	dir    string
+	cmd    *exec.Cmd
 }
 
 // SecondEngine starts a second dockerd with its own socket, data root,
@@ -41,6 +45,19 @@ type Engine2 struct {
 // bridge is one). Published ports of both engines share this machine's
 // loopback, so tests give each slot its own port.
 func SecondEngine(t testing.TB, images ...string) *Engine2 {
+	t.Helper()
+	return secondEngine(t, "", images)
+}
+
+// SecondEngineTLS is SecondEngine also listening on a tcp:// address of
+// the loopback with --tlsverify: clients need a certificate signed by the
+// CA that WriteTLS wrote in tlsDir.
+func SecondEngineTLS(t testing.TB, tlsDir string, images ...string) *Engine2 {
+	t.Helper()
+	return secondEngine(t, tlsDir, images)
+}
+
+func secondEngine(t testing.TB, tlsDir string, images []string) *Engine2 {
 	t.Helper()
 	Engine(t)
 	if os.Geteuid() != 0 {
@@ -58,7 +75,10 @@ func SecondEngine(t testing.TB, images ...string) *Engine2 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Engine2{Host: "unix://" + filepath.Join(dir, "docker.sock"), dir: dir}
+	e := &Engine2{Host: "unix://" + filepath.Join(dir, "docker.sock"), dir: dir, tlsDir: tlsDir}
+	if tlsDir != "" {
+		e.TCP = fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
+	}
 	exec.Command("ip", "link", "del", secondBridge).Run() // a crashed earlier test's
 	for _, args := range [][]string{
 		{"link", "add", "name", secondBridge, "type", "bridge"},
@@ -105,6 +125,10 @@ func (e *Engine2) start(t testing.TB) {
 	e.cmd = exec.Command("dockerd", "--host", e.Host, "--data-root", filepath.Join(e.dir, "data"), "--exec-root", filepath.Join(e.dir, "exec"),
 		"--pidfile", filepath.Join(e.dir, "docker.pid"), "--bridge", secondBridge, "--default-address-pool", secondPool,
 		"--iptables=false", "--ip6tables=false")
+	if e.tlsDir != "" {
+		e.cmd.Args = append(e.cmd.Args, "--host", e.TCP, "--tlsverify", "--tlscacert", filepath.Join(e.tlsDir, "ca.pem"),
+			"--tlscert", filepath.Join(e.tlsDir, "server-cert.pem"), "--tlskey", filepath.Join(e.tlsDir, "server-key.pem"))
+	}
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := e.cmd.Start(); err != nil {
@@ -171,4 +195,14 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
