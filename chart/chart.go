@@ -64,7 +64,43 @@ type Scatter struct {
 	Points        []Point
 	PointName     string // legend of the plain points ("candidate")
 	HighlightName string // legend of the highlighted ones ("champion")
-	Note          string
+	// FrontName, when set, draws the Pareto front (the points no other
+	// beats on both: higher Y and lower X) as a dashed line, with this
+	// legend ("Pareto front: ...").
+	FrontName string
+	Note      string
+}
+
+// Front returns the indexes of the points on the Pareto front of a
+// higher-Y, lower-X trade-off, by increasing X: a point is on it when no
+// other point has a Y at least as high with an X at least as low (and is
+// better on one). Pure.
+func Front(pts []Point) []int {
+	var out []int
+	for i, p := range pts {
+		dominated := false
+		for j, q := range pts {
+			if i != j && q.Y >= p.Y && q.X <= p.X && (q.Y > p.Y || q.X < p.X) {
+				dominated = true
+				break
+			}
+		}
+		if !dominated {
+			out = append(out, i)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b int) int { return cmpFloat(pts[a].X, pts[b].X) })
+	return out
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // Ticks returns round tick values from 0 to at least hi: about n of them,
@@ -241,7 +277,16 @@ func (c Scatter) SVG() string {
 		xname += "; " + c.Note
 	}
 	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" class="xlabel">%s</text>`, (x0+x1)/2, y1+38, esc(xname))
-	legend(&b, x0, [][2]string{{c.PointName, "#337ab7"}, {c.HighlightName, "#2e7d32"}})
+	entries := [][2]string{{c.PointName, "#337ab7"}, {c.HighlightName, "#2e7d32"}}
+	if c.FrontName != "" && len(c.Points) > 1 {
+		entries = append(entries, [2]string{c.FrontName, "#f0ad4e"})
+		var line []string
+		for _, i := range Front(c.Points) {
+			line = append(line, fmt.Sprintf("%.1f,%.1f", x(c.Points[i].X), y(c.Points[i].Y)))
+		}
+		fmt.Fprintf(&b, `<polyline class="front" points="%s" fill="none" stroke="#f0ad4e" stroke-width="2" stroke-dasharray="6 4"><title>%s</title></polyline>`, strings.Join(line, " "), esc(c.FrontName))
+	}
+	legend(&b, x0, entries)
 	// The highlighted points last, so that none hides them.
 	pts := slices.Clone(c.Points)
 	slices.SortStableFunc(pts, func(a, b Point) int {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -105,5 +106,20 @@ func TestScatter(t *testing.T) {
 		if !strings.Contains(svg, want) {
 			t.Errorf("no %q in\n%s", want, svg)
 		}
+	}
+}
+
+func TestFront(t *testing.T) {
+	pts := []Point{{X: 100, Y: 50}, {X: 80, Y: 40}, {X: 120, Y: 45}, {X: 60, Y: 20}, {X: 80, Y: 40}, {X: 200, Y: 60}}
+	got := Front(pts)
+	// #2 is beaten by #0 (faster, more throughput); #1 and #4 are equal:
+	// neither beats the other, both stay.
+	want := []int{3, 1, 4, 0, 5}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Front = %v, want %v", got, want)
+	}
+	svg := Scatter{Title: "p", Points: pts, FrontName: "Pareto front"}.SVG()
+	if !strings.Contains(svg, `<polyline class="front"`) || !strings.Contains(svg, "Pareto front") {
+		t.Fatal("no front drawn")
 	}
 }

@@ -40,6 +40,7 @@ func Metrics(reports []*benchmark.Report) (values map[string]float64, reps map[s
 			add(p+"tpot_p50_ms", c.TPOT.P50)
 			add(p+"itl_p50_ms", c.ITL.P50)
 			add(p+"e2el_p50_ms", c.E2EL.P50)
+			add(p+"e2el_p95_ms", c.E2EL.P95)
 			add(p+"output_throughput_tok_s", c.OutputThroughput)
 			add(p+"request_throughput_rps", c.RequestThroughput)
 			switch s.Name {

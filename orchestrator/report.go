@@ -36,6 +36,7 @@ type Row struct {
 	TokS           float64 // best load output throughput (or the run-wide figure)
 	TTFTP50        float64 // load TTFT p50 at that level
 	TTFTP95        float64
+	E2ELP95        float64 // load E2EL p95 at the same level set (ms)
 	VRAMMiB        float64
 	Errors         float64
 	Verdict        string
@@ -120,10 +121,10 @@ func BuildReport(run *Run, trials []*Trial, reports map[int][]*benchmark.Report)
 		}
 		row.ConvTTFT, row.ConvDegr = get(m, "long-conversation.ttft_p50_ms"), get(m, "long-conversation.degradation")
 		row.ToolSuccess, row.Quality = get(m, "tool_call_success"), get(m, "quality")
-		row.TokS, row.TTFTP50, row.TTFTP95 = nan(), nan(), nan()
+		row.TokS, row.TTFTP50, row.TTFTP95, row.E2ELP95 = nan(), nan(), nan(), nan()
 		if v, ok := m["load.max_output_throughput_tok_s"]; ok {
 			row.TokS = v
-			row.TTFTP50, row.TTFTP95 = get(m, "load.ttft_p50_ms"), get(m, "load.ttft_p95_ms")
+			row.TTFTP50, row.TTFTP95, row.E2ELP95 = get(m, "load.ttft_p50_ms"), get(m, "load.ttft_p95_ms"), get(m, "load.e2el_p95_ms")
 		} else {
 			// No load scenario: the best throughput any scenario measured.
 			for k, v := range m {
@@ -310,8 +311,7 @@ func (d *ReportData) LevelsCSV(w io.Writer) error {
 func (d *ReportData) HTML(w io.Writer) error {
 	var md strings.Builder
 	d.Markdown(&md)
-	return htmlTmpl.Execute(w, map[string]any{"D": d, "Columns": columns, "Rows": d.Rows, "TTFTChart": template.HTML(d.ttftChart()),
-		"AccelChart": template.HTML(d.accelChart()), "TputChart": template.HTML(d.tputChart())})
+	return htmlTmpl.Execute(w, map[string]any{"D": d, "Columns": columns, "Rows": d.Rows, "Charts": d.Charts()})
 }
 
 var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"cells": func(r Row) []string { return r.cells() }}).Parse(`<!doctype html>
@@ -324,9 +324,8 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"cell
 <h2>Candidates</h2><table><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr>
 {{range .Rows}}<tr{{if eq .Verdict "champion"}} class="champion"{{end}}>{{range cells .}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</table>
-<h2>Charts</h2>{{.AccelChart}}
-{{.TTFTChart}}
-{{.TputChart}}
+<h2>Charts</h2>{{range .Charts}}{{.SVG}}
+{{end}}
 <h2>Failed candidates</h2>{{range $r := .Rows}}{{with $r.Failure}}<h3>{{$r.Seq}}. {{$r.Name}}: {{.Reason}}</h3><p>{{.Detail}}</p>{{if .Line}}<pre>{{.Line}}</pre>{{end}}{{end}}{{end}}
 </body></html>`))
 
@@ -466,4 +465,39 @@ func (d *ReportData) whereMarkdown(w io.Writer) {
 	if len(ids) > 1 {
 		fmt.Fprintf(w, "\n**The trials ran %d different image IDs** (the same tag on different engines can be different builds): comparisons across them mix vLLM versions.\n", len(ids))
 	}
+}
+
+// Chart is one of a report's charts, as SVG.
+type Chart struct {
+	Name string // a stable id: accel, ttft, tput, pareto-ttft, pareto-e2el
+	SVG  template.HTML
+}
+
+// Charts are the report's charts, the same the HTML report and the
+// dashboard show: the acceleration with its 95% CI, TTFT miss/hit,
+// throughput against latency, and the Pareto charts of output throughput
+// against TTFT p95 and against E2EL p95 (load scenario), each with the
+// champion marked. Failed, skipped and pruned candidates are never drawn;
+// each chart says how many it leaves out.
+func (d *ReportData) Charts() []Chart {
+	return []Chart{
+		{"accel", template.HTML(d.accelChart())},
+		{"ttft", template.HTML(d.ttftChart())},
+		{"tput", template.HTML(d.tputChart())},
+		{"pareto-ttft", template.HTML(d.paretoChart("TTFT p95", func(r Row) float64 { return r.TTFTP95 }))},
+		{"pareto-e2el", template.HTML(d.paretoChart("E2EL p95", func(r Row) float64 { return r.E2ELP95 }))},
+	}
+}
+
+// paretoChart plots the best load level's output throughput against a
+// p95 latency of the load scenario, with the Pareto front and the
+// champion.
+func (d *ReportData) paretoChart(name string, x func(Row) float64) string {
+	rows, _, left := d.measured(func(r Row) bool { return !math.IsNaN(x(r)) && !math.IsNaN(r.TokS) })
+	var pts []chart.Point
+	for _, r := range rows {
+		pts = append(pts, chart.Point{X: x(r), Y: r.TokS, Label: fmt.Sprintf("#%d", r.Seq), Title: fmt.Sprintf("#%d %s", r.Seq, r.Name), Highlight: r.Verdict == "champion"})
+	}
+	return chart.Scatter{Title: "Pareto: output throughput against " + name, XLabel: name + " (load)", XUnit: "ms", YLabel: "output throughput", YUnit: "tok/s",
+		Points: pts, PointName: "candidate", HighlightName: "champion", FrontName: "Pareto front: no other candidate is faster with more throughput", Note: notShown(left)}.SVG()
 }
