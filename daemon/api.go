@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -16,10 +17,15 @@ import (
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
 	"github.com/vgrid/vgrid/store"
+	"github.com/vgrid/vgrid/web"
 )
 
-// Handler is the API. Every route but /healthz needs the bearer token.
+// Handler is the API and the dashboard. The API (/v1, /metrics) needs the
+// bearer token, /healthz nothing; every other path is the dashboard
+// (package web), with its own login and session cookie.
 func (d *Daemon) Handler() http.Handler {
+	dir, _ := os.Getwd()
+	dash := web.New(d, d.cfg.Store, dir, d.cfg.Now)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", d.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry(), promhttp.HandlerOpts{}))
@@ -34,6 +40,10 @@ func (d *Daemon) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/profiles/backups", d.backups)
 	mux.HandleFunc("POST /v1/profiles/rollback", d.rollback)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/metrics" && r.URL.Path != "/healthz" {
+			dash.ServeHTTP(w, r)
+			return
+		}
 		if r.URL.Path != "/healthz" && !d.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="vgrid"`)
 			jsonError(w, http.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer <the token file's content>)")
@@ -265,7 +275,11 @@ func (d *Daemon) cancel(w http.ResponseWriter, r *http.Request) {
 // a client reconnects with Last-Event-ID and misses nothing. The stream
 // ends once the run is final and every event was sent.
 func (d *Daemon) events(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	d.ServeEvents(w, r, r.PathValue("id"))
+}
+
+// ServeEvents streams run id's events (the API's and the dashboard's).
+func (d *Daemon) ServeEvents(w http.ResponseWriter, r *http.Request, id string) {
 	run, err := d.cfg.Store.GetRun(id)
 	if err != nil {
 		d.storeError(w, err)

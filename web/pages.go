@@ -1,0 +1,417 @@
+package web
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/store"
+)
+
+var funcs = template.FuncMap{
+	"num": func(v float64, prec int) string {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return "–"
+		}
+		return fmt.Sprintf("%.*f", prec, v)
+	},
+	"when": func(t time.Time) string {
+		if t.IsZero() {
+			return "–"
+		}
+		return t.Local().Format("2006-01-02 15:04:05")
+	},
+	"secs": func(d time.Duration) string {
+		if d <= 0 {
+			return "–"
+		}
+		return d.Round(100 * time.Millisecond).String()
+	},
+}
+
+// runRow is a run in the list.
+type runRow struct {
+	Run      *orchestrator.Run
+	Strategy string
+	Done     int
+	Planned  string
+	ETA      time.Duration
+	Started  time.Time
+	Finished time.Time
+	Champion string
+}
+
+func final(s orchestrator.RunState) bool {
+	return s == orchestrator.RunDone || s == orchestrator.RunFailed || s == orchestrator.RunCancelled
+}
+
+// progress counts a run's ended trials, what it plans, and estimates the
+// time left from the trials that ended (running ones count as half done).
+func progress(r *orchestrator.Run, trials []*orchestrator.Trial, now time.Time) runRow {
+	row := runRow{Run: r, Strategy: r.Grid.Search.Strategy}
+	if row.Strategy == "" {
+		row.Strategy = "grid"
+	}
+	planned := len(r.Grid.Expand())
+	if r.Grid.Search.Adaptive() && r.Grid.Search.MaxTrials > 0 {
+		planned = min(planned, r.Grid.Search.MaxTrials)
+	}
+	row.Planned = fmt.Sprint(planned)
+	var spent time.Duration
+	for _, t := range trials {
+		if len(t.Phases) == 0 {
+			continue
+		}
+		start := t.Phases[0].At
+		if row.Started.IsZero() || start.Before(row.Started) {
+			row.Started = start
+		}
+		if t.Phase.Final() {
+			row.Done++
+			spent += t.Phases[len(t.Phases)-1].At.Sub(start)
+		}
+	}
+	if final(r.State) {
+		row.Finished = r.Updated
+	} else if row.Done > 0 && planned > row.Done {
+		slots := max(len(r.Grid.Target.Slots), 1)
+		row.ETA = spent / time.Duration(row.Done) * time.Duration(planned-row.Done) / time.Duration(slots)
+	}
+	if r.Champion != nil && r.Champion.Champion >= 0 {
+		row.Champion = r.Champion.Name
+	}
+	return row
+}
+
+func (d *Dashboard) page(w http.ResponseWriter, code int, name string, s *session, data map[string]any) {
+	data["CSRF"] = s.csrf
+	d.render(w, code, name, data)
+}
+
+func (d *Dashboard) runRows() ([]runRow, error) {
+	runs, err := d.st.Runs()
+	if err != nil {
+		return nil, err
+	}
+	var rows []runRow
+	for _, r := range slices.Backward(runs) { // ids sort by creation: newest first
+		trials, err := d.st.Trials(r.ID)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, progress(r, trials, d.now()))
+	}
+	return rows, nil
+}
+
+func (d *Dashboard) runsPage(w http.ResponseWriter, r *http.Request, s *session) {
+	rows, err := d.runRows()
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, "The store could not be read: "+err.Error())
+		return
+	}
+	d.page(w, http.StatusOK, "runs", s, map[string]any{"Runs": rows})
+}
+
+// submit starts a run from a pasted or uploaded grid file; its errors
+// are shown as `vgrid run` prints them (file:line: what and how to fix).
+func (d *Dashboard) submit(w http.ResponseWriter, r *http.Request, s *session) {
+	src := []byte(r.FormValue("grid"))
+	name := "pasted grid"
+	if f, h, err := r.FormFile("file"); err == nil {
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, 4<<20))
+		if err != nil {
+			d.fail(w, http.StatusBadRequest, "The uploaded file could not be read: "+err.Error())
+			return
+		}
+		if len(b) > 0 {
+			src, name = b, filepath.Base(h.Filename)
+		}
+	}
+	if strings.TrimSpace(string(src)) == "" {
+		d.showSubmitError(w, s, string(src), errors.New("no grid: paste a grid file or choose one to upload"))
+		return
+	}
+	run, err := d.b.Submit(src, name, d.dir)
+	if err != nil {
+		d.showSubmitError(w, s, string(src), err)
+		return
+	}
+	http.Redirect(w, r, "/runs/"+run.ID, http.StatusSeeOther)
+}
+
+func (d *Dashboard) showSubmitError(w http.ResponseWriter, s *session, src string, err error) {
+	rows, _ := d.runRows()
+	d.page(w, http.StatusBadRequest, "runs", s, map[string]any{"Runs": rows, "SubmitError": err.Error(), "Grid": src})
+}
+
+// runView is everything a run's page shows.
+type runView struct {
+	Row      runRow
+	Report   *orchestrator.ReportData
+	Trials   []trialView
+	Charts   []orchestrator.Chart
+	Apart    []trialView // failed, skipped, pruned: listed, not drawn
+	Search   string
+	Live     bool
+	Rendered time.Time
+}
+
+type trialView struct {
+	*orchestrator.Trial
+	Elapsed time.Duration
+	Reason  string
+}
+
+func (d *Dashboard) runView(id string) (*runView, error) {
+	run, err := d.st.GetRun(id)
+	if err != nil {
+		return nil, err
+	}
+	trials, err := d.st.Trials(run.ID)
+	if err != nil {
+		return nil, err
+	}
+	reports := map[int][]*benchmark.Report{}
+	for _, t := range trials {
+		if t.Phase != orchestrator.PhaseDone {
+			continue
+		}
+		if reports[t.Seq], err = d.st.Reports(run.ID, t.Seq); err != nil {
+			return nil, err
+		}
+	}
+	rep := orchestrator.BuildReport(run, trials, reports)
+	v := &runView{Row: progress(run, trials, d.now()), Report: rep, Charts: rep.Charts(), Search: run.SearchText(trials), Live: !final(run.State), Rendered: d.now()}
+	for _, t := range trials {
+		tv := trialView{Trial: t}
+		if len(t.Phases) > 0 {
+			end := d.now()
+			if t.Phase.Final() {
+				end = t.Phases[len(t.Phases)-1].At
+			}
+			tv.Elapsed = end.Sub(t.Phases[0].At)
+		}
+		if t.Failure != nil {
+			tv.Reason = t.Failure.Reason.String()
+		}
+		v.Trials = append(v.Trials, tv)
+		if t.Phase.Final() && t.Phase != orchestrator.PhaseDone {
+			v.Apart = append(v.Apart, tv)
+		}
+	}
+	return v, nil
+}
+
+func (d *Dashboard) storeFail(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrNotFound) {
+		d.fail(w, http.StatusNotFound, err.Error())
+		return
+	}
+	d.fail(w, http.StatusInternalServerError, "The store could not be read: "+err.Error())
+}
+
+func (d *Dashboard) runPage(w http.ResponseWriter, r *http.Request, s *session) {
+	v, err := d.runView(r.PathValue("id"))
+	if err != nil {
+		d.storeFail(w, err)
+		return
+	}
+	d.page(w, http.StatusOK, "run", s, map[string]any{"V": v})
+}
+
+// runLive is the part of a run's page that changes, for the script to
+// swap in after each event.
+func (d *Dashboard) runLive(w http.ResponseWriter, r *http.Request, s *session) {
+	v, err := d.runView(r.PathValue("id"))
+	if err != nil {
+		d.storeFail(w, err)
+		return
+	}
+	d.page(w, http.StatusOK, "live", s, map[string]any{"V": v})
+}
+
+func (d *Dashboard) runEvents(w http.ResponseWriter, r *http.Request, _ *session) {
+	d.b.ServeEvents(w, r, r.PathValue("id"))
+}
+
+func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request, s *session) {
+	id := r.PathValue("id")
+	if _, err := d.b.Cancel(id); err != nil {
+		d.fail(w, http.StatusConflict, "The run was not cancelled: "+err.Error())
+		return
+	}
+	http.Redirect(w, r, "/runs/"+id, http.StatusSeeOther)
+}
+
+// compareRow is one candidate measured in both runs.
+type compareRow struct {
+	Name string
+	A, B orchestrator.Row
+}
+
+func (d *Dashboard) comparePage(w http.ResponseWriter, r *http.Request, s *session) {
+	rows, err := d.runRows()
+	if err != nil {
+		d.fail(w, http.StatusInternalServerError, "The store could not be read: "+err.Error())
+		return
+	}
+	data := map[string]any{"Runs": rows}
+	a, b := r.URL.Query().Get("a"), r.URL.Query().Get("b")
+	if a != "" && b != "" {
+		va, err := d.runView(a)
+		if err != nil {
+			d.storeFail(w, err)
+			return
+		}
+		vb, err := d.runView(b)
+		if err != nil {
+			d.storeFail(w, err)
+			return
+		}
+		byName := map[string]orchestrator.Row{}
+		for _, row := range vb.Report.Rows {
+			byName[row.Name] = row
+		}
+		var cmp []compareRow
+		var onlyA []string
+		for _, row := range va.Report.Rows {
+			if other, ok := byName[row.Name]; ok {
+				cmp = append(cmp, compareRow{Name: row.Name, A: row, B: other})
+				delete(byName, row.Name)
+			} else {
+				onlyA = append(onlyA, row.Name)
+			}
+		}
+		var onlyB []string
+		for n := range byName {
+			onlyB = append(onlyB, n)
+		}
+		sort.Strings(onlyB)
+		data["A"], data["B"], data["Rows"], data["OnlyA"], data["OnlyB"] = va, vb, cmp, onlyA, onlyB
+		data["Metric"] = va.Report.Run.Grid.Objective.Maximize + va.Report.Run.Grid.Objective.Minimize
+		if vb.Report.Run.Grid.Benchmark.Settings().Describe() != va.Report.Run.Grid.Benchmark.Settings().Describe() {
+			data["SettingsDiffer"] = true
+		}
+	}
+	d.page(w, http.StatusOK, "compare", s, data)
+}
+
+// profileFiles are the profile files the store's runs drove, that exist.
+func (d *Dashboard) profileFiles() []string {
+	runs, _ := d.st.Runs()
+	var out []string
+	for _, r := range runs {
+		for _, f := range r.Grid.Target.Files {
+			if !filepath.IsAbs(f) && r.GridDir != "" {
+				f = filepath.Join(r.GridDir, f)
+			}
+			if _, err := os.Stat(f); err == nil && !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func (d *Dashboard) profilesPage(w http.ResponseWriter, r *http.Request, s *session) {
+	data := map[string]any{"Files": d.profileFiles()}
+	file := r.URL.Query().Get("file")
+	if file != "" {
+		data["File"] = file
+		cur, err := os.ReadFile(file)
+		if err != nil {
+			data["Error"] = fmt.Sprintf("%s cannot be read: %v", file, err)
+			d.page(w, http.StatusBadRequest, "profiles", s, data)
+			return
+		}
+		bs, err := profiles.Backups(file)
+		if err != nil {
+			data["Error"] = err.Error()
+			d.page(w, http.StatusBadRequest, "profiles", s, data)
+			return
+		}
+		data["Backups"] = bs
+		if pick := r.URL.Query().Get("backup"); pick != "" {
+			i := slices.IndexFunc(bs, func(b profiles.Backup) bool { return b.Path == pick })
+			if i < 0 {
+				data["Error"] = "no such backup of " + file
+				d.page(w, http.StatusNotFound, "profiles", s, data)
+				return
+			}
+			old, err := os.ReadFile(bs[i].Path)
+			if err != nil {
+				data["Error"] = err.Error()
+				d.page(w, http.StatusInternalServerError, "profiles", s, data)
+				return
+			}
+			data["Backup"] = bs[i]
+			data["Diff"] = profiles.UnifiedDiff("current "+filepath.Base(file), "backup "+filepath.Base(bs[i].Path), cur, old)
+			data["Expect"] = digest(cur)
+		}
+	}
+	d.page(w, http.StatusOK, "profiles", s, data)
+}
+
+// rollbackStep asks for confirmation (showing what will change), then,
+// once confirmed, rolls back — only if the profile is still what the
+// user saw: a rollback or a run that changed it meanwhile makes this one
+// change nothing and say so.
+func (d *Dashboard) rollbackStep(w http.ResponseWriter, r *http.Request, s *session) {
+	file, backup, expect := r.FormValue("file"), r.FormValue("backup"), r.FormValue("expect")
+	cur, err := os.ReadFile(file)
+	if err != nil {
+		d.fail(w, http.StatusBadRequest, fmt.Sprintf("%s cannot be read (%v); nothing was changed.", file, err))
+		return
+	}
+	bs, _ := profiles.Backups(file)
+	i := slices.IndexFunc(bs, func(b profiles.Backup) bool { return b.Path == backup })
+	if i < 0 {
+		d.fail(w, http.StatusBadRequest, fmt.Sprintf("%s is not a backup of %s; nothing was changed.", backup, file))
+		return
+	}
+	old, _ := os.ReadFile(backup)
+	if r.FormValue("confirm") != "yes" {
+		d.page(w, http.StatusOK, "confirm", s, map[string]any{"File": file, "Backup": bs[i], "Expect": digest(cur),
+			"Diff": profiles.UnifiedDiff("current "+filepath.Base(file), "backup "+filepath.Base(backup), cur, old)})
+		return
+	}
+	if !d.rollback.TryLock() {
+		d.fail(w, http.StatusConflict, "Another rollback is in progress; nothing was changed. Look at the profile again once it has finished.")
+		return
+	}
+	defer d.rollback.Unlock()
+	if cur, err = os.ReadFile(file); err != nil || digest(cur) != expect {
+		d.fail(w, http.StatusConflict, fmt.Sprintf("%s changed since you reviewed it (another rollback or a run wrote it); nothing was changed. Review the difference again before rolling back.", file))
+		return
+	}
+	restored, saved, err := profiles.Rollback(file, backup, d.now())
+	if err != nil {
+		d.fail(w, http.StatusBadRequest, "The rollback failed: "+err.Error()+"; the profile was not changed.")
+		return
+	}
+	d.page(w, http.StatusOK, "message", s, map[string]any{"Title": "Rolled back",
+		"Message": fmt.Sprintf("%s now holds %s (%s). What it held before was saved as %s.", file, filepath.Base(restored.Path), restored.Time.Local().Format("2006-01-02 15:04:05"), saved),
+		"Back":    "/profiles?file=" + file})
+}
