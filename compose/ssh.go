@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -51,22 +52,32 @@ func sshDialer(u *url.URL) (func(ctx context.Context, network, addr string) (net
 		return nil, fmt.Errorf("docker host %s: no ssh client on this machine (%v); install OpenSSH", u.Redacted(), err)
 	}
 	return func(ctx context.Context, _, _ string) (net.Conn, error) {
-		// The session outlives the dial: it is the connection.
+		// The session outlives the dial: it is the connection. Its pipes
+		// are ours (os.Pipe), not exec's: Wait, run when ssh exits, must
+		// not close what is still being read.
 		cmd := exec.Command(argv[0], argv[1:]...)
 		c := &sshConn{cmd: cmd, host: u.Redacted()}
 		cmd.Stderr = &c.stderr
-		in, err := cmd.StdinPipe()
+		inR, inW, err := os.Pipe()
 		if err != nil {
 			return nil, err
 		}
-		out, err := cmd.StdoutPipe()
+		outR, outW, err := os.Pipe()
 		if err != nil {
+			inR.Close()
+			inW.Close()
 			return nil, err
 		}
-		if err := cmd.Start(); err != nil {
+		cmd.Stdin, cmd.Stdout = inR, outW
+		err = cmd.Start()
+		inR.Close() // the child holds its ends
+		outW.Close()
+		if err != nil {
+			inW.Close()
+			outR.Close()
 			return nil, fmt.Errorf("ssh to %s: %w", c.host, err)
 		}
-		c.in, c.out = in, out
+		c.in, c.out = inW, outR
 		c.exited = make(chan struct{})
 		go func() { c.waitErr = cmd.Wait(); close(c.exited) }()
 		return c, nil
@@ -102,6 +113,10 @@ func (c *sshConn) Read(p []byte) (int, error) {
 func (c *sshConn) Write(p []byte) (int, error) {
 	n, err := c.in.Write(p)
 	if err != nil {
+		select { // ssh ended: Wait has copied all it said
+		case <-c.exited:
+		case <-time.After(2 * time.Second):
+		}
 		if msg := strings.TrimSpace(c.stderr.String()); msg != "" {
 			err = fmt.Errorf("ssh to %s: %s", c.host, msg)
 		}
@@ -118,6 +133,7 @@ func (c *sshConn) Close() error {
 			c.cmd.Process.Kill()
 			<-c.exited
 		}
+		c.out.Close()
 	})
 	return nil
 }

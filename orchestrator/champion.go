@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -506,4 +507,39 @@ func compare(a, b Scored, metric string) (p float64, method string) {
 	th := &benchmath.DefaultThresholds
 	c := benchmath.AssumeNothing.Compare(benchmath.NewSample(x, th), benchmath.NewSample(y, th))
 	return c.P, method
+}
+
+// Metric names Metrics computes: across scenarios, and per scenario
+// (SCENARIO.NAME).
+var (
+	globalMetrics   = []string{"acceleration", "errors", "peak_vram_mib", "quality", "tool_call_success"}
+	scenarioMetrics = []string{"errors", "ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms", "tpot_p50_ms", "itl_p50_ms", "e2el_p50_ms", "e2el_p95_ms",
+		"output_throughput_tok_s", "request_throughput_rps"}
+	perScenario = map[string][]string{
+		"kv-cache":          {"ttft_miss_p50_ms", "ttft_hit_p50_ms", "acceleration"},
+		"long-conversation": {"degradation"},
+		"stability":         {"degradation"},
+		"load":              {"max_output_throughput_tok_s", "goodput_rps"},
+		"sweep":             {"max_rate_rps", "goodput_rps", "capacity_rps"},
+	}
+)
+
+// KnownMetric says what is wrong with a metric name for an objective: a
+// name Metrics never computes would leave every candidate without a value
+// and the run without a champion, after a whole night. Pure.
+func KnownMetric(name string) error {
+	scenario, metric, scoped := strings.Cut(name, ".")
+	if !scoped {
+		if slices.Contains(globalMetrics, name) {
+			return nil
+		}
+		return fmt.Errorf("%q is not a metric vgrid computes; across scenarios: %s; or SCENARIO.METRIC (e.g. load.max_output_throughput_tok_s; docs/grid-file.md#metrics-objective-and-constraints)", name, strings.Join(globalMetrics, ", "))
+	}
+	if !slices.Contains(benchmark.Scenarios, scenario) {
+		return fmt.Errorf("%q: no scenario %q; scenarios: %s", name, scenario, strings.Join(benchmark.Scenarios, ", "))
+	}
+	if slices.Contains(scenarioMetrics, metric) || slices.Contains(perScenario[scenario], metric) {
+		return nil
+	}
+	return fmt.Errorf("%q: scenario %s has no metric %q; it has %s", name, scenario, metric, strings.Join(append(slices.Clone(perScenario[scenario]), scenarioMetrics...), ", "))
 }

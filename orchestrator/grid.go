@@ -510,6 +510,9 @@ func (g *Grid) validate(file string) error {
 	case g.Objective.Maximize == "" && g.Objective.Minimize == "":
 		return bad(0, "objective: set maximize: METRIC or minimize: METRIC (e.g. maximize: load.output_throughput_tok_s)")
 	}
+	if err := KnownMetric(g.Objective.Maximize + g.Objective.Minimize); err != nil {
+		return bad(0, "objective: %v", err)
+	}
 	if g.Search.Prune {
 		if _, err := g.pruneLooks(); err != nil {
 			return bad(0, "%v", err)

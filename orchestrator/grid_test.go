@@ -182,3 +182,15 @@ func TestTieAmongAllUndecided(t *testing.T) {
 		t.Errorf("champion %d, tie %v: %s", v.Champion, v.Tie, v.Reason)
 	}
 }
+
+func TestKnownMetric(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"acceleration": true, "kv-cache.acceleration": true, "load.max_output_throughput_tok_s": true, "load.ttft_p95_ms": true,
+		"sweep.capacity_rps": true, "long-conversation.degradation": true, "errors": true, "tool_call_success": true,
+		"kv-cache.acceleratoin": false, "lod.ttft_p95_ms": false, "throughput": false, "load.degradation": false,
+	} {
+		if err := KnownMetric(name); (err == nil) != ok {
+			t.Errorf("KnownMetric(%q) = %v, want known %v", name, err, ok)
+		}
+	}
+}

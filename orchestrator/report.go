@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/chart"
@@ -74,6 +75,28 @@ func get(m map[string]float64, k string) float64 {
 // BuildReport assembles the report from the run, its trials and their
 // stored reports (by trial seq). Pure.
 func BuildReport(run *Run, trials []*Trial, reports map[int][]*benchmark.Report) *ReportData {
+	d, _ := BuildReportCached(run, trials, func(seq int) ([]*benchmark.Report, error) { return reports[seq], nil }, nil)
+	return d
+}
+
+// RowCache remembers what an ended trial's stored reports give its row
+// (metrics, intervals, load levels): they no longer change, and
+// computing them (bootstrap intervals) is what a report of hundreds of
+// trials spends its time on. Safe for concurrent use; the zero value is
+// empty.
+type RowCache struct {
+	mu sync.Mutex
+	m  map[string]measuredRow
+}
+
+type measuredRow struct {
+	row    Row // the fields measure fills
+	levels []LevelRow
+}
+
+// BuildReportCached is BuildReport with each trial's reports read by load
+// only when cache (nil: none) does not hold the trial's measurements.
+func BuildReportCached(run *Run, trials []*Trial, load func(seq int) ([]*benchmark.Report, error), cache *RowCache) (*ReportData, error) {
 	d := &ReportData{Run: run, Verdict: run.Champion, Trials: trials}
 	ranks := map[int]Rank{}
 	if run.Champion != nil {
@@ -99,42 +122,35 @@ func BuildReport(run *Run, trials []*Trial, reports map[int][]*benchmark.Report)
 		if t.Boot != nil {
 			row.BootS = t.Boot.Ready
 		}
-		reps := reports[t.Seq]
-		for i, rep := range reps {
-			slo := run.Grid.Benchmark.Resolve().Load.SLO
-			if rep.Settings != nil {
-				slo = rep.Settings.Config.Load.SLO
+		key := fmt.Sprintf("%s/%d/%d/%d", run.ID, t.Seq, t.Attempts, len(t.Phases))
+		var mr measuredRow
+		hit := false
+		if cache != nil && t.Phase.Final() {
+			cache.mu.Lock()
+			mr, hit = cache.m[key]
+			cache.mu.Unlock()
+		}
+		if !hit {
+			reps, err := load(t.Seq)
+			if err != nil {
+				return nil, err
 			}
-			for _, s := range rep.Scenarios {
-				if s.Name == "load" {
-					for _, l := range benchmark.SummarizeLoad(s.Results, slo) {
-						d.Levels = append(d.Levels, LevelRow{Seq: t.Seq, Name: t.Candidate.Name, Repetition: i, LoadLevel: l})
-					}
+			mr = measure(run, t, reps, metric)
+			if cache != nil && t.Phase.Final() {
+				cache.mu.Lock()
+				if cache.m == nil {
+					cache.m = map[string]measuredRow{}
 				}
+				cache.m[key] = mr
+				cache.mu.Unlock()
 			}
 		}
-		m, _ := Metrics(reps)
-		row.TTFTMiss, row.TTFTHit = get(m, "kv-cache.ttft_miss_p50_ms"), get(m, "kv-cache.ttft_hit_p50_ms")
-		row.Accel, row.AccelLo, row.AccelHi = nan(), nan(), nan()
-		if ci := AccelerationCI(reps); ci != nil {
-			row.Accel, row.AccelLo, row.AccelHi = ci.Value, ci.Lo, ci.Hi
-		}
-		row.ConvTTFT, row.ConvDegr = get(m, "long-conversation.ttft_p50_ms"), get(m, "long-conversation.degradation")
-		row.ToolSuccess, row.Quality = get(m, "tool_call_success"), get(m, "quality")
-		row.TokS, row.TTFTP50, row.TTFTP95, row.E2ELP95 = nan(), nan(), nan(), nan()
-		if v, ok := m["load.max_output_throughput_tok_s"]; ok {
-			row.TokS = v
-			row.TTFTP50, row.TTFTP95, row.E2ELP95 = get(m, "load.ttft_p50_ms"), get(m, "load.ttft_p95_ms"), get(m, "load.e2el_p95_ms")
-		} else {
-			// No load scenario: the best throughput any scenario measured.
-			for k, v := range m {
-				if strings.HasSuffix(k, ".output_throughput_tok_s") && (math.IsNaN(row.TokS) || v > row.TokS) {
-					row.TokS = v
-				}
-			}
-		}
-		row.VRAMMiB, row.Errors = get(m, "peak_vram_mib"), get(m, "errors")
-		row.ObjectiveValue = get(m, metric)
+		m := mr.row
+		row.TTFTMiss, row.TTFTHit, row.Accel, row.AccelLo, row.AccelHi = m.TTFTMiss, m.TTFTHit, m.Accel, m.AccelLo, m.AccelHi
+		row.ConvTTFT, row.ConvDegr, row.ToolSuccess, row.Quality = m.ConvTTFT, m.ConvDegr, m.ToolSuccess, m.Quality
+		row.TokS, row.TTFTP50, row.TTFTP95, row.E2ELP95 = m.TokS, m.TTFTP50, m.TTFTP95, m.E2ELP95
+		row.VRAMMiB, row.Errors, row.ObjectiveValue = m.VRAMMiB, m.Errors, m.ObjectiveValue
+		d.Levels = append(d.Levels, mr.levels...)
 		switch r, ok := ranks[t.Seq]; {
 		case run.Champion != nil && run.Champion.Champion == t.Seq:
 			row.Verdict = "champion"
@@ -147,7 +163,49 @@ func BuildReport(run *Run, trials []*Trial, reports map[int][]*benchmark.Report)
 		}
 		d.Rows = append(d.Rows, row)
 	}
-	return d
+	return d, nil
+}
+
+// measure computes what a trial's reports give its row. Pure.
+func measure(run *Run, t *Trial, reps []*benchmark.Report, metric string) measuredRow {
+	var out measuredRow
+	row := &out.row
+	for i, rep := range reps {
+		slo := run.Grid.Benchmark.Resolve().Load.SLO
+		if rep.Settings != nil {
+			slo = rep.Settings.Config.Load.SLO
+		}
+		for _, s := range rep.Scenarios {
+			if s.Name == "load" {
+				for _, l := range benchmark.SummarizeLoad(s.Results, slo) {
+					out.levels = append(out.levels, LevelRow{Seq: t.Seq, Name: t.Candidate.Name, Repetition: i, LoadLevel: l})
+				}
+			}
+		}
+	}
+	m, _ := Metrics(reps)
+	row.TTFTMiss, row.TTFTHit = get(m, "kv-cache.ttft_miss_p50_ms"), get(m, "kv-cache.ttft_hit_p50_ms")
+	row.Accel, row.AccelLo, row.AccelHi = nan(), nan(), nan()
+	if ci := AccelerationCI(reps); ci != nil {
+		row.Accel, row.AccelLo, row.AccelHi = ci.Value, ci.Lo, ci.Hi
+	}
+	row.ConvTTFT, row.ConvDegr = get(m, "long-conversation.ttft_p50_ms"), get(m, "long-conversation.degradation")
+	row.ToolSuccess, row.Quality = get(m, "tool_call_success"), get(m, "quality")
+	row.TokS, row.TTFTP50, row.TTFTP95, row.E2ELP95 = nan(), nan(), nan(), nan()
+	if v, ok := m["load.max_output_throughput_tok_s"]; ok {
+		row.TokS = v
+		row.TTFTP50, row.TTFTP95, row.E2ELP95 = get(m, "load.ttft_p50_ms"), get(m, "load.ttft_p95_ms"), get(m, "load.e2el_p95_ms")
+	} else {
+		// No load scenario: the best throughput any scenario measured.
+		for k, v := range m {
+			if strings.HasSuffix(k, ".output_throughput_tok_s") && (math.IsNaN(row.TokS) || v > row.TokS) {
+				row.TokS = v
+			}
+		}
+	}
+	row.VRAMMiB, row.Errors = get(m, "peak_vram_mib"), get(m, "errors")
+	row.ObjectiveValue = get(m, metric)
+	return out
 }
 
 func f(v float64, prec int) string {

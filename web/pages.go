@@ -187,16 +187,21 @@ func (d *Dashboard) runView(id string) (*runView, error) {
 	if err != nil {
 		return nil, err
 	}
-	reports := map[int][]*benchmark.Report{}
+	// Ended trials' measurements come from the cache once computed: a
+	// live page of hundreds of trials is redrawn after every event.
+	measured := map[int]bool{}
 	for _, t := range trials {
-		if t.Phase != orchestrator.PhaseDone {
-			continue
-		}
-		if reports[t.Seq], err = d.st.Reports(run.ID, t.Seq); err != nil {
-			return nil, err
-		}
+		measured[t.Seq] = t.Phase == orchestrator.PhaseDone
 	}
-	rep := orchestrator.BuildReport(run, trials, reports)
+	rep, err := orchestrator.BuildReportCached(run, trials, func(seq int) ([]*benchmark.Report, error) {
+		if !measured[seq] {
+			return nil, nil
+		}
+		return d.st.Reports(run.ID, seq)
+	}, &d.rows)
+	if err != nil {
+		return nil, err
+	}
 	v := &runView{Row: progress(run, trials, d.now()), Report: rep, Charts: rep.Charts(), Search: run.SearchText(trials), Live: !final(run.State), Rendered: d.now()}
 	for _, t := range trials {
 		tv := trialView{Trial: t}

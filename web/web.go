@@ -65,6 +65,8 @@ type Dashboard struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	rollback sync.Mutex // one rollback at a time: check and replace as one step
+
+	rows orchestrator.RowCache // ended trials' measurements
 }
 
 type session struct {
@@ -93,7 +95,21 @@ func New(b Backend, st *store.Store, dir string, now func() time.Time) *Dashboar
 	m.Handle("GET /profiles", d.auth(d.profilesPage))
 	m.Handle("POST /profiles/rollback", d.auth(d.rollbackStep))
 	d.mux = m
+	go d.warm()
 	return d
+}
+
+// warm computes the ended trials' measurements of the stored runs, newest
+// first, so that the first view of a large run after the daemon started
+// is served from the cache.
+func (d *Dashboard) warm() {
+	runs, err := d.st.Runs()
+	if err != nil {
+		return
+	}
+	for i := len(runs) - 1; i >= 0; i-- {
+		d.runView(runs[i].ID)
+	}
 }
 
 func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {

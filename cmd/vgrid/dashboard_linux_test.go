@@ -3,13 +3,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"image"
-	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,90 +14,9 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/vgrid/vgrid/internal/browsertest"
 	"github.com/vgrid/vgrid/profiles"
 )
-
-// browser starts Debian's chromium, headless, for the test. Outside CI a
-// machine without it skips; in CI it fails (.ci/run installs it).
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("chromium is not installed in CI")
-		}
-		t.Skip("skipped: no chromium (apt-get install chromium)")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.WindowSize(1280, 1000),
-		chromedp.Flag("disable-dev-shm-usage", true))
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelC := chromedp.NewContext(actx)
-	ctx, cancelT := context.WithTimeout(ctx, 4*time.Minute)
-	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
-	if err := chromedp.Run(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
-// shot saves a full-page screenshot under the test's artifact directory
-// (go test -artifacts keeps them) and checks that it is not blank: a page
-// that rendered has many colours.
-func shot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	var buf []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&buf, 100)); err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
-	}
-	path := filepath.Join(t.ArtifactDir(), name+".png")
-	if err := os.WriteFile(path, buf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	img, err := png.Decode(bytes.NewReader(buf))
-	if err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
-	}
-	if n := colours(img); n < 8 {
-		t.Errorf("screenshot %s is blank (%d colours)", name, n)
-	}
-}
-
-func colours(img image.Image) int {
-	seen := map[uint32]bool{}
-	b := img.Bounds()
-	for y := b.Min.Y; y < b.Max.Y; y += 3 {
-		for x := b.Min.X; x < b.Max.X; x += 3 {
-			r, g, bl, _ := img.At(x, y).RGBA()
-			seen[(r>>8)<<16|(g>>8)<<8|bl>>8] = true
-			if len(seen) > 64 {
-				return len(seen)
-			}
-		}
-	}
-	return len(seen)
-}
-
-// accessible checks that every visible control has a label and every
-// table has header cells.
-func accessible(t *testing.T, ctx context.Context, page string) {
-	t.Helper()
-	var problems []string
-	js := `(() => {
-	  const out = [];
-	  document.querySelectorAll("input:not([type=hidden]),select,textarea").forEach(e => {
-	    if (!(e.labels && e.labels.length) && !e.getAttribute("aria-label")) out.push("control without a label: " + e.outerHTML.slice(0, 80));
-	  });
-	  document.querySelectorAll("button").forEach(b => { if (!b.textContent.trim() && !b.getAttribute("aria-label")) out.push("button without a name"); });
-	  document.querySelectorAll("table").forEach(tb => { if (!tb.querySelector("th")) out.push("table without headers: " + (tb.id || tb.className)); });
-	  return out;
-	})()`
-	if err := chromedp.Run(ctx, chromedp.Evaluate(js, &problems)); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("%s: %s", page, p)
-	}
-}
 
 func dashGrid(port int) string {
 	return fmt.Sprintf(`name: dashboard
@@ -133,7 +48,10 @@ end: restore
 // stale confirmation changes nothing); logout locks the pages again.
 // Each page is screenshotted and checked for labels and table headers.
 func TestDashboardInABrowser(t *testing.T) {
-	ctx := browser(t)
+	ctx := browsertest.Start(t, 4*time.Minute)
+	shots := t.ArtifactDir()
+	shot := func(t *testing.T, ctx context.Context, name string) { browsertest.Shot(t, ctx, shots, name) }
+	accessible := browsertest.Accessible
 	d := startDaemon(t, t.TempDir(), freePortT(t))
 	// text reads in one step of the page's own script: the live part of a
 	// run's page is swapped in while the test reads it.

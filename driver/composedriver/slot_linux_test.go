@@ -20,7 +20,7 @@ import (
 	"github.com/vgrid/vgrid/vllm"
 )
 
-const fixtures = "../../../shared/fixtures/myia_vllm/"
+const fixtures = "../../profiles/testdata/fixtures/"
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -37,7 +37,7 @@ func freePort(t *testing.T) int {
 func userProject(t *testing.T, img string) (dir string, target orchestrator.Target) {
 	t.Helper()
 	dir = t.TempDir()
-	orig, err := os.ReadFile(fixtures + "profiles/medium.yml")
+	orig, err := os.ReadFile(fixtures + "medium.yml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +24,7 @@ const (
 	secondBridge = "vgrid-d2"
 	secondBIP    = "10.214.0.1/24"
 	secondPool   = "base=10.215.0.0/16,size=24"
+	cgroupParent = "vgrid-d2" // its containers' cgroups, apart from the first engine's
 )
 
 // Engine2 is a second Docker engine on this machine, for tests of slots
@@ -124,7 +124,7 @@ func (e *Engine2) start(t testing.TB) {
 	}
 	e.cmd = exec.Command("dockerd", "--host", e.Host, "--data-root", filepath.Join(e.dir, "data"), "--exec-root", filepath.Join(e.dir, "exec"),
 		"--pidfile", filepath.Join(e.dir, "docker.pid"), "--bridge", secondBridge, "--default-address-pool", secondPool,
-		"--iptables=false", "--ip6tables=false")
+		"--iptables=false", "--ip6tables=false", "--cgroup-parent", cgroupParent)
 	if e.tlsDir != "" {
 		e.cmd.Args = append(e.cmd.Args, "--host", e.TCP, "--tlsverify", "--tlscacert", filepath.Join(e.tlsDir, "ca.pem"),
 			"--tlscert", filepath.Join(e.tlsDir, "server-cert.pem"), "--tlskey", filepath.Join(e.tlsDir, "server-key.pem"))
@@ -161,32 +161,33 @@ func (e *Engine2) Kill(t testing.TB) {
 	e.cmd = nil
 }
 
-// stop removes every container and stops the engine; after Kill it
-// starts it again on the same roots first, so that it cleans up.
+// stop removes every container and stops the engine. After Kill it does
+// not start the engine again (a dockerd restarted over a crashed one's
+// roots deletes the default docker0 bridge of the first engine, seen
+// with 20.10): it kills what the dead engine left (its shims, and the
+// containers' processes, found by the engine's own cgroup parent) and
+// unmounts what it mounted.
 func (e *Engine2) stop(t testing.TB) {
-	if e.cmd == nil {
-		e.start(t)
-	}
-	if ids, err := exec.Command("docker", "-H", e.Host, "ps", "-aq").Output(); err == nil && len(strings.TrimSpace(string(ids))) > 0 {
-		exec.Command("docker", append([]string{"-H", e.Host, "rm", "-f"}, strings.Fields(string(ids))...)...).Run()
-	}
-	e.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { e.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-	e.cmd = nil
-	// containerd's children (the shims) outlive it: end any left.
-	if b, err := os.ReadFile(filepath.Join(e.dir, "exec", "containerd", "containerd.pid")); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			syscall.Kill(pid, syscall.SIGKILL)
+	if e.cmd != nil {
+		if ids, err := exec.Command("docker", "-H", e.Host, "ps", "-aq").Output(); err == nil && len(strings.TrimSpace(string(ids))) > 0 {
+			exec.Command("docker", append([]string{"-H", e.Host, "rm", "-f"}, strings.Fields(string(ids))...)...).Run()
 		}
+		e.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { e.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		e.cmd = nil
 	}
+	// What outlives a dead engine: the shims (their command lines name its
+	// exec root) and the containers' processes (in its cgroup parent).
 	exec.Command("sh", "-c", "grep -l "+e.dir+" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 | xargs -r kill -9").Run()
+	exec.Command("sh", "-c", "cat /sys/fs/cgroup/*/"+cgroupParent+"/*/cgroup.procs /sys/fs/cgroup/"+cgroupParent+"/*/cgroup.procs 2>/dev/null | sort -u | xargs -r kill -9").Run()
+	time.Sleep(200 * time.Millisecond)
 	exec.Command("sh", "-c", "awk '$2 ~ \"^"+e.dir+"\" {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l").Run()
 }
 
