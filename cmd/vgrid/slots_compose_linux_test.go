@@ -337,3 +337,63 @@ func TestDaemonRunsComposeSlots(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeSlotsSurviveKill9: vgrid killed with SIGKILL while two
+// compose slots benchmark, then resumed: each slot's interrupted trial is
+// redone once in its slot's container (the dead vgrid's owner label does
+// not block it), every trial ends measured once, and the end leaves no
+// slot container or generated file, and the original profile.
+func TestComposeSlotsSurviveKill9(t *testing.T) {
+	img := dockertest.BuildSimImage(t)
+	dockertest.Exclusive(t)
+	clean := func() { exec.Command("docker", "rm", "-f", "myia_vllm-medium-qwen3").Run() }
+	clean()
+	t.Cleanup(clean)
+	grid, orig := composeSlotsGrid(t, img, "0.02", []string{fmt.Sprintf(`{gpus: "0,1", port: %d}`, freePortT(t)), fmt.Sprintf(`{gpus: "2,3", port: %d}`, freePortT(t))})
+	t.Cleanup(func() {
+		if c := slotContainers(t, "unix:///var/run/docker.sock"); c != "" {
+			exec.Command("docker", append([]string{"rm", "-f"}, strings.Fields(c)...)...).Run()
+		}
+	})
+	db := filepath.Join(t.TempDir(), "vgrid.db")
+	killDuring(t, vgridBinary(t), "[3/8] benchmarking", "run", grid, "--store", db)
+	st := openStore(t, db)
+	run, _ := st.GetRun("latest")
+	before, _ := st.Trials(run.ID)
+	st.Close()
+	inFlight := 0
+	for _, tr := range before {
+		if !tr.Phase.Final() && tr.Phase != orchestrator.PhasePending {
+			inFlight++
+		}
+	}
+	if code, out, errs := vgrid(t, "run", "--resume", "latest", "--store", db, "--quiet"); code != 0 {
+		t.Fatalf("resume: %d\n%s\n%s", code, out, errs)
+	}
+	st = openStore(t, db)
+	run, _ = st.GetRun("latest")
+	trials, _ := st.Trials(run.ID)
+	redone := 0
+	for _, tr := range trials {
+		reps, _ := st.Reports(run.ID, tr.Seq)
+		if tr.Phase != orchestrator.PhaseDone || len(reps) != 1 {
+			t.Errorf("trial %d: %s %v with %d reports, want done with 1", tr.Seq, tr.Phase, tr.Failure, len(reps))
+		}
+		if tr.Attempts > 1 {
+			redone++
+		}
+	}
+	st.Close()
+	if len(trials) != 8 || inFlight == 0 || redone != inFlight || run.State != orchestrator.RunDone {
+		t.Errorf("%d trials, %d in flight at the kill, %d redone, state %s", len(trials), inFlight, redone, run.State)
+	}
+	if c := slotContainers(t, "unix:///var/run/docker.sock"); c != "" {
+		t.Errorf("slot containers left: %s", c)
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(grid), "*vgrid-slot*")); len(left) > 0 {
+		t.Errorf("generated files left: %v", left)
+	}
+	if got, _ := os.ReadFile(filepath.Join(filepath.Dir(grid), "medium.yml")); string(got) != string(orig) {
+		t.Errorf("the profile is not the original after the run")
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/internal/dockertest"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/vllm"
@@ -92,6 +93,28 @@ func TestComposeSlotContainer(t *testing.T) {
 	if _, err := dep.Verify(ctx); err != nil {
 		t.Errorf("verify: %v", err)
 	}
+	// GPU telemetry comes from the trial's container, through its engine:
+	// here an nvidia-smi that replays real H100 output of vgrid's query.
+	smi, err := os.ReadFile("../../benchmark/testdata/h100_query_gpu_noheader_nounits.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := "#!/bin/sh\nwhile :; do printf '%s\\n' '" + strings.Split(strings.TrimSpace(string(smi)), "\n")[0] + "'; sleep 0.1; done\n"
+	install := exec.Command("docker", "exec", "-i", "myia_vllm-medium-qwen3-vgrid-slot2", "sh", "-c", "cat > /usr/local/bin/nvidia-smi && chmod +x /usr/local/bin/nvidia-smi")
+	install.Stdin = strings.NewReader(script)
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("install a stand-in nvidia-smi: %v\n%s", err, out)
+	}
+	if ready.GPU == nil {
+		t.Fatal("a slot's trial has no GPU source of its own")
+	}
+	g := benchmark.StartGPU(ctx, ready.GPU, 100*time.Millisecond)
+	time.Sleep(600 * time.Millisecond)
+	rep := g.Stop()
+	if !rep.Available || len(rep.GPUs) != 1 || rep.GPUs[0].MemTotalMiB != 81559 || rep.GPUs[0].UUID != "GPU-5675a971-1c67-8b90-88cc-d36993190cbb" {
+		t.Errorf("telemetry through the engine: %+v", rep)
+	}
+
 	// The state of the world.
 	out := dockertest.Docker(t, "ps", "--filter", "label=com.docker.compose.project=myia_vllm-vgrid-slot2", "--filter", "label=io.vgrid.slot=2",
 		"--format", "{{.Names}} {{.Label \"com.docker.compose.service\"}} {{.Ports}}")
