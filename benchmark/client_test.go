@@ -25,14 +25,22 @@ func sseServer(t *testing.T, steps []step) *httptest.Server {
 // flushes records when a server wrote each step, from the moment its
 // handler started.
 type flushes struct {
-	mu sync.Mutex
-	at []time.Duration
+	mu   sync.Mutex
+	at   []time.Duration
+	when []time.Time // the same moments, on the clock the client's Sent reads
 }
 
 func (f *flushes) add(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.at = append(f.at, d)
+	f.when = append(f.when, time.Now())
+}
+
+func (f *flushes) moments() []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.when)
 }
 
 func (f *flushes) get() []time.Duration {
@@ -86,14 +94,18 @@ func TestStreamMetricsDefinitions(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	at := fl.get()
-	// Each metric lies between the moment the server flushed its own
-	// event and the moment it flushed the next one (the definitions differ
-	// by which chunk they stop at). Bounded by the server's own clock, not
+	// Each metric, as a moment (the request's Sent plus the metric), lies
+	// between the moment the server flushed its own event and the moment
+	// it flushed the next one (the definitions differ by which chunk they
+	// stop at). Bounded by the server's own flushes on the same clock, not
 	// by the nominal sleeps: Windows' timer (under Wine) stretches a 20 ms
-	// sleep to 26 ms or more. Slack: the request's way to the handler.
+	// sleep to 26 ms or more, and the request's way to the handler varies.
+	// Slack: the client's read after the last flush.
 	const slack = 5 * time.Millisecond
+	when := fl.moments()
 	between := func(got time.Duration, from, to int) bool {
-		return got >= at[from] && got < at[to]+slack
+		m := r.Sent.Add(got)
+		return !m.Before(when[from]) && m.Before(when[to].Add(slack))
 	}
 	// at: 0 role, 1 think, 2 more, 3 Answer, 4 done, 5 finish, 6 usage, 7 [DONE]
 	if !between(r.TTFT, 1, 2) || !between(r.TTFC, 3, 4) || !between(r.E2EL, 4, 7) {
