@@ -206,6 +206,13 @@ func settingsOf(reports []*benchmark.Report) (*benchmark.Settings, string) {
 // returns acceleration = median miss TTFT / median hit TTFT with its
 // bootstrap 95% CI; nil without kv-cache results.
 func AccelerationCI(reports []*benchmark.Report) *benchmark.CI {
+	_, ci := kvSummary(reports)
+	return ci
+}
+
+// kvSummary summarises the kv-cache requests of every repetition: TTFT
+// miss and hit, and the acceleration with its CI (nil without any).
+func kvSummary(reports []*benchmark.Report) (benchmark.KVReport, *benchmark.CI) {
 	var all []benchmark.Result
 	for _, rep := range reports {
 		for _, s := range rep.Scenarios {
@@ -215,10 +222,10 @@ func AccelerationCI(reports []*benchmark.Report) *benchmark.CI {
 		}
 	}
 	if len(all) == 0 {
-		return nil
+		return benchmark.KVReport{}, nil
 	}
-	_, ci := benchmark.SummarizeKV(all)
-	return &ci
+	kv, ci := benchmark.SummarizeKV(all)
+	return kv, &ci
 }
 
 // Rank is one candidate's place in the verdict.

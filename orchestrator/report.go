@@ -27,6 +27,10 @@ type Row struct {
 	BootS          float64
 	TTFTMiss       float64
 	TTFTHit        float64
+	// 95% CIs of the two medians (distribution-free, over every
+	// repetition's requests); NaN when too few requests give one.
+	TTFTMissLo, TTFTMissHi float64
+	TTFTHitLo, TTFTHitHi   float64
 	Accel          float64
 	AccelLo        float64
 	AccelHi        float64
@@ -147,6 +151,7 @@ func BuildReportCached(run *Run, trials []*Trial, load func(seq int) ([]*benchma
 		}
 		m := mr.row
 		row.TTFTMiss, row.TTFTHit, row.Accel, row.AccelLo, row.AccelHi = m.TTFTMiss, m.TTFTHit, m.Accel, m.AccelLo, m.AccelHi
+		row.TTFTMissLo, row.TTFTMissHi, row.TTFTHitLo, row.TTFTHitHi = m.TTFTMissLo, m.TTFTMissHi, m.TTFTHitLo, m.TTFTHitHi
 		row.ConvTTFT, row.ConvDegr, row.ToolSuccess, row.Quality = m.ConvTTFT, m.ConvDegr, m.ToolSuccess, m.Quality
 		row.TokS, row.TTFTP50, row.TTFTP95, row.E2ELP95 = m.TokS, m.TTFTP50, m.TTFTP95, m.E2ELP95
 		row.VRAMMiB, row.Errors, row.ObjectiveValue = m.VRAMMiB, m.Errors, m.ObjectiveValue
@@ -186,8 +191,11 @@ func measure(run *Run, t *Trial, reps []*benchmark.Report, metric string) measur
 	m, _ := Metrics(reps)
 	row.TTFTMiss, row.TTFTHit = get(m, "kv-cache.ttft_miss_p50_ms"), get(m, "kv-cache.ttft_hit_p50_ms")
 	row.Accel, row.AccelLo, row.AccelHi = nan(), nan(), nan()
-	if ci := AccelerationCI(reps); ci != nil {
+	row.TTFTMissLo, row.TTFTMissHi, row.TTFTHitLo, row.TTFTHitHi = nan(), nan(), nan(), nan()
+	if kv, ci := kvSummary(reps); ci != nil {
 		row.Accel, row.AccelLo, row.AccelHi = ci.Value, ci.Lo, ci.Hi
+		row.TTFTMissLo, row.TTFTMissHi = finite(kv.TTFTMiss.MedianLo), finite(kv.TTFTMiss.MedianHi)
+		row.TTFTHitLo, row.TTFTHitHi = finite(kv.TTFTHit.MedianLo), finite(kv.TTFTHit.MedianHi)
 	}
 	row.ConvTTFT, row.ConvDegr = get(m, "long-conversation.ttft_p50_ms"), get(m, "long-conversation.degradation")
 	row.ToolSuccess, row.Quality = get(m, "tool_call_success"), get(m, "quality")
@@ -424,10 +432,10 @@ func (d *ReportData) ttftChart() string {
 	miss := chart.Series{Name: "cache miss", Color: "#d9534f"}
 	hit := chart.Series{Name: "cache hit", Color: "#5cb85c"}
 	for _, r := range rows {
-		miss.Values = append(miss.Values, chart.Value{V: r.TTFTMiss, Lo: math.NaN(), Hi: math.NaN()})
-		hit.Values = append(hit.Values, chart.Value{V: r.TTFTHit, Lo: math.NaN(), Hi: math.NaN()})
+		miss.Values = append(miss.Values, chart.Value{V: r.TTFTMiss, Lo: r.TTFTMissLo, Hi: r.TTFTMissHi})
+		hit.Values = append(hit.Values, chart.Value{V: r.TTFTHit, Lo: r.TTFTHitLo, Hi: r.TTFTHitHi})
 	}
-	return chart.Bars{Title: "TTFT p50", Unit: "ms", Categories: categories(rows), Series: []chart.Series{miss, hit}, Highlight: champ, Note: notShown(left)}.SVG()
+	return chart.Bars{Title: "TTFT p50 (whiskers: 95% CI of the median, where 6 requests or more give one)", Unit: "ms", Categories: categories(rows), Series: []chart.Series{miss, hit}, Highlight: champ, Note: notShown(left)}.SVG()
 }
 
 // accelChart draws the kv-cache acceleration with its 95% CI per candidate.
@@ -558,4 +566,13 @@ func (d *ReportData) paretoChart(name string, x func(Row) float64) string {
 	}
 	return chart.Scatter{Title: "Pareto: output throughput against " + name, XLabel: name + " (load)", XUnit: "ms", YLabel: "output throughput", YUnit: "tok/s",
 		Points: pts, PointName: "candidate", HighlightName: "champion", FrontName: "Pareto front: no other candidate is faster with more throughput", Note: notShown(left)}.SVG()
+}
+
+// finite is v, or NaN for an infinite bound (too few values for an
+// interval).
+func finite(v float64) float64 {
+	if math.IsInf(v, 0) {
+		return math.NaN()
+	}
+	return v
 }
