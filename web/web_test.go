@@ -1,7 +1,9 @@
 package web_test
 
 import (
+	"bytes"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -194,6 +196,28 @@ func TestCSRFAndGridErrors(t *testing.T) {
 	body(t, r)
 	if runs, _ := s.st.Runs(); r.StatusCode != http.StatusSeeOther || len(runs) != 1 || r.Header.Get("Location") != "/runs/"+runs[0].ID {
 		t.Errorf("a good grid: %d %s, %d run(s)", r.StatusCode, r.Header.Get("Location"), len(runs))
+	}
+	// Uploaded as a file: its name is the one the messages use.
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	mw.WriteField("csrf", csrf)
+	fw, _ := mw.CreateFormFile("file", "night.yaml")
+	fw.Write([]byte(strings.Replace(string(grid), "requests: 6", "requsts: 6", 1)))
+	mw.Close()
+	r, _ = c.Post(s.URL+"/runs", mw.FormDataContentType(), &form)
+	if b := body(t, r); r.StatusCode != http.StatusBadRequest || !regexp.MustCompile(`night\.yaml:\d+: .*requsts`).MatchString(b) {
+		t.Errorf("an uploaded grid with an error: %d\n%s", r.StatusCode, b)
+	}
+	form.Reset()
+	mw = multipart.NewWriter(&form)
+	mw.WriteField("csrf", csrf)
+	fw, _ = mw.CreateFormFile("file", "night.yaml")
+	fw.Write(grid)
+	mw.Close()
+	r, _ = c.Post(s.URL+"/runs", mw.FormDataContentType(), &form)
+	body(t, r)
+	if runs, _ := s.st.Runs(); r.StatusCode != http.StatusSeeOther || len(runs) != 2 || runs[1].GridFile != "night.yaml" {
+		t.Errorf("an uploaded grid: %d, %d run(s)", r.StatusCode, len(runs))
 	}
 }
 
