@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -40,6 +41,9 @@ type DriverCloser interface {
 type Config struct {
 	Listen    string // host:port; loopback unless a token is set
 	TokenFile string // generated (0600) when absent
+	// TLSCert and TLSKey, when both set, serve HTTPS (PEM files): the
+	// dashboard's session cookie is then marked Secure.
+	TLSCert, TLSKey string
 	Store     *store.Store
 	Log       zerolog.Logger
 	Version   string
@@ -133,6 +137,14 @@ func New(cfg Config) (*Daemon, bool, error) {
 	if !loopback && cfg.TokenFile == "" {
 		return nil, false, fmt.Errorf("--listen %s is not a loopback address: set --token-file so the API is not open to the network", cfg.Listen)
 	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, false, errors.New("--tls-cert and --tls-key go together: give both PEM files, or neither for plain HTTP")
+	}
+	if cfg.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, false, fmt.Errorf("--tls-cert %s / --tls-key %s: %v; give a PEM certificate and its private key", cfg.TLSCert, cfg.TLSKey, err)
+		}
+	}
 	if cfg.TokenFile == "" {
 		return nil, false, errors.New("no token file")
 	}
@@ -156,7 +168,13 @@ func (d *Daemon) kick() {
 func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if d.cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, d.cfg.TLSCert, d.cfg.TLSKey)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	d.cfg.Log.Info().Str("listen", ln.Addr().String()).Str("store", d.cfg.Store.Path()).Msg("vgrid serve started")
 	d.logLeftRuns()
 	d.kick()

@@ -4,8 +4,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
+	neturl "net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/vgrid/vgrid/internal/browsertest"
+	"github.com/vgrid/vgrid/internal/dockertest"
 	"github.com/vgrid/vgrid/profiles"
 )
 
@@ -215,4 +221,59 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Errorf("after logout a run page went to %s", loc)
 	}
 	shot(t, ctx, "09-logged-out")
+}
+
+// TestServeTLS: `vgrid serve --tls-cert --tls-key` serves HTTPS, and the
+// dashboard's session cookie is then Secure; a key without its
+// certificate is refused at start.
+func TestServeTLS(t *testing.T) {
+	certs := t.TempDir()
+	dockertest.WriteTLS(t, certs)
+	dir := t.TempDir()
+	port := freePortT(t)
+	cmd := exec.Command(vgridBinary(t), "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--store", filepath.Join(dir, "vgrid.db"),
+		"--tls-cert", filepath.Join(certs, "server-cert.pem"), "--tls-key", filepath.Join(certs, "server-key.pem"))
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &syncWriter{b: &log}, &syncWriter{b: &log}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pool := x509.NewCertPool()
+	ca, _ := os.ReadFile(filepath.Join(certs, "ca.pem"))
+	pool.AppendCertsFromPEM(ca)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	url := fmt.Sprintf("https://127.0.0.1:%d", port)
+	var resp *http.Response
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err = client.Get(url + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("https: %v\n%s", err, log.String())
+	}
+	tok, _ := os.ReadFile(filepath.Join(dir, "token"))
+	resp, err = client.PostForm(url+"/login", neturl.Values{"token": {strings.TrimSpace(string(tok))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	secure := false
+	for _, c := range resp.Cookies() {
+		secure = secure || c.Name == "vgrid_session" && c.Secure && c.HttpOnly && c.SameSite == http.SameSiteStrictMode
+	}
+	if !secure {
+		t.Errorf("over HTTPS the session cookie is %v; want Secure, HttpOnly, SameSite=Strict", resp.Cookies())
+	}
+	if !strings.Contains(log.String(), "vgrid serve on https://") {
+		t.Errorf("serve says:\n%s", log.String())
+	}
+	code, _, errs := vgrid(t, "serve", "--listen", "127.0.0.1:0", "--store", filepath.Join(dir, "other.db"), "--tls-key", filepath.Join(certs, "server-key.pem"))
+	if code != 2 || !strings.Contains(errs, "--tls-cert and --tls-key go together") {
+		t.Errorf("a key without a certificate: code %d, %s", code, errs)
+	}
 }

@@ -20,7 +20,7 @@ import (
 )
 
 func (a *app) serveCommand() *cobra.Command {
-	var listen, storePath, tokenFile, logFormat string
+	var listen, storePath, tokenFile, logFormat, tlsCert, tlsKey string
 	cmd := &cobra.Command{
 		Use:   "serve [--listen 127.0.0.1:8321] [--store PATH] [--token-file F]",
 		Short: "Run the vgrid daemon: an authenticated HTTP API, a persistent run queue, live events, Prometheus metrics",
@@ -53,7 +53,7 @@ again. A second signal exits at once.`,
 			defer st.Close()
 			ctx := cmd.Context()
 			d, created, err := daemon.New(daemon.Config{
-				Listen: listen, TokenFile: tokenFile, Store: st, Log: log, Version: buildinfo.Read().String(),
+				Listen: listen, TokenFile: tokenFile, TLSCert: tlsCert, TLSKey: tlsKey, Store: st, Log: log, Version: buildinfo.Read().String(),
 				NewDriver: func(ctx context.Context, g *orchestrator.Grid, runDir string) (daemon.DriverCloser, error) {
 					drv, err := a.newDriver(ctx, g, runDir, log)
 					if err == nil {
@@ -101,7 +101,11 @@ again. A second signal exits at once.`,
 			if err != nil {
 				return fmt.Errorf("listen %s: %w", listen, err)
 			}
-			fmt.Fprintf(a.stdout, "vgrid serve on http://%s (store %s, token file %s)\n", ln.Addr(), storePath, tokenFile)
+			scheme := "http"
+			if tlsCert != "" {
+				scheme = "https"
+			}
+			fmt.Fprintf(a.stdout, "vgrid serve on %s://%s (store %s, token file %s)\n", scheme, ln.Addr(), storePath, tokenFile)
 			return d.Serve(ctx, ln)
 		},
 	}
@@ -109,5 +113,7 @@ again. A second signal exits at once.`,
 	a.storeFlag(cmd, &storePath)
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "bearer token file (default: token next to the store; created when absent)")
 	cmd.Flags().StringVar(&logFormat, "log-format", "console", "console or json")
+	cmd.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (with --tls-key); the dashboard's cookie is then Secure")
+	cmd.Flags().StringVar(&tlsKey, "tls-key", "", "the certificate's PEM private key")
 	return cmd
 }
