@@ -44,9 +44,9 @@ type Config struct {
 	// TLSCert and TLSKey, when both set, serve HTTPS (PEM files): the
 	// dashboard's session cookie is then marked Secure.
 	TLSCert, TLSKey string
-	Store     *store.Store
-	Log       zerolog.Logger
-	Version   string
+	Store           *store.Store
+	Log             zerolog.Logger
+	Version         string
 	// NewDriver builds the driver of a run's target; runDir is where the
 	// run keeps its files.
 	NewDriver func(ctx context.Context, g *orchestrator.Grid, runDir string) (DriverCloser, error)

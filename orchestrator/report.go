@@ -18,36 +18,36 @@ import (
 // Row is one candidate in the report. Every number comes from the stored
 // samples of its trial (NaN when not measured).
 type Row struct {
-	Seq            int
-	Name           string
-	Outcome        string // done, failed (reason), skipped (reason)
-	GPUMem         string // effective gpu-memory-utilization
-	Chunked        string // effective enable-chunked-prefill
-	Prefix         string // effective enable-prefix-caching
-	BootS          float64
-	TTFTMiss       float64
-	TTFTHit        float64
+	Seq      int
+	Name     string
+	Outcome  string // done, failed (reason), skipped (reason)
+	GPUMem   string // effective gpu-memory-utilization
+	Chunked  string // effective enable-chunked-prefill
+	Prefix   string // effective enable-prefix-caching
+	BootS    float64
+	TTFTMiss float64
+	TTFTHit  float64
 	// 95% CIs of the two medians (distribution-free, over every
 	// repetition's requests); NaN when too few requests give one.
 	TTFTMissLo, TTFTMissHi float64
 	TTFTHitLo, TTFTHitHi   float64
-	Accel          float64
-	AccelLo        float64
-	AccelHi        float64
-	ConvTTFT       float64 // long-conversation TTFT p50
-	ConvDegr       float64 // last-5 / first-5 turns
-	ToolSuccess    float64
-	Quality        float64
-	TokS           float64 // best load output throughput (or the run-wide figure)
-	TTFTP50        float64 // load TTFT p50 at that level
-	TTFTP95        float64
-	E2ELP95        float64 // load E2EL p95 at the same level set (ms)
-	VRAMMiB        float64
-	Errors         float64
-	Verdict        string
-	Failure        *Failure
-	Rendered       []string
-	ObjectiveValue float64
+	Accel                  float64
+	AccelLo                float64
+	AccelHi                float64
+	ConvTTFT               float64 // long-conversation TTFT p50
+	ConvDegr               float64 // last-5 / first-5 turns
+	ToolSuccess            float64
+	Quality                float64
+	TokS                   float64 // best load output throughput (or the run-wide figure)
+	TTFTP50                float64 // load TTFT p50 at that level
+	TTFTP95                float64
+	E2ELP95                float64 // load E2EL p95 at the same level set (ms)
+	VRAMMiB                float64
+	Errors                 float64
+	Verdict                string
+	Failure                *Failure
+	Rendered               []string
+	ObjectiveValue         float64
 }
 
 // ReportData is a run's report.
