@@ -56,6 +56,19 @@ end: restore
 	return grid, orig
 }
 
+// userService gives a test the simulator image and the user's compose
+// project (serialised with the other tests that use it), its service's
+// container removed before and after.
+func userService(t testing.TB) (img string) {
+	t.Helper()
+	img = dockertest.BuildSimImage(t)
+	dockertest.Exclusive(t)
+	clean := func() { exec.Command("docker", "rm", "-f", "myia_vllm-medium-qwen3").Run() }
+	clean()
+	t.Cleanup(clean)
+	return img
+}
+
 // twoEngineSlots are 2 slots on the first engine and 2 on the second.
 func twoEngineSlots(t testing.TB, second string) []string {
 	return []string{
@@ -81,12 +94,8 @@ func slotContainers(t testing.TB, host string) string {
 // is the original at the end and its service runs again (end: restore)
 // on its own engine; no slot container or generated file is left.
 func TestComposeSlotsOnTwoEngines(t *testing.T) {
-	img := dockertest.BuildSimImage(t)
-	dockertest.Exclusive(t)
+	img := userService(t)
 	e2 := dockertest.SecondEngine(t, img)
-	clean := func() { exec.Command("docker", "rm", "-f", "myia_vllm-medium-qwen3").Run() }
-	clean()
-	t.Cleanup(clean)
 	grid, orig := composeSlotsGrid(t, img, "0.02", twoEngineSlots(t, e2.Host))
 	db := filepath.Join(t.TempDir(), "vgrid.db")
 	code, out, errs := vgrid(t, "plan", grid, "--store", db)
@@ -141,12 +150,8 @@ func TestComposeSlotsOnTwoEngines(t *testing.T) {
 // engine's slots measure every other candidate; the run ends with a
 // champion and nothing on the first engine is left behind.
 func TestComposeSlotEngineDies(t *testing.T) {
-	img := dockertest.BuildSimImage(t)
-	dockertest.Exclusive(t)
+	img := userService(t)
 	e2 := dockertest.SecondEngine(t, img)
-	clean := func() { exec.Command("docker", "rm", "-f", "myia_vllm-medium-qwen3").Run() }
-	clean()
-	t.Cleanup(clean)
 	grid, _ := composeSlotsGrid(t, img, "0.02", twoEngineSlots(t, e2.Host))
 	db := filepath.Join(t.TempDir(), "vgrid.db")
 	cmd := exec.Command(vgridBinary(t), "run", grid, "--store", db)
@@ -221,12 +226,8 @@ func TestComposeSlotEngineDies(t *testing.T) {
 //
 //	go test ./cmd/vgrid -run '^$' -bench ComposeSlotsWallTime -benchtime 1x
 func BenchmarkComposeSlotsWallTime(b *testing.B) {
-	img := dockertest.BuildSimImage(b)
-	dockertest.Exclusive(b)
+	img := userService(b)
 	e2 := dockertest.SecondEngine(b, img)
-	clean := func() { exec.Command("docker", "rm", "-f", "myia_vllm-medium-qwen3").Run() }
-	clean()
-	b.Cleanup(clean)
 	for i := 0; i < b.N; i++ {
 		var serial time.Duration
 		var champs []string
@@ -263,12 +264,8 @@ func BenchmarkComposeSlotsWallTime(b *testing.B) {
 // without the image, are refused before anything starts, naming the
 // host; the profile is untouched and no container created.
 func TestComposeSlotsBadInput(t *testing.T) {
-	img := dockertest.BuildSimImage(t)
-	dockertest.Exclusive(t)
+	img := userService(t)
 	bare := dockertest.SecondEngine(t) // no image loaded
-	clean := func() { exec.Command("docker", "rm", "-f", "myia_vllm-medium-qwen3").Run() }
-	clean()
-	t.Cleanup(clean)
 	for _, c := range []struct{ host, want string }{
 		{"unix:///nonexistent/docker.sock", "the Docker engine at unix:///nonexistent/docker.sock (the address given) does not answer"},
 		{bare.Host, `is not on the Docker host ` + bare.Host},
@@ -305,12 +302,8 @@ func TestComposeSlotsBadInput(t *testing.T) {
 // of each of two engines: both serve trials, every trial is measured,
 // and no slot container is left on either engine.
 func TestDaemonRunsComposeSlots(t *testing.T) {
-	img := dockertest.BuildSimImage(t)
-	dockertest.Exclusive(t)
+	img := userService(t)
 	e2 := dockertest.SecondEngine(t, img)
-	clean := func() { exec.Command("docker", "rm", "-f", "myia_vllm-medium-qwen3").Run() }
-	clean()
-	t.Cleanup(clean)
 	slots := []string{fmt.Sprintf(`{gpus: "0,1", port: %d}`, freePortT(t)), fmt.Sprintf(`{gpus: "2,3", port: %d, docker_host: "%s"}`, freePortT(t), e2.Host)}
 	gridFile, _ := composeSlotsGrid(t, img, "0.02", slots)
 	src, _ := os.ReadFile(gridFile)
@@ -344,49 +337,14 @@ func TestDaemonRunsComposeSlots(t *testing.T) {
 // not block it), every trial ends measured once, and the end leaves no
 // slot container or generated file, and the original profile.
 func TestComposeSlotsSurviveKill9(t *testing.T) {
-	img := dockertest.BuildSimImage(t)
-	dockertest.Exclusive(t)
-	clean := func() { exec.Command("docker", "rm", "-f", "myia_vllm-medium-qwen3").Run() }
-	clean()
-	t.Cleanup(clean)
+	img := userService(t)
 	grid, orig := composeSlotsGrid(t, img, "0.02", []string{fmt.Sprintf(`{gpus: "0,1", port: %d}`, freePortT(t)), fmt.Sprintf(`{gpus: "2,3", port: %d}`, freePortT(t))})
 	t.Cleanup(func() {
 		if c := slotContainers(t, "unix:///var/run/docker.sock"); c != "" {
 			exec.Command("docker", append([]string{"rm", "-f"}, strings.Fields(c)...)...).Run()
 		}
 	})
-	db := filepath.Join(t.TempDir(), "vgrid.db")
-	killDuring(t, vgridBinary(t), "[3/8] benchmarking", "run", grid, "--store", db)
-	st := openStore(t, db)
-	run, _ := st.GetRun("latest")
-	before, _ := st.Trials(run.ID)
-	st.Close()
-	inFlight := 0
-	for _, tr := range before {
-		if !tr.Phase.Final() && tr.Phase != orchestrator.PhasePending {
-			inFlight++
-		}
-	}
-	if code, out, errs := vgrid(t, "run", "--resume", "latest", "--store", db, "--quiet"); code != 0 {
-		t.Fatalf("resume: %d\n%s\n%s", code, out, errs)
-	}
-	st = openStore(t, db)
-	run, _ = st.GetRun("latest")
-	trials, _ := st.Trials(run.ID)
-	redone := 0
-	for _, tr := range trials {
-		reps, _ := st.Reports(run.ID, tr.Seq)
-		if tr.Phase != orchestrator.PhaseDone || len(reps) != 1 {
-			t.Errorf("trial %d: %s %v with %d reports, want done with 1", tr.Seq, tr.Phase, tr.Failure, len(reps))
-		}
-		if tr.Attempts > 1 {
-			redone++
-		}
-	}
-	st.Close()
-	if len(trials) != 8 || inFlight == 0 || redone != inFlight || run.State != orchestrator.RunDone {
-		t.Errorf("%d trials, %d in flight at the kill, %d redone, state %s", len(trials), inFlight, redone, run.State)
-	}
+	killAndResume(t, grid, "[3/8] benchmarking", 8)
 	if c := slotContainers(t, "unix:///var/run/docker.sock"); c != "" {
 		t.Errorf("slot containers left: %s", c)
 	}

@@ -152,8 +152,22 @@ func TestSlotsSurviveKill9(t *testing.T) {
 	grid := searchGrid(t,
 		"  endpoint: http://127.0.0.1:", fmt.Sprintf("  slots: [{gpus: \"0,1\", port: %d}, {gpus: \"2,3\", port: %d}]\n  endpoint: http://127.0.0.1:", p1, p2),
 		"    gpu-memory-utilization: [0.85, 0.95]\n", "    gpu-memory-utilization: [0.75, 0.80, 0.85]\n")
+	killAndResume(t, grid, "[3/6] benchmarking", 6)
+	for _, p := range []int{p1, p2} {
+		if httpAnswers(fmt.Sprintf("http://127.0.0.1:%d", p)) {
+			t.Errorf("something still answers on slot port %d", p)
+		}
+	}
+}
+
+// killAndResume runs the grid, kills vgrid with SIGKILL when a line
+// starts with at, resumes it, and checks that each trial in flight at the
+// kill was redone once and that every one of the want trials ended
+// measured with one report.
+func killAndResume(t *testing.T, grid, at string, want int) {
+	t.Helper()
 	db := filepath.Join(t.TempDir(), "vgrid.db")
-	killDuring(t, vgridBinary(t), "[3/6] benchmarking", "run", grid, "--store", db)
+	killDuring(t, vgridBinary(t), at, "run", grid, "--store", db)
 	st := openStore(t, db)
 	run, _ := st.GetRun("latest")
 	before, _ := st.Trials(run.ID)
@@ -168,24 +182,20 @@ func TestSlotsSurviveKill9(t *testing.T) {
 		t.Fatalf("resume: %d\n%s\n%s", code, out, errs)
 	}
 	st = openStore(t, db)
+	defer st.Close()
 	run, _ = st.GetRun("latest")
 	trials, _ := st.Trials(run.ID)
 	redone := 0
 	for _, tr := range trials {
 		reps, _ := st.Reports(run.ID, tr.Seq)
 		if tr.Phase != orchestrator.PhaseDone || len(reps) != 1 {
-			t.Errorf("trial %d: %s with %d reports, want done with 1", tr.Seq, tr.Phase, len(reps))
+			t.Errorf("trial %d: %s %v with %d reports, want done with 1", tr.Seq, tr.Phase, tr.Failure, len(reps))
 		}
 		if tr.Attempts > 1 {
 			redone++
 		}
 	}
-	if len(trials) != 6 || inFlight == 0 || redone != inFlight || run.State != orchestrator.RunDone {
+	if len(trials) != want || inFlight == 0 || redone != inFlight || run.State != orchestrator.RunDone {
 		t.Errorf("%d trials, %d in flight at the kill, %d redone, state %s", len(trials), inFlight, redone, run.State)
-	}
-	for _, p := range []int{p1, p2} {
-		if httpAnswers(fmt.Sprintf("http://127.0.0.1:%d", p)) {
-			t.Errorf("something still answers on slot port %d", p)
-		}
 	}
 }
