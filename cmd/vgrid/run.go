@@ -220,13 +220,20 @@ func (a *app) printVerdict(st *store.Store, id string) error {
 	fmt.Fprintf(a.stdout, "\nrun %s: %s, left running: %s\n", run.ID, run.State, run.EndAction)
 	fmt.Fprintf(a.stdout, "search: %s\n", run.SearchText(trials))
 	var sum time.Duration
+	slots := map[string]bool{}
 	for _, t := range trials {
 		out := t.Outcome()
 		tm := t.Timing()
 		sum += tm.Deploy + tm.Boot + tm.Bench
+		slots[t.Slot] = true
 		fmt.Fprintf(a.stdout, "  %2d  %-28s %6.1fs  %s\n", t.Seq, out, tm.Total.Seconds(), t.Candidate.Name)
 	}
-	if wall := orchestrator.RunWall(trials); wall > 0 {
+	switch wall := orchestrator.RunWall(trials); {
+	case wall > 0 && len(slots) > 1:
+		// Trials overlapped: their sum is not comparable to the wall time.
+		fmt.Fprintf(a.stdout, "time: %.1fs for the trials on %d slots; recreate + boot + benchmark %.1fs in all (%.1f× the wall time)\n",
+			wall.Seconds(), len(slots), sum.Seconds(), sum.Seconds()/wall.Seconds())
+	case wall > 0:
 		fmt.Fprintf(a.stdout, "time: %.1fs for the trials; recreate + boot + benchmark %.1fs; orchestrator overhead %.2f%%\n",
 			wall.Seconds(), sum.Seconds(), 100*(wall-sum).Seconds()/wall.Seconds())
 	}
