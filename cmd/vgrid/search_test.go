@@ -43,15 +43,7 @@ func TestSearchThroughTheCLI(t *testing.T) {
 	grid := searchGrid(t,
 		"    enable-prefix-caching: [true, false]\n",
 		"    enable-prefix-caching: [true, false]\n    max-num-seqs: [32, 64, 128]\nsearch: {strategy: tpe, max_trials: 3, seed: 5}\n")
-	db := filepath.Join(t.TempDir(), "vgrid.db")
-	code, out, errs := vgrid(t, "plan", grid, "--store", db)
-	if code != 0 || !strings.Contains(out, "search: tpe, seed 5, at most 3 booted trials of 12 candidates") {
-		t.Fatalf("plan: code %d\n%s\n%s", code, out, errs)
-	}
-	code, out, errs = vgrid(t, "run", grid, "--store", db, "--quiet")
-	if code != 0 {
-		t.Fatalf("run: code %d\n%s\n%s", code, out, errs)
-	}
+	db, out := planThenRun(t, grid, "search: tpe, seed 5, at most 3 booted trials of 12 candidates")
 	if !strings.Contains(out, "search: tpe (seed 5, budget 3): 3 of 12 candidates booted") || !strings.Contains(out, "stopped: the budget of 3 trials is spent (tpe search)") {
 		t.Errorf("run's outcome does not say how it searched:\n%s", out)
 	}
@@ -78,7 +70,7 @@ func TestSearchThroughTheCLI(t *testing.T) {
 		t.Errorf("%d booted, run %s", booted, run.State)
 	}
 	st.Close()
-	code, out, _ = vgrid(t, "report", run.ID, "--store", db, "--format", "md")
+	code, out, _ := vgrid(t, "report", run.ID, "--store", db, "--format", "md")
 	if code != 0 || !strings.Contains(out, "- search: tpe (seed 5, budget 3): 3 of 12 candidates booted") {
 		t.Errorf("report: code %d\n%s", code, out)
 	}
@@ -91,15 +83,7 @@ func TestSearchThroughTheCLI(t *testing.T) {
 // full run crowns.
 func TestPruneThroughTheCLI(t *testing.T) {
 	grid := searchGrid(t, "end: restore", "end: restore\nsearch: {prune: true}")
-	db := filepath.Join(t.TempDir(), "vgrid.db")
-	code, out, errs := vgrid(t, "plan", grid, "--store", db)
-	if code != 0 || !strings.Contains(out, "prune: on: a trial worse than the champion with confidence stops early (error rate at most 0.05)") {
-		t.Fatalf("plan: code %d\n%s\n%s", code, out, errs)
-	}
-	code, out, errs = vgrid(t, "run", grid, "--store", db, "--quiet")
-	if code != 0 {
-		t.Fatalf("run: code %d\n%s\n%s", code, out, errs)
-	}
+	db, out := planThenRun(t, grid, "prune: on: a trial worse than the champion with confidence stops early (error rate at most 0.05)")
 	if !strings.Contains(out, "1 stopped early (prune, alpha 0.05)") || !strings.Contains(out, "pruned") || !strings.Contains(out, "champion: gpu-memory-utilization=0.85 enable-prefix-caching=true") {
 		t.Errorf("outcome:\n%s", out)
 	}
@@ -240,4 +224,21 @@ func killDuring(t *testing.T, bin, at string, args ...string) {
 		t.Fatalf("never saw %q", at)
 	}
 	time.Sleep(200 * time.Millisecond) // the child simulator dies with its parent (Pdeathsig)
+}
+
+// planThenRun plans the grid (its plan must say planSays), then runs it
+// quietly into a fresh store; both must succeed. It returns the store's
+// path and what the run printed.
+func planThenRun(t *testing.T, grid, planSays string) (db, out string) {
+	t.Helper()
+	db = filepath.Join(t.TempDir(), "vgrid.db")
+	code, out, errs := vgrid(t, "plan", grid, "--store", db)
+	if code != 0 || !strings.Contains(out, planSays) {
+		t.Fatalf("plan: code %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = vgrid(t, "run", grid, "--store", db, "--quiet")
+	if code != 0 {
+		t.Fatalf("run: code %d\n%s\n%s", code, out, errs)
+	}
+	return db, out
 }
