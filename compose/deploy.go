@@ -123,14 +123,28 @@ func (d *Deployer) existing(ctx context.Context, s *Spec) ([]container.Summary, 
 }
 
 // sameConfig returns the container that may already be the spec: the only
-// one, running, with the same config hash. Pure. Whether it also serves is
-// for a probe to say: Docker's own health status lags by its interval.
+// one, running, with the same config hash and every label the spec sets.
+// The labels matter because the hash covers only the compose file: a
+// container started by another vgrid process (its owner and run labels)
+// has served that process's requests, and is not this trial's to measure.
+// Pure. Whether it also serves is for a probe to say: Docker's own health
+// status lags by its interval.
 func sameConfig(s *Spec, cs []container.Summary) (string, bool) {
 	if len(cs) != 1 {
 		return "", false
 	}
 	c := cs[0]
-	return c.ID, c.Labels[LabelConfigHash] == s.ServiceHash && c.State == container.StateRunning
+	if c.Labels[LabelConfigHash] != s.ServiceHash || c.State != container.StateRunning {
+		return c.ID, false
+	}
+	if s.Config != nil {
+		for k, v := range s.Config.Labels {
+			if got, ok := c.Labels[k]; !ok || got != v {
+				return c.ID, false
+			}
+		}
+	}
+	return c.ID, true
 }
 
 // Preflight checks what must hold before anything is changed: the image is

@@ -34,9 +34,11 @@ func freePort(t *testing.T) int {
 }
 
 // userProject writes the user's medium.yml and .env, and an override
-// that runs the simulator image in its place, into a fresh folder.
+// that runs the simulator image in its place, into a fresh folder. The
+// test holds the user's project (and container names) until it ends.
 func userProject(t *testing.T, img string) (dir string, target orchestrator.Target) {
 	t.Helper()
+	dockertest.Exclusive(t)
 	dir = t.TempDir()
 	orig, err := os.ReadFile(fixtures + "medium.yml")
 	if err != nil {
