@@ -134,6 +134,18 @@ func (e *Engine) die(cause string) {
 	})
 }
 
+// Die kills the engine as EngineCore's fatal error does (an injected
+// fault): /health turns 503, requests fail, the server exits with 1.
+func (e *Engine) Die(cause string) { e.die("injected: " + cause) }
+
+// Stall stops decoding for good while /health keeps answering 200 (an
+// injected fault: a hung collective, a wedged scheduler).
+func (e *Engine) Stall() {
+	if !e.stalled.Swap(true) {
+		logf(e.log, "WARNING", "injected: decoding stalled; /health still answers 200")
+	}
+}
+
 // finished counts a finished request and fires the injected faults.
 func (e *Engine) finished() {
 	n := int(e.completed.Add(1))

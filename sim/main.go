@@ -6,11 +6,16 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/vgrid/vgrid/vllm"
 )
+
+// errBootCrash ends a boot that an injected SIGUSR1 crashed.
+var errBootCrash = errors.New("injected: the engine core crashed while starting (SIGUSR1)")
 
 // Main runs `vllm serve ARGS` (args[0] == "serve") or `python -m
 // vllm.entrypoints.openai.api_server ARGS` (args[0:2] == -m, the module)
@@ -68,8 +73,45 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		fmt.Fprintln(stderr, "vllm-sim:", err)
 		return 2
 	}
-	e, err := Boot(ctx, c, env, stdout)
+	// Injected faults by signal (docker kill -s USR1|USR2): during the
+	// boot, USR1 is a crash of the engine core's start; once serving, the
+	// engine dies (USR1) or stalls (USR2).
+	sigs, stopSigs := faultSignals()
+	bootCtx, crash := context.WithCancelCause(ctx)
+	defer crash(nil)
+	var serving atomic.Pointer[Engine]
+	stallAtStart := atomic.Bool{}
+	watching, watched := make(chan struct{}), make(chan struct{})
+	defer func() { stopSigs(); close(watching); <-watched }()
+	go func() {
+		defer close(watched)
+		for {
+			var s os.Signal
+			select {
+			case s = <-sigs:
+			case <-watching:
+				return
+			}
+			e := serving.Load()
+			switch {
+			case e != nil && isDieSignal(s):
+				e.Die("signal " + s.String())
+			case e != nil:
+				e.Stall()
+			case isDieSignal(s):
+				crash(errBootCrash)
+			default:
+				stallAtStart.Store(true)
+			}
+		}
+	}()
+	e, err := Boot(bootCtx, c, env, stdout)
 	if err != nil {
+		if errors.Is(context.Cause(bootCtx), errBootCrash) && ctx.Err() == nil {
+			logf(stdout, "ERROR", "EngineCore failed to start.")
+			fmt.Fprintln(stdout, "RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}")
+			return 1
+		}
 		if ctx.Err() != nil {
 			return 0
 		}
@@ -85,6 +127,13 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return 1
 	}
 	fmt.Fprintln(stdout, "INFO:     Application startup complete.")
+	serving.Store(e)
+	if stallAtStart.Load() {
+		e.Stall()
+	}
+	if errors.Is(context.Cause(bootCtx), errBootCrash) { // a USR1 as the boot ended
+		e.Die("signal " + errBootCrash.Error())
+	}
 	if err := e.Serve(ctx, ln); err != nil {
 		var dead *EngineDeadError
 		if errors.As(err, &dead) {
