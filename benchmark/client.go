@@ -105,6 +105,22 @@ type Client struct {
 	// the kernel received it (see stampConn). Set it before the first
 	// request; it exists to measure what kernel stamps are worth.
 	ReadStamps bool
+
+	inflight atomic.Int64 // chat requests under way
+	progress atomic.Int64 // unix nanoseconds of the last request sent, chunk read or request ended
+}
+
+func (c *Client) touch() { c.progress.Store(time.Now().UnixNano()) }
+
+// Quiet says how many chat requests are under way and for how long none
+// of them has received anything (nor has any started or ended).
+func (c *Client) Quiet() (inflight int, quiet time.Duration) {
+	n := int(c.inflight.Load())
+	last := c.progress.Load()
+	if n == 0 || last == 0 {
+		return n, 0
+	}
+	return n, time.Since(time.Unix(0, last))
 }
 
 // SetKey sets the API key when it comes from elsewhere than the environment
@@ -259,6 +275,23 @@ func (c *Client) newRequest(ctx context.Context, method, path string, body []byt
 	return req, nil
 }
 
+// Health is what GET /health answers, in words ("200", "503",
+// "no answer: ..."), within 5 seconds.
+func (c *Client) Health(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := c.newRequest(ctx, "GET", "/health", nil)
+	if err != nil {
+		return "no answer: " + err.Error()
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return "no answer: " + err.Error()
+	}
+	resp.Body.Close()
+	return fmt.Sprint(resp.StatusCode)
+}
+
 // Models lists the served model ids.
 func (c *Client) Models(ctx context.Context) ([]string, error) {
 	req, err := c.newRequest(ctx, "GET", "/v1/models", nil)
@@ -393,6 +426,9 @@ func (s *sseReader) next() ([]byte, error) {
 
 // Chat sends one streamed chat completion and measures it.
 func (c *Client) Chat(ctx context.Context, r Request) Result {
+	c.inflight.Add(1)
+	c.touch()
+	defer func() { c.touch(); c.inflight.Add(-1) }()
 	res := Result{CachedTokens: -1}
 	body := map[string]any{"model": c.Model, "messages": r.Messages, "stream": true,
 		"stream_options": map[string]any{"include_usage": true}}
@@ -503,6 +539,7 @@ func (c *Client) readStream(ctx context.Context, body io.Reader, conn net.Conn, 
 			readErr = err
 			break
 		}
+		c.touch()
 		now := time.Now()
 		if at, ok := arrival(conn); ok && !at.Before(res.Sent) && !at.After(now) {
 			now = at

@@ -54,6 +54,45 @@ type Runner struct {
 	// far; an error stops the run there (the report so far is returned
 	// with it). The orchestrator's early stop uses it.
 	Look func(sofar *Report) error
+	// Stall, when set, stops a scenario in which requests are under way
+	// and none has received anything for this long (StallError): a server
+	// whose decoding is wedged while /health answers 200 is not waited
+	// on for every request's own timeout.
+	Stall time.Duration
+}
+
+// StallError stops a run whose server stopped producing tokens; the
+// report returned with it holds every result up to that point.
+type StallError struct {
+	Endpoint, Scenario string
+	InFlight           int           // requests under way when it stopped
+	Quiet              time.Duration // since anything was received
+	Health             string        // what GET /health answered then
+}
+
+func (e *StallError) Error() string {
+	return fmt.Sprintf("%s sent nothing for %s with %d request(s) under way during %s while GET /health answered %s: decoding stalled; the run stopped there, the results so far are kept",
+		e.Endpoint, e.Quiet.Round(time.Second), e.InFlight, e.Scenario, e.Health)
+}
+
+// watchStall stops the scenario with a StallError when requests are under
+// way and none has received anything for r.Stall; it returns when ctx ends.
+func (r *Runner) watchStall(ctx context.Context, stop context.CancelCauseFunc, scenario string) {
+	tick := time.NewTicker(min(r.Stall/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n, quiet := r.Client.Quiet()
+		if n == 0 || quiet < r.Stall {
+			continue
+		}
+		stop(&StallError{Endpoint: r.Client.Endpoint, Scenario: scenario, InFlight: n, Quiet: quiet, Health: r.Client.Health(ctx)})
+		return
+	}
 }
 
 // recorder collects a scenario's results as they complete.
@@ -193,6 +232,11 @@ func (r *Runner) scenario(parent context.Context, name string) (*ScenarioReport,
 	defer stop(nil)
 	rec := &recorder{name: name, total: r.Config.Total(name), progress: r.Progress}
 	rec.unreachable = r.stopWhenDown(ctx, stop, name)
+	if r.Stall > 0 {
+		watched := make(chan struct{})
+		go func() { defer close(watched); r.watchStall(ctx, stop, name) }()
+		defer func() { stop(nil); <-watched }()
+	}
 	sr := &ScenarioReport{Name: name, Started: time.Now()}
 	tel := startTelemetry(ctx, r.Client, r.GPU, r.Scrape)
 	before := tel.server.snapshot(ctx)
@@ -252,6 +296,11 @@ func (r *Runner) scenario(parent context.Context, name string) (*ScenarioReport,
 	if errors.As(context.Cause(ctx), &down) && parent.Err() == nil {
 		sr.Notes = append(sr.Notes, down.Error())
 		return sr, down
+	}
+	var stalled *StallError
+	if errors.As(context.Cause(ctx), &stalled) && parent.Err() == nil {
+		sr.Notes = append(sr.Notes, stalled.Error())
+		return sr, stalled
 	}
 	return sr, err
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 var simBase = []string{"--model", "m", "--max-model-len", "16384", "--gpu-memory-utilization", "0.5", "--enable-prompt-tokens-details"}
@@ -265,5 +266,39 @@ func TestEndpointDownStopsTheRunKeepingResults(t *testing.T) {
 	}
 	if len(s.Notes) == 0 || !strings.Contains(s.Notes[len(s.Notes)-1], "stopped accepting connections") {
 		t.Errorf("notes %q: the scenario should say why it ended", s.Notes)
+	}
+}
+
+// A server whose decoding wedges while /health answers 200 stops the run
+// after Stall, not after every request's own timeout: the error says what
+// was seen, and the results up to then are kept.
+func TestStallStopsTheRunKeepingResults(t *testing.T) {
+	url := startSim(t, simBase, map[string]string{"VLLM_SIM_STALL_AFTER_REQUESTS": "4"})
+	cfg := small()
+	r := runner(url, cfg)
+	r.Stall = 500 * time.Millisecond
+	start := time.Now()
+	rep, err := r.Run(context.Background(), []string{"stability", "load"})
+	var st *StallError
+	if !errors.As(err, &st) {
+		t.Fatalf("err %v, want a StallError", err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the stall was seen after %s", took)
+	}
+	if st.Scenario != "stability" || st.Health != "200" || st.InFlight == 0 || st.Quiet < r.Stall || !strings.Contains(err.Error(), "decoding stalled") {
+		t.Errorf("stall %+v: %v", st, err)
+	}
+	if rep == nil || len(rep.Scenarios) != 1 {
+		t.Fatalf("report %+v, want the stability scenario only", rep)
+	}
+	ok := 0
+	for _, res := range rep.Scenarios[0].Results {
+		if res.OK() {
+			ok++
+		}
+	}
+	if ok < 4 || len(rep.Scenarios[0].Notes) == 0 {
+		t.Errorf("%d ok results (want the 4 before the stall), notes %q", ok, rep.Scenarios[0].Notes)
 	}
 }

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"time"
 
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/orchestrator"
@@ -26,6 +27,6 @@ func (b *Bencher) Bench(ctx context.Context, ready *orchestrator.Ready, look fun
 	if gpu != nil && ready.GPU != nil {
 		gpu = ready.GPU
 	}
-	r := &benchmark.Runner{Client: c, Config: b.Grid.Benchmark.Resolve(), GPU: gpu, Look: look}
+	r := &benchmark.Runner{Client: c, Config: b.Grid.Benchmark.Resolve(), GPU: gpu, Look: look, Stall: time.Duration(b.Grid.Timeouts.Stall)}
 	return r.Run(ctx, b.Grid.Benchmark.Scenarios)
 }

@@ -43,6 +43,7 @@ const (
 	ReasonEngineGone    Reason = 27 // the Docker engine of the trial's slot stopped answering
 	ReasonPruned        Reason = 28 // stopped early: significantly worse than the champion
 	ReasonDeadline      Reason = 29 // not started: it could not end before the run's deadline
+	ReasonStalled       Reason = 30 // requests under way and no token for timeouts.stall, /health answering
 )
 
 var reasonNames = map[Reason]string{
@@ -55,7 +56,7 @@ var reasonNames = map[Reason]string{
 	ReasonRender: "render", ReasonBenchmark: "benchmark", ReasonInfeasible: "infeasible", ReasonError: "error",
 	ReasonNCCL: "nccl", ReasonModelNotFound: "model_not_found", ReasonGraphOOM: "cuda_graph_oom",
 	ReasonQuantization: "quantization_unsupported", ReasonUnknownFlag: "unknown_flag", ReasonEngineGone: "engine_unreachable",
-	ReasonPruned: "pruned", ReasonDeadline: "deadline",
+	ReasonPruned: "pruned", ReasonDeadline: "deadline", ReasonStalled: "stalled",
 }
 
 func (r Reason) String() string {

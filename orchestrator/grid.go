@@ -196,6 +196,10 @@ type Objective struct {
 type Timeouts struct {
 	Ready Duration `yaml:"ready" json:"ready"` // boot to ready (default 30m)
 	Bench Duration `yaml:"bench" json:"bench"` // the benchmark of one trial (default 1h)
+	// Stall: requests under way and nothing received for this long ends
+	// the trial "stalled" (default 3m; a long prompt's prefill sends
+	// nothing until its first token, so keep it above the slowest TTFT).
+	Stall Duration `yaml:"stall" json:"stall,omitempty"`
 }
 
 // Hardware describes the GPUs for pre-flight estimates.
@@ -535,6 +539,9 @@ func (g *Grid) validate(file string) error {
 	}
 	if g.Timeouts.Bench == 0 {
 		g.Timeouts.Bench = Duration(time.Hour)
+	}
+	if g.Timeouts.Stall == 0 {
+		g.Timeouts.Stall = Duration(3 * time.Minute)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -160,13 +161,29 @@ type Orchestrator struct {
 	LeaveOnInterrupt bool
 }
 
-// NewRunID returns a sortable, unique run id.
+var lastRunID struct {
+	sync.Mutex
+	at time.Time
+}
+
+// NewRunID returns a unique run id that sorts in creation order: the UTC
+// time to the millisecond (ids made by this process in one millisecond
+// take the next ones), then random hex. The store lists runs, and
+// resolves "latest", in that order: runs queued in the same second
+// (seconds alone, before) came back in a random order.
 func NewRunID(now time.Time) string {
-	b := make([]byte, 3)
+	b := make([]byte, 2)
 	if _, err := rand.Read(b); err != nil {
 		panic("crypto/rand: " + err.Error()) // never fails on supported platforms (Go 1.24+)
 	}
-	return now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+	now = now.UTC().Truncate(time.Millisecond)
+	lastRunID.Lock()
+	if !now.After(lastRunID.at) {
+		now = lastRunID.at.Add(time.Millisecond)
+	}
+	lastRunID.at = now
+	lastRunID.Unlock()
+	return now.Format("20060102-150405.000") + "-" + hex.EncodeToString(b)
 }
 
 // NewRun prepares a run of a grid. The run keeps the grid's bytes as
@@ -704,6 +721,9 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, p
 				return err
 			}
 			return nil
+		}
+		if st := (*benchmark.StallError)(nil); errors.As(err, &st) {
+			return failed(&Failure{Reason: ReasonStalled, Detail: st.Error()})
 		}
 		if err != nil {
 			return failed(&Failure{Reason: ReasonBenchmark, Detail: err.Error()})

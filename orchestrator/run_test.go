@@ -200,3 +200,21 @@ func TestOneRunPerTarget(t *testing.T) {
 		t.Errorf("the refused run prepared %d and deployed %v", target.prepared, target.deploys)
 	}
 }
+
+// Run ids sort in creation order, also within one second or one
+// millisecond: the store lists runs and resolves "latest" by id.
+func TestRunIDsSortInCreationOrder(t *testing.T) {
+	now := time.Date(2026, 11, 23, 17, 22, 17, 558137000, time.UTC)
+	var ids []string
+	for i := range 50 {
+		ids = append(ids, NewRunID(now.Add(time.Duration(i)*100*time.Microsecond)))
+	}
+	for i := 1; i < len(ids); i++ {
+		if ids[i] <= ids[i-1] {
+			t.Fatalf("id %d %s does not sort after %s", i, ids[i], ids[i-1])
+		}
+	}
+	if !strings.HasPrefix(ids[0], "20261123-172217.558-") {
+		t.Errorf("id %s", ids[0])
+	}
+}

@@ -216,7 +216,8 @@ func TestCSRFAndGridErrors(t *testing.T) {
 	mw.Close()
 	r, _ = c.Post(s.URL+"/runs", mw.FormDataContentType(), &form)
 	body(t, r)
-	if runs, _ := s.st.Runs(); r.StatusCode != http.StatusSeeOther || len(runs) != 2 || runs[1].GridFile != "night.yaml" {
+	// Runs come newest first.
+	if runs, _ := s.st.Runs(); r.StatusCode != http.StatusSeeOther || len(runs) != 2 || runs[0].GridFile != "night.yaml" || r.Header.Get("Location") != "/runs/"+runs[0].ID {
 		t.Errorf("an uploaded grid: %d, %d run(s)", r.StatusCode, len(runs))
 	}
 }

@@ -138,6 +138,31 @@ func TestEngineDeathMidBenchmark(t *testing.T) {
 	}
 }
 
+// A server whose decoding wedges mid-benchmark while /health answers 200
+// fails "stalled" after timeouts.stall, with what was observed, instead
+// of holding the night for every request's own timeout.
+func TestDecodeStallMidBenchmark(t *testing.T) {
+	grid := writeGrid(t, fmt.Sprint(freePortT(t)), `VLLM_SIM_TIME_SCALE: "0.005", VLLM_SIM_STALL_AFTER_REQUESTS: "5"`, "  axes:\n    enable-prefix-caching: [true]")
+	g, _ := os.ReadFile(grid)
+	os.WriteFile(grid, append(g, "timeouts: {stall: 2s}\n"...), 0o644)
+	db := filepath.Join(t.TempDir(), "vgrid.db")
+	start := time.Now()
+	code, out, errs := vgrid(t, "run", grid, "--store", db)
+	if code != 1 || !strings.Contains(errs, "measured no candidate: 1 failed (stalled)") {
+		t.Fatalf("code %d, want 1 with the reason\n%s\n%s", code, out, errs)
+	}
+	if took := time.Since(start); took > time.Minute {
+		t.Errorf("the stall took %s to be seen", took)
+	}
+	st := openStore(t, db)
+	run, _ := st.GetRun("latest")
+	trials, _ := st.Trials(run.ID)
+	if len(trials) != 1 || trials[0].Failure == nil || trials[0].Failure.Reason != orchestrator.ReasonStalled ||
+		!strings.Contains(trials[0].Failure.Detail, "GET /health answered 200") {
+		t.Fatalf("trials %+v", trials)
+	}
+}
+
 // TestResumeAfterKill9 kills vgrid with SIGKILL while the second trial is
 // deploying, waiting for readiness and benchmarking, then resumes: every
 // trial is done exactly once, samples are not counted twice, and the
