@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/internal/diskwait"
 	"github.com/vgrid/vgrid/internal/lockfile"
 	"github.com/vgrid/vgrid/orchestrator"
 )
@@ -52,6 +54,15 @@ type Store struct {
 	mu   sync.Mutex
 	db   *bolt.DB
 	refs int
+
+	// A write the file system refuses (disk full, read-only) is retried
+	// every second for up to FullWait (default an hour), until Close:
+	// OnWait is told the first refusal, OnBack how long it waited.
+	FullWait time.Duration
+	OnWait   func(err error)
+	OnBack   func(waited time.Duration)
+	closing  context.Context
+	close    context.CancelFunc
 }
 
 // openTimeout bounds the wait for the bbolt file lock held by another
@@ -74,7 +85,8 @@ func Open(path string) (*Store, error) {
 		}
 		return nil, err
 	}
-	s := &Store{path: path, owner: owner, lockDir: DefaultLockDir()}
+	s := &Store{path: path, owner: owner, lockDir: DefaultLockDir(), FullWait: time.Hour}
+	s.closing, s.close = context.WithCancel(context.Background())
 	if err := s.migrate(); err != nil {
 		owner.Release()
 		return nil, err
@@ -114,6 +126,9 @@ func OpenReadOnly(path string) (*Store, error) {
 
 // Close releases the owner lock (writers). Operations after Close fail.
 func (s *Store) Close() error {
+	if s.close != nil {
+		s.close() // a write waiting for the file system gives up
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var err error
@@ -214,10 +229,17 @@ func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
 	return db.View(fn)
 }
 
-func (s *Store) update(fn func(*bolt.Tx) error) (err error) {
+// update runs fn in a write transaction. A commit the file system refuses
+// for a while (disk full, read-only: nothing is written, bbolt rolls the
+// transaction back) is tried again until it goes through; see FullWait.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
 	if s.readOnly {
 		return fmt.Errorf("store %s is open read-only", s.path)
 	}
+	return diskwait.Retry(s.closing, s.FullWait, s.OnWait, s.OnBack, func() error { return s.updateOnce(fn) })
+}
+
+func (s *Store) updateOnce(fn func(*bolt.Tx) error) (err error) {
 	db, err := s.acquire()
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/vgrid/vgrid/driver"
 	"github.com/vgrid/vgrid/driver/composedriver"
 	"github.com/vgrid/vgrid/internal/buildinfo"
+	"github.com/vgrid/vgrid/internal/diskwait"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/sim"
 	"github.com/vgrid/vgrid/store"
@@ -36,6 +37,18 @@ func (a *app) storePath(path string) string {
 // when absent, and a second writer is refused at once.
 func (a *app) openStore(path string) (*store.Store, error) {
 	return store.Open(a.storePath(path))
+}
+
+// logStoreWaits logs a store write that the file system refuses for a
+// while (disk full, read-only), which the store retries, and its end.
+func logStoreWaits(st *store.Store, log zerolog.Logger) {
+	st.OnWait = func(err error) {
+		log.Error().Err(err).Stringer("retry_every", diskwait.Interval).Stringer("for_up_to", st.FullWait).
+			Msg("store: the file system refused a write (full or read-only); the run waits and retries instead of failing")
+	}
+	st.OnBack = func(waited time.Duration) {
+		log.Warn().Stringer("waited", waited.Round(time.Millisecond)).Msg("store: the write went through; the run goes on")
+	}
 }
 
 // readStore opens an existing store for reading: it works while a run
@@ -122,6 +135,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 				return err
 			}
 			defer closeLog()
+			logStoreWaits(st, log)
 			drv, err := a.newDriver(ctx, g, runDir, log)
 			if err != nil {
 				return err

@@ -23,6 +23,7 @@ import (
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/compose"
 	"github.com/vgrid/vgrid/driver"
+	"github.com/vgrid/vgrid/internal/diskwait"
 	"github.com/vgrid/vgrid/internal/proc"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
@@ -152,7 +153,14 @@ func (c *Compose) Prepare(ctx context.Context, runID string) (string, error) {
 	if err := c.checkOwner(ctx, p.spec); err != nil {
 		return "", err
 	}
-	return profiles.WriteBackup(c.file, runID, time.Now())
+	var backup string
+	err = diskwait.Retry(ctx, FileWait, func(err error) {
+		c.log.Error().Err(err).Str("file", c.file).Msg("the profile's directory refused the backup (read-only or full); the run waits and retries")
+	}, nil, func() (err error) {
+		backup, err = profiles.WriteBackup(c.file, runID, time.Now())
+		return err
+	})
+	return backup, err
 }
 
 // Resume reads the original profile from the run's backup: after an
@@ -337,7 +345,7 @@ func (p *ComposePlan) Start(ctx context.Context) (*ComposeDeployment, error) {
 	if _, err := os.Stat(c.file); err != nil {
 		return nil, fmt.Errorf("read %s: %w", c.file, err)
 	}
-	if err := c.writeFiles(p.files); err != nil {
+	if err := c.writeFiles(ctx, p.files); err != nil {
 		return nil, err
 	}
 	s := *p.spec

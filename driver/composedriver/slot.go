@@ -14,6 +14,7 @@ import (
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/compose"
 	"github.com/vgrid/vgrid/driver"
+	"github.com/vgrid/vgrid/internal/diskwait"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
 )
@@ -75,18 +76,30 @@ func (c *Compose) slotProject(after []byte, loaded *profiles.Loaded) (profiles.P
 	return p, files, nil
 }
 
-// writeFiles writes a slot's generated files that differ from disk.
-func (c *Compose) writeFiles(files map[string][]byte) error {
+// writeFiles writes the files of a trial (the profile's rendering, a
+// slot's generated files) that differ from disk, each atomically. A
+// directory that is read-only or full for a while is waited for (and
+// logged), up to FileWait; the file on disk stays whole meanwhile.
+func (c *Compose) writeFiles(ctx context.Context, files map[string][]byte) error {
 	for f, b := range files {
 		if cur, err := os.ReadFile(f); err == nil && string(cur) == string(b) {
 			continue
 		}
-		if err := profiles.WriteFileAtomic(f, b, c.mode); err != nil {
+		err := diskwait.Retry(ctx, FileWait, func(err error) {
+			c.log.Error().Err(err).Str("file", f).Stringer("retry_every", diskwait.Interval).Stringer("for_up_to", FileWait).
+				Msg("the profile's directory refused the write (read-only or full); the trial waits and retries")
+		}, func(waited time.Duration) {
+			c.log.Warn().Str("file", f).Stringer("waited", waited.Round(time.Millisecond)).Msg("the profile was written; the trial goes on")
+		}, func() error { return profiles.WriteFileAtomic(f, b, c.mode) })
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// FileWait bounds the wait for a profile directory that refuses writes.
+var FileWait = time.Hour
 
 // prepareSlot checks, on the slot's engine, that nothing else drives its
 // container and that the host has what a trial needs.

@@ -1,0 +1,7 @@
+//go:build unix
+
+package diskwait
+
+import "syscall"
+
+var full = syscall.ENOSPC

@@ -1,0 +1,5 @@
+//go:build windows
+
+package diskwait
+
+var full = errorDiskFull

@@ -1,0 +1,5 @@
+//go:build !unix && !windows
+
+package diskwait
+
+func transient(error) bool { return false }
