@@ -149,6 +149,9 @@ type behaviour struct {
 	bootFails Reason  // fails to boot with this reason
 	dies      bool    // dies during its benchmark (engine_dead)
 	accel     float64 // the kv-cache acceleration it measures
+	// engineGoes: its first boot meets the engine going away, which then
+	// answers no health check for this many polls.
+	engineGoes int
 }
 
 // memTarget is a target whose "server" is the configuration deployed.
@@ -160,6 +163,18 @@ type memTarget struct {
 	prepared   int
 	resumed    int
 	crownFails bool
+	engineDown int             // EngineAlive fails this many more times
+	engineWent map[string]bool // candidates whose boot met the engine going away
+}
+
+func (m *memTarget) EngineAlive(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.engineDown > 0 {
+		m.engineDown--
+		return errors.New("Cannot connect to the Docker daemon")
+	}
+	return nil
 }
 
 func newTarget(b map[string]behaviour) *memTarget {
@@ -233,6 +248,21 @@ func (p *memPlan) Deploy(ctx context.Context) (Deployment, error) {
 type memDeployment struct{ p *memPlan }
 
 func (d *memDeployment) WaitReady(ctx context.Context, timeout time.Duration) (*Ready, error) {
+	if n := d.p.b.engineGoes; n > 0 {
+		m := d.p.m
+		m.mu.Lock()
+		first := !m.engineWent[d.p.c.Name]
+		if first {
+			if m.engineWent == nil {
+				m.engineWent = map[string]bool{}
+			}
+			m.engineWent[d.p.c.Name], m.engineDown = true, n
+		}
+		m.mu.Unlock()
+		if first {
+			return nil, &Failure{Reason: ReasonEngineGone, Detail: "the Docker engine at unix:///var/run/docker.sock stopped answering"}
+		}
+	}
 	if r := d.p.b.bootFails; r != ReasonNone {
 		return nil, &Failure{Reason: r, Detail: "the simulated server failed to boot", Line: "ValueError: simulated " + r.String()}
 	}

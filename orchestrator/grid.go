@@ -200,6 +200,10 @@ type Timeouts struct {
 	// the trial "stalled" (default 3m; a long prompt's prefill sends
 	// nothing until its first token, so keep it above the slowest TTFT).
 	Stall Duration `yaml:"stall" json:"stall,omitempty"`
+	// Engine: how long a run waits for a Docker engine that stopped
+	// answering (restarted) before it gives up on it (default 10m); the
+	// trial it broke is redone once it is back.
+	Engine Duration `yaml:"engine" json:"engine,omitempty"`
 }
 
 // Hardware describes the GPUs for pre-flight estimates.
@@ -542,6 +546,9 @@ func (g *Grid) validate(file string) error {
 	}
 	if g.Timeouts.Stall == 0 {
 		g.Timeouts.Stall = Duration(3 * time.Minute)
+	}
+	if g.Timeouts.Engine == 0 {
+		g.Timeouts.Engine = Duration(DefaultEngineWait)
 	}
 	return nil
 }

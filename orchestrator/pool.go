@@ -77,6 +77,10 @@ func (o *Orchestrator) releaseSlots(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// maxEngineRedos bounds how many times a trial is run (its attempts) when
+// its engine keeps going away under it.
+const maxEngineRedos = 4
+
 // job is a trial the pool is to run, and its place for the progress line.
 type job struct {
 	t   *Trial
@@ -96,34 +100,49 @@ func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() 
 	type ended struct {
 		slot int
 		err  error
-		gone *Failure // the slot's engine stopped answering
+		gone *Failure // the slot's engine stopped answering and did not come back
+		redo *job     // the slot's engine came back: the trial runs again
 	}
 	endedc := make(chan ended)
 	start := o.Now()
 	running, done := 0, 0
 	var first error
+	var redo []*job
 	exhausted := false
 	for {
-		for !exhausted && first == nil && len(free) > 0 && ctx.Err() == nil {
-			j, err := next()
-			if err != nil {
-				first = err
-				break
-			}
-			if j == nil {
-				exhausted = true
-				break
+		for (!exhausted || len(redo) > 0) && first == nil && len(free) > 0 && ctx.Err() == nil {
+			var j *job
+			if len(redo) > 0 {
+				j, redo = redo[0], redo[1:]
+			} else {
+				var err error
+				if j, err = next(); err != nil {
+					first = err
+					break
+				}
+				if j == nil {
+					exhausted = true
+					break
+				}
 			}
 			s := free[0]
 			free = free[1:]
 			running++
 			go func(slot Slot, d int) {
-				err := o.trial(ctx, r, j.t, slot, j.pos, total, start, d)
-				var gone *Failure
-				if f := j.t.Failure; f != nil && f.Reason == ReasonEngineGone && len(o.Slots) > 0 {
-					gone = f
+				e := ended{slot: s}
+				e.err = o.trial(ctx, r, j.t, slot, j.pos, total, start, d)
+				var back *engineBack
+				switch f := j.t.Failure; {
+				case errors.As(e.err, &back):
+					// The engine came back (a Docker engine restarted): the
+					// trial runs again, what it stored is deleted.
+					if e.err = o.redo(r, j.t, "its engine stopped answering ("+back.f.Detail+") and answers again"); e.err == nil {
+						e.redo = j
+					}
+				case e.err == nil && f != nil && f.Reason == ReasonEngineGone && !o.engineAlive(ctx, slot.Driver):
+					e.gone = f // it did not come back: the slot is retired
 				}
-				endedc <- ended{s, err, gone}
+				endedc <- e
 			}(slots[s], done)
 		}
 		if running == 0 {
@@ -131,7 +150,11 @@ func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() 
 		}
 		e := <-endedc
 		running--
-		done++
+		if e.redo != nil {
+			redo = append(redo, e.redo)
+		} else {
+			done++
+		}
 		if e.gone != nil {
 			// The other slots carry on; this one gets no more trials.
 			if o.retired == nil {

@@ -151,6 +151,12 @@ type Orchestrator struct {
 	// prepares, crowns and restores. Empty: trials run on Driver, one at
 	// a time.
 	Slots []Slot
+	// EngineWait bounds the wait for an engine that stopped answering (a
+	// Docker engine restarted): the trial it broke is then redone, and
+	// the run goes on; 0: the grid's timeouts.engine. A slot whose engine
+	// does not come back is retired.
+	EngineWait     time.Duration
+	gridEngineWait time.Duration
 	// retired are the slots whose Docker engine stopped answering during
 	// the run (by name): no trial is handed to them again and the end of
 	// the run does not wait for them. Touched by the pool's goroutine only.
@@ -255,6 +261,7 @@ var ErrCancelled = errors.New("cancelled by the user")
 // restored) or interrupted (any other cancellation: the original is
 // restored unless LeaveOnInterrupt), so the service is never left stopped.
 func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
+	o.gridEngineWait = time.Duration(r.Grid.Timeouts.Engine)
 	unlock, err := o.Store.Lock(r.Target, r.ID)
 	if err != nil {
 		return err // another vgrid drives the target: nothing was done
@@ -279,7 +286,11 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 		if err := o.checkFlags(ctx, r); err != nil {
 			return err
 		}
-		backup, err := o.Driver.Prepare(ctx, r.ID)
+		var backup string
+		err := o.whileEngineDown(ctx, o.Driver, "prepare", func() (err error) {
+			backup, err = o.Driver.Prepare(ctx, r.ID)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("prepare %s: %w", r.Target, err)
 		}
@@ -306,7 +317,7 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 			trials = append(trials, t)
 		}
 	} else {
-		if err := o.Driver.Resume(ctx, r.ID, r.Backup); err != nil {
+		if err := o.whileEngineDown(ctx, o.Driver, "resume", func() error { return o.Driver.Resume(ctx, r.ID, r.Backup) }); err != nil {
 			return fmt.Errorf("resume %s: %w", r.Target, err)
 		}
 		if err := o.prepareSlots(ctx, r, true); err != nil {
@@ -316,12 +327,7 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 			if t.Phase.Final() || t.Phase == PhasePending {
 				continue
 			}
-			if err := o.Store.DeleteReports(r.ID, t.Seq); err != nil {
-				return err
-			}
-			t.Attempts++
-			t.Failure, t.Boot, t.Effective, t.Endpoint = nil, nil, nil, ""
-			if err := o.move(t, PhasePending, fmt.Sprintf("interrupted in %s, redone (attempt %d)", t.Phase, t.Attempts)); err != nil {
+			if err := o.redo(r, t, "interrupted in "+t.Phase.String()); err != nil {
 				return err
 			}
 		}
@@ -632,6 +638,16 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, p
 		if !errors.As(err, &f) {
 			f = &Failure{Reason: ReasonError, Detail: err.Error()}
 		}
+		if f.Reason == ReasonEngineGone && t.Attempts < maxEngineRedos {
+			// Not the candidate's failure: if the engine comes back, the
+			// trial is run again (the pool redoes it).
+			if werr := o.waitEngine(ctx, slot.Driver, "trial "+t.Candidate.Name); werr == nil {
+				return &engineBack{f}
+			} else if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			f.Detail += "; it did not answer again within " + o.engineWait().String()
+		}
 		if ferr := o.fail(t, f); ferr != nil {
 			return ferr
 		}
@@ -734,6 +750,18 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, p
 		return err
 	}
 	return nil
+}
+
+// redo puts a trial back to pending for another attempt: what an
+// interrupted attempt stored is deleted first, so that no sample is
+// counted twice.
+func (o *Orchestrator) redo(r *Run, t *Trial, why string) error {
+	if err := o.Store.DeleteReports(r.ID, t.Seq); err != nil {
+		return err
+	}
+	t.Attempts++
+	t.Failure, t.Boot, t.Effective, t.Endpoint = nil, nil, nil, ""
+	return o.move(t, PhasePending, fmt.Sprintf("%s, redone (attempt %d)", why, t.Attempts))
 }
 
 func short(h string) string {
@@ -849,19 +877,19 @@ func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) erro
 		r.EndAction = "unknown"
 	case v.Champion >= 0 && r.Grid.End == "crown":
 		r.EndAction = "champion"
-		if cerr := o.Driver.Crown(ctx, trials[v.Champion].Candidate); cerr != nil {
+		if cerr := o.whileEngineDown(ctx, o.Driver, "crown", func() error { return o.Driver.Crown(ctx, trials[v.Champion].Candidate) }); cerr != nil {
 			// The champion did not come up: the original goes back, and the
 			// run fails, since the end policy was not applied.
 			r.EndAction = "original"
 			endErr = fmt.Errorf("the champion could not be deployed (%v); the original configuration was restored", cerr)
-			if rerr := o.Driver.Restore(ctx); rerr != nil {
+			if rerr := o.whileEngineDown(ctx, o.Driver, "restore", func() error { return o.Driver.Restore(ctx) }); rerr != nil {
 				endErr = fmt.Errorf("the champion could not be deployed (%v), nor the original restored (%v)", cerr, rerr)
 				r.EndAction = "unknown"
 			}
 		}
 	default:
 		r.EndAction = "original"
-		endErr = o.Driver.Restore(ctx)
+		endErr = o.whileEngineDown(ctx, o.Driver, "restore", func() error { return o.Driver.Restore(ctx) })
 	}
 	if endErr != nil {
 		r.Error = "the end policy failed: " + endErr.Error()

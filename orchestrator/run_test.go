@@ -218,3 +218,49 @@ func TestRunIDsSortInCreationOrder(t *testing.T) {
 		t.Errorf("id %s", ids[0])
 	}
 }
+
+// The Docker engine restarted under a trial (engine_unreachable) is not
+// the candidate's failure: the run waits for the engine, runs the trial
+// again and goes on; the trial never shows a final phase before its last.
+func TestEngineRestartRedoesTheTrial(t *testing.T) {
+	o, run, st, target, _ := setup(t, "crown")
+	target.behaviours["64"] = behaviour{accel: 6, engineGoes: 2}
+	if err := o.Run(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	if got := phasesOf(t, st, run.ID); got != "done failed:free_memory failed:engine_dead done" {
+		t.Errorf("phases %s", got)
+	}
+	trials, _ := st.Trials(run.ID)
+	tr := trials[3]
+	if tr.Attempts != 2 || tr.Failure != nil {
+		t.Errorf("the trial met by the restart: attempts %d, failure %v", tr.Attempts, tr.Failure)
+	}
+	for i, p := range tr.Phases[:len(tr.Phases)-1] {
+		if p.Phase.Final() {
+			t.Errorf("phase %d of %d is final: %s", i, len(tr.Phases), p.Phase)
+		}
+	}
+	if reps, _ := st.Reports(run.ID, 3); len(reps) != 1 {
+		t.Errorf("%d reports", len(reps))
+	}
+	r, _ := st.GetRun(run.ID)
+	if r.State != RunDone || r.Champion == nil || r.Champion.Champion != 3 {
+		t.Errorf("run %s, champion %+v", r.State, r.Champion)
+	}
+
+	// An engine that does not come back within EngineWait: the trial
+	// fails engine_unreachable, saying so, and the run stops there with
+	// how to resume.
+	o, run, st, target, _ = setup(t, "crown")
+	target.behaviours["16"] = behaviour{engineGoes: 1000}
+	o.EngineWait = 1500 * time.Millisecond
+	err := o.Run(context.Background(), run)
+	if err == nil || !strings.Contains(err.Error(), "vgrid run --resume") {
+		t.Fatalf("run: %v", err)
+	}
+	trials, _ = st.Trials(run.ID)
+	if f := trials[1].Failure; f == nil || f.Reason != ReasonEngineGone || !strings.Contains(f.Detail, "did not answer again within 1.5s") {
+		t.Errorf("trial 1: %s %+v", trials[1].Phase, f)
+	}
+}

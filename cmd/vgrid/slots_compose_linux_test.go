@@ -156,6 +156,9 @@ func TestComposeSlotEngineDies(t *testing.T) {
 	img := userService(t)
 	e2 := dockertest.SecondEngine(t, img)
 	grid, _ := composeSlotsGrid(t, img, "0.02", twoEngineSlots(t, e2.Host))
+	// The run waits 3 s for the killed engine to come back, then retires it.
+	g, _ := os.ReadFile(grid)
+	os.WriteFile(grid, append(g, "timeouts: {engine: 3s}\n"...), 0o644)
 	db := filepath.Join(t.TempDir(), "vgrid.db")
 	cmd := exec.Command(vgridBinary(t), "run", grid, "--store", db)
 	stdout, _ := cmd.StdoutPipe()

@@ -311,6 +311,11 @@ func (p *ComposePlan) Deploy(ctx context.Context) (orchestrator.Deployment, erro
 	return dep, nil
 }
 
+// EngineAlive says whether the service's Docker engine answers: the
+// orchestrator waits for an engine that is restarted, then redoes the
+// trial it broke.
+func (c *Compose) EngineAlive(ctx context.Context) error { return c.d.Alive(ctx) }
+
 // gone turns err into an engine_unreachable failure when the engine no
 // longer answers (the cause of err is then the engine, not the trial).
 func (c *Compose) gone(ctx context.Context, err error) error {
