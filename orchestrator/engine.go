@@ -94,3 +94,39 @@ func (o *Orchestrator) engineAlive(ctx context.Context, drv Driver) bool {
 	ec, ok := drv.(EngineChecker)
 	return !ok || ec.EngineAlive(ctx) == nil
 }
+
+// EngineGrace is how long a failure that an engine going away also
+// explains is watched before it is blamed on the candidate.
+var EngineGrace = 3 * time.Second
+
+// engineWobbled reports whether drv's engine stops answering within
+// EngineGrace after a failure of a reason that its going away also
+// explains. A Docker engine being stopped keeps answering its API while
+// it stops the containers (the trial then sees its container exit, or a
+// refused create or start), and goes away a moment later: that is not the
+// candidate's failure.
+func (o *Orchestrator) engineWobbled(ctx context.Context, drv Driver, r Reason) bool {
+	ec, ok := drv.(EngineChecker)
+	if !ok {
+		return false
+	}
+	switch r {
+	case ReasonExited, ReasonCreate, ReasonUnreachable, ReasonBenchmark, ReasonError, ReasonCrashLoop:
+	default:
+		return false
+	}
+	deadline := time.Now().Add(EngineGrace)
+	for {
+		if ec.EngineAlive(ctx) != nil {
+			return ctx.Err() == nil
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

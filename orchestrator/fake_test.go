@@ -152,6 +152,10 @@ type behaviour struct {
 	// engineGoes: its first boot meets the engine going away, which then
 	// answers no health check for this many polls.
 	engineGoes int
+	// engineGoesAs is what that boot reports: engine_unreachable when the
+	// engine is already gone, or create_failed, as a stopping engine that
+	// still answers says.
+	engineGoesAs Reason
 }
 
 // memTarget is a target whose "server" is the configuration deployed.
@@ -259,6 +263,9 @@ func (d *memDeployment) WaitReady(ctx context.Context, timeout time.Duration) (*
 			m.engineWent[d.p.c.Name], m.engineDown = true, n
 		}
 		m.mu.Unlock()
+		if first && d.p.b.engineGoesAs != ReasonNone {
+			return nil, &Failure{Reason: d.p.b.engineGoesAs, Detail: "the engine refused to start it: failed to update store for object type *libnetwork.endpoint: open : no such file or directory"}
+		}
 		if first {
 			return nil, &Failure{Reason: ReasonEngineGone, Detail: "the Docker engine at unix:///var/run/docker.sock stopped answering"}
 		}

@@ -638,6 +638,9 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, p
 		if !errors.As(err, &f) {
 			f = &Failure{Reason: ReasonError, Detail: err.Error()}
 		}
+		if f.Reason != ReasonEngineGone && o.engineWobbled(ctx, slot.Driver, f.Reason) {
+			f = &Failure{Reason: ReasonEngineGone, Detail: "the engine stopped answering right after the trial saw: " + f.Error(), Logs: f.Logs}
+		}
 		if f.Reason == ReasonEngineGone && t.Attempts < maxEngineRedos {
 			// Not the candidate's failure: if the engine comes back, the
 			// trial is run again (the pool redoes it).

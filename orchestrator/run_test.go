@@ -249,6 +249,18 @@ func TestEngineRestartRedoesTheTrial(t *testing.T) {
 		t.Errorf("run %s, champion %+v", r.State, r.Champion)
 	}
 
+	// A Docker engine being stopped still answers, and refuses to start
+	// the container (create_failed) before it goes away: not the
+	// candidate's failure either.
+	o, run, st, target, _ = setup(t, "crown")
+	target.behaviours["64"] = behaviour{accel: 6, engineGoes: 2, engineGoesAs: ReasonCreate}
+	if err := o.Run(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	if got := phasesOf(t, st, run.ID); got != "done failed:free_memory failed:engine_dead done" {
+		t.Errorf("create_failed as the engine stops: phases %s", got)
+	}
+
 	// An engine that does not come back within EngineWait: the trial
 	// fails engine_unreachable, saying so, and the run stops there with
 	// how to resume.
