@@ -32,7 +32,11 @@ const (
 type Engine2 struct {
 	Host string // its DOCKER_HOST address (unix://...)
 	// TCP is its tcp:// address with TLS (SecondEngineTLS), else "".
-	TCP    string
+	TCP string
+	// Addr is where this machine reaches the engine's network namespace
+	// (IsolatedEngine), else "".
+	Addr   string
+	netns  string
 	tlsDir string
 	dir    string
 	cmd    *exec.Cmd
@@ -57,15 +61,69 @@ func SecondEngineTLS(t testing.TB, tlsDir string, images ...string) *Engine2 {
 	return secondEngine(t, tlsDir, images)
 }
 
-func secondEngine(t testing.TB, tlsDir string, images []string) *Engine2 {
+// The isolated engine's network namespace, and the veth pair that joins
+// it to this machine's: the namespace's end is Engine2.Addr.
+const (
+	isolatedNetns = "vgrid-soak"
+	isolatedHost  = "10.216.0.1/30" // this machine's end
+	isolatedAddr  = "10.216.0.2"    // the namespace's end
+)
+
+// IsolatedEngine is SecondEngine in a network namespace of its own, for
+// tests that stop and start the engine: dockerd 20.10, restarted with an
+// address pool over its own stale default network, deletes the machine's
+// docker0 (the first engine's bridge); in its own namespace it deletes
+// nothing of the machine's. Its published ports are on the namespace's
+// loopback: run what must reach them with Engine2.Command, and reach
+// those from here at Engine2.Addr.
+func IsolatedEngine(t testing.TB, images ...string) *Engine2 {
 	t.Helper()
 	Engine(t)
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("a second dockerd needs root in CI")
+	needRoot(t, "a network namespace")
+	exec.Command("ip", "netns", "del", isolatedNetns).Run() // a crashed earlier test's
+	exec.Command("ip", "link", "del", "vgrid-soak0").Run()
+	for _, args := range [][]string{
+		{"netns", "add", isolatedNetns},
+		{"link", "add", "vgrid-soak0", "type", "veth", "peer", "name", "vgrid-soak1"},
+		{"link", "set", "vgrid-soak1", "netns", isolatedNetns},
+		{"addr", "add", isolatedHost, "dev", "vgrid-soak0"},
+		{"link", "set", "vgrid-soak0", "up"},
+		{"-n", isolatedNetns, "addr", "add", isolatedAddr + "/30", "dev", "vgrid-soak1"},
+		{"-n", isolatedNetns, "link", "set", "vgrid-soak1", "up"},
+		{"-n", isolatedNetns, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-		t.Skip("skipped: starting a second dockerd needs root")
 	}
+	t.Cleanup(func() {
+		exec.Command("ip", "link", "del", "vgrid-soak0").Run()
+		exec.Command("ip", "netns", "del", isolatedNetns).Run()
+	})
+	return secondEngineIn(t, isolatedNetns, "", images)
+}
+
+// LogFile is the engine's log (dockerd's output), removed with the engine.
+func (e *Engine2) LogFile() string { return filepath.Join(e.dir, "dockerd.log") }
+
+// Command is name run in the engine's network namespace (its own, with
+// IsolatedEngine; this machine's otherwise).
+func (e *Engine2) Command(name string, args ...string) *exec.Cmd {
+	if e.netns == "" {
+		return exec.Command(name, args...)
+	}
+	return exec.Command("nsenter", append([]string{"--net=/run/netns/" + e.netns, "--", name}, args...)...)
+}
+
+func secondEngine(t testing.TB, tlsDir string, images []string) *Engine2 {
+	t.Helper()
+	return secondEngineIn(t, "", tlsDir, images)
+}
+
+func secondEngineIn(t testing.TB, netns, tlsDir string, images []string) *Engine2 {
+	t.Helper()
+	Engine(t)
+	needRoot(t, "a second dockerd")
 	l, err := lockfile.Wait(context.Background(), filepath.Join(os.TempDir(), "vgrid-dockertest-engine2.lock"), fmt.Sprintf("pid %d: %s", os.Getpid(), t.Name()))
 	if err != nil {
 		t.Fatal(err)
@@ -75,23 +133,32 @@ func secondEngine(t testing.TB, tlsDir string, images []string) *Engine2 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Engine2{Host: "unix://" + filepath.Join(dir, "docker.sock"), dir: dir, tlsDir: tlsDir}
+	e := &Engine2{Host: "unix://" + filepath.Join(dir, "docker.sock"), dir: dir, tlsDir: tlsDir, netns: netns}
+	if netns != "" {
+		e.Addr = isolatedAddr
+	}
 	if tlsDir != "" {
 		e.TCP = fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
 	}
-	exec.Command("ip", "link", "del", secondBridge).Run() // a crashed earlier test's
+	ip := func(args ...string) *exec.Cmd {
+		if netns != "" {
+			args = append([]string{"-n", netns}, args...)
+		}
+		return exec.Command("ip", args...)
+	}
+	ip("link", "del", secondBridge).Run() // a crashed earlier test's
 	for _, args := range [][]string{
 		{"link", "add", "name", secondBridge, "type", "bridge"},
 		{"addr", "add", secondBIP, "dev", secondBridge},
 		{"link", "set", secondBridge, "up"},
 	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		if out, err := ip(args...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 	t.Cleanup(func() {
 		e.stop(t)
-		exec.Command("ip", "link", "del", secondBridge).Run()
+		ip("link", "del", secondBridge).Run()
 		os.RemoveAll(dir)
 	})
 	e.start(t)
@@ -118,11 +185,38 @@ func secondEngine(t testing.TB, tlsDir string, images []string) *Engine2 {
 
 func (e *Engine2) start(t testing.TB) {
 	t.Helper()
-	logf, err := os.OpenFile(filepath.Join(e.dir, "dockerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
+	if err := e.Start(); err != nil {
 		t.Fatal(err)
 	}
-	e.cmd = exec.Command("dockerd", "--host", e.Host, "--data-root", filepath.Join(e.dir, "data"), "--exec-root", filepath.Join(e.dir, "exec"),
+}
+
+// Stop stops the engine as `systemctl stop docker` does (SIGTERM, then
+// waiting): it stops its containers, which restart with it under a
+// restart policy. Safe from any goroutine.
+func (e *Engine2) Stop() error {
+	if e.cmd == nil {
+		return nil
+	}
+	e.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- e.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("the second dockerd did not stop within 60 s")
+	}
+	e.cmd = nil
+	return nil
+}
+
+// Start starts the engine (again, after Stop) and waits until it answers.
+// Safe from any goroutine.
+func (e *Engine2) Start() error {
+	logf, err := os.OpenFile(filepath.Join(e.dir, "dockerd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	e.cmd = e.Command("dockerd", "--host", e.Host, "--data-root", filepath.Join(e.dir, "data"), "--exec-root", filepath.Join(e.dir, "exec"),
 		"--pidfile", filepath.Join(e.dir, "docker.pid"), "--bridge", secondBridge, "--default-address-pool", secondPool,
 		"--iptables=false", "--ip6tables=false", "--cgroup-parent", cgroupParent)
 	if e.tlsDir != "" {
@@ -132,17 +226,17 @@ func (e *Engine2) start(t testing.TB) {
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := e.cmd.Start(); err != nil {
-		t.Fatalf("start a second dockerd: %v", err)
+		return fmt.Errorf("start a second dockerd: %w", err)
 	}
 	logf.Close()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if exec.Command("docker", "-H", e.Host, "info", "--format", "{{.ServerVersion}}").Run() == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(filepath.Join(e.dir, "dockerd.log"))
-			t.Fatalf("the second dockerd did not answer within 60 s:\n%s", tail(string(b), 2000))
+			return fmt.Errorf("the second dockerd did not answer within 60 s:\n%s", tail(string(b), 2000))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -189,6 +283,19 @@ func (e *Engine2) stop(t testing.TB) {
 	exec.Command("sh", "-c", "cat /sys/fs/cgroup/*/"+cgroupParent+"/*/cgroup.procs /sys/fs/cgroup/"+cgroupParent+"/*/cgroup.procs 2>/dev/null | sort -u | xargs -r kill -9").Run()
 	time.Sleep(200 * time.Millisecond)
 	exec.Command("sh", "-c", "awk '$2 ~ \"^"+e.dir+"\" {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l").Run()
+}
+
+// needRoot skips the test when not root, saying what needs it; in CI
+// (CI set) it fails instead.
+func needRoot(t testing.TB, what string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s needs root in CI", what)
+	}
+	t.Skipf("skipped: %s needs root", what)
 }
 
 func tail(s string, n int) string {
