@@ -52,6 +52,7 @@ func TestNight(t *testing.T) {
 		}
 		t.Skip("skipped: the night soak needs root (mounts, a second dockerd)")
 	}
+	waitAlone(t)
 	img := dockertest.BuildSimImage(t)
 	e2 := dockertest.IsolatedEngine(t, img)
 	t.Cleanup(func() { // the engine's log, before the engine's cleanup removes it
@@ -116,6 +117,48 @@ func TestNight(t *testing.T) {
 	}
 }
 
+// waitAlone waits, up to 15 minutes, until no other Go test binary runs
+// on this machine: go test ./... runs packages side by side, and on a
+// small machine the soak's load (its own dockerd, simulator, daemon)
+// would skew the timing-sensitive tests of other packages, and theirs
+// the soak's recovery times.
+func waitAlone(t *testing.T) {
+	deadline := time.Now().Add(15 * time.Minute)
+	for {
+		others := otherTests()
+		if len(others) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("running beside %v after waiting 15 minutes for them", others)
+			return
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// otherTests lists the Go test binaries running now, this one excepted.
+func otherTests() []string {
+	self := os.Getpid()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var out []string
+	for _, p := range procs {
+		var pid int
+		if _, err := fmt.Sscanf(p, "/proc/%d/cmdline", &pid); err != nil || pid == self {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		argv0, _, _ := strings.Cut(string(b), "\x00")
+		if strings.HasSuffix(argv0, ".test") || strings.HasSuffix(argv0, ".test.exe") {
+			out = append(out, fmt.Sprintf("%s (pid %d)", filepath.Base(argv0), pid))
+		}
+	}
+	return out
+}
+
 func buildVgrid(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "vgrid")
@@ -151,6 +194,7 @@ type world struct {
 
 	mu      sync.Mutex
 	runs    []string                     // submitted, in order
+	state   map[string]runView           // run -> as last seen
 	seen    map[string]map[int]trialSeen // run -> seq -> last seen
 	changes []time.Time                  // when a poll saw persisted progress
 	content map[[32]byte][]byte          // every profile content seen
@@ -167,7 +211,7 @@ type trialSeen struct {
 }
 
 func newWorld(t *testing.T, bin, img string, e2 *dockertest.Engine2, name string) *world {
-	w := &world{bin: bin, img: img, e2: e2, seen: map[string]map[int]trialSeen{}, content: map[[32]byte][]byte{}}
+	w := &world{bin: bin, img: img, e2: e2, state: map[string]runView{}, seen: map[string]map[int]trialSeen{}, content: map[[32]byte][]byte{}}
 	w.dir = t.TempDir()
 	w.storeDir = t.TempDir()
 	run(t, "mount", "-t", "tmpfs", "-o", "size=64m", "vgrid-soak-"+name, w.storeDir)
@@ -314,24 +358,38 @@ func (w *world) watch(stop <-chan struct{}) {
 		} else if _, ok := w.content[sha256.Sum256(b)]; !ok {
 			w.content[sha256.Sum256(b)] = b
 		}
-		runs := slices.Clone(w.runs)
+		var live []string // the runs not ended when last seen
+		for _, id := range w.runs {
+			if !finalState(w.state[id].state) {
+				live = append(live, id)
+			}
+		}
 		w.mu.Unlock()
-		if n%5 != 0 {
+		if n%2 != 0 {
 			continue
 		}
-		for _, id := range runs {
-			_, trials, err := w.d.show(id)
+		for _, id := range live {
+			state, trials, err := w.d.show(id)
 			if err != nil {
 				continue // the daemon is down, or restarting
 			}
-			w.observe(id, trials)
+			w.observe(id, state, trials)
 		}
 	}
 }
 
-func (w *world) observe(id string, trials []orchestrator.Trial) {
+func finalState(s string) bool { return s == "done" || s == "failed" || s == "cancelled" }
+
+// runView is a run as the watcher last saw it.
+type runView struct {
+	state  string
+	trials []orchestrator.Trial
+}
+
+func (w *world) observe(id, state string, trials []orchestrator.Trial) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.state[id] = runView{state, trials}
 	prev := w.seen[id]
 	if prev == nil {
 		prev = map[int]trialSeen{}
@@ -357,19 +415,13 @@ func (w *world) observe(id string, trials []orchestrator.Trial) {
 	}
 }
 
-// ended reports whether every submitted run has ended.
+// ended reports whether every submitted run has ended, as the watcher
+// last saw them.
 func (w *world) ended() bool {
 	w.mu.Lock()
-	runs := slices.Clone(w.runs)
-	w.mu.Unlock()
-	for _, id := range runs {
-		state, _, err := w.d.show(id)
-		if err != nil {
-			return false
-		}
-		switch state {
-		case "done", "failed", "cancelled":
-		default:
+	defer w.mu.Unlock()
+	for _, id := range w.runs {
+		if !finalState(w.state[id].state) {
 			return false
 		}
 	}
@@ -392,25 +444,16 @@ func (w *world) inject(t *testing.T, f Fault) Injection {
 			return in
 		}
 		w.mu.Lock()
-		runs := slices.Clone(w.runs)
-		w.mu.Unlock()
-		for _, id := range runs {
-			_, trials, err := w.d.show(id)
-			if err != nil {
-				continue
-			}
-			for _, tr := range trials {
-				if tr.Phase.String() == f.Phase {
+		for _, id := range w.runs {
+			for _, tr := range w.state[id].trials {
+				if in.Trial == "" && tr.Phase.String() == f.Phase {
 					in.Run, in.Trial = id, fmt.Sprintf("%d:%s", tr.Seq, tr.Candidate.Name)
-					break
 				}
 			}
-			if in.Trial != "" {
-				break
-			}
 		}
+		w.mu.Unlock()
 		if in.Trial == "" {
-			time.Sleep(25 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	in.At = time.Now()
