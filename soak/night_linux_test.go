@@ -46,12 +46,7 @@ const (
 // checks the invariants all along and at the end. The figures are logged
 // and written to the test's artifact directory (figures.txt).
 func TestNight(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("the night soak needs root (mounts, a second dockerd)")
-		}
-		t.Skip("skipped: the night soak needs root (mounts, a second dockerd)")
-	}
+	dockertest.NeedRoot(t, "the night soak (mounts, a network namespace, a second dockerd)")
 	waitAlone(t)
 	img := dockertest.BuildSimImage(t)
 	e2 := dockertest.IsolatedEngine(t, img)
@@ -563,26 +558,42 @@ func (w *world) outcomes(inj []Injection) {
 			if tr.Attempts > 1 {
 				inj[i].Outcome = "redone, " + inj[i].Outcome
 			}
-			// A fault aimed at the server that lands as its phase ends
-			// (the soak polls) strikes nothing: say so.
+			// A fault aimed at the server that strikes as the trial's
+			// requests have all ended leaves it measured: say whether its
+			// samples are intact, or carry the errors that rule it out.
 			if k := inj[i].Kind; (k == EngineDeath || k == DecodeStall || k == OOMKill || k == ContainerRestart) && tr.Phase == orchestrator.PhaseDone {
-				if left := leftPhase(&tr, inj[i].Phase); !left.IsZero() && !left.After(inj[i].At) {
-					inj[i].Outcome += " (landed as its " + inj[i].Phase + " ended)"
-				}
+				inj[i].Outcome += w.requestErrors(inj[i].Run, tr.Seq)
 			}
 		}
 	}
 }
 
-// leftPhase is when the trial's last stay in phase ended (zero: never).
-func leftPhase(tr *orchestrator.Trial, phase string) time.Time {
-	var left time.Time
-	for i, p := range tr.Phases[:max(len(tr.Phases)-1, 0)] {
-		if p.Phase.String() == phase {
-			left = tr.Phases[i+1].At
+// requestErrors says how a measured trial's stored requests ended.
+func (w *world) requestErrors(run string, seq int) string {
+	st, err := store.OpenReadOnly(w.d.store)
+	if err != nil {
+		return ""
+	}
+	defer st.Close()
+	reps, err := st.Reports(run, seq)
+	if err != nil {
+		return ""
+	}
+	n, failed := 0, 0
+	for _, rep := range reps {
+		for _, sc := range rep.Scenarios {
+			for _, r := range sc.Results {
+				n++
+				if !r.OK() {
+					failed++
+				}
+			}
 		}
 	}
-	return left
+	if failed == 0 {
+		return fmt.Sprintf(" (struck after its last request: %d samples intact)", n)
+	}
+	return fmt.Sprintf(" (%d of %d requests failed: errors == 0 rules it out)", failed, n)
 }
 
 // check stops the daemon and checks the invariants on what it left: the

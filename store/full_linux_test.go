@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/internal/dockertest"
 	"github.com/vgrid/vgrid/orchestrator"
 )
 
@@ -19,12 +20,10 @@ import (
 // fail, nothing is half-written) and goes through once space is freed;
 // the file is then healthy and holds every record.
 func TestWriteWaitsForAFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a size-limited tmpfs needs root")
-	}
+	dockertest.NeedRoot(t, "mounting a size-limited tmpfs")
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("mount tmpfs: %v %s", err, out)
+		t.Fatalf("mount tmpfs: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
 	path := filepath.Join(dir, "vgrid.db")
@@ -92,12 +91,10 @@ func TestWriteWaitsForAFullDisk(t *testing.T) {
 
 // Close ends a write that waits for the file system.
 func TestCloseEndsAWaitingWrite(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a size-limited tmpfs needs root")
-	}
+	dockertest.NeedRoot(t, "mounting a size-limited tmpfs")
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("mount tmpfs: %v %s", err, out)
+		t.Fatalf("mount tmpfs: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
 	s, err := Open(filepath.Join(dir, "vgrid.db"))

@@ -11,20 +11,19 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/vgrid/vgrid/internal/dockertest"
 )
 
 // A profile directory that turns read-only for a while (a remount; chmod
 // does not stop root): the trial's write waits, the file on disk stays the
 // original meanwhile, and the rendering lands once it is writable again.
 func TestWriteWaitsForAReadOnlyProfileDirectory(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("a read-only bind mount needs root")
-	}
+	dockertest.NeedRoot(t, "a read-only bind mount")
 	dir := t.TempDir()
 	profile := filepath.Join(dir, "medium.yml")
 	os.WriteFile(profile, []byte("original\n"), 0o644)
 	if out, err := exec.Command("mount", "--bind", dir, dir).CombinedOutput(); err != nil {
-		t.Skipf("bind mount: %v %s", err, out)
+		t.Fatalf("bind mount: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
 	if out, err := exec.Command("mount", "-o", "remount,bind,ro", dir).CombinedOutput(); err != nil {

@@ -79,7 +79,7 @@ const (
 func IsolatedEngine(t testing.TB, images ...string) *Engine2 {
 	t.Helper()
 	Engine(t)
-	needRoot(t, "a network namespace")
+	NeedRoot(t, "a network namespace")
 	exec.Command("ip", "netns", "del", isolatedNetns).Run() // a crashed earlier test's
 	exec.Command("ip", "link", "del", "vgrid-soak0").Run()
 	for _, args := range [][]string{
@@ -123,7 +123,7 @@ func secondEngine(t testing.TB, tlsDir string, images []string) *Engine2 {
 func secondEngineIn(t testing.TB, netns, tlsDir string, images []string) *Engine2 {
 	t.Helper()
 	Engine(t)
-	needRoot(t, "a second dockerd")
+	NeedRoot(t, "a second dockerd")
 	l, err := lockfile.Wait(context.Background(), filepath.Join(os.TempDir(), "vgrid-dockertest-engine2.lock"), fmt.Sprintf("pid %d: %s", os.Getpid(), t.Name()))
 	if err != nil {
 		t.Fatal(err)
@@ -285,9 +285,9 @@ func (e *Engine2) stop(t testing.TB) {
 	exec.Command("sh", "-c", "awk '$2 ~ \"^"+e.dir+"\" {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l").Run()
 }
 
-// needRoot skips the test when not root, saying what needs it; in CI
+// NeedRoot skips the test when not root, saying what needs it; in CI
 // (CI set) it fails instead.
-func needRoot(t testing.TB, what string) {
+func NeedRoot(t testing.TB, what string) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return
