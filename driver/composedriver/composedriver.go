@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -464,7 +465,50 @@ func (d *ComposeDeployment) Diagnose(ctx context.Context) *orchestrator.Failure 
 	if f := d.p.c.d.Diagnose(ctx, d.spec); f != nil {
 		return f
 	}
-	return d.same(ctx)
+	if f := d.same(ctx); f != nil {
+		return f
+	}
+	// A vLLM whose engine died answers /health 503 while its process
+	// shuts down: the container still runs. Wait for it to exit and say
+	// why, rather than call the trial measured.
+	code := health(ctx, d.endpoint)
+	if code == http.StatusOK {
+		return nil
+	}
+	deadline := time.Now().Add(diagnoseWait)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(250 * time.Millisecond)
+		if f := d.p.c.d.Diagnose(ctx, d.spec); f != nil {
+			return f
+		}
+	}
+	return orchestrator.Fail(orchestrator.ReasonUnhealthy, "vLLM's /health answered %s after the benchmark (200 when it was ready), and its container still runs %s later", httpCode(code), diagnoseWait)
+}
+
+// diagnoseWait bounds the wait for a server whose /health fails to exit.
+const diagnoseWait = 10 * time.Second
+
+// health is the status GET /health answers within 5 s; 0: no answer.
+func health(ctx context.Context, endpoint string) int {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(endpoint, "/")+"/health", nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func httpCode(code int) string {
+	if code == 0 {
+		return "nothing"
+	}
+	return strconv.Itoa(code)
 }
 
 // FlagCheck is the driver's check of flags against the image's --help.
