@@ -12,13 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/vgrid/vgrid/internal/dockertest"
 	"github.com/vgrid/vgrid/orchestrator"
-	"github.com/vgrid/vgrid/vllm"
 )
 
 // A server whose engine dies as a benchmark ends: its container still
@@ -39,21 +37,7 @@ func TestDiagnoseSeesADyingServer(t *testing.T) {
 	}
 	defer c.Close()
 	t.Cleanup(func() { dockertest.Docker(t, "rm", "-f", "myia_vllm-medium-qwen3") })
-	if _, err := c.Prepare(ctx, "run-diagnose"); err != nil {
-		t.Fatal(err)
-	}
-	plan, err := c.Render(ctx, orchestrator.Candidate{Name: "a", Settings: vllm.Candidate{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dep, err := plan.Deploy(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready, err := dep.WaitReady(ctx, 2*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dep, ready := deployReady(t, c, "run-diagnose", nil)
 	body, _ := json.Marshal(map[string]any{"model": ready.Model, "max_tokens": 4, "messages": []map[string]string{{"role": "user", "content": "hi"}}})
 	req, _ := http.NewRequest("POST", ready.Endpoint+"/v1/chat/completions", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+ready.APIKey)

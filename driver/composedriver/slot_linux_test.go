@@ -53,6 +53,29 @@ func userProject(t *testing.T, img string) (dir string, target orchestrator.Targ
 		EnvFile: filepath.Join(dir, ".env"), Project: "myia_vllm", Service: "vllm-medium-qwen3", GPUs: "off"}
 }
 
+// deployReady prepares a run on c, renders and deploys the candidate and
+// waits until it serves.
+func deployReady(t *testing.T, c *Compose, runID string, set vllm.Candidate) (orchestrator.Deployment, *orchestrator.Ready) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := c.Prepare(ctx, runID); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := c.Render(ctx, orchestrator.Candidate{Name: "a", Settings: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep, err := plan.Deploy(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, err := dep.WaitReady(ctx, 2*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dep, ready
+}
+
 // A slot runs a candidate in its own project and container, on its port,
 // from generated files beside the profile; the user's profile and
 // service are not touched; docker-compose sees the slot's container; the
@@ -70,25 +93,11 @@ func TestComposeSlotContainer(t *testing.T) {
 	}
 	defer c.Close()
 	t.Cleanup(func() { c.Restore(context.Background()) })
-	if _, err := c.Prepare(ctx, "run-slot"); err != nil {
-		t.Fatal(err)
-	}
 	set, err := vllm.NewCandidate([]string{"max-num-seqs=24"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := c.Render(ctx, orchestrator.Candidate{Name: "a", Settings: set})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dep, err := plan.Deploy(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready, err := dep.WaitReady(ctx, 2*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dep, ready := deployReady(t, c, "run-slot", set)
 	if ready.Endpoint != fmt.Sprintf("http://127.0.0.1:%d", port) {
 		t.Errorf("endpoint %s, want the slot's port %d", ready.Endpoint, port)
 	}
