@@ -260,7 +260,11 @@ func (r *Runner) scenario(parent context.Context, name string) (*ScenarioReport,
 	case "sweep":
 		err = r.sweep(ctx, rec, sr)
 	}
-	after := tel.server.snapshot(context.WithoutCancel(ctx))
+	// The closing scrape outlives a stopped scenario, within bounds: a
+	// server that stopped answering must not hold the run.
+	actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	after := tel.server.snapshot(actx)
+	acancel()
 	sr.GPU, sr.Server = tel.stop(before, after)
 	sr.Results = rec.results
 	sr.Common = SummarizeCommon(rec.results)

@@ -351,6 +351,10 @@ func (e *Engine) run(r *http.Request, prompt []int, out output, st *stream) (cac
 			if err := st.token(t.kind, t.text); err != nil {
 				return 0, err
 			}
+		case <-q.ctx.Done():
+			// The client went away: a stalled scheduler would never
+			// finish the sequence (vLLM aborts a disconnected request).
+			return 0, q.ctx.Err()
 		case <-q.done:
 			for len(q.events) > 0 {
 				t := <-q.events
