@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -219,6 +220,42 @@ func TestCrashLoopDetectedByRestartCount(t *testing.T) {
 	var f *orchestrator.Failure
 	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonCrashLoop || f.Restarts < 1 || f.ExitCode != 3 || f.Line != "boom" {
 		t.Fatalf("got %+v (%v), want crash_loop, restarts >= 1, exit 3, line boom", f, err)
+	}
+}
+
+// The ticker's inspect may see a restarted container before the die event
+// reaches the live stream (CI saw "exit code not seen" once): the exit code
+// is then read from the engine's event history.
+func TestExitCodeReadFromEventHistory(t *testing.T) {
+	d := connect(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "loop.yml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`services:
+  looper:
+    image: %s
+    entrypoint: ["/bin/sh", "-c"]
+    command: ["exit 3"]
+    restart: unless-stopped
+`, dockertest.SimImage)), 0o644)
+	s := load(t, profiles.Project{Files: []string{file}, Name: "myia_vllm"}, "looper", ConvertOptions{})
+	since := time.Now()
+	res, err := d.Recreate(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		out, _ := exec.Command("docker", "inspect", "-f", "{{.RestartCount}}", res.ContainerID).Output()
+		if n, _ := strconv.Atoi(strings.TrimSpace(string(out))); n >= 1 {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("the container was not restarted within 10 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	w := &watch{d: d, s: s, id: res.ContainerID, since: since}
+	if code, ok := w.lastDie(context.Background()); !ok || code != 3 {
+		t.Fatalf("lastDie = %d, %v; want 3, true", code, ok)
 	}
 }
 

@@ -80,7 +80,7 @@ func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 	probes := make(chan vllm.ProbeResult, 1)
 	probing := false
 
-	w := &watch{d: d, s: s, id: id, logs: &ring{n: 200}, phase: "starting the container", phaseAt: d.now(), onPhase: opts.OnPhase}
+	w := &watch{d: d, s: s, id: id, logs: &ring{n: 200}, phase: "starting the container", phaseAt: d.now(), onPhase: opts.OnPhase, since: time.Now()}
 	if r, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{}); err == nil {
 		w.restarts0 = r.Container.RestartCount
 	}
@@ -204,6 +204,7 @@ type watch struct {
 	phase     string
 	phaseAt   time.Time
 	restarts0 int
+	since     time.Time // the engine's clock when the watch began, for its event history
 	onPhase   func(string)
 	exitCode  int // from the die event, which outlives a restart
 	exitKnown bool
@@ -301,12 +302,47 @@ func (w *watch) decorate(ctx context.Context, f *orchestrator.Failure) {
 			// A restarted container reports 0: only a stopped or
 			// restarting one still holds its last exit code.
 			f.ExitCode = r.Container.State.ExitCode
+		default:
+			// Restarted before its die event reached the live stream:
+			// the engine's event history still has it.
+			if c, ok := w.lastDie(ctx); ok {
+				w.exitCode, w.exitKnown = c, true
+				f.ExitCode = c
+			}
 		}
 		f.Restarts = r.Container.RestartCount - w.restarts0
 		if f.Restarts > 0 || policy.IsNone() || policy.Name == "" || time.Now().After(deadline) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// lastDie reads the exit code of the container's latest die event from the
+// engine's event history since the watch began (bounded to 2 s).
+func (w *watch) lastDie(ctx context.Context) (int, bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	ev := w.d.cli.Events(ctx, client.EventsListOptions{
+		Since:   strconv.FormatInt(w.since.Add(-time.Second).Unix(), 10),
+		Until:   strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10),
+		Filters: client.Filters{}.Add("container", w.id).Add("type", "container").Add("event", "die"),
+	})
+	code, ok := 0, false
+	for {
+		select {
+		case m, open := <-ev.Messages:
+			if !open {
+				return code, ok
+			}
+			if c, err := strconv.Atoi(m.Actor.Attributes["exitCode"]); err == nil {
+				code, ok = c, true
+			}
+		case <-ev.Err:
+			return code, ok
+		case <-ctx.Done():
+			return code, ok
+		}
 	}
 }
 
