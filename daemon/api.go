@@ -26,6 +26,9 @@ import (
 func (d *Daemon) Handler() http.Handler {
 	dir, _ := os.Getwd()
 	dash := web.New(d, d.cfg.Store, dir, d.cfg.Now)
+	d.mu.Lock()
+	d.dash = dash
+	d.mu.Unlock()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", d.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.registry(), promhttp.HandlerOpts{}))

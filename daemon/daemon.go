@@ -23,12 +23,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/store"
+	"github.com/vgrid/vgrid/web"
 )
 
 // DriverCloser is an orchestrator.Driver that must be closed.
@@ -70,11 +72,13 @@ type Daemon struct {
 	cfg   Config
 	token string
 
-	mu       sync.Mutex
-	running  map[string]*active // by target key
-	draining bool
-	wake     chan struct{}
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	running   map[string]*active // by target key
+	draining  bool
+	wake      chan struct{}
+	wg        sync.WaitGroup
+	dash      *web.Dashboard // the last Handler's, warmed as trials end
+	following atomic.Bool    // a Follow pass is under way
 }
 
 // active is a run in progress.
@@ -192,6 +196,7 @@ loop:
 			d.schedule()
 		case <-tick.C:
 			d.schedule()
+			d.follow()
 		}
 	}
 	d.mu.Lock()
@@ -209,6 +214,29 @@ loop:
 		err = nil
 	}
 	return err
+}
+
+// follow has the dashboard compute the measurements of the running runs'
+// newly ended trials, off the scheduling loop, one pass at a time.
+func (d *Daemon) follow() {
+	d.mu.Lock()
+	dash := d.dash
+	var ids []string
+	for _, a := range d.running {
+		ids = append(ids, a.runID)
+	}
+	d.mu.Unlock()
+	if dash == nil || len(ids) == 0 || !d.following.CompareAndSwap(false, true) {
+		return
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer d.following.Store(false)
+		for _, id := range ids {
+			dash.Follow(id)
+		}
+	}()
 }
 
 // logLeftRuns says which runs a previous daemon left running or
@@ -262,9 +290,13 @@ func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
 	defer func() {
 		d.mu.Lock()
 		delete(d.running, r.Target)
+		dash := d.dash
 		d.mu.Unlock()
 		a.cancel(nil)
 		d.kick()
+		if dash != nil { // the trials that ended since the last tick
+			dash.Follow(r.ID)
+		}
 	}()
 	log := d.cfg.Log.With().Str("run_id", r.ID).Logger()
 	g := &r.Grid

@@ -106,6 +106,7 @@ end: restore
 `
 
 type testDaemon struct {
+	d      *Daemon
 	t      *testing.T
 	url    string
 	token  string
@@ -138,7 +139,7 @@ func startTestDaemon(t *testing.T, dir string, target *gateTarget, opts ...func(
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	td := &testDaemon{t: t, url: "http://" + ln.Addr().String(), token: d.token, target: target, st: st, cancel: cancel, done: make(chan error, 1)}
+	td := &testDaemon{d: d, t: t, url: "http://" + ln.Addr().String(), token: d.token, target: target, st: st, cancel: cancel, done: make(chan error, 1)}
 	go func() { td.done <- d.Serve(ctx, ln) }()
 	return td
 }
@@ -233,6 +234,34 @@ func TestDaemonRunsAGrid(t *testing.T) {
 	}
 	if code, md := td.call("GET", "/v1/runs/"+id+"/report", ""); code != 200 || !strings.Contains(md, "## ") {
 		t.Errorf("report: %d %.200s", code, md)
+	}
+}
+
+// The dashboard's first view of a run nobody watched is served from its
+// cache: the daemon has it compute each trial's measurements as it ends.
+func TestDaemonWarmsTheDashboard(t *testing.T) {
+	target := &gateTarget{gate: make(chan struct{})}
+	close(target.gate)
+	td := startTestDaemon(t, t.TempDir(), target)
+	defer td.stop()
+	id := td.submit()
+	for i := 0; ; i++ {
+		r, _ := td.st.GetRun(id)
+		trials, _ := td.st.Trials(id)
+		td.d.mu.Lock()
+		dash := td.d.dash
+		td.d.mu.Unlock()
+		if r != nil && r.State == orchestrator.RunDone && dash != nil && dash.Cached(id) == len(trials) {
+			break
+		}
+		if i == 100 {
+			n := -1
+			if dash != nil {
+				n = dash.Cached(id)
+			}
+			t.Fatalf("run %v: %d trials, %d of them cached for the dashboard", r.State, len(trials), n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

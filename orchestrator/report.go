@@ -93,6 +93,19 @@ type RowCache struct {
 	m  map[string]measuredRow
 }
 
+// Count is how many trials of the run the cache holds measurements of.
+func (c *RowCache) Count(runID string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for k := range c.m {
+		if strings.HasPrefix(k, runID+"/") {
+			n++
+		}
+	}
+	return n
+}
+
 type measuredRow struct {
 	row    Row // the fields measure fills
 	levels []LevelRow

@@ -66,7 +66,9 @@ type Dashboard struct {
 	sessions map[string]*session
 	rollback sync.Mutex // one rollback at a time: check and replace as one step
 
-	rows orchestrator.RowCache // ended trials' measurements
+	rows   orchestrator.RowCache // ended trials' measurements
+	warmMu sync.Mutex
+	ended  map[string]int // by run: how many trials had ended when Follow last warmed it
 }
 
 type session struct {
@@ -77,7 +79,7 @@ type session struct {
 // New builds the dashboard over the daemon's backend and store; dir
 // resolves relative paths of grids submitted from the browser.
 func New(b Backend, st *store.Store, dir string, now func() time.Time) *Dashboard {
-	d := &Dashboard{b: b, st: st, dir: dir, now: now, sessions: map[string]*session{}}
+	d := &Dashboard{b: b, st: st, dir: dir, now: now, sessions: map[string]*session{}, ended: map[string]int{}}
 	d.tmpl = template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/*.html"))
 	assets, _ := fs.Sub(assetFS, "assets")
 	m := http.NewServeMux()
@@ -111,6 +113,34 @@ func (d *Dashboard) warm() {
 		d.runView(runs[i].ID)
 	}
 }
+
+// Follow computes the measurements of a running run's trials that ended
+// since its last call, so that the first view of a large run that nobody
+// watched while it ran is served from the cache too. The daemon calls it
+// for its running runs every few seconds; it is cheap when nothing ended.
+func (d *Dashboard) Follow(runID string) {
+	trials, err := d.st.Trials(runID)
+	if err != nil {
+		return
+	}
+	n := 0
+	for _, t := range trials {
+		if t.Phase.Final() {
+			n++
+		}
+	}
+	d.warmMu.Lock()
+	defer d.warmMu.Unlock()
+	if d.ended[runID] == n {
+		return
+	}
+	d.ended[runID] = n
+	d.runView(runID)
+}
+
+// Cached is how many of the run's ended trials have their measurements
+// cached (a later view reads no samples for them).
+func (d *Dashboard) Cached(runID string) int { return d.rows.Count(runID) }
 
 func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
