@@ -271,10 +271,7 @@ func (w *watch) exited(ctx context.Context, lines <-chan logLine) *orchestrator.
 	if f.Line == "" {
 		f.Line = lastNonEmpty(logs)
 	}
-	code := fmt.Sprintf("with code %d", f.ExitCode)
-	if f.ExitCode < 0 {
-		code = "(exit code not seen: already restarted)"
-	}
+	code := "with " + exitText(f.ExitCode)
 	switch {
 	case f.Restarts > 0 && f.Reason == orchestrator.ReasonExited:
 		f.Reason = orchestrator.ReasonCrashLoop
@@ -318,32 +315,59 @@ func (w *watch) decorate(ctx context.Context, f *orchestrator.Failure) {
 	}
 }
 
-// lastDie reads the exit code of the container's latest die event from the
-// engine's event history since the watch began (bounded to 2 s).
+// lastDie reads the exit code of the container's latest die event since
+// the watch began, from the engine's event history.
 func (w *watch) lastDie(ctx context.Context) (int, bool) {
+	code, _, ok := w.d.lastExit(ctx, w.id, w.since)
+	return code, ok
+}
+
+// lastExit reads the exit code and time of a container's latest die event
+// since since (zero: as far back as the engine remembers) from the
+// engine's event history, bounded to 2 s: a restart policy has already
+// replaced the state that held them.
+func (d *Deployer) lastExit(ctx context.Context, id string, since time.Time) (code int, at time.Time, ok bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	ev := w.d.cli.Events(ctx, client.EventsListOptions{
-		Since:   strconv.FormatInt(w.since.Add(-time.Second).Unix(), 10),
+	opts := client.EventsListOptions{
 		Until:   strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10),
-		Filters: client.Filters{}.Add("container", w.id).Add("type", "container").Add("event", "die"),
-	})
-	code, ok := 0, false
+		Filters: client.Filters{}.Add("container", id).Add("type", "container").Add("event", "die"),
+	}
+	if !since.IsZero() {
+		opts.Since = strconv.FormatInt(since.Add(-time.Second).Unix(), 10)
+	}
+	ev := d.cli.Events(ctx, opts)
 	for {
 		select {
 		case m, open := <-ev.Messages:
 			if !open {
-				return code, ok
+				return code, at, ok
 			}
 			if c, err := strconv.Atoi(m.Actor.Attributes["exitCode"]); err == nil {
-				code, ok = c, true
+				code, at, ok = c, time.Unix(0, m.TimeNano), true
 			}
 		case <-ev.Err:
-			return code, ok
+			return code, at, ok
 		case <-ctx.Done():
-			return code, ok
+			return code, at, ok
 		}
 	}
+}
+
+// exitText says what an exit code means: the signal that ended the
+// process, where it is one.
+func exitText(code int) string {
+	switch {
+	case code < 0:
+		return "an exit code not seen"
+	case code == 137:
+		return "code 137 (SIGKILL: the kernel's OOM killer, or kill -9)"
+	case code == 139:
+		return "code 139 (SIGSEGV: the process crashed)"
+	case code > 128 && code < 160:
+		return fmt.Sprintf("code %d (signal %d)", code, code-128)
+	}
+	return fmt.Sprintf("code %d", code)
 }
 
 func lastNonEmpty(lines []string) string {
@@ -404,17 +428,29 @@ func (d *Deployer) Diagnose(ctx context.Context, s *Spec) *orchestrator.Failure 
 	if c == nil {
 		return &orchestrator.Failure{Reason: orchestrator.ReasonExited, Detail: "the container is gone"}
 	}
-	if c.State != nil && c.State.Running && c.State.Health != nil && c.State.Health.Status == container.Unhealthy {
-		return &orchestrator.Failure{Reason: orchestrator.ReasonUnhealthy, Detail: "Docker's health check reports unhealthy"}
-	}
-	if c.State != nil && c.State.Running && c.RestartCount == 0 {
+	running := c.State != nil && c.State.Running
+	if running && c.RestartCount == 0 {
+		if c.State.Health != nil && c.State.Health.Status == container.Unhealthy {
+			return &orchestrator.Failure{Reason: orchestrator.ReasonUnhealthy, Detail: "Docker's health check reports unhealthy"}
+		}
 		return nil
 	}
+	// Stopped, or restarted by its restart policy (Docker then reports
+	// the health of the server that died, and an exit code of 0): the
+	// server that was measured is explained by its exit and its log.
 	f := &orchestrator.Failure{Reason: orchestrator.ReasonExited, Restarts: c.RestartCount, ExitCode: -1}
-	if c.State != nil && !c.State.Running {
+	logs := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "200"}
+	if !running {
 		f.ExitCode = c.State.ExitCode
+	} else {
+		created, _ := time.Parse(time.RFC3339Nano, c.Created)
+		if code, at, ok := d.lastExit(ctx, c.ID, created); ok {
+			// The log of the server that died, not of the one booting.
+			f.ExitCode = code
+			logs.Until = strconv.FormatFloat(float64(at.UnixNano())/1e9, 'f', 9, 64)
+		}
 	}
-	if rc, err := d.cli.ContainerLogs(ctx, c.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "200"}); err == nil {
+	if rc, err := d.cli.ContainerLogs(ctx, c.ID, logs); err == nil {
 		var buf bytes.Buffer
 		stdcopy.StdCopy(&buf, &buf, rc)
 		rc.Close()
@@ -429,6 +465,9 @@ func (d *Deployer) Diagnose(ctx context.Context, s *Spec) *orchestrator.Failure 
 			f.Reason = orchestrator.ReasonCrashLoop
 		}
 	}
-	f.Detail = fmt.Sprintf("the server stopped answering: container %s, exit code %d, restarts %d", c.State.Status, f.ExitCode, c.RestartCount)
+	f.Detail = fmt.Sprintf("the server stopped answering: its container exited with %s", exitText(f.ExitCode))
+	if c.RestartCount > 0 {
+		f.Detail += fmt.Sprintf(" and was restarted %d time(s) by its restart policy (now %s)", c.RestartCount, c.State.Status)
+	}
 	return f
 }
