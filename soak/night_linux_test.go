@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -452,18 +453,27 @@ func (w *world) inject(t *testing.T, f Fault) Injection {
 		}
 	}
 	in.At = time.Now()
-	docker := func(args ...string) {
-		if out, err := exec.Command("docker", append([]string{"-H", w.e2.Host}, args...)...).CombinedOutput(); err != nil {
-			t.Logf("%s: docker %s: %v %s", f.Kind, strings.Join(args, " "), err, out)
+	// The server's faults are signals to its process, sent from here as
+	// the kernel or a crash would: `docker kill` marks the container as
+	// stopped by hand, and its restart policy then does not restart it.
+	signal := func(sig syscall.Signal) {
+		out, err := exec.Command("docker", "-H", w.e2.Host, "inspect", "-f", "{{.State.Pid}}", container).Output()
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+		if err != nil || pid <= 0 {
+			t.Logf("%s: the container's process: %v %q", f.Kind, err, out)
+			return
+		}
+		if err := syscall.Kill(pid, sig); err != nil {
+			t.Logf("%s: kill %d: %v", f.Kind, pid, err)
 		}
 	}
 	switch f.Kind {
 	case EngineDeath, ContainerRestart:
-		docker("kill", "-s", "USR1", container)
+		signal(syscall.SIGUSR1)
 	case DecodeStall:
-		docker("kill", "-s", "USR2", container)
+		signal(syscall.SIGUSR2)
 	case OOMKill:
-		docker("kill", "-s", "KILL", container)
+		signal(syscall.SIGKILL)
 	case DockerRestart:
 		if err := w.e2.Stop(); err != nil {
 			t.Fatalf("stop the engine: %v", err)
