@@ -203,19 +203,25 @@ func TestDesktopMemoryFailsFastWithVLLMLine(t *testing.T) {
 	}
 }
 
-func TestCrashLoopDetectedByRestartCount(t *testing.T) {
-	d := connect(t)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "loop.yml")
+// looper is a service whose shell script runs and exits, restarted by
+// its policy (unless-stopped), with vLLM's port published.
+func looper(t *testing.T, script string) *Spec {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "loop.yml")
 	os.WriteFile(file, []byte(fmt.Sprintf(`services:
   looper:
     image: %s
     entrypoint: ["/bin/sh", "-c"]
-    command: ["echo booting; echo boom; exit 3"]
+    command: [%q]
     restart: unless-stopped
     ports: ["127.0.0.1:%d:8000"]
-`, dockertest.SimImage, freePort(t))), 0o644)
-	s := load(t, profiles.Project{Files: []string{file}, Name: "myia_vllm"}, "looper", ConvertOptions{})
+`, dockertest.SimImage, script, freePort(t))), 0o644)
+	return load(t, profiles.Project{Files: []string{file}, Name: "myia_vllm"}, "looper", ConvertOptions{})
+}
+
+func TestCrashLoopDetectedByRestartCount(t *testing.T) {
+	d := connect(t)
+	s := looper(t, "echo booting; echo boom; exit 3")
 	_, _, err := deploy(t, d, s, ReadyOptions{Timeout: 60 * time.Second})
 	var f *orchestrator.Failure
 	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonCrashLoop || f.Restarts < 1 || f.ExitCode != 3 || f.Line != "boom" {
@@ -228,16 +234,7 @@ func TestCrashLoopDetectedByRestartCount(t *testing.T) {
 // is then read from the engine's event history.
 func TestExitCodeReadFromEventHistory(t *testing.T) {
 	d := connect(t)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "loop.yml")
-	os.WriteFile(file, []byte(fmt.Sprintf(`services:
-  looper:
-    image: %s
-    entrypoint: ["/bin/sh", "-c"]
-    command: ["exit 3"]
-    restart: unless-stopped
-`, dockertest.SimImage)), 0o644)
-	s := load(t, profiles.Project{Files: []string{file}, Name: "myia_vllm"}, "looper", ConvertOptions{})
+	s := looper(t, "exit 3")
 	since := time.Now()
 	res, err := d.Recreate(context.Background(), s)
 	if err != nil {

@@ -27,30 +27,40 @@ import (
 // Diagnose says engine_dead then, never "measured" (the night soak saw a
 // trial done with 19 of its 22 requests failed that way).
 func TestDiagnoseSeesADyingServer(t *testing.T) {
+	// The readiness probe is request 1; the engine dies after request 2.
+	dep, ready := simServer(t, "", "      - VLLM_SIM_DIE_AFTER_REQUESTS=2\n")
+	chat(ready)
+	f := dep.Diagnose(context.Background())
+	if f == nil || f.Reason != orchestrator.ReasonEngineDead || !strings.Contains(f.Line, "EngineDeadError") {
+		t.Fatalf("Diagnose after the engine died: %+v", f)
+	}
+}
+
+// simServer deploys the user's service on the simulator's image with
+// extra service keys and environment lines, and waits until it serves.
+func simServer(t *testing.T, keys, env string) (orchestrator.Deployment, *orchestrator.Ready) {
+	t.Helper()
 	img := dockertest.BuildSimImage(t)
 	dir, target := userProject(t, img)
-	port := freePort(t)
-	// The readiness probe is request 1; the engine dies after request 2.
-	os.WriteFile(filepath.Join(dir, "sim.override.yml"), []byte("services:\n  vllm-medium-qwen3:\n    image: "+img+
-		"\n    ports: !override\n      - \"127.0.0.1:"+fmt.Sprint(port)+":5002\"\n    environment:\n      - VLLM_SIM_TIME_SCALE=0.02\n      - VLLM_SIM_DIE_AFTER_REQUESTS=2\n"), 0o644)
-	ctx := context.Background()
-	c, err := NewCompose(ctx, target, os.Environ(), zerolog.Nop())
+	os.WriteFile(filepath.Join(dir, "sim.override.yml"), []byte("services:\n  vllm-medium-qwen3:\n    image: "+img+"\n"+keys+
+		"    ports: !override\n      - \"127.0.0.1:"+fmt.Sprint(freePort(t))+":5002\"\n    environment:\n      - VLLM_SIM_TIME_SCALE=0.02\n"+env), 0o644)
+	c, err := NewCompose(context.Background(), target, os.Environ(), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	t.Cleanup(func() { dockertest.Docker(t, "rm", "-f", "myia_vllm-medium-qwen3") })
-	dep, ready := deployReady(t, c, "run-diagnose", nil)
+	return deployReady(t, c, "run-diagnose", nil)
+}
+
+// chat sends one short chat request and ignores its answer.
+func chat(ready *orchestrator.Ready) {
 	body, _ := json.Marshal(map[string]any{"model": ready.Model, "max_tokens": 4, "messages": []map[string]string{{"role": "user", "content": "hi"}}})
 	req, _ := http.NewRequest("POST", ready.Endpoint+"/v1/chat/completions", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+ready.APIKey)
 	req.Header.Set("Content-Type", "application/json")
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()
-	}
-	f := dep.Diagnose(ctx)
-	if f == nil || f.Reason != orchestrator.ReasonEngineDead || !strings.Contains(f.Line, "EngineDeadError") {
-		t.Fatalf("Diagnose after the engine died: %+v", f)
 	}
 }
 
@@ -60,7 +70,6 @@ func TestDiagnoseSeesADyingServer(t *testing.T) {
 // restarted the container and a new vLLM boots. Diagnose still says why
 // the server that was measured stopped, from its exit and its log.
 func TestDiagnoseAfterTheRestartPolicyRestarted(t *testing.T) {
-	img := dockertest.BuildSimImage(t)
 	for _, c := range []struct {
 		name string
 		env  string // the simulator's fault, if any
@@ -73,31 +82,14 @@ func TestDiagnoseAfterTheRestartPolicyRestarted(t *testing.T) {
 		{"killed", "", true, orchestrator.ReasonCrashLoop, "", 137},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir, target := userProject(t, img)
-			port := freePort(t)
-			os.WriteFile(filepath.Join(dir, "sim.override.yml"), []byte("services:\n  vllm-medium-qwen3:\n    image: "+img+
-				"\n    restart: unless-stopped\n    ports: !override\n      - \"127.0.0.1:"+fmt.Sprint(port)+":5002\"\n    environment:\n      - VLLM_SIM_TIME_SCALE=0.02\n"+c.env), 0o644)
-			ctx := context.Background()
-			drv, err := NewCompose(ctx, target, os.Environ(), zerolog.Nop())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer drv.Close()
-			t.Cleanup(func() { dockertest.Docker(t, "rm", "-f", "myia_vllm-medium-qwen3") })
-			dep, ready := deployReady(t, drv, "run-diagnose", nil)
+			dep, ready := simServer(t, "    restart: unless-stopped\n", c.env)
 			if c.kill {
 				pid, _ := strconv.Atoi(dockertest.Docker(t, "inspect", "-f", "{{.State.Pid}}", "myia_vllm-medium-qwen3"))
 				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 					t.Fatal(err)
 				}
 			} else {
-				body, _ := json.Marshal(map[string]any{"model": ready.Model, "max_tokens": 4, "messages": []map[string]string{{"role": "user", "content": "hi"}}})
-				req, _ := http.NewRequest("POST", ready.Endpoint+"/v1/chat/completions", bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+ready.APIKey)
-				req.Header.Set("Content-Type", "application/json")
-				if resp, err := http.DefaultClient.Do(req); err == nil {
-					resp.Body.Close()
-				}
+				chat(ready)
 			}
 			// Wait until the restarted container runs (Docker then reports
 			// exit code 0 and the dead server's health), as a benchmark's
@@ -108,7 +100,7 @@ func TestDiagnoseAfterTheRestartPolicyRestarted(t *testing.T) {
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			f := dep.Diagnose(ctx)
+			f := dep.Diagnose(context.Background())
 			if f == nil || f.Reason != c.want || !strings.Contains(f.Line, c.line) || f.Restarts < 1 || f.ExitCode != c.code ||
 				strings.Contains(f.Line, "Starting to load model") { // the restarted server's boot, not the dead one's end
 				t.Fatalf("Diagnose: %+v, want %s with %q, exit code %d and the restart", f, c.want, c.line, c.code)
