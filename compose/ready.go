@@ -204,7 +204,7 @@ type watch struct {
 	phase     string
 	phaseAt   time.Time
 	restarts0 int
-	since     time.Time // the engine's clock when the watch began, for its event history
+	since     time.Time // when the watch began (this machine's clock; the event lookup allows a second of skew)
 	onPhase   func(string)
 	exitCode  int // from the die event, which outlives a restart
 	exitKnown bool
@@ -440,9 +440,13 @@ func (d *Deployer) Diagnose(ctx context.Context, s *Spec) *orchestrator.Failure 
 	// server that was measured is explained by its exit and its log.
 	f := &orchestrator.Failure{Reason: orchestrator.ReasonExited, Restarts: c.RestartCount, ExitCode: -1}
 	logs := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "200"}
-	if !running {
-		f.ExitCode = c.State.ExitCode
-	} else {
+	status := "in an unknown state"
+	switch {
+	case c.State == nil:
+	case !running:
+		status, f.ExitCode = string(c.State.Status), c.State.ExitCode
+	default:
+		status = string(c.State.Status)
 		created, _ := time.Parse(time.RFC3339Nano, c.Created)
 		if code, at, ok := d.lastExit(ctx, c.ID, created); ok {
 			// The log of the server that died, not of the one booting.
@@ -467,7 +471,7 @@ func (d *Deployer) Diagnose(ctx context.Context, s *Spec) *orchestrator.Failure 
 	}
 	f.Detail = fmt.Sprintf("the server stopped answering: its container exited with %s", exitText(f.ExitCode))
 	if c.RestartCount > 0 {
-		f.Detail += fmt.Sprintf(" and was restarted %d time(s) by its restart policy (now %s)", c.RestartCount, c.State.Status)
+		f.Detail += fmt.Sprintf(" and was restarted %d time(s) by its restart policy (now %s)", c.RestartCount, status)
 	}
 	return f
 }
