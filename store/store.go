@@ -625,26 +625,28 @@ func (s *Store) DeleteRun(id string) error {
 }
 
 // DefaultLockDir is the host-wide directory of target locks: every vgrid
-// on this host, whatever its store, takes a target's lock here.
-func DefaultLockDir() string { return filepath.Join(os.TempDir(), "vgrid-locks") }
+// on this host, whatever its store and its user, takes a target's lock
+// there. It is the temporary folder itself (root's, sticky, like /tmp), so
+// no user owns a folder of locks that others rely on; lockfile refuses a
+// folder or a file that another user could have planted or could remove.
+func DefaultLockDir() string { return os.TempDir() }
 
-// Lock takes a target for a run, host-wide: a lock file under
-// DefaultLockDir, held by this process until unlock or exit (kill -9
-// included), whichever store the other vgrid uses.
+// lockPrefix names the target locks in DefaultLockDir.
+const lockPrefix = "vgrid-target-"
+
+// Lock takes a target for a run, host-wide: a lock file in DefaultLockDir,
+// held by this process until unlock or exit (kill -9 included), whichever
+// store the other vgrid uses.
 func (s *Store) Lock(target, runID string) (func() error, error) {
-	if err := os.MkdirAll(s.lockDir, 0o777); err != nil {
-		return nil, fmt.Errorf("target lock directory: %w", err)
-	}
-	os.Chmod(s.lockDir, 0o1777) // shared by every user of the host, like /tmp
 	host, _ := os.Hostname()
 	holder := fmt.Sprintf("run %s (pid %d on %s, store %s, since %s)", runID, os.Getpid(), host, s.path, time.Now().Format(time.RFC3339))
-	l, err := lockfile.TryLock(filepath.Join(s.lockDir, lockfile.Name(target)), holder)
+	l, err := lockfile.TryLock(filepath.Join(s.lockDir, lockPrefix+lockfile.Name(target)), holder)
 	if err != nil {
 		var held *lockfile.HeldError
 		if errors.As(err, &held) {
 			return nil, fmt.Errorf("target %s is driven by %s; wait for it, or stop that process", target, held.Holder)
 		}
-		return nil, err
+		return nil, fmt.Errorf("target %s: %w", target, err)
 	}
 	return l.Release, nil
 }

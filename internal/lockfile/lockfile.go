@@ -1,7 +1,16 @@
 // Package lockfile holds advisory, exclusive, whole-process file locks: the
 // kernel drops them when the holder exits, kill -9 included, so a lock is
-// never left behind by a dead vgrid. Platform code is in lock_unix.go and
-// lock_windows.go.
+// never left behind by a dead vgrid.
+//
+// Lock files may live in a folder that other users can write (the host's
+// temporary folder): each one is opened as if another user had planted
+// it. A folder is used only when it belongs to root or to this user and,
+// when others may write it, has the sticky bit (so nobody else can remove
+// or replace a lock held in it); a file is opened without following a
+// symbolic link, and used only when it is a plain file with one link that
+// belongs to root or to this user. A lock is a flock(2) on a file that is
+// never removed or replaced, so nobody can take it from under its holder.
+// Platform code is in lock_unix.go and lock_windows.go.
 //
 // May import: the standard library and golang.org/x/sys.
 package lockfile
@@ -14,16 +23,22 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // ErrLocked is returned when another process (or another Lock in this
 // process) holds the lock.
 var ErrLocked = errors.New("locked by another process")
 
+// ErrUntrusted is returned when a lock folder or file could have been
+// planted or could be removed by another user: vgrid does not use it.
+var ErrUntrusted = errors.New("not safe to use")
+
 // Lock is a held lock. Release it, or exit.
 type Lock struct {
 	f    *os.File
 	path string
+	own  bool // the file is this user's: the holder line may be written
 }
 
 // HeldError says who holds a lock, as its holder wrote it in the file.
@@ -41,30 +56,83 @@ func (e *HeldError) Error() string {
 
 func (e *HeldError) Unwrap() error { return ErrLocked }
 
-// TryLock takes the lock on path (created with its directories when
-// absent) without waiting, and writes holder into the file for whoever
-// finds it taken. It fails with a *HeldError when the lock is held.
+// UntrustedError says why a lock folder or file is not used.
+type UntrustedError struct {
+	Path string
+	Why  string // what was observed
+	Do   string // what to do
+}
+
+func (e *UntrustedError) Error() string {
+	return fmt.Sprintf("lock %s: %s; vgrid does not use it: %s", e.Path, e.Why, e.Do)
+}
+
+func (e *UntrustedError) Unwrap() error { return ErrUntrusted }
+
+// TryLock takes the lock on path without waiting (its folder is created
+// when absent, private to this user), and writes holder into the file for
+// whoever finds it taken. It fails with a *HeldError when the lock is
+// held, and with an *UntrustedError when the folder or the file could have
+// been planted by another user.
 func TryLock(path, holder string) (*Lock, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("lock directory: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
+	f, own, err := open(path)
 	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
+		return nil, err
 	}
 	if err := lock(f); err != nil {
-		f.Close()
+		defer f.Close()
 		if errors.Is(err, ErrLocked) {
-			b, _ := os.ReadFile(path)
-			return nil, &HeldError{Path: path, Holder: strings.TrimSpace(string(b))}
+			return nil, &HeldError{Path: path, Holder: readHolder(f)}
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	// The holder line is information for others; the lock does not depend on it.
-	if err := f.Truncate(0); err == nil {
-		f.WriteAt([]byte(holder+"\n"), 0)
+	// The holder line is information for others; the lock does not depend
+	// on it. Only a file of this user's, opened and checked above, is
+	// written: never one reached through a link.
+	if own {
+		if err := f.Truncate(0); err == nil {
+			f.WriteAt([]byte(clean(holder)+"\n"), 0)
+		}
 	}
-	return &Lock{f: f, path: path}, nil
+	return &Lock{f: f, path: path, own: own}, nil
+}
+
+// maxHolder bounds what is read of, and written to, a holder line.
+const maxHolder = 512
+
+// readHolder reads the holder line from the open lock file (never again by
+// its path), bounded and with control characters removed: another user may
+// have written it.
+func readHolder(f *os.File) string {
+	b := make([]byte, maxHolder)
+	n, _ := f.ReadAt(b, 0)
+	return clean(string(b[:n]))
+}
+
+// clean keeps a holder line printable: one line, no control characters
+// (a planted file must not write escape sequences to a terminal).
+func clean(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > maxHolder {
+		s = s[:maxHolder]
+	}
+	return strings.TrimSpace(s)
 }
 
 // Wait takes the lock, waiting (polling every 50 ms) while another holds it,
@@ -92,7 +160,9 @@ func (l *Lock) Release() error {
 	if l == nil || l.f == nil {
 		return nil
 	}
-	l.f.Truncate(0)
+	if l.own {
+		l.f.Truncate(0)
+	}
 	err := unlock(l.f)
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
