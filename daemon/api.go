@@ -271,7 +271,10 @@ func (d *Daemon) cancel(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusConflict, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"id": run.ID, "cancelling": "true"})
+	// 202 either way: a queued run is cancelled now; a running one is
+	// marked (final) and its original configuration is being restored.
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": run.ID, "state": run.State.String(), "cancelled": run.State == orchestrator.RunCancelled,
+		"cancel_requested": run.CancelRequested})
 }
 
 // events streams a run's events as Server-Sent Events; each has an id, so

@@ -255,16 +255,18 @@ func (d *Daemon) logLeftRuns() {
 	}
 }
 
-// schedule starts the runs pick chooses.
+// schedule starts the runs pick chooses. It reads the runs while it holds
+// d.mu, as Cancel records a cancel: a list read before a cancel must not
+// start the run it cancelled.
 func (d *Daemon) schedule() {
-	runs, err := d.cfg.Store.Runs()
-	if err != nil {
-		d.cfg.Log.Error().Err(err).Msg("list runs")
-		return
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.draining {
+		return
+	}
+	runs, err := d.cfg.Store.Runs()
+	if err != nil {
+		d.cfg.Log.Error().Err(err).Msg("list runs")
 		return
 	}
 	busy := map[string]bool{}
@@ -385,22 +387,32 @@ func (d *Daemon) Submit(src []byte, name, dir string) (*orchestrator.Run, error)
 
 var errDraining = errors.New("the daemon is shutting down and accepts no new run")
 
-// Cancel stops a run: a queued one never starts; a running one stops and
-// the orchestrator restores the original configuration.
+// Cancel stops a run: a queued one is cancelled and never starts; a
+// running or interrupted one is marked cancelled in the store before this
+// returns (final: nothing starts it again, a daemon restart included), and
+// its orchestrator restores the original configuration and ends it
+// cancelled, keeping its measured trials.
 func (d *Daemon) Cancel(id string) (*orchestrator.Run, error) {
-	r, err := d.cfg.Store.GetRun(id)
+	d.mu.Lock()
+	defer d.mu.Unlock() // held: the scheduler reads the runs under it
+	r, changed, err := d.cfg.Store.RequestCancel(id, d.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock() // held: the scheduler must not start it meanwhile
+	if changed {
+		text := "cancel requested by the user"
+		if r.State == orchestrator.RunCancelled {
+			text = "cancelled: cancelled through the API before it ran"
+		}
+		if err := d.cfg.Store.AddEvent(r.ID, orchestrator.Event{At: d.cfg.Now(), Kind: "run", Trial: -1, Text: text}); err != nil {
+			d.cfg.Log.Error().Err(err).Str("run_id", r.ID).Msg("persist event")
+		}
+		d.cfg.Log.Info().Str("run_id", r.ID).Str("state", r.State.String()).Msg(text)
+	}
 	if a, ok := d.running[r.Target]; ok && a.runID == r.ID {
 		a.cancel(orchestrator.ErrCancelled)
-		return r, nil
-	}
-	o := &orchestrator.Orchestrator{Store: d.cfg.Store, Log: d.cfg.Log, Now: d.cfg.Now}
-	if err := o.Cancel(r, "cancelled through the API before it ran"); err != nil {
-		return nil, err
+	} else if r.State != orchestrator.RunCancelled {
+		d.kick() // a run left by a previous daemon: its restore runs now
 	}
 	return r, nil
 }

@@ -288,8 +288,13 @@ func TestDaemonCancel(t *testing.T) {
 	if r, _ := td.st.GetRun(second); r.State != orchestrator.RunCancelled {
 		t.Errorf("queued run: %s", r.State)
 	}
-	if code, _ := td.call("POST", "/v1/runs/"+first+"/cancel", ""); code != http.StatusConflict {
-		t.Errorf("cancelling a cancelled run: %d", code)
+	if code, body := td.call("POST", "/v1/runs/"+first+"/cancel", ""); code != http.StatusAccepted || !strings.Contains(body, `"cancelled":true`) {
+		t.Errorf("cancelling a cancelled run: %d %s, want it still cancelled", code, body)
+	}
+	r, _ := td.st.GetRun(first)
+	trials, _ := td.st.Trials(first)
+	if r.Champion == nil || !r.Champion.Cancelled || trials[0].Phase != orchestrator.PhaseCancelled {
+		t.Errorf("cancelled run: verdict %+v, trial in flight %s", r.Champion, trials[0].Phase)
 	}
 }
 

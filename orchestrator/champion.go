@@ -280,6 +280,24 @@ type Verdict struct {
 	Method   string  `json:"method,omitempty"`
 	Reason   string  `json:"reason"`
 	Ranking  []Rank  `json:"ranking"`
+	// Cancelled marks the verdict of a cancelled run: its champion is the
+	// best so far among the trials measured before the cancel; nothing
+	// was crowned.
+	Cancelled bool `json:"cancelled,omitempty"`
+}
+
+// Title heads the verdict: "Champion: NAME", "Best so far (run
+// cancelled): NAME", or "No champion".
+func (v *Verdict) Title() string {
+	switch {
+	case v.Champion < 0 && v.Cancelled:
+		return "No champion (run cancelled)"
+	case v.Champion < 0:
+		return "No champion"
+	case v.Cancelled:
+		return "Best so far (run cancelled): " + v.Name
+	}
+	return "Champion: " + v.Name
 }
 
 // Alpha is the significance level of the champion test.

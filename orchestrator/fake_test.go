@@ -36,10 +36,18 @@ func newMemStore() *memStore {
 		events: map[string][]Event{}, locks: map[string]string{}}
 }
 
+// PutRun keeps the user's cancel as the bbolt store does (CheckSave).
 func (s *memStore) PutRun(r *Run) error {
-	b, err := json.Marshal(r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if old, ok := s.runs[r.ID]; ok {
+		var prev Run
+		json.Unmarshal(old, &prev)
+		if err := CheckSave(&prev, r); err != nil {
+			return err
+		}
+	}
+	b, err := json.Marshal(r)
 	s.runs[r.ID] = b
 	return err
 }

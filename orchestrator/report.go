@@ -268,11 +268,7 @@ func (d *ReportData) Markdown(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	if v := d.Verdict; v != nil {
-		if v.Champion >= 0 {
-			fmt.Fprintf(w, "## Champion: %s\n\n", v.Name)
-		} else {
-			fmt.Fprintf(w, "## No champion\n\n")
-		}
+		fmt.Fprintf(w, "## %s\n\n", v.Title())
 		fmt.Fprintf(w, "%s.\n\n", v.Reason)
 		if v.Tie {
 			fmt.Fprintf(w, "**This was a tie**: the measurements do not separate the two leaders with 95%% confidence.\n\n")
@@ -399,7 +395,7 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"cell
 <body><h1>vgrid run {{.D.Run.ID}}</h1>
 <p>grid {{.D.Run.Grid.Name}}, target <code>{{.D.Run.Target}}</code>, state {{.D.Run.State}}, left running: {{.D.Run.EndAction}}</p>
 <p>search: {{.D.Run.SearchText .D.Trials}}</p>
-{{with .D.Verdict}}<h2>{{if ge .Champion 0}}Champion: {{.Name}}{{else}}No champion{{end}}</h2><p>{{.Reason}}{{if .Tie}} <b>(a tie)</b>{{end}}</p>{{end}}
+{{with .D.Verdict}}<h2>{{.Title}}</h2><p>{{.Reason}}{{if .Tie}} <b>(a tie)</b>{{end}}</p>{{end}}
 <h2>Candidates</h2><table><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr>
 {{range .Rows}}<tr{{if eq .Verdict "champion"}} class="champion"{{end}}>{{range cells .}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</table>
@@ -489,6 +485,7 @@ func (r *Run) SearchText(trials []*Trial) string {
 		switch {
 		case t.Phase == PhaseSkipped && t.Failure != nil && t.Failure.Reason == ReasonInfeasible:
 			infeasible++
+		case t.Phase == PhaseCancelled && t.Entered(PhaseRendering).IsZero(): // never started
 		case t.Phase != PhaseSkipped:
 			booted++
 		}

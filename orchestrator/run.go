@@ -277,12 +277,23 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 		}
 		defer unlockSlot()
 	}
+	// The stored run decides whether it may start: another process (the
+	// daemon's API) may have ended or cancelled it since r was read.
+	if cur, err := o.Store.GetRun(r.ID); err == nil {
+		if cur.State == RunDone || cur.State == RunCancelled {
+			return fmt.Errorf("run %s is already %s: %w", r.ID, cur.State, ErrRunEnded)
+		}
+		r.CancelRequested = cur.CancelRequested
+	}
 	defer func() { err = o.conclude(ctx, r, err) }()
 	trials, err := o.Store.Trials(r.ID)
 	if err != nil {
 		return err
 	}
 	if len(trials) == 0 {
+		if !r.CancelRequested.IsZero() {
+			return errCancelRequested
+		}
 		if err := o.checkFlags(ctx, r); err != nil {
 			return err
 		}
@@ -322,6 +333,9 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 		}
 		if err := o.prepareSlots(ctx, r, true); err != nil {
 			return err
+		}
+		if !r.CancelRequested.IsZero() {
+			return errCancelRequested // the cancel's restore and end, nothing redone
 		}
 		for _, t := range trials {
 			if t.Phase.Final() || t.Phase == PhasePending {
@@ -534,6 +548,29 @@ func (o *Orchestrator) observe(r *Run, trials []*Trial, index map[string]int) ([
 	return out, nil
 }
 
+// ErrRunEnded says a run cannot be started or resumed: it is done or
+// cancelled.
+var ErrRunEnded = errors.New("the run has ended")
+
+// errCancelRequested ends a run whose cancel the user requested while no
+// process ran it (the daemon's API, before a restart): conclude restores
+// the original and ends it cancelled.
+var errCancelRequested = errors.New("cancel requested")
+
+// cancelRequested reports whether the user cancelled r: through ctx
+// (ErrCancelled), or through the store (the daemon's API records the
+// request before it answers; it may arrive while a shutdown stops the run).
+func (o *Orchestrator) cancelRequested(ctx context.Context, r *Run) bool {
+	if errors.Is(context.Cause(ctx), ErrCancelled) || !r.CancelRequested.IsZero() {
+		return true
+	}
+	if cur, err := o.Store.GetRun(r.ID); err == nil && !cur.CancelRequested.IsZero() {
+		r.CancelRequested = cur.CancelRequested
+		return true
+	}
+	return false
+}
+
 // conclude records how a run ended and returns the error its caller sees.
 // Final writes use a context that outlives a cancellation.
 func (o *Orchestrator) conclude(ctx context.Context, r *Run, err error) error {
@@ -541,8 +578,8 @@ func (o *Orchestrator) conclude(ctx context.Context, r *Run, err error) error {
 	switch {
 	case err == nil || errors.As(err, &nothing):
 		return err // finish recorded the outcome
-	case ctx.Err() != nil:
-		cancelled := errors.Is(context.Cause(ctx), ErrCancelled)
+	case ctx.Err() != nil || errors.Is(err, errCancelRequested):
+		cancelled := errors.Is(err, errCancelRequested) || o.cancelRequested(ctx, r)
 		if o.LeaveOnInterrupt && !cancelled {
 			r.EndAction = "current candidate (interrupted)"
 		} else {
@@ -561,9 +598,18 @@ func (o *Orchestrator) conclude(ctx context.Context, r *Run, err error) error {
 		state, text := RunInterrupted, "interrupted; resume with vgrid run --resume "+r.ID
 		if cancelled {
 			state, text = RunCancelled, "cancelled; the original configuration was restored"
+			if r.Error != "" {
+				text = "cancelled; " + r.Error
+			}
+			if cerr := o.endCancelled(r); cerr != nil {
+				return cerr
+			}
 		}
 		if serr := o.saveRun(r, state, text); serr != nil {
 			return serr
+		}
+		if errors.Is(err, errCancelRequested) {
+			return ErrRunCancelled
 		}
 		return ctx.Err()
 	default:
@@ -577,21 +623,37 @@ func (o *Orchestrator) conclude(ctx context.Context, r *Run, err error) error {
 	}
 }
 
+// endCancelled ends a cancelled run's trials that had not ended (the one
+// in flight, and those never started) as cancelled, and keeps what was
+// learned: the best candidate so far, chosen as a finished run's champion
+// is, marked as the verdict of a cancelled run.
+func (o *Orchestrator) endCancelled(r *Run) error {
+	trials, err := o.Store.Trials(r.ID)
+	if err != nil {
+		return err
+	}
+	for _, t := range trials {
+		if t.Phase.Final() {
+			continue
+		}
+		if err := o.move(t, PhaseCancelled, "the run was cancelled in "+t.Phase.String()); err != nil {
+			return err
+		}
+	}
+	scored, err := Score(o.Store, r, trials)
+	if err != nil {
+		return err
+	}
+	v := Choose(&r.Grid, scored)
+	v.Cancelled = true
+	r.Champion = v
+	return o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: "champion", Trial: v.Champion, Text: v.Title() + ": " + v.Reason})
+}
+
 // Queue records a new run as queued (the daemon runs it when its target is
 // free).
 func (o *Orchestrator) Queue(r *Run) error {
 	return o.saveRun(r, RunQueued, "queued on "+r.Target)
-}
-
-// Cancel ends a run that is not in progress (queued, or interrupted and
-// waiting to resume): it will not run. A run in progress is cancelled by
-// cancelling its context with ErrCancelled.
-func (o *Orchestrator) Cancel(r *Run, why string) error {
-	switch r.State {
-	case RunQueued, RunInterrupted:
-		return o.saveRun(r, RunCancelled, why)
-	}
-	return fmt.Errorf("run %s is %s: nothing to cancel", r.ID, r.State)
 }
 
 // Refuse records a run that could not start (its target could not be
@@ -862,6 +924,9 @@ func outcomes(trials []*Trial) string {
 // way the service is left running. A run that measured no candidate ends
 // failed, with a NothingMeasuredError.
 func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) error {
+	if o.cancelRequested(ctx, r) {
+		return errCancelRequested // no crown: the cancel restores the original
+	}
 	scored, err := Score(o.Store, r, trials)
 	if err != nil {
 		return err
@@ -912,7 +977,12 @@ func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) erro
 		}
 		return nm
 	}
-	return o.saveRun(r, RunDone, "left running: "+r.EndAction)
+	if err := o.saveRun(r, RunDone, "left running: "+r.EndAction); errors.Is(err, ErrRunCancelled) {
+		return errCancelRequested // the user cancelled while the end policy ran: the original goes back
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // FlagsRefusedError says the vLLM that would run a grid refuses some of

@@ -137,12 +137,18 @@ func TestInterruptAndResume(t *testing.T) {
 	}
 }
 
-// A cancellation by the user restores the original and ends cancelled; a
-// queued run cancelled never starts.
+// A cancellation by the user restores the original and ends cancelled,
+// keeping what was measured: the trial in flight ends cancelled, the
+// verdict names the best so far; a queued run cancelled never starts.
 func TestCancel(t *testing.T) {
 	o, run, st, target, bench := setup(t, "crown")
 	ctx, cancel := context.WithCancelCause(context.Background())
-	bench.hook = func(string) { cancel(ErrCancelled) }
+	calls := 0
+	bench.hook = func(string) {
+		if calls++; calls == 3 { // in the second trial's benchmark
+			cancel(ErrCancelled)
+		}
+	}
 	if err := o.Run(ctx, run); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled run: %v", err)
 	}
@@ -150,16 +156,69 @@ func TestCancel(t *testing.T) {
 	if r.State != RunCancelled || target.serving() != "original" {
 		t.Errorf("cancelled run: %s, serving %q", r.State, target.serving())
 	}
-	if err := o.Cancel(r, "again"); err == nil {
-		t.Error("a cancelled run was cancelled again")
+	if got := phasesOf(t, st, run.ID); got != "done failed:free_memory failed:engine_dead cancelled" {
+		t.Errorf("trials after the cancel: %s, want the ended ones kept and the one in flight cancelled", got)
 	}
+	if v := r.Champion; v == nil || !v.Cancelled || v.Champion != 0 || !strings.HasPrefix(v.Title(), "Best so far (run cancelled): ") {
+		t.Errorf("verdict of a cancelled run: %+v", v)
+	}
+	if _, err := RequestCancel(r, time.Now()); err != nil {
+		t.Errorf("cancelling a cancelled run again: %v, want nothing to do", err)
+	}
+	if err := st.PutRun(&Run{ID: r.ID, State: RunRunning}); !errors.Is(err, ErrRunCancelled) {
+		t.Errorf("saving a cancelled run as running: %v, want refused", err)
+	}
+	if err := o.Run(context.Background(), r); !errors.Is(err, ErrRunEnded) || target.serving() != "original" {
+		t.Errorf("running a cancelled run again: %v, serving %q", err, target.serving())
+	}
+
 	queued := &Run{ID: "q", State: RunQueued, Target: run.Target}
-	st.PutRun(queued)
-	if err := o.Cancel(queued, "before it ran"); err != nil {
-		t.Fatal(err)
+	if changed, err := RequestCancel(queued, time.Now()); err != nil || !changed || queued.State != RunCancelled {
+		t.Errorf("cancelled queued run: %s %v", queued.State, err)
 	}
-	if q, _ := st.GetRun("q"); q.State != RunCancelled {
-		t.Errorf("cancelled queued run: %s", q.State)
+	done := &Run{ID: "d", State: RunDone}
+	if _, err := RequestCancel(done, time.Now()); err == nil {
+		t.Error("a done run was cancelled")
+	}
+}
+
+// A cancel recorded in the store while no process ran the run (a daemon
+// stopped mid-run, or its shutdown raced the cancel) is honoured at the
+// next start: nothing is redone, the original is restored, the run ends
+// cancelled.
+func TestCancelRecordedWhileInterrupted(t *testing.T) {
+	o, run, st, target, bench := setup(t, "crown")
+	o.LeaveOnInterrupt = true
+	ctx, stop := context.WithCancel(context.Background())
+	calls := 0
+	bench.hook = func(string) {
+		if calls++; calls == 3 {
+			stop() // the daemon shuts down
+		}
+	}
+	if err := o.Run(ctx, run); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	r, _ := st.GetRun(run.ID)
+	if r.State != RunInterrupted || target.serving() == "original" {
+		t.Fatalf("interrupted: %s, serving %q", r.State, target.serving())
+	}
+	if changed, err := RequestCancel(r, time.Now()); err != nil || !changed || r.State != RunInterrupted {
+		t.Fatalf("cancel of an interrupted run: %v %v %s", changed, err, r.State)
+	}
+	st.PutRun(r)
+	deploys := len(target.deploys)
+	stale := *run // what a scheduler read before the cancel
+	stale.CancelRequested = time.Time{}
+	if err := o.Run(context.Background(), &stale); !errors.Is(err, ErrRunCancelled) {
+		t.Fatalf("resumed: %v, want the cancel honoured", err)
+	}
+	r, _ = st.GetRun(run.ID)
+	if r.State != RunCancelled || target.serving() != "original" || fmt.Sprint(target.deploys[deploys:]) != "[original]" {
+		t.Errorf("after the cancel: %s, serving %q, deployed %v since, want the original only", r.State, target.serving(), target.deploys[deploys:])
+	}
+	if got := phasesOf(t, st, run.ID); got != "done failed:free_memory failed:engine_dead cancelled" {
+		t.Errorf("trials: %s", got)
 	}
 }
 

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -23,12 +24,13 @@ const (
 	PhaseDone            Phase = 6
 	PhaseFailed          Phase = 7
 	PhaseSkipped         Phase = 8
-	PhasePruned          Phase = 9 // benchmark stopped early: worse than the champion with confidence
+	PhasePruned          Phase = 9  // benchmark stopped early: worse than the champion with confidence
+	PhaseCancelled       Phase = 10 // the user cancelled the run before this trial ended
 )
 
 var phaseNames = map[Phase]string{PhasePending: "pending", PhaseRendering: "rendering", PhaseDeploying: "deploying",
 	PhaseWaitingReady: "waiting-ready", PhaseVerifyingConfig: "verifying-config", PhaseBenchmarking: "benchmarking",
-	PhaseDone: "done", PhaseFailed: "failed", PhaseSkipped: "skipped", PhasePruned: "pruned"}
+	PhaseDone: "done", PhaseFailed: "failed", PhaseSkipped: "skipped", PhasePruned: "pruned", PhaseCancelled: "cancelled"}
 
 func (p Phase) String() string {
 	if n, ok := phaseNames[p]; ok {
@@ -39,7 +41,7 @@ func (p Phase) String() string {
 
 // Final reports a phase a trial never leaves.
 func (p Phase) Final() bool {
-	return p == PhaseDone || p == PhaseFailed || p == PhaseSkipped || p == PhasePruned
+	return p == PhaseDone || p == PhaseFailed || p == PhaseSkipped || p == PhasePruned || p == PhaseCancelled
 }
 
 // transitions is the only place that says which phase may follow which.
@@ -58,8 +60,8 @@ func CanMove(from, to Phase) bool {
 	if from.Final() {
 		return false
 	}
-	if to == PhaseFailed || to == PhasePending {
-		return true // failure from anywhere; pending = redo after an interruption
+	if to == PhaseFailed || to == PhasePending || to == PhaseCancelled {
+		return true // failure or the user's cancel from anywhere; pending = redo after an interruption
 	}
 	return slices.Contains(transitions[from], to)
 }
@@ -168,6 +170,61 @@ type Run struct {
 	// the search's budget spent, the deadline.
 	Stop  string `json:"stop,omitempty"`
 	Error string `json:"error,omitempty"`
+	// CancelRequested is when the user asked to cancel the run (zero when
+	// never). It is final: the store keeps it through every later save, a
+	// run that carries it never starts again, and its orchestrator ends it
+	// cancelled with the original configuration restored.
+	CancelRequested time.Time `json:"cancel_requested,omitzero"`
+}
+
+// Final reports a state a run never leaves by itself: done, failed or
+// cancelled (a failed run may be resumed by hand).
+func (s RunState) Final() bool { return s == RunDone || s == RunFailed || s == RunCancelled }
+
+// ErrRunCancelled says a run was cancelled by the user: it cannot be
+// started or resumed.
+var ErrRunCancelled = errors.New("cancelled by the user")
+
+// RequestCancel records the user's cancel on r as stored, at now: a queued
+// run is cancelled at once; a running or interrupted one keeps its state,
+// marked, until its orchestrator restores the original configuration and
+// ends it cancelled. changed is false when r was already cancelled or
+// marked. A run that ended (done, failed) cannot be cancelled. Pure.
+func RequestCancel(r *Run, now time.Time) (changed bool, err error) {
+	switch {
+	case r.State == RunCancelled || (!r.CancelRequested.IsZero() && !r.State.Final()):
+		return false, nil
+	case r.State == RunDone || r.State == RunFailed:
+		return false, fmt.Errorf("run %s already ended %s: nothing to cancel", r.ID, r.State)
+	}
+	r.CancelRequested, r.Updated = now, now
+	if r.State == RunQueued {
+		r.State = RunCancelled
+	}
+	return true, nil
+}
+
+// CheckSave refuses to store next over prev (the stored run, nil when
+// none) when that would undo a user's cancel: a cancelled run stays
+// cancelled, and a run whose cancel was requested never starts (again)
+// nor ends done (its orchestrator restores the original instead). It
+// carries prev's CancelRequested over to next. Pure.
+func CheckSave(prev, next *Run) error {
+	if prev == nil {
+		return nil
+	}
+	if next.CancelRequested.IsZero() {
+		next.CancelRequested = prev.CancelRequested
+	}
+	switch {
+	case prev.State == RunCancelled && next.State != RunCancelled:
+		return fmt.Errorf("run %s stays cancelled (not saved as %s): %w", next.ID, next.State, ErrRunCancelled)
+	case !next.CancelRequested.IsZero() && next.State == RunRunning && prev.State != RunRunning:
+		return fmt.Errorf("run %s was cancelled by the user at %s; it does not start again: %w", next.ID, next.CancelRequested.Format(time.RFC3339), ErrRunCancelled)
+	case !next.CancelRequested.IsZero() && next.State == RunDone:
+		return fmt.Errorf("run %s was cancelled by the user at %s; it does not end done: %w", next.ID, next.CancelRequested.Format(time.RFC3339), ErrRunCancelled)
+	}
+	return nil
 }
 
 // UnmarshalJSON loads a run and parses its grid from the stored source, so

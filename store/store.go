@@ -401,9 +401,76 @@ func put(b *bolt.Bucket, k []byte, v any) error {
 	return b.Put(k, data)
 }
 
-// PutRun saves a run.
+// PutRun saves a run. In the same transaction it reads the stored run and
+// refuses a save that would undo the user's cancel (orchestrator.CheckSave):
+// a cancel recorded by another process (the daemon's API) is final, and r
+// carries it from then on.
 func (s *Store) PutRun(r *orchestrator.Run) error {
-	return s.update(func(tx *bolt.Tx) error { return put(bucket(tx, bRuns), []byte(r.ID), r) })
+	return s.update(func(tx *bolt.Tx) error {
+		b := bucket(tx, bRuns)
+		prev, err := runState(b.Get([]byte(r.ID)))
+		if err != nil {
+			return err
+		}
+		if err := orchestrator.CheckSave(prev, r); err != nil {
+			return err
+		}
+		return put(b, []byte(r.ID), r)
+	})
+}
+
+// runState decodes what CheckSave needs of a stored run (nil for none),
+// without parsing its grid.
+func runState(v []byte) (*orchestrator.Run, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var st struct {
+		ID              string                `json:"id"`
+		State           orchestrator.RunState `json:"state"`
+		CancelRequested time.Time             `json:"cancel_requested"`
+	}
+	if err := json.Unmarshal(v, &st); err != nil {
+		return nil, fmt.Errorf("stored run: %w", err)
+	}
+	return &orchestrator.Run{ID: st.ID, State: st.State, CancelRequested: st.CancelRequested}, nil
+}
+
+// RequestCancel records the user's cancel of a run in one transaction
+// (orchestrator.RequestCancel): a queued run is cancelled; a running or
+// interrupted one is marked, and nothing starts it again. It returns the
+// run as stored and whether this call changed it.
+func (s *Store) RequestCancel(id string, now time.Time) (*orchestrator.Run, bool, error) {
+	var data []byte
+	var changed bool
+	err := s.update(func(tx *bolt.Tx) error {
+		b := bucket(tx, bRuns)
+		v := b.Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("run %q: %w in %s (vgrid runs list shows the runs)", id, ErrNotFound, s.path)
+		}
+		var r orchestrator.Run
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("run %s in %s: %w", id, s.path, err)
+		}
+		var err error
+		if changed, err = orchestrator.RequestCancel(&r, now); err != nil || !changed {
+			data = append([]byte(nil), v...)
+			return err
+		}
+		if data, err = json.Marshal(&r); err != nil {
+			return err
+		}
+		return b.Put([]byte(id), data)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	var r orchestrator.Run
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, false, err
+	}
+	return &r, changed, nil
 }
 
 // GetRun loads a run; "latest" is the most recent one.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/vgrid/vgrid/orchestrator"
 	"io"
 	"net/http"
 	"net/url"
@@ -98,12 +99,8 @@ func (a *app) remoteRun(ctx context.Context, c *apiClient, gridFile string) erro
 		return err
 	}
 	var show struct {
-		State    string `json:"state"`
-		Champion *struct {
-			Champion int    `json:"champion"`
-			Name     string `json:"name"`
-			Reason   string `json:"reason"`
-		} `json:"champion"`
+		State    string                `json:"state"`
+		Champion *orchestrator.Verdict `json:"champion"`
 	}
 	if err := c.getJSON(ctx, "/v1/runs/"+sub.ID, &show); err != nil {
 		return err
@@ -111,7 +108,7 @@ func (a *app) remoteRun(ctx context.Context, c *apiClient, gridFile string) erro
 	fmt.Fprintf(a.stdout, "run %s: %s\n", sub.ID, show.State)
 	if ch := show.Champion; ch != nil {
 		if ch.Champion >= 0 {
-			fmt.Fprintf(a.stdout, "champion: %s\n", ch.Name)
+			fmt.Fprintln(a.stdout, verdictLine(ch))
 		}
 		fmt.Fprintf(a.stdout, "why: %s\n", ch.Reason)
 	}

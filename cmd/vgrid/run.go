@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -253,7 +254,7 @@ func (a *app) printVerdict(st *store.Store, id string) error {
 	}
 	if v := run.Champion; v != nil {
 		if v.Champion >= 0 {
-			fmt.Fprintf(a.stdout, "champion: %s\n", v.Name)
+			fmt.Fprintln(a.stdout, verdictLine(v))
 		}
 		fmt.Fprintf(a.stdout, "why: %s\n", v.Reason)
 	}
@@ -307,4 +308,11 @@ func (a *app) newDriver(ctx context.Context, g *orchestrator.Grid, runDir string
 		return composedriver.NewCompose(ctx, g.Target, a.environ, log)
 	}
 	return driver.NewProcess(g.Target, a.environ, filepath.Join(runDir, "logs"), log)
+}
+
+// verdictLine is the verdict's title as the CLI prints it: "champion:
+// NAME", "best so far (run cancelled): NAME".
+func verdictLine(v *orchestrator.Verdict) string {
+	t := v.Title()
+	return strings.ToLower(t[:1]) + t[1:]
 }

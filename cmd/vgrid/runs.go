@@ -269,8 +269,19 @@ func (a *app) runsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp.Body.Close()
-			fmt.Fprintf(a.stdout, "cancelling %s\n", args[0])
+			defer resp.Body.Close()
+			var got struct {
+				ID        string `json:"id"`
+				Cancelled bool   `json:"cancelled"`
+			}
+			if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&got); err != nil || got.ID == "" {
+				return fmt.Errorf("the daemon's answer to the cancel of %s: %v", args[0], err)
+			}
+			if got.Cancelled {
+				fmt.Fprintf(a.stdout, "run %s cancelled: it had not started\n", got.ID)
+			} else {
+				fmt.Fprintf(a.stdout, "run %s: cancel recorded (final); the daemon stops it and restores the original configuration (vgrid runs show %s --server ...)\n", got.ID, got.ID)
+			}
 			return nil
 		},
 	}
