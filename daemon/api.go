@@ -40,9 +40,10 @@ func (d *Daemon) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/runs/{id}", d.deleteRun)
 	mux.HandleFunc("POST /v1/runs/{id}/cancel", d.cancel)
 	mux.HandleFunc("GET /v1/runs/{id}/events", d.events)
+	mux.HandleFunc("GET /v1/profiles", d.profilesList)
 	mux.HandleFunc("GET /v1/profiles/backups", d.backups)
 	mux.HandleFunc("POST /v1/profiles/rollback", d.rollback)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return d.guardHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/metrics" && r.URL.Path != "/healthz" {
 			dash.ServeHTTP(w, r)
 			return
@@ -53,7 +54,7 @@ func (d *Daemon) Handler() http.Handler {
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -74,10 +75,15 @@ func (d *Daemon) storeError(w http.ResponseWriter, err error) {
 	jsonError(w, http.StatusInternalServerError, err.Error())
 }
 
+// healthz answers "ok" to anyone; the version and the engine it drives
+// only with the token.
 func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
-	out := map[string]string{"status": "ok", "version": d.cfg.Version}
-	if d.cfg.Engine != nil {
-		out["docker"] = d.cfg.Engine(r.Context())
+	out := map[string]string{"status": "ok"}
+	if d.authorized(r) {
+		out["version"] = d.cfg.Version
+		if d.cfg.Engine != nil {
+			out["docker"] = d.cfg.Engine(r.Context())
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -85,7 +91,11 @@ func (d *Daemon) healthz(w http.ResponseWriter, r *http.Request) {
 // submit takes a grid file as the body (YAML or JSON). ?dir= resolves its
 // relative paths (default: the daemon's working directory); ?name= names it.
 func (d *Daemon) submit(w http.ResponseWriter, r *http.Request) {
-	src, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	src, err := io.ReadAll(r.Body) // bounded by MaxGrid (guardHandler)
+	if isTooLarge(err) {
+		tooLarge(w, r, MaxGrid)
+		return
+	}
 	if err != nil {
 		jsonError(w, http.StatusBadRequest, "read body: "+err.Error())
 		return
@@ -284,70 +294,99 @@ func (d *Daemon) events(w http.ResponseWriter, r *http.Request) {
 	d.ServeEvents(w, r, r.PathValue("id"))
 }
 
-// ServeEvents streams run id's events (the API's and the dashboard's).
+// maxStreams bounds the live event streams (API and dashboard) served at
+// once; streamWrite bounds each write to a client that does not read.
+const (
+	maxStreams  = 256
+	streamWrite = 30 * time.Second
+)
+
+// ServeEvents streams run id's events (the API's and the dashboard's). It
+// reads the store when the daemon's hub says the run has news (or every
+// few seconds), never on a timer per client; a client that does not read
+// for streamWrite is dropped.
 func (d *Daemon) ServeEvents(w http.ResponseWriter, r *http.Request, id string) {
 	run, err := d.cfg.Store.GetRun(id)
 	if err != nil {
 		d.storeError(w, err)
 		return
 	}
+	if d.streams.Add(1) > maxStreams {
+		d.streams.Add(-1)
+		jsonError(w, http.StatusServiceUnavailable, fmt.Sprintf("%d live event streams are open, the most this daemon serves; close one, or poll GET /v1/runs/%s", maxStreams, run.ID))
+		return
+	}
+	defer d.streams.Add(-1)
 	var since uint64
 	if v := r.Header.Get("Last-Event-ID"); v != "" {
 		since, _ = strconv.ParseUint(v, 10, 64)
 	}
+	rc := http.NewResponseController(w)
+	send := func(format string, args ...any) bool {
+		rc.SetWriteDeadline(time.Now().Add(streamWrite))
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	fl, _ := w.(http.Flusher)
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
+	if !send(": %s\n\n", run.ID) {
+		return
+	}
+	poll := time.NewTicker(5 * time.Second) // in case a change came from elsewhere
+	defer poll.Stop()
 	keepalive := time.NewTicker(15 * time.Second)
 	defer keepalive.Stop()
 	for {
+		news := d.hub.wait(run.ID) // taken before the read: nothing is missed
 		seqs, evs, err := d.cfg.Store.Events(run.ID, since)
 		if err != nil {
 			return
 		}
 		for i, e := range evs {
 			b, _ := json.Marshal(e)
-			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", seqs[i], e.Kind, b)
+			if !send("id: %d\nevent: %s\ndata: %s\n\n", seqs[i], e.Kind, b) {
+				return
+			}
 			since = seqs[i]
 		}
-		if fl != nil && len(evs) > 0 {
-			fl.Flush()
-		}
 		cur, err := d.cfg.Store.GetRun(run.ID)
-		if err == nil && final(cur.State) && len(evs) == 0 {
-			fmt.Fprintf(w, "event: end\ndata: {\"state\":%q}\n\n", cur.State)
-			if fl != nil {
-				fl.Flush()
-			}
+		if err == nil && cur.State.Final() && len(evs) == 0 {
+			send("event: end\ndata: {\"state\":%q}\n\n", cur.State)
 			return
 		}
 		select {
 		case <-r.Context().Done():
 			return
 		case <-keepalive.C:
-			fmt.Fprint(w, ": keep-alive\n\n")
-			if fl != nil {
-				fl.Flush()
+			if !send(": keep-alive\n\n") {
+				return
 			}
-		case <-tick.C:
+		case <-news:
+		case <-poll.C:
 		}
 	}
 }
 
-func final(s orchestrator.RunState) bool {
-	return s == orchestrator.RunDone || s == orchestrator.RunFailed || s == orchestrator.RunCancelled
-}
-
-func (d *Daemon) backups(w http.ResponseWriter, r *http.Request) {
-	file := r.URL.Query().Get("file")
-	if file == "" {
-		jsonError(w, http.StatusBadRequest, "?file=PATH of the profile is required")
+// profilesList lists the profiles the store's runs drove.
+func (d *Daemon) profilesList(w http.ResponseWriter, r *http.Request) {
+	files, err := d.ProfileFiles()
+	if err != nil {
+		d.storeError(w, err)
 		return
 	}
-	bs, err := profiles.Backups(file)
+	if files == nil {
+		files = []string{}
+	}
+	writeJSON(w, http.StatusOK, files)
+}
+
+// backups shows a profile a run drove: its digest and its backups.
+func (d *Daemon) backups(w http.ResponseWriter, r *http.Request) {
+	file := r.URL.Query().Get("file")
+	_, digest, bs, err := d.Profile(file)
 	if err != nil {
 		jsonError(w, http.StatusBadRequest, err.Error())
 		return
@@ -355,22 +394,31 @@ func (d *Daemon) backups(w http.ResponseWriter, r *http.Request) {
 	if bs == nil {
 		bs = []profiles.Backup{}
 	}
-	writeJSON(w, http.StatusOK, bs)
+	writeJSON(w, http.StatusOK, map[string]any{"file": file, "sha256": digest, "backups": bs})
 }
 
+// rollback restores a backup through the daemon's one rollback.
 func (d *Daemon) rollback(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		File string `json:"file"`
-		To   string `json:"to"`
+		File   string `json:"file"`
+		To     string `json:"to"`
+		Expect string `json:"expect"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.File == "" {
-		jsonError(w, http.StatusBadRequest, `want {"file": PATH, "to": BACKUP|"latest"}`)
+		if isTooLarge(err) {
+			tooLarge(w, r, maxSmall)
+			return
+		}
+		jsonError(w, http.StatusBadRequest, `want {"file": PATH, "to": BACKUP|"latest", "expect": SHA256 of the current file (GET /v1/profiles/backups?file=PATH)}`)
 		return
 	}
-	restored, saved, err := profiles.Rollback(req.File, req.To, d.cfg.Now())
-	if err != nil {
+	restored, saved, err := d.Rollback(req.File, req.To, req.Expect)
+	switch {
+	case errors.Is(err, ErrRollbackConflict):
+		jsonError(w, http.StatusConflict, err.Error())
+	case err != nil:
 		jsonError(w, http.StatusBadRequest, err.Error())
-		return
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"restored": restored.Path, "previous_saved_as": saved})
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"restored": restored.Path, "previous_saved_as": saved})
 }

@@ -46,9 +46,13 @@ type Config struct {
 	// TLSCert and TLSKey, when both set, serve HTTPS (PEM files): the
 	// dashboard's session cookie is then marked Secure.
 	TLSCert, TLSKey string
-	Store           *store.Store
-	Log             zerolog.Logger
-	Version         string
+	// InsecureListen allows plain HTTP on a non-loopback address: the
+	// token (a root shell on the daemon's host) then crosses the network
+	// in clear text. Refused without it.
+	InsecureListen bool
+	Store          *store.Store
+	Log            zerolog.Logger
+	Version        string
 	// NewDriver builds the driver of a run's target; runDir is where the
 	// run keeps its files.
 	NewDriver func(ctx context.Context, g *orchestrator.Grid, runDir string) (DriverCloser, error)
@@ -79,6 +83,13 @@ type Daemon struct {
 	wg        sync.WaitGroup
 	dash      *web.Dashboard // the last Handler's, warmed as trials end
 	following atomic.Bool    // a Follow pass is under way
+
+	hub      hub          // wakes the live event streams
+	streams  atomic.Int64 // live event streams open
+	failures *failures    // failed logins and wrong tokens, per client
+	guard    *connGuard   // the connections held (Serve's)
+
+	rollbackMu sync.Mutex // one rollback at a time: check and replace as one step
 }
 
 // active is a run in progress.
@@ -96,11 +107,21 @@ var errShutdown = errors.New("the daemon is shutting down")
 // (mode 0600) when it does not exist. It returns the token and whether it
 // was created.
 func LoadToken(path string) (string, bool, error) {
-	b, err := os.ReadFile(path)
+	info, err := os.Stat(path)
 	if err == nil {
+		if err := checkTokenFile(path, info); err != nil {
+			return "", false, err
+		}
+		if info.Size() > 4096 {
+			return "", false, fmt.Errorf("token file %s has %d bytes; a token is one line (delete it to have one generated)", path, info.Size())
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", false, fmt.Errorf("read token file: %w", err)
+		}
 		t := strings.TrimSpace(string(b))
-		if len(t) < 16 {
-			return "", false, fmt.Errorf("token file %s holds %d characters; use at least 16 (or delete it to have one generated)", path, len(t))
+		if err := strongToken(t); err != nil {
+			return "", false, fmt.Errorf("token file %s: %w (or delete it to have one generated)", path, err)
 		}
 		return t, false, nil
 	}
@@ -126,6 +147,22 @@ func LoadToken(path string) (string, bool, error) {
 	return t, true, f.Sync()
 }
 
+// strongToken refuses a token someone could guess: shorter than 32
+// characters, or made of fewer than 10 different characters.
+func strongToken(t string) error {
+	distinct := map[rune]bool{}
+	for _, r := range t {
+		distinct[r] = true
+	}
+	switch {
+	case len(t) < 32:
+		return fmt.Errorf("the token has %d characters; use at least 32 (e.g. openssl rand -hex 32)", len(t))
+	case len(distinct) < 10:
+		return fmt.Errorf("the token uses %d different characters; use a random one (e.g. openssl rand -hex 32)", len(distinct))
+	}
+	return nil
+}
+
 // New prepares a daemon: it loads (or creates) the token. A non-loopback
 // listen address without a token file is refused.
 func New(cfg Config) (*Daemon, bool, error) {
@@ -144,6 +181,9 @@ func New(cfg Config) (*Daemon, bool, error) {
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, false, errors.New("--tls-cert and --tls-key go together: give both PEM files, or neither for plain HTTP")
 	}
+	if !loopback && cfg.TLSCert == "" && !cfg.InsecureListen {
+		return nil, false, fmt.Errorf("--listen %s is reachable from the network, and without TLS the token and the dashboard's cookie cross it in clear text; the token can run commands as this daemon's user (root, often). Give --tls-cert and --tls-key, listen on 127.0.0.1 and reach it through an ssh tunnel (ssh -L 8321:127.0.0.1:8321 HOST), or pass --insecure-listen on a network you trust", cfg.Listen)
+	}
 	if cfg.TLSCert != "" {
 		if _, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey); err != nil {
 			return nil, false, fmt.Errorf("--tls-cert %s / --tls-key %s: %v; give a PEM certificate and its private key", cfg.TLSCert, cfg.TLSKey, err)
@@ -156,7 +196,8 @@ func New(cfg Config) (*Daemon, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &Daemon{cfg: cfg, token: tok, running: map[string]*active{}, wake: make(chan struct{}, 1)}, created, nil
+	return &Daemon{cfg: cfg, token: tok, running: map[string]*active{}, wake: make(chan struct{}, 1),
+		failures: &failures{now: cfg.Now, by: map[string]*failCount{}}}, created, nil
 }
 
 func (d *Daemon) kick() {
@@ -170,14 +211,20 @@ func (d *Daemon) kick() {
 // accepting runs, cancels the running ones (each persists and is left
 // resumable) and returns once they have stopped.
 func (d *Daemon) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	d.guard = newConnGuard(ln, MaxConns)
+	srv := &http.Server{Handler: d.Handler(), ConnState: d.guard.hook, MaxHeaderBytes: 64 << 10,
+		// A client has 10 s to send its headers and 2 minutes for a body or
+		// an answer (event streams extend their own deadline per write);
+		// an idle keep-alive connection is closed after 2 minutes.
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute,
+		ErrorLog: httpErrorLog(d.cfg.Log)}
 	errc := make(chan error, 1)
 	go func() {
 		if d.cfg.TLSCert != "" {
-			errc <- srv.ServeTLS(ln, d.cfg.TLSCert, d.cfg.TLSKey)
+			errc <- srv.ServeTLS(d.guard, d.cfg.TLSCert, d.cfg.TLSKey)
 			return
 		}
-		errc <- srv.Serve(ln)
+		errc <- srv.Serve(d.guard)
 	}()
 	d.cfg.Log.Info().Str("listen", ln.Addr().String()).Str("store", d.cfg.Store.Path()).Msg("vgrid serve started")
 	d.logLeftRuns()
@@ -302,7 +349,7 @@ func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
 	}()
 	log := d.cfg.Log.With().Str("run_id", r.ID).Logger()
 	g := &r.Grid
-	o := &orchestrator.Orchestrator{Store: d.cfg.Store, Bench: d.cfg.NewBencher(g), Log: log, Now: d.cfg.Now, LeaveOnInterrupt: true}
+	o := &orchestrator.Orchestrator{Store: notifying{d.cfg.Store, &d.hub}, Bench: d.cfg.NewBencher(g), Log: log, Now: d.cfg.Now, LeaveOnInterrupt: true}
 	drv, err := d.cfg.NewDriver(ctx, g, d.cfg.Store.RunDir(r.ID))
 	if err != nil {
 		if rerr := o.Refuse(r, fmt.Errorf("cannot prepare the target: %w", err)); rerr != nil {
@@ -377,7 +424,7 @@ func (d *Daemon) Submit(src []byte, name, dir string) (*orchestrator.Run, error)
 	if err := orchestrator.CheckSchedule(g, r.Deadline, d.cfg.Now(), nil); err != nil {
 		return nil, err
 	}
-	o := &orchestrator.Orchestrator{Store: d.cfg.Store, Log: d.cfg.Log, Now: d.cfg.Now}
+	o := &orchestrator.Orchestrator{Store: notifying{d.cfg.Store, &d.hub}, Log: d.cfg.Log, Now: d.cfg.Now}
 	if err := o.Queue(r); err != nil {
 		return nil, err
 	}
@@ -404,7 +451,7 @@ func (d *Daemon) Cancel(id string) (*orchestrator.Run, error) {
 		if r.State == orchestrator.RunCancelled {
 			text = "cancelled: cancelled through the API before it ran"
 		}
-		if err := d.cfg.Store.AddEvent(r.ID, orchestrator.Event{At: d.cfg.Now(), Kind: "run", Trial: -1, Text: text}); err != nil {
+		if err := (notifying{d.cfg.Store, &d.hub}).AddEvent(r.ID, orchestrator.Event{At: d.cfg.Now(), Kind: "run", Trial: -1, Text: text}); err != nil {
 			d.cfg.Log.Error().Err(err).Str("run_id", r.ID).Msg("persist event")
 		}
 		d.cfg.Log.Info().Str("run_id", r.ID).Str("state", r.State.String()).Msg(text)
@@ -417,11 +464,11 @@ func (d *Daemon) Cancel(id string) (*orchestrator.Run, error) {
 	return r, nil
 }
 
-// authorized compares the bearer token in constant time.
+// authorized compares the bearer token in constant time; the scheme is
+// case-insensitive (RFC 6750 after RFC 7235).
 func (d *Daemon) authorized(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	return ok && d.ValidToken(tok)
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && d.ValidToken(strings.TrimSpace(tok))
 }
 
 // ValidToken reports, in constant time, whether tok is the daemon's token

@@ -359,7 +359,14 @@ func nearest(s string, candidates []string) string {
 
 // ParseGrid reads a grid file (YAML or JSON). Unknown keys and invalid
 // values are errors with file:line; every unknown key is reported.
+// MaxGridBytes is the largest grid file vgrid reads (the CLI, the API,
+// the dashboard): a larger one is refused, never truncated.
+const MaxGridBytes = 4 << 20
+
 func ParseGrid(name string, src []byte) (*Grid, error) {
+	if len(src) > MaxGridBytes {
+		return nil, fmt.Errorf("%s: %d bytes, more than a grid file may have (%d bytes); a grid lists axes and values, not data", name, len(src), MaxGridBytes)
+	}
 	var g Grid
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	dec.KnownFields(true)

@@ -209,6 +209,10 @@ func (p *Plan) Write(label string, now time.Time) (string, error) {
 // Rollback restores a backup (ref: path, file name or "latest") over the
 // profile, after backing up the current content with label "pre-rollback"
 // so the rollback itself can be undone. It returns the restored backup and
+// ErrConflict says a rollback changed nothing: the profile is not what the
+// caller reviewed, or another rollback is under way.
+var ErrConflict = errors.New("the profile changed or is being rolled back")
+
 // the new backup of what was replaced.
 func Rollback(profile, ref string, now time.Time) (restored Backup, saved string, err error) {
 	b, err := FindBackup(profile, ref)

@@ -15,6 +15,7 @@ import (
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/internal/browsertest"
 	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/profiles"
 	"github.com/vgrid/vgrid/vllm"
 	"github.com/vgrid/vgrid/web"
 )
@@ -144,6 +145,13 @@ func (viewOnly) Submit([]byte, string, string) (*orchestrator.Run, error) {
 }
 func (viewOnly) Cancel(string) (*orchestrator.Run, error) { return nil, fmt.Errorf("view only") }
 func (v viewOnly) ValidToken(tok string) bool             { return tok == v.token }
+func (viewOnly) ProfileFiles() ([]string, error)          { return nil, nil }
+func (viewOnly) Profile(string) ([]byte, string, []profiles.Backup, error) {
+	return nil, "", nil, fmt.Errorf("view only")
+}
+func (viewOnly) Rollback(string, string, string) (profiles.Backup, string, error) {
+	return profiles.Backup{}, "", fmt.Errorf("view only")
+}
 func (viewOnly) ServeEvents(w http.ResponseWriter, _ *http.Request, _ string) {
 	http.Error(w, "view only", http.StatusNotFound)
 }

@@ -1,8 +1,6 @@
 package web
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -55,10 +53,6 @@ type runRow struct {
 	Champion string
 }
 
-func final(s orchestrator.RunState) bool {
-	return s == orchestrator.RunDone || s == orchestrator.RunFailed || s == orchestrator.RunCancelled
-}
-
 // progress counts a run's ended trials, what it plans, and estimates the
 // time left from the trials that ended (running ones count as half done).
 func progress(r *orchestrator.Run, trials []*orchestrator.Trial, now time.Time) runRow {
@@ -85,7 +79,7 @@ func progress(r *orchestrator.Run, trials []*orchestrator.Trial, now time.Time) 
 			spent += t.Phases[len(t.Phases)-1].At.Sub(start)
 		}
 	}
-	if final(r.State) {
+	if r.State.Final() {
 		row.Finished = r.Updated
 	} else if row.Done > 0 && planned > row.Done {
 		slots := max(len(r.Grid.Target.Slots), 1)
@@ -134,9 +128,13 @@ func (d *Dashboard) submit(w http.ResponseWriter, r *http.Request, s *session) {
 	name := "pasted grid"
 	if f, h, err := r.FormFile("file"); err == nil {
 		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, 4<<20))
+		b, err := io.ReadAll(io.LimitReader(f, orchestrator.MaxGridBytes+1))
 		if err != nil {
 			d.fail(w, http.StatusBadRequest, "The uploaded file could not be read: "+err.Error())
+			return
+		}
+		if len(b) > orchestrator.MaxGridBytes {
+			d.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%s is larger than a grid file may be (%d bytes); nothing was started.", filepath.Base(h.Filename), orchestrator.MaxGridBytes))
 			return
 		}
 		if len(b) > 0 {
@@ -202,7 +200,7 @@ func (d *Dashboard) runView(id string) (*runView, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &runView{Row: progress(run, trials, d.now()), Report: rep, Charts: rep.Charts(), Search: run.SearchText(trials), Live: !final(run.State), Rendered: d.now()}
+	v := &runView{Row: progress(run, trials, d.now()), Report: rep, Charts: rep.Charts(), Search: run.SearchText(trials), Live: !run.State.Final(), Rendered: d.now()}
 	for _, t := range trials {
 		tv := trialView{Trial: t}
 		if len(t.Phases) > 0 {
@@ -317,41 +315,13 @@ func (d *Dashboard) comparePage(w http.ResponseWriter, r *http.Request, s *sessi
 	d.page(w, http.StatusOK, "compare", s, data)
 }
 
-// profileFiles are the profile files the store's runs drove, that exist.
-func (d *Dashboard) profileFiles() []string {
-	runs, _ := d.st.Runs()
-	var out []string
-	for _, r := range runs {
-		for _, f := range r.Grid.Target.Files {
-			if !filepath.IsAbs(f) && r.GridDir != "" {
-				f = filepath.Join(r.GridDir, f)
-			}
-			if _, err := os.Stat(f); err == nil && !slices.Contains(out, f) {
-				out = append(out, f)
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func digest(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
 func (d *Dashboard) profilesPage(w http.ResponseWriter, r *http.Request, s *session) {
-	data := map[string]any{"Files": d.profileFiles()}
+	files, _ := d.b.ProfileFiles()
+	data := map[string]any{"Files": files}
 	file := r.URL.Query().Get("file")
 	if file != "" {
 		data["File"] = file
-		cur, err := os.ReadFile(file)
-		if err != nil {
-			data["Error"] = fmt.Sprintf("%s cannot be read: %v", file, err)
-			d.page(w, http.StatusBadRequest, "profiles", s, data)
-			return
-		}
-		bs, err := profiles.Backups(file)
+		cur, digest, bs, err := d.b.Profile(file)
 		if err != nil {
 			data["Error"] = err.Error()
 			d.page(w, http.StatusBadRequest, "profiles", s, data)
@@ -373,47 +343,41 @@ func (d *Dashboard) profilesPage(w http.ResponseWriter, r *http.Request, s *sess
 			}
 			data["Backup"] = bs[i]
 			data["Diff"] = profiles.UnifiedDiff("current "+filepath.Base(file), "backup "+filepath.Base(bs[i].Path), cur, old)
-			data["Expect"] = digest(cur)
+			data["Expect"] = digest
 		}
 	}
 	d.page(w, http.StatusOK, "profiles", s, data)
 }
 
 // rollbackStep asks for confirmation (showing what will change), then,
-// once confirmed, rolls back — only if the profile is still what the
-// user saw: a rollback or a run that changed it meanwhile makes this one
-// change nothing and say so.
+// once confirmed, has the daemon roll back — only if the profile is still
+// what the user saw: a rollback or a run that changed it meanwhile makes
+// this one change nothing and say so.
 func (d *Dashboard) rollbackStep(w http.ResponseWriter, r *http.Request, s *session) {
-	file, backup, expect := r.FormValue("file"), r.FormValue("backup"), r.FormValue("expect")
-	cur, err := os.ReadFile(file)
+	file, backup, expect := r.PostFormValue("file"), r.PostFormValue("backup"), r.PostFormValue("expect")
+	cur, digest, bs, err := d.b.Profile(file)
 	if err != nil {
-		d.fail(w, http.StatusBadRequest, fmt.Sprintf("%s cannot be read (%v); nothing was changed.", file, err))
+		d.fail(w, http.StatusBadRequest, err.Error()+"; nothing was changed.")
 		return
 	}
-	bs, _ := profiles.Backups(file)
 	i := slices.IndexFunc(bs, func(b profiles.Backup) bool { return b.Path == backup })
 	if i < 0 {
 		d.fail(w, http.StatusBadRequest, fmt.Sprintf("%s is not a backup of %s; nothing was changed.", backup, file))
 		return
 	}
-	old, _ := os.ReadFile(backup)
-	if r.FormValue("confirm") != "yes" {
-		d.page(w, http.StatusOK, "confirm", s, map[string]any{"File": file, "Backup": bs[i], "Expect": digest(cur),
+	if r.PostFormValue("confirm") != "yes" {
+		old, _ := os.ReadFile(backup)
+		d.page(w, http.StatusOK, "confirm", s, map[string]any{"File": file, "Backup": bs[i], "Expect": digest,
 			"Diff": profiles.UnifiedDiff("current "+filepath.Base(file), "backup "+filepath.Base(backup), cur, old)})
 		return
 	}
-	if !d.rollback.TryLock() {
-		d.fail(w, http.StatusConflict, "Another rollback is in progress; nothing was changed. Look at the profile again once it has finished.")
-		return
-	}
-	defer d.rollback.Unlock()
-	if cur, err = os.ReadFile(file); err != nil || digest(cur) != expect {
-		d.fail(w, http.StatusConflict, fmt.Sprintf("%s changed since you reviewed it (another rollback or a run wrote it); nothing was changed. Review the difference again before rolling back.", file))
-		return
-	}
-	restored, saved, err := profiles.Rollback(file, backup, d.now())
+	restored, saved, err := d.b.Rollback(file, backup, expect)
 	if err != nil {
-		d.fail(w, http.StatusBadRequest, "The rollback failed: "+err.Error()+"; the profile was not changed.")
+		code := http.StatusBadRequest
+		if errors.Is(err, profiles.ErrConflict) {
+			code = http.StatusConflict
+		}
+		d.fail(w, code, "The rollback did not happen: "+err.Error())
 		return
 	}
 	d.page(w, http.StatusOK, "message", s, map[string]any{"Title": "Rolled back",

@@ -21,6 +21,8 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -28,6 +30,7 @@ import (
 	"time"
 
 	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/profiles"
 	"github.com/vgrid/vgrid/store"
 )
 
@@ -48,6 +51,13 @@ type Backend interface {
 	ValidToken(tok string) bool
 	// ServeEvents streams a run's events as Server-Sent Events.
 	ServeEvents(w http.ResponseWriter, r *http.Request, id string)
+	// ProfileFiles lists the profiles the store's runs drove.
+	ProfileFiles() ([]string, error)
+	// Profile reads one of them: content, digest and backups.
+	Profile(file string) (cur []byte, digest string, bs []profiles.Backup, err error)
+	// Rollback restores a backup of one of them if it still has the
+	// reviewed content (expect, Profile's digest).
+	Rollback(file, backup, expect string) (restored profiles.Backup, saved string, err error)
 }
 
 // SessionTTL is how long a login lasts.
@@ -64,7 +74,6 @@ type Dashboard struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
-	rollback sync.Mutex // one rollback at a time: check and replace as one step
 
 	rows   orchestrator.RowCache // ended trials' measurements
 	warmMu sync.Mutex
@@ -182,11 +191,23 @@ func (d *Dashboard) auth(h handler) http.Handler {
 			return
 		}
 		if r.Method == http.MethodPost {
-			if err := r.ParseMultipartForm(8 << 20); err != nil && err != http.ErrNotMultipart {
+			// Memory holds at most 1 MiB of a form; the daemon bounds the body.
+			if err := r.ParseMultipartForm(1 << 20); err != nil && err != http.ErrNotMultipart {
+				var mb *http.MaxBytesError
+				if errors.As(err, &mb) {
+					d.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("The form is larger than %d bytes; nothing was changed.", mb.Limit))
+					return
+				}
 				d.fail(w, http.StatusBadRequest, "The form could not be read: "+err.Error())
 				return
 			}
-			if subtle.ConstantTimeCompare([]byte(r.FormValue("csrf")), []byte(s.csrf)) != 1 {
+			// The CSRF token is taken from the form's body or a header, never
+			// from the URL (where logs and Referer headers would keep it).
+			csrf := r.PostFormValue("csrf")
+			if csrf == "" {
+				csrf = r.Header.Get("X-CSRF-Token")
+			}
+			if subtle.ConstantTimeCompare([]byte(csrf), []byte(s.csrf)) != 1 {
 				d.fail(w, http.StatusForbidden, "This form's security token does not match your session (the page is older than your login, or another site sent the form). Nothing was changed: reload the page and try again.")
 				return
 			}
@@ -207,7 +228,7 @@ func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
-	if !d.b.ValidToken(r.FormValue("token")) {
+	if !d.b.ValidToken(r.PostFormValue("token")) {
 		d.render(w, http.StatusUnauthorized, "login", map[string]any{"Error": "That is not the daemon's token. It is the content of the token file `vgrid serve` printed at start (by default next to the store)."})
 		return
 	}

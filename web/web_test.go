@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vgrid/vgrid/daemon"
+	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
 	"github.com/vgrid/vgrid/store"
 )
@@ -70,6 +71,17 @@ func newServer(t testing.TB, useTLS bool) *server {
 	}
 	t.Cleanup(s.Close)
 	return s
+}
+
+// drive stores a run that drove the profile: the daemon shows and rolls
+// back only such profiles.
+func (s *server) drive(t testing.TB, profile string) {
+	t.Helper()
+	r := &orchestrator.Run{ID: "drove-" + filepath.Base(profile), State: orchestrator.RunDone, Target: "compose:" + profile,
+		Grid: orchestrator.Grid{Target: orchestrator.Target{Driver: "compose", Files: []string{profile}}}}
+	if err := s.st.PutRun(r); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // client is a browser-like client: cookies, no redirects followed.
@@ -235,6 +247,7 @@ func TestTwoRollbacksAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(prof, []byte("services: {vllm: {command: --max-num-seqs 32}}\n"), 0o644)
+	s.drive(t, prof)
 	bs, _ := profiles.Backups(prof)
 	r, _ := c.PostForm(s.URL+"/profiles/rollback", url.Values{"csrf": {csrf}, "file": {prof}, "backup": {bs[0].Path}})
 	page := body(t, r)

@@ -21,6 +21,7 @@ import (
 
 func (a *app) serveCommand() *cobra.Command {
 	var listen, storePath, tokenFile, logFormat, tlsCert, tlsKey string
+	var insecure bool
 	cmd := &cobra.Command{
 		Use:   "serve [--listen 127.0.0.1:8321] [--store PATH] [--token-file F]",
 		Short: "Run the vgrid daemon: an authenticated HTTP API, a persistent run queue, live events, Prometheus metrics",
@@ -54,7 +55,7 @@ again. A second signal exits at once.`,
 			logStoreWaits(st, log)
 			ctx := cmd.Context()
 			d, created, err := daemon.New(daemon.Config{
-				Listen: listen, TokenFile: tokenFile, TLSCert: tlsCert, TLSKey: tlsKey, Store: st, Log: log, Version: buildinfo.Read().String(),
+				Listen: listen, TokenFile: tokenFile, TLSCert: tlsCert, TLSKey: tlsKey, InsecureListen: insecure, Store: st, Log: log, Version: buildinfo.Read().String(),
 				NewDriver: func(ctx context.Context, g *orchestrator.Grid, runDir string) (daemon.DriverCloser, error) {
 					drv, err := a.newDriver(ctx, g, runDir, log)
 					if err == nil {
@@ -110,7 +111,8 @@ again. A second signal exits at once.`,
 			return d.Serve(ctx, ln)
 		},
 	}
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8321", "address to listen on (non-loopback requires a token file)")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8321", "address to listen on (a non-loopback one needs --tls-cert/--tls-key, or --insecure-listen)")
+	cmd.Flags().BoolVar(&insecure, "insecure-listen", false, "allow plain HTTP on a non-loopback --listen: the token, which can run commands as this daemon's user, then crosses the network in clear text")
 	a.storeFlag(cmd, &storePath)
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "bearer token file (default: token next to the store; created when absent)")
 	cmd.Flags().StringVar(&logFormat, "log-format", "console", "console or json")
