@@ -68,7 +68,7 @@ func NewProcess(t orchestrator.Target, environ []string, logDir string, log zero
 	if i == len(cmd) {
 		return nil, fmt.Errorf("target.command %q has no serve subcommand (want e.g. [vllm, serve, --model, ...] or [python3, -m, vllm.entrypoints.openai.api_server, ...])", strings.Join(t.Command, " "))
 	}
-	env := append([]string(nil), environ...)
+	env := ServerEnviron(environ) // never vgrid's token, engine or credentials
 	for k, v := range t.Env {
 		env = append(env, k+"="+v)
 	}
@@ -203,7 +203,7 @@ func (pl *processPlan) start(detach bool) (*ProcessDeployment, error) {
 		return nil, fmt.Errorf("process log directory: %w", err)
 	}
 	logFile := filepath.Join(p.logDir, fmt.Sprintf("vllm-%d.log", time.Now().UnixNano()))
-	f, err := os.Create(logFile)
+	f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600) // server logs may quote prompts and keys: the store's user only
 	if err != nil {
 		return nil, fmt.Errorf("process log: %w", err)
 	}

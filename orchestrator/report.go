@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
 
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/chart"
@@ -256,7 +257,7 @@ func (d *ReportData) Markdown(w io.Writer) {
 	r := d.Run
 	fmt.Fprintf(w, "# vgrid run %s\n\n", r.ID)
 	fmt.Fprintf(w, "- grid: %s (%s), target `%s`\n- state: %s, left running: %s\n- objective: %s %s; constraints: %s\n",
-		r.Grid.Name, r.GridFile, r.Target, r.State, r.EndAction, objectiveVerb(r.Grid), r.Grid.Objective.Maximize+r.Grid.Objective.Minimize,
+		mdCell(r.Grid.Name), mdCell(r.GridFile), strings.ReplaceAll(mdCell(r.Target), "`", "'"), r.State, r.EndAction, objectiveVerb(r.Grid), r.Grid.Objective.Maximize+r.Grid.Objective.Minimize,
 		strings.Join(r.Grid.Constraints, ", "))
 	fmt.Fprintf(w, "- benchmark: %s; %d repetition(s) per candidate\n", d.Settings(), r.Grid.Benchmark.Repetitions)
 	fmt.Fprintf(w, "- search: %s\n", r.SearchText(d.Trials))
@@ -278,7 +279,7 @@ func (d *ReportData) Markdown(w io.Writer) {
 	for _, row := range d.Rows {
 		cells := row.cells()
 		for i := range cells {
-			cells[i] = strings.ReplaceAll(cells[i], "|", "\\|")
+			cells[i] = mdCell(cells[i])
 		}
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
@@ -536,7 +537,7 @@ func (d *ReportData) whereMarkdown(w io.Writer) {
 		if hw == "" {
 			hw = "unknown"
 		}
-		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", t.Seq, t.Candidate.Name, t.Slot, t.Host, hw, short(strings.TrimPrefix(t.ImageID, "sha256:")))
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", t.Seq, mdCell(t.Candidate.Name), mdCell(t.Slot), mdCell(t.Host), mdCell(hw), short(strings.TrimPrefix(t.ImageID, "sha256:")))
 	}
 	if len(ids) > 1 {
 		fmt.Fprintf(w, "\n**The trials ran %d different image IDs** (the same tag on different engines can be different builds): comparisons across them mix vLLM versions.\n", len(ids))
@@ -585,4 +586,19 @@ func finite(v float64) float64 {
 		return math.NaN()
 	}
 	return v
+}
+
+// mdCell makes a text safe in one Markdown table cell or list line: no
+// line breaks or control characters, '|' escaped.
+func mdCell(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			return ' '
+		case unicode.IsControl(r):
+			return -1
+		}
+		return r
+	}, s)
+	return strings.ReplaceAll(s, "|", "\\|")
 }

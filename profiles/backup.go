@@ -146,6 +146,11 @@ func WriteBackup(profile, label string, now time.Time) (string, error) {
 // directory, fsync, rename over path, fsync of the directory. On any error
 // path is left as it was and the temporary file is removed.
 func WriteFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
+	// A profile that is a symbolic link is written where it points: the
+	// link stays a link (a rename over it would replace it with a file).
+	if target, err := filepath.EvalSymlinks(path); err == nil {
+		path = target
+	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {

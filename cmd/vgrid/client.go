@@ -158,7 +158,7 @@ func (a *app) remoteList(ctx context.Context, c *apiClient) error {
 	tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tSTATE\tGRID\tTARGET\tCHAMPION")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.State, r.Grid, r.Target, r.Champion)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", termSafe(r.ID), termSafe(r.State), termSafe(r.Grid), termSafe(r.Target), termSafe(r.Champion))
 	}
 	return tw.Flush()
 }

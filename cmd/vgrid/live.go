@@ -68,7 +68,7 @@ func progressLine(p orchestrator.Progress, elapsed time.Duration) string {
 	if p.ETA > 0 && !p.Phase.Final() {
 		eta = "  run ETA " + p.ETA.Round(time.Second).String()
 	}
-	return fmt.Sprintf("[%d/%d] %-28s %6.1fs  %s%s", p.Trial, p.Trials, phase, elapsed.Seconds(), p.Name, eta)
+	return fmt.Sprintf("[%d/%d] %-28s %6.1fs  %s%s", p.Trial, p.Trials, phase, elapsed.Seconds(), termSafe(p.Name), eta)
 }
 
 func (v *liveView) clear() {

@@ -214,7 +214,7 @@ func (a *app) runLogger(format, runDir string) (zerolog.Logger, func(), error) {
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return zerolog.Nop(), nil, fmt.Errorf("run directory: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(runDir, "vgrid.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(filepath.Join(runDir, "vgrid.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return zerolog.Nop(), nil, fmt.Errorf("run log: %w", err)
 	}
@@ -241,7 +241,7 @@ func (a *app) printVerdict(st *store.Store, id string) error {
 		tm := t.Timing()
 		sum += tm.Deploy + tm.Boot + tm.Bench
 		slots[t.Slot] = true
-		fmt.Fprintf(a.stdout, "  %2d  %-28s %6.1fs  %s\n", t.Seq, out, tm.Total.Seconds(), t.Candidate.Name)
+		fmt.Fprintf(a.stdout, "  %2d  %-28s %6.1fs  %s\n", t.Seq, out, tm.Total.Seconds(), termSafe(t.Candidate.Name))
 	}
 	switch wall := orchestrator.RunWall(trials); {
 	case wall > 0 && len(slots) > 1:

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -150,7 +152,7 @@ func (a *app) runsCommand() *cobra.Command {
 				if r.Champion != nil && r.Champion.Champion >= 0 {
 					champ = r.Champion.Name
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.State, r.Grid.Name, r.Target, champ)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", termSafe(r.ID), r.State, termSafe(r.Grid.Name), termSafe(r.Target), termSafe(champ))
 			}
 			return tw.Flush()
 		},
@@ -290,4 +292,19 @@ func (a *app) runsCommand() *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&storePath, "store", "", "bbolt store file (default $VGRID_STORE, else vgrid/vgrid.db in the user's data directory)")
 	return cmd
+}
+
+// termSafe keeps what a terminal prints of a stored name (a grid's, a
+// candidate's) to printable characters: no escape sequences, no line
+// breaks or tabs that would break a table.
+func termSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			return ' '
+		case unicode.IsControl(r) || r == unicode.ReplacementChar:
+			return -1
+		}
+		return r
+	}, s)
 }
