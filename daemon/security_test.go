@@ -192,3 +192,40 @@ func TestRollbackOnlyOfDrivenProfiles(t *testing.T) {
 		t.Errorf("after the rollback: %q", b)
 	}
 }
+
+// Live event streams are capped; with the cap reached the API answers at
+// once (streams read the store when the hub wakes them, not every 250 ms).
+func TestEventStreamsCapped(t *testing.T) {
+	target := &gateTarget{gate: make(chan struct{})}
+	td := startTestDaemon(t, t.TempDir(), target)
+	defer td.stop()
+	defer close(target.gate)
+	id := td.submit()
+	td.wait(id, benchmarking)
+	var open []*http.Response
+	defer func() {
+		for _, r := range open {
+			r.Body.Close()
+		}
+	}()
+	for i := 0; i < maxStreams; i++ {
+		req, _ := http.NewRequest("GET", td.url+"/v1/runs/"+id+"/events", nil)
+		req.Header.Set("Authorization", "Bearer "+td.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("stream %d: %v %v", i, err, resp)
+		}
+		open = append(open, resp)
+	}
+	code, body := td.call("GET", "/v1/runs/"+id+"/events", "")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, fmt.Sprint(maxStreams)) {
+		t.Errorf("stream %d: %d %s", maxStreams+1, code, body)
+	}
+	start := time.Now()
+	for i := 0; i < 20; i++ {
+		if code, _ := td.call("GET", "/v1/runs", ""); code != 200 {
+			t.Fatalf("GET /v1/runs: %d", code)
+		}
+	}
+	t.Logf("with %d streams open, GET /v1/runs took %v on average", maxStreams, time.Since(start)/20)
+}

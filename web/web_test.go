@@ -149,6 +149,9 @@ func TestLoginCookie(t *testing.T) {
 		if body(t, r); r.StatusCode != http.StatusUnauthorized {
 			t.Errorf("the API with a cookie and no bearer: %d", r.StatusCode)
 		}
+		if hsts := r.Header.Get("Strict-Transport-Security"); (hsts != "") != useTLS {
+			t.Errorf("TLS %v: Strict-Transport-Security %q", useTLS, hsts)
+		}
 	}
 }
 
@@ -186,6 +189,11 @@ func TestCSRFAndGridErrors(t *testing.T) {
 	r, _ := c.PostForm(s.URL+"/runs", url.Values{"csrf": {"forged"}, "grid": {string(grid)}})
 	if b := body(t, r); r.StatusCode != http.StatusForbidden || !strings.Contains(b, "Nothing was changed") {
 		t.Errorf("forged CSRF: %d\n%s", r.StatusCode, b)
+	}
+	// The CSRF token in the URL is not taken: logs and Referer headers keep URLs.
+	r, _ = c.PostForm(s.URL+"/runs?csrf="+csrf, url.Values{"grid": {string(grid)}})
+	if b := body(t, r); r.StatusCode != http.StatusForbidden {
+		t.Errorf("CSRF token in the query string: %d\n%s", r.StatusCode, b)
 	}
 	if runs, _ := s.st.Runs(); len(runs) != 0 {
 		t.Errorf("a forged form queued %d run(s)", len(runs))
