@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -180,7 +181,31 @@ func (d *Daemon) show(w http.ResponseWriter, r *http.Request) {
 	for _, t := range trials {
 		views = append(views, trialView{Trial: t, PhaseName: t.Phase.String()})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"run": run, "state": run.State.String(), "trials": views, "champion": run.Champion})
+	reports, err := d.reports(run, trials)
+	if err != nil {
+		d.storeError(w, err)
+		return
+	}
+	// Each measured trial's objective with its 95% interval (null when
+	// not known), as the report computes it.
+	type objective struct {
+		Value *float64 `json:"value"`
+		Lo    *float64 `json:"ci_lo"`
+		Hi    *float64 `json:"ci_hi"`
+	}
+	fin := func(v float64) *float64 {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil
+		}
+		return &v
+	}
+	objectives := map[int]objective{}
+	for _, row := range orchestrator.BuildReport(run, trials, reports).Rows {
+		if o := (objective{fin(row.ObjectiveValue), fin(row.ObjectiveLo), fin(row.ObjectiveHi)}); o.Value != nil {
+			objectives[row.Seq] = o
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"run": run, "state": run.State.String(), "trials": views, "champion": run.Champion, "objective": objectives})
 }
 
 func (d *Daemon) report(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,12 +20,15 @@ import (
 // Row is one candidate in the report. Every number comes from the stored
 // samples of its trial (NaN when not measured).
 type Row struct {
-	Seq      int
-	Name     string
-	Outcome  string // done, failed (reason), skipped (reason)
-	GPUMem   string // effective gpu-memory-utilization
-	Chunked  string // effective enable-chunked-prefill
-	Prefix   string // effective enable-prefix-caching
+	Seq     int
+	Name    string
+	Outcome string // done, failed (reason), skipped (reason)
+	// Flags are the candidate's own values of the report's flag columns
+	// (ReportData.Flags), whatever the trial's outcome: the value the
+	// candidate sets, "unset" when it removes the flag, else the value
+	// its rendering had ("default" when vLLM's default applied) or, never
+	// rendered, "profile's".
+	Flags    []string
 	BootS    float64
 	TTFTMiss float64
 	TTFTHit  float64
@@ -49,11 +53,18 @@ type Row struct {
 	Failure                *Failure
 	Rendered               []string
 	ObjectiveValue         float64
+	// ObjectiveLo and ObjectiveHi bound the objective's 95% interval
+	// (ObjectiveCI); NaN when the samples give none.
+	ObjectiveLo, ObjectiveHi float64
+	ObjectiveHow             string // how the interval was computed
 }
 
 // ReportData is a run's report.
 type ReportData struct {
-	Run     *Run
+	Run *Run
+	// Flags are the flags the candidates set (the grid's axes and its
+	// candidates' flags, in the grid's order): one tableColumn each.
+	Flags   []string
 	Rows    []Row
 	Levels  []LevelRow // load levels of every trial and repetition, from raw samples
 	Verdict *Verdict
@@ -124,17 +135,16 @@ func BuildReportCached(run *Run, trials []*Trial, load func(seq int) ([]*benchma
 	}
 	metric := run.Grid.Objective.Maximize + run.Grid.Objective.Minimize
 	for _, t := range trials {
-		row := Row{Seq: t.Seq, Name: t.Candidate.Name, Outcome: t.Outcome(), Failure: t.Failure, Rendered: t.Rendered}
-		flags := vllm.Flags(vllm.ParseArgs(t.Rendered))
-		eff := func(name string) string {
-			if v, ok := flags.Effective(name); ok {
-				return v
+		for _, st := range t.Candidate.Settings {
+			if !slices.Contains(d.Flags, st.Name) {
+				d.Flags = append(d.Flags, st.Name)
 			}
-			return "default"
 		}
-		row.GPUMem, row.Chunked, row.Prefix = eff("gpu-memory-utilization"), eff("enable-chunked-prefill"), eff("enable-prefix-caching")
-		if row.GPUMem == "default" {
-			row.GPUMem = "0.9 (default)"
+	}
+	for _, t := range trials {
+		row := Row{Seq: t.Seq, Name: t.Candidate.Name, Outcome: t.Outcome(), Failure: t.Failure, Rendered: t.Rendered}
+		for _, name := range d.Flags {
+			row.Flags = append(row.Flags, flagCell(t, name))
 		}
 		row.BootS = nan()
 		if t.Boot != nil {
@@ -169,6 +179,7 @@ func BuildReportCached(run *Run, trials []*Trial, load func(seq int) ([]*benchma
 		row.ConvTTFT, row.ConvDegr, row.ToolSuccess, row.Quality = m.ConvTTFT, m.ConvDegr, m.ToolSuccess, m.Quality
 		row.TokS, row.TTFTP50, row.TTFTP95, row.E2ELP95 = m.TokS, m.TTFTP50, m.TTFTP95, m.E2ELP95
 		row.VRAMMiB, row.Errors, row.ObjectiveValue = m.VRAMMiB, m.Errors, m.ObjectiveValue
+		row.ObjectiveLo, row.ObjectiveHi, row.ObjectiveHow = m.ObjectiveLo, m.ObjectiveHi, m.ObjectiveHow
 		d.Levels = append(d.Levels, mr.levels...)
 		switch r, ok := ranks[t.Seq]; {
 		case run.Champion != nil && run.Champion.Champion == t.Seq:
@@ -227,7 +238,57 @@ func measure(run *Run, t *Trial, reps []*benchmark.Report, metric string) measur
 	}
 	row.VRAMMiB, row.Errors = get(m, "peak_vram_mib"), get(m, "errors")
 	row.ObjectiveValue = get(m, metric)
+	row.ObjectiveLo, row.ObjectiveHi, row.ObjectiveHow = ObjectiveCI(reps, metric)
 	return out
+}
+
+// flagCell is what a trial's candidate sets for a flag: its own value,
+// "unset", or, for a flag it leaves alone, the value its rendering had
+// ("default": vLLM's default applied) or "profile's" when it was never
+// rendered. Never another candidate's value, never a guess.
+func flagCell(t *Trial, name string) string {
+	for _, st := range t.Candidate.Settings {
+		if st.Name == name {
+			if st.Unset {
+				return "unset"
+			}
+			return st.Value
+		}
+	}
+	if len(t.Rendered) == 0 {
+		return "profile's"
+	}
+	if v, ok := vllm.Flags(vllm.ParseArgs(t.Rendered)).Effective(name); ok {
+		return v
+	}
+	return "default"
+}
+
+// ObjectiveCI is the objective's 95% interval from a trial's reports, and
+// how it was computed: the bootstrap interval of an acceleration; the
+// distribution-free interval of a median latency over every request; a
+// median's interval over the repetitions (at least 2). NaN bounds when
+// the samples give none (one repetition of a run-wide figure).
+func ObjectiveCI(reps []*benchmark.Report, metric string) (lo, hi float64, how string) {
+	if len(reps) == 0 {
+		return nan(), nan(), ""
+	}
+	if strings.HasSuffix(metric, "acceleration") {
+		if ci := AccelerationCI(reps); ci != nil && !math.IsNaN(ci.Lo) {
+			return ci.Lo, ci.Hi, "bootstrap 95% CI"
+		}
+	}
+	if strings.Contains(metric, "_p50_") {
+		if xs := Samples(reps, metric); len(xs) >= 6 {
+			s := benchmark.Summarize(xs)
+			return finite(s.MedianLo), finite(s.MedianHi), fmt.Sprintf("95%% CI of the median over %d requests", len(xs))
+		}
+	}
+	if _, byRep := Metrics(reps); len(byRep[metric]) >= 2 {
+		s := benchmark.Summarize(byRep[metric])
+		return finite(s.MedianLo), finite(s.MedianHi), fmt.Sprintf("95%% CI of the median over %d repetitions", len(byRep[metric]))
+	}
+	return nan(), nan(), "one repetition: no interval"
 }
 
 func f(v float64, prec int) string {
@@ -244,12 +305,116 @@ func (r Row) accel() string {
 	return fmt.Sprintf("%sx [%s, %s]", f(r.Accel, 2), f(r.AccelLo, 2), f(r.AccelHi, 2))
 }
 
-var columns = []string{"#", "candidate", "status", "gpu_mem", "chunked", "prefix", "boot s", "TTFT MISS ms", "TTFT HIT ms", "Accel [95% CI]",
-	"conv TTFT ms", "conv degr.", "tools", "quality", "tok/s", "TTFT p50 ms", "TTFT p95 ms", "VRAM MiB", "errors", "verdict"}
+// ObjectiveText is the objective's value with its 95% interval when
+// known: "7.077 [6.962, 7.128]", "1850", "-" when not measured.
+func (r Row) ObjectiveText() string {
+	switch {
+	case math.IsNaN(r.ObjectiveValue):
+		return "-"
+	case math.IsNaN(r.ObjectiveLo) || math.IsNaN(r.ObjectiveHi):
+		return f3(r.ObjectiveValue)
+	}
+	return fmt.Sprintf("%s [%s, %s]", f3(r.ObjectiveValue), f3(r.ObjectiveLo), f3(r.ObjectiveHi))
+}
 
-func (r Row) cells() []string {
-	return []string{strconv.Itoa(r.Seq), r.Name, r.Outcome, r.GPUMem, r.Chunked, r.Prefix, f(r.BootS, 1), f(r.TTFTMiss, 1), f(r.TTFTHit, 1), r.accel(),
-		f(r.ConvTTFT, 1), f(r.ConvDegr, 2), f(r.ToolSuccess, 2), f(r.Quality, 2), f(r.TokS, 1), f(r.TTFTP50, 1), f(r.TTFTP95, 1), f(r.VRAMMiB, 0), f(r.Errors, 0), r.Verdict}
+func f3(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "-"
+	}
+	return strconv.FormatFloat(v, 'g', 4, 64)
+}
+
+// tableColumn is one tableColumn of the candidates' table: its head and cell in
+// the Markdown and HTML table, and its CSV columns (one value per cell).
+type tableColumn struct {
+	head     string
+	cell     func(Row) string
+	csvHeads []string
+	csvCells func(Row) []string
+}
+
+func numCol(head, csvHead string, v func(Row) float64, prec int) tableColumn {
+	return tableColumn{head: head, cell: func(r Row) string { return f(v(r), prec) },
+		csvHeads: []string{csvHead}, csvCells: func(r Row) []string { return []string{num(v(r))} }}
+}
+
+// scenarioRan reports whether the grid's scenarios include name (or,
+// for a grid that lists none, whether a row has a figure from it).
+func (d *ReportData) scenarioRan(name string, v func(Row) float64) bool {
+	if len(d.Run.Grid.Benchmark.Scenarios) > 0 {
+		return slices.Contains(d.Run.Grid.Benchmark.Scenarios, name)
+	}
+	return slices.ContainsFunc(d.Rows, func(r Row) bool { return !math.IsNaN(v(r)) })
+}
+
+// layout is the candidates' table: the trial, one tableColumn per flag the
+// candidates set, the boot, one group per scenario the grid ran, the
+// objective with its interval and the verdict. The report's three
+// formats and the dashboard use it.
+func (d *ReportData) layout() []tableColumn {
+	cols := []tableColumn{
+		{head: "#", cell: func(r Row) string { return strconv.Itoa(r.Seq) }, csvHeads: []string{"trial"}, csvCells: func(r Row) []string { return []string{strconv.Itoa(r.Seq)} }},
+		{head: "candidate", cell: func(r Row) string { return r.Name }, csvHeads: []string{"candidate"}, csvCells: func(r Row) []string { return []string{r.Name} }},
+		{head: "status", cell: func(r Row) string { return r.Outcome }, csvHeads: []string{"status", "failure_reason"}, csvCells: func(r Row) []string {
+			reason := ""
+			if r.Failure != nil {
+				reason = r.Failure.Reason.String()
+			}
+			status, _, _ := strings.Cut(r.Outcome, " ")
+			return []string{status, reason}
+		}},
+	}
+	for i, name := range d.Flags {
+		cols = append(cols, tableColumn{head: name, cell: func(r Row) string { return r.Flags[i] },
+			csvHeads: []string{strings.ReplaceAll(name, "-", "_")}, csvCells: func(r Row) []string { return []string{r.Flags[i]} }})
+	}
+	cols = append(cols, numCol("boot s", "boot_s", func(r Row) float64 { return r.BootS }, 1))
+	if d.scenarioRan("kv-cache", func(r Row) float64 { return r.Accel }) {
+		cols = append(cols, numCol("TTFT MISS ms", "ttft_miss_p50_ms", func(r Row) float64 { return r.TTFTMiss }, 1),
+			numCol("TTFT HIT ms", "ttft_hit_p50_ms", func(r Row) float64 { return r.TTFTHit }, 1),
+			tableColumn{head: "Accel [95% CI]", cell: Row.accel, csvHeads: []string{"acceleration", "acceleration_ci_low", "acceleration_ci_high"},
+				csvCells: func(r Row) []string { return []string{num(r.Accel), num(r.AccelLo), num(r.AccelHi)} }})
+	}
+	if d.scenarioRan("long-conversation", func(r Row) float64 { return r.ConvTTFT }) {
+		cols = append(cols, numCol("conv TTFT ms", "conversation_ttft_p50_ms", func(r Row) float64 { return r.ConvTTFT }, 1),
+			numCol("conv degr.", "conversation_degradation", func(r Row) float64 { return r.ConvDegr }, 2))
+	}
+	if d.scenarioRan("tool-calling", func(r Row) float64 { return r.ToolSuccess }) {
+		cols = append(cols, numCol("tools", "tool_call_success", func(r Row) float64 { return r.ToolSuccess }, 2))
+	}
+	if d.scenarioRan("reasoning", func(r Row) float64 { return r.Quality }) {
+		cols = append(cols, numCol("quality", "quality", func(r Row) float64 { return r.Quality }, 2))
+	}
+	cols = append(cols, numCol("tok/s", "output_throughput_tok_s", func(r Row) float64 { return r.TokS }, 1))
+	if d.scenarioRan("load", func(r Row) float64 { return r.TTFTP50 }) {
+		cols = append(cols, numCol("TTFT p50 ms", "load_ttft_p50_ms", func(r Row) float64 { return r.TTFTP50 }, 1),
+			numCol("TTFT p95 ms", "load_ttft_p95_ms", func(r Row) float64 { return r.TTFTP95 }, 1))
+	}
+	metric := d.Run.Grid.Objective.Maximize + d.Run.Grid.Objective.Minimize
+	cols = append(cols, numCol("VRAM MiB", "peak_vram_mib", func(r Row) float64 { return r.VRAMMiB }, 0),
+		numCol("errors", "errors", func(r Row) float64 { return r.Errors }, 0),
+		tableColumn{head: metric + " [95% CI]", cell: Row.ObjectiveText, csvHeads: []string{"objective", "objective_ci_low", "objective_ci_high"},
+			csvCells: func(r Row) []string { return []string{num(r.ObjectiveValue), num(r.ObjectiveLo), num(r.ObjectiveHi)} }},
+		tableColumn{head: "verdict", cell: func(r Row) string { return r.Verdict }, csvHeads: []string{"verdict"}, csvCells: func(r Row) []string { return []string{r.Verdict} }})
+	return cols
+}
+
+// Columns are the candidates' table's heads.
+func (d *ReportData) Columns() []string {
+	var out []string
+	for _, c := range d.layout() {
+		out = append(out, c.head)
+	}
+	return out
+}
+
+// Cells are a row's cells under Columns.
+func (d *ReportData) Cells(r Row) []string {
+	var out []string
+	for _, c := range d.layout() {
+		out = append(out, c.cell(r))
+	}
+	return out
 }
 
 // Markdown writes the report as Markdown.
@@ -275,9 +440,10 @@ func (d *ReportData) Markdown(w io.Writer) {
 			fmt.Fprintf(w, "**This was a tie**: the measurements do not separate the two leaders with 95%% confidence.\n\n")
 		}
 	}
-	fmt.Fprintf(w, "## Candidates\n\n| %s |\n|%s\n", strings.Join(columns, " | "), strings.Repeat("---|", len(columns)))
+	cols := d.Columns()
+	fmt.Fprintf(w, "## Candidates\n\n| %s |\n|%s\n", strings.Join(cols, " | "), strings.Repeat("---|", len(cols)))
 	for _, row := range d.Rows {
-		cells := row.cells()
+		cells := d.Cells(row)
 		for i := range cells {
 			cells[i] = mdCell(cells[i])
 		}
@@ -322,13 +488,6 @@ func objectiveVerb(g Grid) string {
 // Settings describes what the run's trials are measured under.
 func (d *ReportData) Settings() string { return d.Run.Grid.Benchmark.Settings().Describe() }
 
-// csvColumns are the CSV's: one value per cell, a CI's bounds in their
-// own columns, units in the names.
-var csvColumns = []string{"trial", "candidate", "status", "failure_reason", "gpu_memory_utilization", "enable_chunked_prefill", "enable_prefix_caching",
-	"boot_s", "ttft_miss_p50_ms", "ttft_hit_p50_ms", "acceleration", "acceleration_ci_low", "acceleration_ci_high", "conversation_ttft_p50_ms",
-	"conversation_degradation", "tool_call_success", "quality", "output_throughput_tok_s", "load_ttft_p50_ms", "load_ttft_p95_ms",
-	"peak_vram_mib", "errors", "objective", "verdict"}
-
 // num is a CSV number: empty when not measured.
 func num(v float64) string {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -337,25 +496,22 @@ func num(v float64) string {
 	return strconv.FormatFloat(v, 'g', 6, 64)
 }
 
-func (r Row) csvCells() []string {
-	reason := ""
-	if r.Failure != nil {
-		reason = r.Failure.Reason.String()
-	}
-	status, _, _ := strings.Cut(r.Outcome, " ")
-	gpu := strings.TrimSuffix(r.GPUMem, " (default)")
-	return []string{strconv.Itoa(r.Seq), r.Name, status, reason, gpu, r.Chunked, r.Prefix, num(r.BootS), num(r.TTFTMiss), num(r.TTFTHit),
-		num(r.Accel), num(r.AccelLo), num(r.AccelHi), num(r.ConvTTFT), num(r.ConvDegr), num(r.ToolSuccess), num(r.Quality), num(r.TokS),
-		num(r.TTFTP50), num(r.TTFTP95), num(r.VRAMMiB), num(r.Errors), num(r.ObjectiveValue), r.Verdict}
-}
-
 // CSV writes one row per candidate, one value per cell; empty cells were
 // not measured.
 func (d *ReportData) CSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	cw.Write(csvColumns)
+	cols := d.layout()
+	var heads []string
+	for _, c := range cols {
+		heads = append(heads, c.csvHeads...)
+	}
+	cw.Write(heads)
 	for _, row := range d.Rows {
-		cw.Write(row.csvCells())
+		var cells []string
+		for _, c := range cols {
+			cells = append(cells, c.csvCells(row)...)
+		}
+		cw.Write(cells)
 	}
 	cw.Flush()
 	return cw.Error()
@@ -385,12 +541,10 @@ func (d *ReportData) LevelsCSV(w io.Writer) error {
 // (package chart): the acceleration with its 95% CI, TTFT miss/hit, and
 // throughput against TTFT p50, each with axes, units and a legend.
 func (d *ReportData) HTML(w io.Writer) error {
-	var md strings.Builder
-	d.Markdown(&md)
-	return htmlTmpl.Execute(w, map[string]any{"D": d, "Columns": columns, "Rows": d.Rows, "Charts": d.Charts()})
+	return htmlTmpl.Execute(w, map[string]any{"D": d, "Columns": d.Columns(), "Rows": d.Rows, "Charts": d.Charts()})
 }
 
-var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"cells": func(r Row) []string { return r.cells() }}).Parse(`<!doctype html>
+var htmlTmpl = template.Must(template.New("report").Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>vgrid run {{.D.Run.ID}}</title>
 <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:nth-child(2),td:nth-child(3),td:last-child{text-align:left}tr.champion{background:#e6f4ea}pre{background:#f4f4f4;padding:6px;white-space:pre-wrap}</style></head>
 <body><h1>vgrid run {{.D.Run.ID}}</h1>
@@ -398,7 +552,7 @@ var htmlTmpl = template.Must(template.New("report").Funcs(template.FuncMap{"cell
 <p>search: {{.D.Run.SearchText .D.Trials}}</p>
 {{with .D.Verdict}}<h2>{{.Title}}</h2><p>{{.Reason}}{{if .Tie}} <b>(a tie)</b>{{end}}</p>{{end}}
 <h2>Candidates</h2><table><tr>{{range .Columns}}<th>{{.}}</th>{{end}}</tr>
-{{range .Rows}}<tr{{if eq .Verdict "champion"}} class="champion"{{end}}>{{range cells .}}<td>{{.}}</td>{{end}}</tr>
+{{range .Rows}}<tr{{if eq .Verdict "champion"}} class="champion"{{end}}>{{range $.D.Cells .}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</table>
 <h2>Charts</h2>{{range .Charts}}{{.SVG}}
 {{end}}

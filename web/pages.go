@@ -172,8 +172,9 @@ type runView struct {
 
 type trialView struct {
 	*orchestrator.Trial
-	Elapsed time.Duration
-	Reason  string
+	Elapsed   time.Duration
+	Reason    string
+	Objective string // its value with the 95% interval, "-" when not measured
 }
 
 func (d *Dashboard) runView(id string) (*runView, error) {
@@ -188,8 +189,8 @@ func (d *Dashboard) runView(id string) (*runView, error) {
 	// Ended trials' measurements come from the cache once computed: a
 	// live page of hundreds of trials is redrawn after every event.
 	measured := map[int]bool{}
-	for _, t := range trials {
-		measured[t.Seq] = t.Phase == orchestrator.PhaseDone
+	for _, t := range trials { // as the HTML report: pruned trials keep what they measured
+		measured[t.Seq] = t.Phase == orchestrator.PhaseDone || t.Phase == orchestrator.PhasePruned
 	}
 	rep, err := orchestrator.BuildReportCached(run, trials, func(seq int) ([]*benchmark.Report, error) {
 		if !measured[seq] {
@@ -201,8 +202,12 @@ func (d *Dashboard) runView(id string) (*runView, error) {
 		return nil, err
 	}
 	v := &runView{Row: progress(run, trials, d.now()), Report: rep, Charts: rep.Charts(), Search: run.SearchText(trials), Live: !run.State.Final(), Rendered: d.now()}
+	objective := map[int]string{}
+	for _, row := range rep.Rows {
+		objective[row.Seq] = row.ObjectiveText()
+	}
 	for _, t := range trials {
-		tv := trialView{Trial: t}
+		tv := trialView{Trial: t, Objective: objective[t.Seq]}
 		if len(t.Phases) > 0 {
 			end := d.now()
 			if t.Phase.Final() {
@@ -214,7 +219,7 @@ func (d *Dashboard) runView(id string) (*runView, error) {
 			tv.Reason = t.Failure.Reason.String()
 		}
 		v.Trials = append(v.Trials, tv)
-		if t.Phase.Final() && t.Phase != orchestrator.PhaseDone {
+		if t.Phase.Final() && !measured[t.Seq] {
 			v.Apart = append(v.Apart, tv)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/vgrid/vgrid/orchestrator"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -179,4 +180,40 @@ func (a *app) remoteCopy(ctx context.Context, c *apiClient, path, out string) er
 		return err
 	}
 	return closeFn()
+}
+
+// remoteShow prints a daemon's run as runs show prints a local one.
+func (a *app) remoteShow(ctx context.Context, c *apiClient, id string) error {
+	var show struct {
+		Run       *orchestrator.Run     `json:"run"`
+		Trials    []*orchestrator.Trial `json:"trials"`
+		Objective map[int]struct {
+			Value *float64 `json:"value"`
+			Lo    *float64 `json:"ci_lo"`
+			Hi    *float64 `json:"ci_hi"`
+		} `json:"objective"`
+	}
+	if err := c.getJSON(ctx, "/v1/runs/"+id, &show); err != nil {
+		return err
+	}
+	if show.Run == nil {
+		return fmt.Errorf("the daemon's answer for run %s has no run", id)
+	}
+	rep := &orchestrator.ReportData{Run: show.Run}
+	for _, t := range show.Trials {
+		row := orchestrator.Row{Seq: t.Seq, ObjectiveValue: math.NaN(), ObjectiveLo: math.NaN(), ObjectiveHi: math.NaN()}
+		if o, ok := show.Objective[t.Seq]; ok {
+			for _, p := range []struct {
+				dst *float64
+				src *float64
+			}{{&row.ObjectiveValue, o.Value}, {&row.ObjectiveLo, o.Lo}, {&row.ObjectiveHi, o.Hi}} {
+				if p.src != nil {
+					*p.dst = *p.src
+				}
+			}
+		}
+		rep.Rows = append(rep.Rows, row)
+	}
+	a.runTable(show.Run, show.Trials, rep, a.where(""))
+	return nil
 }

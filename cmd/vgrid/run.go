@@ -123,7 +123,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 				}
 				switch run.State {
 				case orchestrator.RunDone, orchestrator.RunCancelled:
-					return fmt.Errorf("run %s is already %s; see vgrid report %s", run.ID, run.State, run.ID)
+					return fmt.Errorf("run %s is already %s; see vgrid report %s%s", run.ID, run.State, run.ID, a.where(storePath))
 				}
 				g = &run.Grid
 			} else {
@@ -181,14 +181,14 @@ error, 2 for a usage error, 130 when interrupted.`,
 			err = o.Run(ctx, run)
 			view.close()
 			if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-				fmt.Fprintf(a.stdout, "interrupted: the original configuration was restored; resume with: vgrid run --resume %s\n", run.ID)
+				fmt.Fprintf(a.stdout, "interrupted: the original configuration was restored; resume with: vgrid run --resume %s%s\n", run.ID, a.where(storePath))
 				return errInterrupted
 			}
 			var nothing *orchestrator.NothingMeasuredError
 			if err != nil && !errors.As(err, &nothing) {
 				return err
 			}
-			if perr := a.printVerdict(st, run.ID); perr != nil {
+			if perr := a.printVerdict(st, run.ID, a.where(storePath)); perr != nil {
 				return perr
 			}
 			return err
@@ -222,44 +222,93 @@ func (a *app) runLogger(format, runDir string) (zerolog.Logger, func(), error) {
 	return log, func() { f.Close() }, nil
 }
 
-// printVerdict prints the champion, the trial outcomes and how to get the report.
-func (a *app) printVerdict(st *store.Store, id string) error {
-	run, err := st.GetRun(id)
+// printVerdict prints a stored run as runs show does, at the end of a run.
+func (a *app) printVerdict(st *store.Store, id, where string) error {
+	run, trials, reports, err := loadRun(st, id)
 	if err != nil {
 		return err
 	}
-	trials, err := st.Trials(id)
-	if err != nil {
-		return err
+	a.runTable(run, trials, orchestrator.BuildReport(run, trials, reports), where)
+	return nil
+}
+
+// runTable prints a run as people read it: its state and error, the
+// search, each trial's outcome, time, objective (with its 95% interval)
+// and evidence, the verdict, and how to get the report. vgrid run's end
+// and vgrid runs show, local or from a daemon, print it; where is the
+// --store or --server the hints must carry.
+func (a *app) runTable(run *orchestrator.Run, trials []*orchestrator.Trial, rep *orchestrator.ReportData, where string) {
+	w := a.stdout
+	fmt.Fprintf(w, "\nrun %s: %s, left running: %s\n", run.ID, run.State, orDash(run.EndAction))
+	if run.Error != "" {
+		fmt.Fprintf(w, "error: %s\n", termSafe(run.Error))
 	}
-	fmt.Fprintf(a.stdout, "\nrun %s: %s, left running: %s\n", run.ID, run.State, run.EndAction)
-	fmt.Fprintf(a.stdout, "search: %s\n", run.SearchText(trials))
+	fmt.Fprintf(w, "search: %s\n", run.SearchText(trials))
+	objective := map[int]string{}
+	for _, row := range rep.Rows {
+		objective[row.Seq] = row.ObjectiveText()
+	}
+	metric := run.Grid.Objective.Maximize + run.Grid.Objective.Minimize
+	fmt.Fprintf(w, "  %2s  %-28s %7s  %-26s %s\n", "#", "outcome", "time", metric+" [95% CI]", "candidate")
 	var sum time.Duration
 	slots := map[string]bool{}
 	for _, t := range trials {
-		out := t.Outcome()
 		tm := t.Timing()
 		sum += tm.Deploy + tm.Boot + tm.Bench
 		slots[t.Slot] = true
-		fmt.Fprintf(a.stdout, "  %2d  %-28s %6.1fs  %s\n", t.Seq, out, tm.Total.Seconds(), termSafe(t.Candidate.Name))
+		fmt.Fprintf(w, "  %2d  %-28s %6.1fs  %-26s %s\n", t.Seq, t.Outcome(), tm.Total.Seconds(), orDash(objective[t.Seq]), termSafe(t.Candidate.Name))
+		if f := t.Failure; f != nil && t.Phase != orchestrator.PhasePruned {
+			ev := f.Detail
+			if f.Line != "" {
+				ev += ": " + f.Line
+			}
+			fmt.Fprintf(w, "      evidence: %s\n", oneLine(ev, 200))
+		}
 	}
 	switch wall := orchestrator.RunWall(trials); {
 	case wall > 0 && len(slots) > 1:
 		// Trials overlapped: their sum is not comparable to the wall time.
-		fmt.Fprintf(a.stdout, "time: %.1fs for the trials on %d slots; recreate + boot + benchmark %.1fs in all (%.1f× the wall time)\n",
+		fmt.Fprintf(w, "time: %.1fs for the trials on %d slots; recreate + boot + benchmark %.1fs in all (%.1f× the wall time)\n",
 			wall.Seconds(), len(slots), sum.Seconds(), sum.Seconds()/wall.Seconds())
-	case wall > 0:
-		fmt.Fprintf(a.stdout, "time: %.1fs for the trials; recreate + boot + benchmark %.1fs; orchestrator overhead %.2f%%\n",
+	case wall > 0 && run.State.Final():
+		fmt.Fprintf(w, "time: %.1fs for the trials; recreate + boot + benchmark %.1fs; orchestrator overhead %.2f%%\n",
 			wall.Seconds(), sum.Seconds(), 100*(wall-sum).Seconds()/wall.Seconds())
 	}
 	if v := run.Champion; v != nil {
 		if v.Champion >= 0 {
-			fmt.Fprintln(a.stdout, verdictLine(v))
+			fmt.Fprintln(w, verdictLine(v))
 		}
-		fmt.Fprintf(a.stdout, "why: %s\n", v.Reason)
+		fmt.Fprintf(w, "why: %s\n", v.Reason)
 	}
-	fmt.Fprintf(a.stdout, "report: vgrid report %s --format md|csv|html\n", run.ID)
-	return nil
+	fmt.Fprintf(w, "report: vgrid report %s --format md|csv|html%s\n", run.ID, where)
+}
+
+// oneLine is s on one line, at most n bytes, printable.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(termSafe(s)), " ")
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// where is what a hint must add to a command so it reads the same runs:
+// " --server URL" or " --store PATH" when not the default.
+func (a *app) where(storePath string) string {
+	if u := a.serverURL; u != "" {
+		return " --server " + u
+	}
+	if storePath != "" {
+		return " --store " + storePath
+	}
+	return ""
 }
 
 func (a *app) simCommand() *cobra.Command {

@@ -166,9 +166,12 @@ func (a *app) runsCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0], "")
+				if asJSON {
+					return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0], "")
+				}
+				return a.remoteShow(cmd.Context(), c, args[0])
 			}
-			st, run, trials, _, err := a.openRun(storePath, args[0])
+			st, run, trials, reports, err := a.openRun(storePath, args[0])
 			if err != nil {
 				return err
 			}
@@ -176,9 +179,10 @@ func (a *app) runsCommand() *cobra.Command {
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"run": run, "trials": trials})
+				return enc.Encode(map[string]any{"run": run, "state": run.State.String(), "trials": trials})
 			}
-			return a.printVerdict(st, run.ID)
+			a.runTable(run, trials, orchestrator.BuildReport(run, trials, reports), a.where(storePath))
+			return nil
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -189,6 +190,21 @@ func TestDaemonAPI(t *testing.T) {
 	out, err = exec.Command(vgridBinary(t), "report", id, "--server", d.url, "--server-token-file", tokFile).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "## Champion: c0") {
 		t.Errorf("report --server: %v\n%s", err, out)
+	}
+	// runs show: the same human table from the daemon and from the store,
+	// with each trial's objective and its interval; hints carry the source.
+	remote, err := exec.Command(vgridBinary(t), "runs", "show", id, "--server", d.url, "--server-token-file", tokFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("runs show --server: %v\n%s", err, remote)
+	}
+	local, err := exec.Command(vgridBinary(t), "runs", "show", id, "--store", filepath.Join(dir, "vgrid.db")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("runs show --store: %v\n%s", err, local)
+	}
+	cut := func(b []byte) string { s, _, _ := strings.Cut(string(b), "report: "); return s }
+	if cut(remote) != cut(local) || !regexp.MustCompile(`done\s+\d+\.\ds\s+\d[\d.]* \[[\d.]+, [\d.]+\]\s+c0`).Match(local) ||
+		!strings.Contains(string(remote), "--server "+d.url) || !strings.Contains(string(local), "--store "+filepath.Join(dir, "vgrid.db")) {
+		t.Errorf("runs show, from the daemon:\n%s\nfrom the store:\n%s", remote, local)
 	}
 	// SSE resumes after Last-Event-ID.
 	req, _ := http.NewRequest("GET", d.url+"/v1/runs/"+id+"/events", nil)
