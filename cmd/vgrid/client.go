@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // apiClient talks to a vgrid daemon (--server URL or VGRID_SERVER).
@@ -99,33 +101,69 @@ func (a *app) remoteRun(ctx context.Context, c *apiClient, gridFile string) erro
 	if err := a.follow(ctx, c, sub.ID); err != nil {
 		return err
 	}
-	var show struct {
-		State    string                `json:"state"`
-		Champion *orchestrator.Verdict `json:"champion"`
-	}
-	if err := c.getJSON(ctx, "/v1/runs/"+sub.ID, &show); err != nil {
-		return err
-	}
-	fmt.Fprintf(a.stdout, "run %s: %s\n", sub.ID, show.State)
-	if ch := show.Champion; ch != nil {
-		if ch.Champion >= 0 {
-			fmt.Fprintln(a.stdout, verdictLine(ch))
-		}
-		fmt.Fprintf(a.stdout, "why: %s\n", ch.Reason)
-	}
-	return nil
+	return a.remoteShow(ctx, c, sub.ID)
 }
 
-// follow prints a run's events until the daemon ends the stream.
+// follow prints a run's events until the daemon ends the stream. A stream
+// that breaks (the daemon restarted, the network dropped) is taken up
+// again from the last event seen for --reconnect; then follow says how
+// to re-attach, since the run goes on in the daemon.
 func (a *app) follow(ctx context.Context, c *apiClient, id string) error {
-	resp, err := c.do(ctx, "GET", "/v1/runs/"+id+"/events", nil)
+	var last string
+	var lost time.Time
+	for {
+		end, err := a.followOnce(ctx, c, id, &last)
+		switch {
+		case end:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		if lost.IsZero() {
+			lost = time.Now()
+			fmt.Fprintf(a.stderr, "lost the daemon at %s (%v); trying again for %s\n", c.base, err, a.reconnect)
+		}
+		if time.Since(lost) > a.reconnect {
+			return fmt.Errorf("lost the daemon at %s (%v); the run goes on there once it is back: re-attach with vgrid runs watch %s --server %s", c.base, err, id, c.base)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// followOnce reads one event stream from the event after *last; end says
+// the daemon ended it (the run is final).
+func (a *app) followOnce(ctx context.Context, c *apiClient, id string, last *string) (end bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/runs/"+id+"/events", nil)
 	if err != nil {
-		return err
+		return false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if *last != "" {
+		req.Header.Set("Last-Event-ID", *last)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 8192))
+		if resp.StatusCode < 500 {
+			return true, fmt.Errorf("vgrid daemon: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(b))
+		}
+		return false, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "id: "); ok {
+			*last = v
+			continue
+		}
 		data, ok := strings.CutPrefix(line, "data: ")
 		if !ok {
 			continue
@@ -137,16 +175,25 @@ func (a *app) follow(ctx context.Context, c *apiClient, id string) error {
 			State string `json:"state"`
 		}
 		json.Unmarshal([]byte(data), &e)
-		switch {
-		case e.State != "":
-			return nil
-		case e.Trial >= 0 && e.Kind == "phase":
-			fmt.Fprintf(a.stdout, "  trial %d: %s\n", e.Trial, e.Text)
-		default:
-			fmt.Fprintf(a.stdout, "  %s\n", e.Text)
+		if e.State != "" {
+			return true, nil
 		}
+		a.printEvent(orchestrator.Event{Kind: e.Kind, Trial: e.Trial, Text: e.Text})
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return false, err
+	}
+	return false, io.ErrUnexpectedEOF
+}
+
+// printEvent prints one event of a run as vgrid run --server and vgrid
+// runs watch show them.
+func (a *app) printEvent(e orchestrator.Event) {
+	if e.Trial >= 0 && e.Kind == "phase" {
+		fmt.Fprintf(a.stdout, "  trial %d: %s\n", e.Trial, termSafe(e.Text))
+		return
+	}
+	fmt.Fprintf(a.stdout, "  %s\n", termSafe(e.Text))
 }
 
 func (a *app) remoteList(ctx context.Context, c *apiClient) error {
@@ -215,5 +262,17 @@ func (a *app) remoteShow(ctx context.Context, c *apiClient, id string) error {
 		rep.Rows = append(rep.Rows, row)
 	}
 	a.runTable(show.Run, show.Trials, rep, a.where(""))
+	return endError(show.Run)
+}
+
+// endError is what a run's end means for the exit status when the
+// command waited for it: nil when done, else an error saying how it ended.
+func endError(r *orchestrator.Run) error {
+	switch r.State {
+	case orchestrator.RunFailed:
+		return fmt.Errorf("run %s failed: %s", r.ID, r.Error)
+	case orchestrator.RunCancelled:
+		return fmt.Errorf("run %s was cancelled", r.ID)
+	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
@@ -16,8 +17,9 @@ import (
 
 // app carries what every command needs from the process.
 type app struct {
-	serverURL string // --server: talk to a vgrid daemon
-	tokenFile string // --server-token-file for --server
+	serverURL string        // --server: talk to a vgrid daemon
+	tokenFile string        // --server-token-file for --server
+	reconnect time.Duration // --reconnect: how long to try to reach a daemon that went away
 	environ   []string
 	stdin     io.Reader
 	stdout    io.Writer
@@ -74,6 +76,7 @@ func (a *app) rootCommand() *cobra.Command {
 	})
 	root.PersistentFlags().StringVar(&a.serverURL, "server", "", "a vgrid daemon's URL (or VGRID_SERVER): run, runs and report talk to it")
 	root.PersistentFlags().StringVar(&a.tokenFile, "server-token-file", "", "the daemon's token file, with --server (or VGRID_TOKEN)")
+	root.PersistentFlags().DurationVar(&a.reconnect, "reconnect", 30*time.Second, "with --server: how long run and runs watch try to reach a daemon that went away (a restart) before saying how to re-attach")
 	root.AddCommand(a.profileCommand(), a.deployCommand(), a.benchCommand(), daemonForm(a.runCommand()), a.simCommand(),
 		daemonForm(a.reportCommand()), a.runsCommand(), a.gridCommand(), a.planCommand(), a.serveCommand(), a.versionCommand(), a.storeCommand())
 	usageErrors(root)

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode"
 
 	"github.com/spf13/cobra"
@@ -291,7 +293,24 @@ func (a *app) runsCommand() *cobra.Command {
 			return nil
 		},
 	}
-	for _, c := range []*cobra.Command{list, show, export, del, cancel} {
+	watch := &cobra.Command{
+		Use: "watch RUN", Short: "Follow a run live, from its store or a daemon (--server), until it ends; then print it as runs show does", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeRuns,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if c, err := a.server(); err != nil || c != nil {
+				if err != nil {
+					return err
+				}
+				if err := a.follow(ctx, c, args[0]); err != nil {
+					return err
+				}
+				return a.remoteShow(ctx, c, args[0])
+			}
+			return a.watchLocal(ctx, storePath, args[0])
+		},
+	}
+	for _, c := range []*cobra.Command{list, show, export, del, cancel, watch} {
 		cmd.AddCommand(daemonForm(c))
 	}
 	cmd.PersistentFlags().StringVar(&storePath, "store", "", "bbolt store file (default $VGRID_STORE, else vgrid/vgrid.db in the user's data directory)")
@@ -311,4 +330,51 @@ func termSafe(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// watchLocal follows a run in a store (read-only, as another process
+// writes it) until it is final, printing its events as they are stored.
+func (a *app) watchLocal(ctx context.Context, storePath, id string) error {
+	st, err := a.readStore(storePath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	run, err := st.GetRun(id)
+	if err != nil {
+		return err
+	}
+	var since uint64
+	for {
+		seqs, evs, err := st.Events(run.ID, since)
+		if err != nil {
+			return err
+		}
+		for i, e := range evs {
+			a.printEvent(e)
+			since = seqs[i]
+		}
+		cur, err := st.GetRun(run.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State.Final() && len(evs) == 0 {
+			break
+		}
+		if cur.State == orchestrator.RunInterrupted && len(evs) == 0 {
+			fmt.Fprintf(a.stdout, "run %s is interrupted: nothing runs it now; resume it with vgrid run --resume %s%s\n", run.ID, run.ID, a.where(storePath))
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	run, trials, reports, err := loadRun(st, run.ID)
+	if err != nil {
+		return err
+	}
+	a.runTable(run, trials, orchestrator.BuildReport(run, trials, reports), a.where(storePath))
+	return endError(run)
 }

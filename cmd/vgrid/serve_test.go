@@ -328,3 +328,65 @@ func TestDaemonRunsSlots(t *testing.T) {
 		}
 	}
 }
+
+// vgrid run --server rides out a daemon restart (the stream is taken up
+// from the last event); runs watch follows a run; a daemon that does not
+// come back gets a re-attach hint, not "unexpected EOF".
+func TestRunServerReattaches(t *testing.T) {
+	dir := t.TempDir()
+	port := freePortT(t)
+	d := startDaemon(t, dir, port)
+	grid := filepath.Join(dir, "grid.yaml")
+	os.WriteFile(grid, []byte(simGrid(freePortT(t), "0.02", 3)), 0o644)
+	tokFile := filepath.Join(dir, "token")
+	cli := exec.Command(vgridBinary(t), "run", grid, "--server", d.url, "--server-token-file", tokFile, "--reconnect", "30s")
+	var out, errOut strings.Builder
+	cli.Stdout, cli.Stderr = &syncWriter{b: &out}, &syncWriter{b: &errOut}
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cliDone := make(chan error, 1)
+	go func() { cliDone <- cli.Wait() }()
+	var id string
+	for i := 0; i < 200 && id == ""; i++ {
+		if _, body := d.call(t, "GET", "/v1/runs", d.token, ""); strings.Contains(body, `"id"`) {
+			var runs []struct{ ID string }
+			json.Unmarshal([]byte(body), &runs)
+			id = runs[0].ID
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.waitRun(t, id, 30*time.Second, func(s string, tr []orchestrator.Trial) bool {
+		return len(tr) == 3 && tr[1].Phase >= orchestrator.PhaseDeploying
+	})
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+	d.done <- nil
+	time.Sleep(time.Second)
+	d = startDaemon(t, dir, port)
+	select {
+	case err := <-cliDone:
+		if err != nil || !strings.Contains(out.String(), "champion: c") || !strings.Contains(errOut.String(), "lost the daemon") {
+			t.Fatalf("vgrid run --server across a daemon restart: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
+		}
+	case <-time.After(90 * time.Second):
+		cli.Process.Kill()
+		t.Fatalf("vgrid run --server did not end after the daemon came back:\n%s\n%s", out.String(), errOut.String())
+	}
+	// runs watch on a run that runs: its events, then the table.
+	slow := d.submit(t, simGrid(freePortT(t), "0.01", 2))
+	watched, err := exec.Command(vgridBinary(t), "runs", "watch", slow, "--server", d.url, "--server-token-file", tokFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(watched), "trial 1: benchmarking -> done") || !strings.Contains(string(watched), "run "+slow+": done") {
+		t.Errorf("runs watch --server: %v\n%s", err, watched)
+	}
+	// A daemon that does not come back: the hint to re-attach.
+	third := d.submit(t, simGrid(freePortT(t), "0.05", 3))
+	d.waitRun(t, third, 30*time.Second, func(s string, tr []orchestrator.Trial) bool { return s == "running" })
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+	d.done <- nil
+	lost, err := exec.Command(vgridBinary(t), "runs", "watch", third, "--server", d.url, "--server-token-file", tokFile, "--reconnect", "2s").CombinedOutput()
+	if err == nil || !strings.Contains(string(lost), "re-attach with vgrid runs watch "+third+" --server "+d.url) || strings.Contains(string(lost), "unexpected EOF\n") {
+		t.Errorf("runs watch with the daemon gone: %v\n%s", err, lost)
+	}
+}
