@@ -424,6 +424,9 @@ func (d *Daemon) Submit(src []byte, name, dir string) (*orchestrator.Run, error)
 	if err := orchestrator.CheckSchedule(g, r.Deadline, d.cfg.Now(), nil); err != nil {
 		return nil, err
 	}
+	if err := d.checkGrid(g); err != nil {
+		return nil, err
+	}
 	o := &orchestrator.Orchestrator{Store: notifying{d.cfg.Store, &d.hub}, Log: d.cfg.Log, Now: d.cfg.Now}
 	if err := o.Queue(r); err != nil {
 		return nil, err
@@ -433,6 +436,35 @@ func (d *Daemon) Submit(src []byte, name, dir string) (*orchestrator.Run, error)
 }
 
 var errDraining = errors.New("the daemon is shutting down and accepts no new run")
+
+// checkGrid refuses, before a run is queued, a grid whose flags the
+// target's vLLM does not accept (its --help) or whose target cannot start
+// any candidate, as vgrid run does: nothing is stored.
+func (d *Daemon) checkGrid(g *orchestrator.Grid) error {
+	if d.cfg.NewDriver == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "vgrid-check-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	drv, err := d.cfg.NewDriver(ctx, g, dir)
+	if err != nil {
+		return fmt.Errorf("the target: %w", err)
+	}
+	defer drv.Close()
+	if err := orchestrator.CheckTarget(ctx, drv); err != nil {
+		return fmt.Errorf("no candidate can start on %s: %w", g.Target.Key(), err)
+	}
+	var refused *orchestrator.FlagsRefusedError
+	if err := orchestrator.CheckFlags(ctx, drv, g.Expand()); errors.As(err, &refused) {
+		return err
+	}
+	return nil
+}
 
 // Cancel stops a run: a queued one is cancelled and never starts; a
 // running or interrupted one is marked cancelled in the store before this

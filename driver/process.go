@@ -79,6 +79,15 @@ func NewProcess(t orchestrator.Target, environ []string, logDir string, log zero
 // binary as vgrid).
 func (p *Process) SetProgram(path string) { p.prefix[0] = path }
 
+// CheckTarget says whether the server's program can be started: it is
+// on PATH (or a path that exists). Nothing is started.
+func (p *Process) CheckTarget(ctx context.Context) error {
+	if _, err := exec.LookPath(p.prefix[0]); err != nil {
+		return fmt.Errorf("target.command runs %q, which cannot be started here (%v): install vLLM where vgrid runs, or give the program's full path in target.command", p.prefix[0], err)
+	}
+	return nil
+}
+
 // Prepare refuses an endpoint that something already answers on.
 func (p *Process) Prepare(ctx context.Context, runID string) (string, error) {
 	if answers(ctx, p.endpoint) {

@@ -36,6 +36,21 @@ type Driver interface {
 	Crown(ctx context.Context, c Candidate) error
 }
 
+// TargetChecker is a Driver that can say, changing nothing, whether any
+// candidate can start on its target: the program is installed, the image
+// is on the engine with the runtime it needs, the profile reads.
+type TargetChecker interface {
+	CheckTarget(ctx context.Context) error
+}
+
+// CheckTarget asks d, when it can tell, whether any candidate can start.
+func CheckTarget(ctx context.Context, d Driver) error {
+	if c, ok := d.(TargetChecker); ok {
+		return c.CheckTarget(ctx)
+	}
+	return nil
+}
+
 // FlagChecker is a Driver that can ask the vLLM that will run a rendered
 // candidate which flags it accepts (its --help).
 type FlagChecker interface {
@@ -293,6 +308,9 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 	if len(trials) == 0 {
 		if !r.CancelRequested.IsZero() {
 			return errCancelRequested
+		}
+		if err := CheckTarget(ctx, o.Driver); err != nil {
+			return fmt.Errorf("no candidate can start on %s: %w", r.Target, err)
 		}
 		if err := o.checkFlags(ctx, r); err != nil {
 			return err
@@ -613,6 +631,9 @@ func (o *Orchestrator) conclude(ctx context.Context, r *Run, err error) error {
 		}
 		return ctx.Err()
 	default:
+		if !o.stored(r) {
+			return err // refused before anything was done or stored: no failed run is left behind
+		}
 		if r.Error == "" {
 			r.Error = err.Error()
 		}
@@ -621,6 +642,16 @@ func (o *Orchestrator) conclude(ctx context.Context, r *Run, err error) error {
 		}
 		return err
 	}
+}
+
+// stored reports whether the run or any of its trials is in the store: a
+// run refused before its first write (vgrid run's checks) leaves nothing.
+func (o *Orchestrator) stored(r *Run) bool {
+	if _, err := o.Store.GetRun(r.ID); err == nil {
+		return true
+	}
+	trials, err := o.Store.Trials(r.ID)
+	return err != nil || len(trials) > 0
 }
 
 // endCancelled ends a cancelled run's trials that had not ended (the one

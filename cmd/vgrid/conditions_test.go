@@ -508,6 +508,9 @@ func TestPlanEstimateAndRunFiles(t *testing.T) {
 	if ls, err := os.ReadDir(logs); err != nil || len(ls) < 4 {
 		t.Fatalf("the run's server logs in %s: %v (%d files)", logs, err, len(ls))
 	}
+	if code, _, e := runBin(t, env, "runs", "delete", "latest", "--store", db); code != 2 || !strings.Contains(e, "--yes") {
+		t.Errorf("runs delete latest without --yes: %d %s", code, e)
+	}
 	if code, o, e := runBin(t, env, "runs", "delete", r.ID, "--store", db); code != 0 || !strings.Contains(o, "deleted "+r.ID) {
 		t.Fatalf("runs delete: %d %s%s", code, o, e)
 	}
@@ -605,4 +608,41 @@ func firstDifference(want, got string) string {
 		}
 	}
 	return ""
+}
+
+// vgrid plan and vgrid run refuse a grid no candidate of which can start
+// (the server's program is not installed), instead of failing every trial.
+func TestNothingCanStart(t *testing.T) {
+	dir := t.TempDir()
+	grid := filepath.Join(dir, "g.yaml")
+	os.WriteFile(grid, []byte(`name: nothing
+target: {driver: process, command: [vllm-not-installed-here, serve, --model, m], endpoint: "http://127.0.0.1:1"}
+space: {axes: {max-num-seqs: [8, 16]}}
+benchmark: {scenarios: [kv-cache], requests: 4}
+objective: {maximize: kv-cache.acceleration}
+end: restore
+`), 0o644)
+	db := filepath.Join(dir, "vgrid.db")
+	env := append(os.Environ(), "VGRID_STORE="+db)
+	code, o, e := runBin(t, env, "plan", grid)
+	if code != 1 || !strings.Contains(e, `no candidate can start`) || !strings.Contains(e, `"vllm-not-installed-here"`) {
+		t.Errorf("plan: exit %d\n%s%s", code, o, e)
+	}
+	code, o, e = runBin(t, env, "run", grid)
+	if code != 1 || !strings.Contains(e, "no candidate can start") {
+		t.Errorf("run: exit %d\n%s%s", code, o, e)
+	}
+	// The store exists (vgrid run opened it) but holds no run.
+	code, o, e = runBin(t, env, "runs", "list")
+	if code != 0 || strings.Contains(o, "nothing") {
+		t.Errorf("run: exit %d\n%s%s", code, o, e)
+	}
+	st, err := store.OpenReadOnly(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if r, err := st.GetRun("latest"); err == nil {
+		t.Errorf("the refused run was stored (%s)", r.State)
+	}
 }

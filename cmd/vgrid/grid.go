@@ -331,6 +331,10 @@ runs the simulator.`,
 			if err := orchestrator.CheckSchedule(g, deadline, now, perTrial); err != nil {
 				return usageError{err}
 			}
+			// Whether anything can start at all: vgrid run would fail every trial.
+			if err := orchestrator.CheckTarget(cmd.Context(), drv); err != nil {
+				return fmt.Errorf("no candidate can start on %s: %w", g.Target.Key(), err)
+			}
 			// The flags, against the --help of the vLLM that will run them.
 			switch err := orchestrator.CheckFlags(cmd.Context(), drv, cands); {
 			case err == nil:

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/orchestrator"
 	"io"
 	"os"
 	"os/signal"
@@ -85,8 +86,9 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 	}
 	fmt.Fprintln(stderr, "vgrid:", err)
 	var u usageError
-	if errors.As(err, &u) {
-		return exitUsage
+	var refused *orchestrator.FlagsRefusedError
+	if errors.As(err, &u) || errors.As(err, &refused) {
+		return exitUsage // the grid is wrong: a key or a flag vLLM does not know
 	}
 	return exitError
 }

@@ -36,7 +36,7 @@ func (a *app) getenv(k string) string {
 }
 
 // isTerminal reports whether w is a terminal (a live view makes sense).
-func (a *app) isTerminal(w io.Writer) bool {
+func (a *app) isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -226,10 +228,22 @@ func (a *app) runsCommand() *cobra.Command {
 	export.Flags().StringVar(&format, "format", "json", "json or csv")
 	export.Flags().StringVarP(&out, "output", "o", "", "write to FILE instead of stdout")
 	export.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"json", "csv"}, cobra.ShellCompDirectiveNoFileComp))
+	var yes bool
 	del := &cobra.Command{
 		Use: "delete RUN...", Short: "Delete runs: their trials, samples, events and files (the process driver's logs)", Args: cobra.MinimumNArgs(1),
 		ValidArgsFunction: a.completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes && slices.Contains(args, "latest") {
+				return usagef("runs delete latest deletes whichever run is newest: name the run (vgrid runs list shows them), or confirm with --yes")
+			}
+			if !yes && a.isTerminal(a.stdin) {
+				fmt.Fprintf(a.stdout, "delete %s with its trials, samples, events and files? This cannot be undone. [y/N] ", strings.Join(args, ", "))
+				answer, _ := bufio.NewReader(a.stdin).ReadString('\n')
+				if ans := strings.ToLower(strings.TrimSpace(answer)); ans != "y" && ans != "yes" {
+					fmt.Fprintln(a.stdout, "nothing was deleted")
+					return nil
+				}
+			}
 			if c, err := a.server(); err != nil || c != nil {
 				if err != nil {
 					return err
@@ -262,6 +276,7 @@ func (a *app) runsCommand() *cobra.Command {
 			return nil
 		},
 	}
+	del.Flags().BoolVarP(&yes, "yes", "y", false, "delete without asking (on a terminal, runs delete asks); needed for latest")
 	cancel := &cobra.Command{
 		Use: "cancel RUN --server URL", Short: "Cancel a daemon's run: a queued one never starts, a running one stops and the original is restored", Args: cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeRuns,

@@ -178,6 +178,14 @@ func TestDaemonAPI(t *testing.T) {
 	if code, body := d.call(t, "POST", "/v1/runs?name=bad.yaml", d.token, "name: x\nbogus: 1\n"); code != 400 || !strings.Contains(body, "bad.yaml:2: unknown key `bogus` in the grid") {
 		t.Errorf("bad grid: %d %s", code, body)
 	}
+	// A flag the server does not know is refused as a key typo is: 400, nothing queued.
+	typo := strings.Replace(simGrid(freePortT(t), "0.005", 2), "max-num-seqs: \"8\"", "max-num-sqs: \"8\"", 1)
+	if code, body := d.call(t, "POST", "/v1/runs?name=typo.yaml", d.token, typo); code != 400 || !strings.Contains(body, "--max-num-sqs is not a flag") {
+		t.Errorf("a flag typo: %d %s", code, body)
+	}
+	if _, body := d.call(t, "GET", "/v1/runs", d.token, ""); body != "[]\n" {
+		t.Errorf("refused grids were queued: %s", body)
+	}
 	// The CLI against the daemon: submit, follow the SSE events, read the verdict.
 	grid := filepath.Join(dir, "grid.yaml")
 	os.WriteFile(grid, []byte(simGrid(freePortT(t), "0.005", 2)), 0o644)

@@ -142,6 +142,17 @@ func (c *Compose) File() string { return c.file }
 
 // Prepare refuses a service another live vgrid drives (even with another
 // store: the container's owner label says who), then backs up the profile.
+// CheckTarget says, changing nothing, whether a candidate can start: the
+// profile renders and loads, the image is on the engine, a GPU service
+// has the NVIDIA runtime, every bind-mount source exists.
+func (c *Compose) CheckTarget(ctx context.Context) error {
+	p, err := c.render(ctx, orchestrator.Candidate{})
+	if err != nil {
+		return err
+	}
+	return c.d.CheckHost(ctx, p.spec, c.local)
+}
+
 func (c *Compose) Prepare(ctx context.Context, runID string) (string, error) {
 	c.runID = runID
 	if c.slot != nil {
