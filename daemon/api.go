@@ -17,6 +17,7 @@ import (
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/report"
 	"github.com/vgrid/vgrid/store"
 	"github.com/vgrid/vgrid/web"
 )
@@ -200,7 +201,7 @@ func (d *Daemon) show(w http.ResponseWriter, r *http.Request) {
 		return &v
 	}
 	objectives := map[int]objective{}
-	for _, row := range orchestrator.BuildReport(run, trials, reports).Rows {
+	for _, row := range report.BuildReport(run, trials, reports).Rows {
 		if o := (objective{fin(row.ObjectiveValue), fin(row.ObjectiveLo), fin(row.ObjectiveHi)}); o.Value != nil {
 			objectives[row.Seq] = o
 		}
@@ -208,40 +209,32 @@ func (d *Daemon) show(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"run": run, "state": run.State.String(), "trials": views, "champion": run.Champion, "objective": objectives})
 }
 
-func (d *Daemon) report(w http.ResponseWriter, r *http.Request) {
-	run, trials, ok := d.runAndTrials(w, r)
-	if !ok {
-		return
-	}
-	reports, err := d.reports(run, trials)
+func (d *Daemon) report(w http.ResponseWriter, r *http.Request) { d.write(w, r, "report") }
+
+func (d *Daemon) export(w http.ResponseWriter, r *http.Request) { d.write(w, r, "export") }
+
+// write answers a run's report or export in the format asked.
+func (d *Daemon) write(w http.ResponseWriter, r *http.Request, kind string) {
+	q := r.URL.Query()
+	o, err := report.ParseOutput(kind, q.Get("format"), q.Get("table"))
 	if err != nil {
-		d.storeError(w, err)
+		jsonError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	rep := orchestrator.BuildReport(run, trials, reports)
-	switch f := r.URL.Query().Get("format"); f {
-	case "", "md":
-		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
-		rep.Markdown(w)
-	case "csv":
-		w.Header().Set("Content-Type", "text/csv")
-		if r.URL.Query().Get("table") == "levels" {
-			rep.LevelsCSV(w)
-		} else {
-			rep.CSV(w)
-		}
-	case "html":
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		rep.HTML(w)
-	default:
-		jsonError(w, http.StatusBadRequest, fmt.Sprintf("format %q: want md, csv or html", f))
-	}
+	d.Download(w, r, r.PathValue("id"), o, false)
 }
 
-// export streams everything stored for a run (vgrid runs export).
-func (d *Daemon) export(w http.ResponseWriter, r *http.Request) {
-	run, trials, ok := d.runAndTrials(w, r)
-	if !ok {
+// Download writes run id's report or export (the API's, and the
+// dashboard's downloads, which attach it as a file).
+func (d *Daemon) Download(w http.ResponseWriter, r *http.Request, id string, o report.Output, attach bool) {
+	run, err := d.cfg.Store.GetRun(id)
+	if err != nil {
+		d.storeError(w, err)
+		return
+	}
+	trials, err := d.cfg.Store.Trials(run.ID)
+	if err != nil {
+		d.storeError(w, err)
 		return
 	}
 	reports, err := d.reports(run, trials)
@@ -249,15 +242,12 @@ func (d *Daemon) export(w http.ResponseWriter, r *http.Request) {
 		d.storeError(w, err)
 		return
 	}
-	switch f := r.URL.Query().Get("format"); f {
-	case "", "json":
-		w.Header().Set("Content-Type", "application/json")
-		orchestrator.ExportJSON(w, run, trials, reports)
-	case "csv":
-		w.Header().Set("Content-Type", "text/csv")
-		orchestrator.ExportCSV(w, trials, reports)
-	default:
-		jsonError(w, http.StatusBadRequest, fmt.Sprintf("format %q: want json or csv", f))
+	w.Header().Set("Content-Type", o.ContentType())
+	if attach {
+		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", o.FileName(run.ID)))
+	}
+	if err := report.Write(w, o, run, trials, reports); err != nil {
+		d.cfg.Log.Error().Err(err).Str("run_id", run.ID).Msg("write " + o.Kind)
 	}
 }
 

@@ -183,9 +183,9 @@ type Scored struct {
 	Mixed    string
 }
 
-// settingsOf returns the settings of a trial's reports and, when its
+// SettingsOf returns the settings of a trial's reports and, when its
 // repetitions disagree, how.
-func settingsOf(reports []*benchmark.Report) (*benchmark.Settings, string) {
+func SettingsOf(reports []*benchmark.Report) (*benchmark.Settings, string) {
 	var first *benchmark.Settings
 	for i, r := range reports {
 		if r.Settings == nil {
@@ -206,13 +206,13 @@ func settingsOf(reports []*benchmark.Report) (*benchmark.Settings, string) {
 // returns acceleration = median miss TTFT / median hit TTFT with its
 // bootstrap 95% CI; nil without kv-cache results.
 func AccelerationCI(reports []*benchmark.Report) *benchmark.CI {
-	_, ci := kvSummary(reports)
+	_, ci := KVSummary(reports)
 	return ci
 }
 
-// kvSummary summarises the kv-cache requests of every repetition: TTFT
+// KVSummary summarises the kv-cache requests of every repetition: TTFT
 // miss and hit, and the acceleration with its CI (nil without any).
-func kvSummary(reports []*benchmark.Report) (benchmark.KVReport, *benchmark.CI) {
+func KVSummary(reports []*benchmark.Report) (benchmark.KVReport, *benchmark.CI) {
 	var all []benchmark.Result
 	for _, rep := range reports {
 		for _, s := range rep.Scenarios {

@@ -1,13 +1,11 @@
 package orchestrator
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
 	"testing"
 
-	"github.com/vgrid/vgrid/benchmark"
 )
 
 const pruneGrid = `name: prune
@@ -65,14 +63,8 @@ func TestPruneStopsWhatIsWorse(t *testing.T) {
 	if s := got.SearchText(trials); !strings.Contains(s, "1 stopped early (prune, alpha 0.05)") {
 		t.Errorf("search text %q", s)
 	}
-	reports := map[int][]*benchmark.Report{}
-	for _, tr := range trials {
-		reports[tr.Seq], _ = st.Reports(run.ID, tr.Seq)
-	}
-	var md bytes.Buffer
-	BuildReport(got, trials, reports).Markdown(&md)
-	if !strings.Contains(md.String(), "## Stopped early (pruned) and the evidence") || !strings.Contains(md.String(), "| pruned |") {
-		t.Errorf("report:\n%s", md.String())
+	if reps, _ := st.Reports(run.ID, 2); len(reps) == 0 {
+		t.Error("the pruned trial's reports measured so far were not kept")
 	}
 }
 

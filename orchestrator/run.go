@@ -882,7 +882,7 @@ func Score(s Store, r *Run, trials []*Trial) ([]Scored, error) {
 				return nil, err
 			}
 			sc.Values, sc.Reps = Metrics(reps)
-			sc.Settings, sc.Mixed = settingsOf(reps)
+			sc.Settings, sc.Mixed = SettingsOf(reps)
 			sc.Samples = Samples(reps, metric)
 			if strings.HasSuffix(metric, "acceleration") {
 				sc.CI = AccelerationCI(reps)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/internal/golden"
 	"strings"
 	"testing"
 	"time"
@@ -88,7 +89,7 @@ func TestRunStateTrace(t *testing.T) {
 	for _, e := range st.events[run.ID] {
 		fmt.Fprintf(&trace, "%s trial=%d %s: %s\n", e.At.Format("15:04:05"), e.Trial, e.Kind, e.Text)
 	}
-	golden(t, "state-trace.txt", []byte(trace.String()))
+	golden.Check(t, "state-trace.txt", []byte(trace.String()))
 }
 
 // A run interrupted mid-benchmark restores the original, ends interrupted,

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"fmt"
+	reportpkg "github.com/vgrid/vgrid/report"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -143,9 +144,10 @@ type viewOnly struct{ token string }
 func (viewOnly) Submit([]byte, string, string) (*orchestrator.Run, error) {
 	return nil, fmt.Errorf("view only")
 }
-func (viewOnly) Cancel(string) (*orchestrator.Run, error) { return nil, fmt.Errorf("view only") }
-func (v viewOnly) ValidToken(tok string) bool             { return tok == v.token }
-func (viewOnly) ProfileFiles() ([]string, error)          { return nil, nil }
+func (viewOnly) Cancel(string) (*orchestrator.Run, error)                                    { return nil, fmt.Errorf("view only") }
+func (v viewOnly) ValidToken(tok string) bool                                                { return tok == v.token }
+func (viewOnly) ProfileFiles() ([]string, error)                                             { return nil, nil }
+func (viewOnly) Download(http.ResponseWriter, *http.Request, string, reportpkg.Output, bool) {}
 func (viewOnly) Profile(string) ([]byte, string, []profiles.Backup, error) {
 	return nil, "", nil, fmt.Errorf("view only")
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/report"
 	"github.com/vgrid/vgrid/store"
 )
 
@@ -102,7 +103,7 @@ func (d *Dashboard) runRows() ([]runRow, error) {
 		return nil, err
 	}
 	var rows []runRow
-	for _, r := range slices.Backward(runs) { // ids sort by creation: newest first
+	for _, r := range runs { // the store lists them newest first
 		trials, err := d.st.Trials(r.ID)
 		if err != nil {
 			return nil, err
@@ -161,9 +162,9 @@ func (d *Dashboard) showSubmitError(w http.ResponseWriter, s *session, src strin
 // runView is everything a run's page shows.
 type runView struct {
 	Row      runRow
-	Report   *orchestrator.ReportData
+	Report   *report.ReportData
 	Trials   []trialView
-	Charts   []orchestrator.Chart
+	Charts   []report.Chart
 	Apart    []trialView // failed, skipped, pruned: listed, not drawn
 	Search   string
 	Live     bool
@@ -192,7 +193,7 @@ func (d *Dashboard) runView(id string) (*runView, error) {
 	for _, t := range trials { // as the HTML report: pruned trials keep what they measured
 		measured[t.Seq] = t.Phase == orchestrator.PhaseDone || t.Phase == orchestrator.PhasePruned
 	}
-	rep, err := orchestrator.BuildReportCached(run, trials, func(seq int) ([]*benchmark.Report, error) {
+	rep, err := report.BuildReportCached(run, trials, func(seq int) ([]*benchmark.Report, error) {
 		if !measured[seq] {
 			return nil, nil
 		}
@@ -270,7 +271,7 @@ func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request, s *session) {
 // compareRow is one candidate measured in both runs.
 type compareRow struct {
 	Name string
-	A, B orchestrator.Row
+	A, B report.Row
 }
 
 func (d *Dashboard) comparePage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -292,7 +293,7 @@ func (d *Dashboard) comparePage(w http.ResponseWriter, r *http.Request, s *sessi
 			d.storeFail(w, err)
 			return
 		}
-		byName := map[string]orchestrator.Row{}
+		byName := map[string]report.Row{}
 		for _, row := range vb.Report.Rows {
 			byName[row.Name] = row
 		}
@@ -388,4 +389,16 @@ func (d *Dashboard) rollbackStep(w http.ResponseWriter, r *http.Request, s *sess
 	d.page(w, http.StatusOK, "message", s, map[string]any{"Title": "Rolled back",
 		"Message": fmt.Sprintf("%s now holds %s (%s). What it held before was saved as %s.", file, filepath.Base(restored.Path), restored.Time.Local().Format("2006-01-02 15:04:05"), saved),
 		"Back":    "/profiles?file=" + file})
+}
+
+// download sends a run's report or export as a file, with the session's
+// cookie (no API token needed): ?kind=report|export&format=...&table=...
+func (d *Dashboard) download(w http.ResponseWriter, r *http.Request, _ *session) {
+	q := r.URL.Query()
+	o, err := report.ParseOutput(q.Get("kind"), q.Get("format"), q.Get("table"))
+	if err != nil {
+		d.fail(w, http.StatusBadRequest, "No such download: "+err.Error())
+		return
+	}
+	d.b.Download(w, r, r.PathValue("id"), o, true)
 }

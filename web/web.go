@@ -31,6 +31,7 @@ import (
 
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/report"
 	"github.com/vgrid/vgrid/store"
 )
 
@@ -51,6 +52,8 @@ type Backend interface {
 	ValidToken(tok string) bool
 	// ServeEvents streams a run's events as Server-Sent Events.
 	ServeEvents(w http.ResponseWriter, r *http.Request, id string)
+	// Download writes a run's report or export (attach: as a file).
+	Download(w http.ResponseWriter, r *http.Request, id string, o report.Output, attach bool)
 	// ProfileFiles lists the profiles the store's runs drove.
 	ProfileFiles() ([]string, error)
 	// Profile reads one of them: content, digest and backups.
@@ -75,7 +78,7 @@ type Dashboard struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 
-	rows   orchestrator.RowCache // ended trials' measurements
+	rows   report.RowCache // ended trials' measurements
 	warmMu sync.Mutex
 	ended  map[string]int // by run: how many trials had ended when Follow last warmed it
 }
@@ -101,6 +104,7 @@ func New(b Backend, st *store.Store, dir string, now func() time.Time) *Dashboar
 	m.Handle("GET /runs/{id}", d.auth(d.runPage))
 	m.Handle("GET /runs/{id}/live", d.auth(d.runLive))
 	m.Handle("GET /runs/{id}/events", d.auth(d.runEvents))
+	m.Handle("GET /runs/{id}/download", d.auth(d.download))
 	m.Handle("POST /runs/{id}/cancel", d.auth(d.cancel))
 	m.Handle("GET /compare", d.auth(d.comparePage))
 	m.Handle("GET /profiles", d.auth(d.profilesPage))

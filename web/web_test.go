@@ -236,9 +236,35 @@ func TestCSRFAndGridErrors(t *testing.T) {
 	mw.Close()
 	r, _ = c.Post(s.URL+"/runs", mw.FormDataContentType(), &form)
 	body(t, r)
-	// Runs come newest first.
 	if runs, _ := s.st.Runs(); r.StatusCode != http.StatusSeeOther || len(runs) != 2 || runs[0].GridFile != "night.yaml" || r.Header.Get("Location") != "/runs/"+runs[0].ID {
 		t.Errorf("an uploaded grid: %d, %d run(s)", r.StatusCode, len(runs))
+	}
+	// Runs come newest first, in the store and on the page.
+	r, _ = c.Get(s.URL + "/")
+	page := body(t, r)
+	if runs, _ := s.st.Runs(); len(runs) == 2 && strings.Index(page, runs[0].ID) > strings.Index(page, runs[1].ID) {
+		t.Errorf("the runs page lists %s after %s, the older", runs[0].ID, runs[1].ID)
+	}
+	// A logged-in user downloads the reports and the export with the cookie alone.
+	if runs, _ := s.st.Runs(); len(runs) > 0 {
+		for _, dl := range []struct{ q, ctype, name, has string }{
+			{"kind=report&format=md", "text/markdown", ".md", "# vgrid run"},
+			{"kind=report&format=html", "text/html", ".html", "<!doctype html>"},
+			{"kind=report&format=csv", "text/csv", "-report.csv", "trial,candidate,status"},
+			{"kind=report&format=csv&table=levels", "text/csv", "-levels.csv", "trial,candidate,repetition"},
+			{"kind=export&format=json", "application/json", "-export.json", `"run":`},
+			{"kind=export&format=csv", "text/csv", "-export.csv", "trial,candidate,repetition,scenario"},
+		} {
+			r, _ = c.Get(s.URL + "/runs/" + runs[0].ID + "/download?" + dl.q)
+			b := body(t, r)
+			if r.StatusCode != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), dl.ctype) || !strings.Contains(r.Header.Get("Content-Disposition"), dl.name) || !strings.Contains(b, dl.has) {
+				t.Errorf("download %s: %d %s %s\n%.200s", dl.q, r.StatusCode, r.Header.Get("Content-Type"), r.Header.Get("Content-Disposition"), b)
+			}
+		}
+		r, _ = http.Get(s.URL + "/runs/" + runs[0].ID + "/download?kind=report&format=md")
+		if b := body(t, r); strings.Contains(b, "# vgrid run") {
+			t.Error("a download without a session")
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/report"
 	"io"
 	"math"
 	"net/http"
@@ -226,7 +227,7 @@ func (a *app) remoteCopy(ctx context.Context, c *apiClient, path, out string) er
 		closeFn()
 		return err
 	}
-	return closeFn()
+	return a.wrote(out, closeFn)
 }
 
 // remoteShow prints a daemon's run as runs show prints a local one.
@@ -246,9 +247,9 @@ func (a *app) remoteShow(ctx context.Context, c *apiClient, id string) error {
 	if show.Run == nil {
 		return fmt.Errorf("the daemon's answer for run %s has no run", id)
 	}
-	rep := &orchestrator.ReportData{Run: show.Run}
+	rep := &report.ReportData{Run: show.Run}
 	for _, t := range show.Trials {
-		row := orchestrator.Row{Seq: t.Seq, ObjectiveValue: math.NaN(), ObjectiveLo: math.NaN(), ObjectiveHi: math.NaN()}
+		row := report.Row{Seq: t.Seq, ObjectiveValue: math.NaN(), ObjectiveLo: math.NaN(), ObjectiveHi: math.NaN()}
 		if o, ok := show.Objective[t.Seq]; ok {
 			for _, p := range []struct {
 				dst *float64

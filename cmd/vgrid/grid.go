@@ -206,7 +206,7 @@ default: nvidia-smi on this host, else none, and it says so).`,
 				return err
 			}
 			fmt.Fprint(w, text)
-			return closeFn()
+			return a.wrote(out, closeFn)
 		},
 	}
 	imp.Flags().StringVarP(&out, "output", "o", "", "write the grid file here (default stdout)")

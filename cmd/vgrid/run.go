@@ -18,6 +18,7 @@ import (
 	"github.com/vgrid/vgrid/internal/buildinfo"
 	"github.com/vgrid/vgrid/internal/diskwait"
 	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/report"
 	"github.com/vgrid/vgrid/sim"
 	"github.com/vgrid/vgrid/store"
 )
@@ -228,7 +229,7 @@ func (a *app) printVerdict(st *store.Store, id, where string) error {
 	if err != nil {
 		return err
 	}
-	a.runTable(run, trials, orchestrator.BuildReport(run, trials, reports), where)
+	a.runTable(run, trials, report.BuildReport(run, trials, reports), where)
 	return nil
 }
 
@@ -237,7 +238,7 @@ func (a *app) printVerdict(st *store.Store, id, where string) error {
 // and evidence, the verdict, and how to get the report. vgrid run's end
 // and vgrid runs show, local or from a daemon, print it; where is the
 // --store or --server the hints must carry.
-func (a *app) runTable(run *orchestrator.Run, trials []*orchestrator.Trial, rep *orchestrator.ReportData, where string) {
+func (a *app) runTable(run *orchestrator.Run, trials []*orchestrator.Trial, rep *report.ReportData, where string) {
 	w := a.stdout
 	fmt.Fprintf(w, "\nrun %s: %s, left running: %s\n", run.ID, run.State, orDash(run.EndAction))
 	if run.Error != "" {

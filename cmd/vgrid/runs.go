@@ -17,6 +17,7 @@ import (
 
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/orchestrator"
+	"github.com/vgrid/vgrid/report"
 	"github.com/vgrid/vgrid/store"
 )
 
@@ -54,6 +55,19 @@ func (a *app) openRun(storePath, id string) (*store.Store, *orchestrator.Run, []
 	return st, run, trials, reports, nil
 }
 
+// wrote closes -o FILE and says on stderr what was written there.
+func (a *app) wrote(path string, closeFn func() error) error {
+	if err := closeFn(); err != nil {
+		return err
+	}
+	if path != "" && path != "-" {
+		if fi, err := os.Stat(path); err == nil {
+			fmt.Fprintf(a.stderr, "wrote %s (%d bytes)\n", path, fi.Size())
+		}
+	}
+	return nil
+}
+
 // output opens -o FILE or stdout.
 func (a *app) output(path string) (io.Writer, func() error, error) {
 	if path == "" || path == "-" {
@@ -78,45 +92,30 @@ candidate and load level instead. Works while the run is in progress.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if table != "candidates" && table != "levels" {
-				return usagef("--table %q: want candidates or levels", table)
+			o, err := report.ParseOutput("report", format, table)
+			if err != nil {
+				return usagef("--%v", err)
 			}
 			if c, err := a.server(); err != nil || c != nil {
 				if err != nil {
 					return err
 				}
-				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0]+"/report?format="+format+"&table="+table, out)
+				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0]+"/report?format="+o.Format+"&table="+o.Table, out)
 			}
 			st, run, trials, reports, err := a.openRun(storePath, args[0])
 			if err != nil {
 				return err
 			}
 			defer st.Close()
-			d := orchestrator.BuildReport(run, trials, reports)
 			w, closeFn, err := a.output(out)
 			if err != nil {
 				return err
 			}
-			switch format {
-			case "md", "markdown":
-				d.Markdown(w)
-			case "csv":
-				if table == "levels" {
-					err = d.LevelsCSV(w)
-				} else {
-					err = d.CSV(w)
-				}
-			case "html":
-				err = d.HTML(w)
-			default:
-				closeFn()
-				return usagef("--format %q: want md, csv or html", format)
-			}
-			if err != nil {
+			if err := report.Write(w, o, run, trials, reports); err != nil {
 				closeFn()
 				return err
 			}
-			return closeFn()
+			return a.wrote(out, closeFn)
 		},
 	}
 	a.storeFlag(cmd, &storePath)
@@ -185,7 +184,7 @@ func (a *app) runsCommand() *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(map[string]any{"run": run, "state": run.State.String(), "trials": trials})
 			}
-			a.runTable(run, trials, orchestrator.BuildReport(run, trials, reports), a.where(storePath))
+			a.runTable(run, trials, report.BuildReport(run, trials, reports), a.where(storePath))
 			return nil
 		},
 	}
@@ -195,14 +194,15 @@ func (a *app) runsCommand() *cobra.Command {
 		Use: "export RUN --format json|csv [-o FILE]", Short: "Everything stored for a run: JSON (run, trials, raw reports) or CSV (one row per request)", Args: cobra.ExactArgs(1),
 		ValidArgsFunction: a.completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "json" && format != "csv" {
-				return usagef("--format %q: want json or csv", format)
+			o, err := report.ParseOutput("export", format, "")
+			if err != nil {
+				return usagef("--%v", err)
 			}
 			if c, err := a.server(); err != nil || c != nil {
 				if err != nil {
 					return err
 				}
-				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0]+"/export?format="+format, out)
+				return a.remoteCopy(cmd.Context(), c, "/v1/runs/"+args[0]+"/export?format="+o.Format, out)
 			}
 			st, run, trials, reports, err := a.openRun(storePath, args[0])
 			if err != nil {
@@ -213,16 +213,11 @@ func (a *app) runsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if format == "json" {
-				err = orchestrator.ExportJSON(w, run, trials, reports)
-			} else {
-				err = orchestrator.ExportCSV(w, trials, reports)
-			}
-			if err != nil {
+			if err := report.Write(w, o, run, trials, reports); err != nil {
 				closeFn()
 				return err
 			}
-			return closeFn()
+			return a.wrote(out, closeFn)
 		},
 	}
 	export.Flags().StringVar(&format, "format", "json", "json or csv")
@@ -390,6 +385,6 @@ func (a *app) watchLocal(ctx context.Context, storePath, id string) error {
 	if err != nil {
 		return err
 	}
-	a.runTable(run, trials, orchestrator.BuildReport(run, trials, reports), a.where(storePath))
+	a.runTable(run, trials, report.BuildReport(run, trials, reports), a.where(storePath))
 	return endError(run)
 }

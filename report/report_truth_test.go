@@ -1,8 +1,9 @@
-package orchestrator
+package report
 
 import (
 	"bytes"
 	"encoding/csv"
+	"github.com/vgrid/vgrid/orchestrator"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,36 +33,36 @@ end: restore
 // cancelled, in the Markdown, HTML and CSV reports alike; a column per
 // axis; none for scenarios the grid did not run.
 func TestReportShowsEachCandidatesOwnFlags(t *testing.T) {
-	g, err := LoadGrid("truth.yaml", []byte(truthGrid), "")
+	g, err := orchestrator.LoadGrid("truth.yaml", []byte(truthGrid), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 11, 1, 20, 0, 0, 0, time.UTC) // before the other tests' ids: NewRunID never goes back
-	run := NewRun(g, "truth.yaml", t0, g.Target.Key(), "test")
-	run.State = RunDone
+	run := orchestrator.NewRun(g, "truth.yaml", t0, g.Target.Key(), "test")
+	run.State = orchestrator.RunDone
 	cands := g.Expand()
 	if len(cands) != 8 {
 		t.Fatalf("%d candidates", len(cands))
 	}
 	outcomes := []struct {
-		phase  Phase
-		reason Reason
-	}{{PhaseDone, 0}, {PhaseDone, 0}, {PhaseFailed, ReasonFreeMemory}, {PhaseSkipped, ReasonInfeasible},
-		{PhaseSkipped, ReasonDeadline}, {PhasePruned, ReasonPruned}, {PhaseCancelled, 0}, {PhaseFailed, ReasonOOM}}
-	var trials []*Trial
+		phase  orchestrator.Phase
+		reason orchestrator.Reason
+	}{{orchestrator.PhaseDone, 0}, {orchestrator.PhaseDone, 0}, {orchestrator.PhaseFailed, orchestrator.ReasonFreeMemory}, {orchestrator.PhaseSkipped, orchestrator.ReasonInfeasible},
+		{orchestrator.PhaseSkipped, orchestrator.ReasonDeadline}, {orchestrator.PhasePruned, orchestrator.ReasonPruned}, {orchestrator.PhaseCancelled, 0}, {orchestrator.PhaseFailed, orchestrator.ReasonOOM}}
+	var trials []*orchestrator.Trial
 	reports := map[int][]*benchmark.Report{}
 	for i, c := range cands {
-		tr := &Trial{RunID: run.ID, Seq: i, Candidate: c, Phase: outcomes[i].phase, Attempts: 1, Phases: []PhaseStamp{{PhasePending, t0}}}
+		tr := &orchestrator.Trial{RunID: run.ID, Seq: i, Candidate: c, Phase: outcomes[i].phase, Attempts: 1, Phases: []orchestrator.PhaseStamp{{Phase: orchestrator.PhasePending, At: t0}}}
 		if outcomes[i].reason != 0 {
-			tr.Failure = &Failure{Reason: outcomes[i].reason, Detail: "evidence"}
+			tr.Failure = &orchestrator.Failure{Reason: outcomes[i].reason, Detail: "evidence"}
 		}
 		// Only the trials that were deployed have a rendering; skipped
 		// and cancelled-before-start ones never had one.
-		if tr.Phase != PhaseSkipped && tr.Phase != PhaseCancelled {
+		if tr.Phase != orchestrator.PhaseSkipped && tr.Phase != orchestrator.PhaseCancelled {
 			tr.Rendered = append([]string{"--model", "m", "--gpu-memory-utilization", "0.9"}, flagWords(c)...)
-			tr.Phases = append(tr.Phases, PhaseStamp{PhaseRendering, t0.Add(time.Minute)})
+			tr.Phases = append(tr.Phases, orchestrator.PhaseStamp{Phase: orchestrator.PhaseRendering, At: t0.Add(time.Minute)})
 		}
-		if tr.Phase == PhaseDone || tr.Phase == PhasePruned {
+		if tr.Phase == orchestrator.PhaseDone || tr.Phase == orchestrator.PhasePruned {
 			rep := measuredReport(g, 300, 40+float64(i))
 			rep.Scenarios = rep.Scenarios[:1] // kv-cache only, as the grid says
 			reports[i] = []*benchmark.Report{rep}
@@ -80,7 +81,7 @@ func TestReportShowsEachCandidatesOwnFlags(t *testing.T) {
 			}
 		}
 	}
-	want := func(c Candidate) []string {
+	want := func(c orchestrator.Candidate) []string {
 		var out []string
 		for _, name := range d.Flags {
 			v, _ := c.Get(name)
@@ -138,6 +139,9 @@ func TestReportShowsEachCandidatesOwnFlags(t *testing.T) {
 				t.Errorf("%s: trial %d (%s) shows flags %q, want the candidate's %q", format, tr.Seq, tr.Outcome(), got, w)
 			}
 		}
+	}
+	if !strings.Contains(md.String(), "## Stopped early (pruned) and the evidence") || !strings.Contains(md.String(), "| pruned |") {
+		t.Errorf("the pruned trial is not reported as such:\n%s", md.String())
 	}
 	if strings.Contains(md.String(), "(default)") {
 		t.Error("the Markdown report shows a default value in place of a candidate's")

@@ -1,8 +1,9 @@
-package orchestrator
+package report
 
 import (
 	"encoding/csv"
 	"fmt"
+	"github.com/vgrid/vgrid/orchestrator"
 	"html/template"
 	"io"
 	"math"
@@ -50,7 +51,7 @@ type Row struct {
 	VRAMMiB                float64
 	Errors                 float64
 	Verdict                string
-	Failure                *Failure
+	Failure                *orchestrator.Failure
 	Rendered               []string
 	ObjectiveValue         float64
 	// ObjectiveLo and ObjectiveHi bound the objective's 95% interval
@@ -61,14 +62,14 @@ type Row struct {
 
 // ReportData is a run's report.
 type ReportData struct {
-	Run *Run
+	Run *orchestrator.Run
 	// Flags are the flags the candidates set (the grid's axes and its
 	// candidates' flags, in the grid's order): one tableColumn each.
 	Flags   []string
 	Rows    []Row
 	Levels  []LevelRow // load levels of every trial and repetition, from raw samples
-	Verdict *Verdict
-	Trials  []*Trial
+	Verdict *orchestrator.Verdict
+	Trials  []*orchestrator.Trial
 }
 
 // LevelRow is one load level of one repetition of a trial.
@@ -90,7 +91,7 @@ func get(m map[string]float64, k string) float64 {
 
 // BuildReport assembles the report from the run, its trials and their
 // stored reports (by trial seq). Pure.
-func BuildReport(run *Run, trials []*Trial, reports map[int][]*benchmark.Report) *ReportData {
+func BuildReport(run *orchestrator.Run, trials []*orchestrator.Trial, reports map[int][]*benchmark.Report) *ReportData {
 	d, _ := BuildReportCached(run, trials, func(seq int) ([]*benchmark.Report, error) { return reports[seq], nil }, nil)
 	return d
 }
@@ -125,9 +126,9 @@ type measuredRow struct {
 
 // BuildReportCached is BuildReport with each trial's reports read by load
 // only when cache (nil: none) does not hold the trial's measurements.
-func BuildReportCached(run *Run, trials []*Trial, load func(seq int) ([]*benchmark.Report, error), cache *RowCache) (*ReportData, error) {
+func BuildReportCached(run *orchestrator.Run, trials []*orchestrator.Trial, load func(seq int) ([]*benchmark.Report, error), cache *RowCache) (*ReportData, error) {
 	d := &ReportData{Run: run, Verdict: run.Champion, Trials: trials}
-	ranks := map[int]Rank{}
+	ranks := map[int]orchestrator.Rank{}
 	if run.Champion != nil {
 		for _, r := range run.Champion.Ranking {
 			ranks[r.Seq] = r
@@ -197,7 +198,7 @@ func BuildReportCached(run *Run, trials []*Trial, load func(seq int) ([]*benchma
 }
 
 // measure computes what a trial's reports give its row. Pure.
-func measure(run *Run, t *Trial, reps []*benchmark.Report, metric string) measuredRow {
+func measure(run *orchestrator.Run, t *orchestrator.Trial, reps []*benchmark.Report, metric string) measuredRow {
 	var out measuredRow
 	row := &out.row
 	for i, rep := range reps {
@@ -213,11 +214,11 @@ func measure(run *Run, t *Trial, reps []*benchmark.Report, metric string) measur
 			}
 		}
 	}
-	m, _ := Metrics(reps)
+	m, _ := orchestrator.Metrics(reps)
 	row.TTFTMiss, row.TTFTHit = get(m, "kv-cache.ttft_miss_p50_ms"), get(m, "kv-cache.ttft_hit_p50_ms")
 	row.Accel, row.AccelLo, row.AccelHi = nan(), nan(), nan()
 	row.TTFTMissLo, row.TTFTMissHi, row.TTFTHitLo, row.TTFTHitHi = nan(), nan(), nan(), nan()
-	if kv, ci := kvSummary(reps); ci != nil {
+	if kv, ci := orchestrator.KVSummary(reps); ci != nil {
 		row.Accel, row.AccelLo, row.AccelHi = ci.Value, ci.Lo, ci.Hi
 		row.TTFTMissLo, row.TTFTMissHi = finite(kv.TTFTMiss.MedianLo), finite(kv.TTFTMiss.MedianHi)
 		row.TTFTHitLo, row.TTFTHitHi = finite(kv.TTFTHit.MedianLo), finite(kv.TTFTHit.MedianHi)
@@ -238,7 +239,7 @@ func measure(run *Run, t *Trial, reps []*benchmark.Report, metric string) measur
 	}
 	row.VRAMMiB, row.Errors = get(m, "peak_vram_mib"), get(m, "errors")
 	row.ObjectiveValue = get(m, metric)
-	row.ObjectiveLo, row.ObjectiveHi, row.ObjectiveHow = ObjectiveCI(reps, metric)
+	row.ObjectiveLo, row.ObjectiveHi, row.ObjectiveHow = orchestrator.ObjectiveCI(reps, metric)
 	return out
 }
 
@@ -246,7 +247,7 @@ func measure(run *Run, t *Trial, reps []*benchmark.Report, metric string) measur
 // "unset", or, for a flag it leaves alone, the value its rendering had
 // ("default": vLLM's default applied) or "profile's" when it was never
 // rendered. Never another candidate's value, never a guess.
-func flagCell(t *Trial, name string) string {
+func flagCell(t *orchestrator.Trial, name string) string {
 	for _, st := range t.Candidate.Settings {
 		if st.Name == name {
 			if st.Unset {
@@ -262,33 +263,6 @@ func flagCell(t *Trial, name string) string {
 		return v
 	}
 	return "default"
-}
-
-// ObjectiveCI is the objective's 95% interval from a trial's reports, and
-// how it was computed: the bootstrap interval of an acceleration; the
-// distribution-free interval of a median latency over every request; a
-// median's interval over the repetitions (at least 2). NaN bounds when
-// the samples give none (one repetition of a run-wide figure).
-func ObjectiveCI(reps []*benchmark.Report, metric string) (lo, hi float64, how string) {
-	if len(reps) == 0 {
-		return nan(), nan(), ""
-	}
-	if strings.HasSuffix(metric, "acceleration") {
-		if ci := AccelerationCI(reps); ci != nil && !math.IsNaN(ci.Lo) {
-			return ci.Lo, ci.Hi, "bootstrap 95% CI"
-		}
-	}
-	if strings.Contains(metric, "_p50_") {
-		if xs := Samples(reps, metric); len(xs) >= 6 {
-			s := benchmark.Summarize(xs)
-			return finite(s.MedianLo), finite(s.MedianHi), fmt.Sprintf("95%% CI of the median over %d requests", len(xs))
-		}
-	}
-	if _, byRep := Metrics(reps); len(byRep[metric]) >= 2 {
-		s := benchmark.Summarize(byRep[metric])
-		return finite(s.MedianLo), finite(s.MedianHi), fmt.Sprintf("95%% CI of the median over %d repetitions", len(byRep[metric]))
-	}
-	return nan(), nan(), "one repetition: no interval"
 }
 
 func f(v float64, prec int) string {
@@ -454,7 +428,7 @@ func (d *ReportData) Markdown(w io.Writer) {
 	var failed, pruned []Row
 	for _, row := range d.Rows {
 		switch {
-		case row.Failure != nil && row.Failure.Reason == ReasonPruned:
+		case row.Failure != nil && row.Failure.Reason == orchestrator.ReasonPruned:
 			pruned = append(pruned, row)
 		case row.Failure != nil:
 			failed = append(failed, row)
@@ -478,7 +452,7 @@ func (d *ReportData) Markdown(w io.Writer) {
 	}
 }
 
-func objectiveVerb(g Grid) string {
+func objectiveVerb(g orchestrator.Grid) string {
 	if g.Objective.Maximize != "" {
 		return "maximize"
 	}
@@ -630,47 +604,6 @@ func (d *ReportData) tputChart() string {
 		Points: pts, PointName: "candidate", HighlightName: "champion", Note: notShown(left)}.SVG()
 }
 
-// SearchText says how a run chose its trials and why it stopped: "tpe
-// (seed 3): 24 of 256 candidates booted, 3 skipped as infeasible; stopped:
-// the budget of 24 trials is spent".
-func (r *Run) SearchText(trials []*Trial) string {
-	s := r.Grid.Search
-	booted, infeasible, pruned := 0, 0, 0
-	for _, t := range trials {
-		switch {
-		case t.Phase == PhaseSkipped && t.Failure != nil && t.Failure.Reason == ReasonInfeasible:
-			infeasible++
-		case t.Phase == PhaseCancelled && t.Entered(PhaseRendering).IsZero(): // never started
-		case t.Phase != PhaseSkipped:
-			booted++
-		}
-		if t.Phase == PhasePruned {
-			pruned++
-		}
-	}
-	out := s.Strategy
-	if out == "" {
-		out = "grid"
-	}
-	if s.Adaptive() {
-		out += fmt.Sprintf(" (seed %d, budget %d)", s.Seed, s.MaxTrials)
-	}
-	out += fmt.Sprintf(": %d of %d candidates booted", booted, len(r.Grid.Expand()))
-	if infeasible > 0 {
-		out += fmt.Sprintf(", %d skipped as infeasible", infeasible)
-	}
-	if s.Prune {
-		out += fmt.Sprintf(", %d stopped early (prune, alpha %g)", pruned, s.PruneAlpha)
-	}
-	if !r.Deadline.IsZero() {
-		out += "; deadline " + r.Deadline.Format("2006-01-02 15:04")
-	}
-	if r.Stop != "" {
-		out += "; stopped: " + r.Stop
-	}
-	return out
-}
-
 // whereMarkdown lists where each trial ran, when the run had slots, and
 // says when the trials ran different builds of the image.
 func (d *ReportData) whereMarkdown(w io.Writer) {
@@ -691,7 +624,7 @@ func (d *ReportData) whereMarkdown(w io.Writer) {
 		if hw == "" {
 			hw = "unknown"
 		}
-		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", t.Seq, mdCell(t.Candidate.Name), mdCell(t.Slot), mdCell(t.Host), mdCell(hw), short(strings.TrimPrefix(t.ImageID, "sha256:")))
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s |\n", t.Seq, mdCell(t.Candidate.Name), mdCell(t.Slot), mdCell(t.Host), mdCell(hw), shortID(strings.TrimPrefix(t.ImageID, "sha256:")))
 	}
 	if len(ids) > 1 {
 		fmt.Fprintf(w, "\n**The trials ran %d different image IDs** (the same tag on different engines can be different builds): comparisons across them mix vLLM versions.\n", len(ids))
@@ -755,4 +688,12 @@ func mdCell(s string) string {
 		return r
 	}, s)
 	return strings.ReplaceAll(s, "|", "\\|")
+}
+
+// shortID is an image ID's first 12 characters, as docker prints it.
+func shortID(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
 }

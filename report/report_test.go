@@ -1,11 +1,10 @@
-package orchestrator
+package report
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
+	goldenfile "github.com/vgrid/vgrid/internal/golden"
+	"github.com/vgrid/vgrid/orchestrator"
 	"strings"
 	"testing"
 	"time"
@@ -14,44 +13,8 @@ import (
 	"github.com/vgrid/vgrid/vllm"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
-
 // golden compares got with testdata/golden/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test ./orchestrator -run %s -update to accept):\n%s", name, t.Name(), firstDiff(string(want), string(got)))
-	}
-}
-
-func firstDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < max(len(w), len(g)); i++ {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			return fmt.Sprintf("line %d:\n want %q\n got  %q", i+1, a, b)
-		}
-	}
-	return ""
-}
+func golden(t *testing.T, name string, got []byte) { t.Helper(); goldenfile.Check(t, name, got) }
 
 const reportGrid = `name: report-demo
 target:
@@ -76,7 +39,7 @@ end: restore
 // measuredReport is a deterministic benchmark of one candidate: kv-cache
 // pairs whose miss is missMs and hit hitMs (plus a small spread), and two
 // closed-loop load levels.
-func measuredReport(g *Grid, missMs, hitMs float64) *benchmark.Report {
+func measuredReport(g *orchestrator.Grid, missMs, hitMs float64) *benchmark.Report {
 	t0 := time.Date(2026, 11, 22, 18, 0, 0, 0, time.UTC)
 	settings := g.Benchmark.Settings()
 	rep := &benchmark.Report{Endpoint: "http://127.0.0.1:8000", Model: "Qwen/Qwen3-32B-AWQ", Started: t0, Settings: &settings}
@@ -103,60 +66,60 @@ func measuredReport(g *Grid, missMs, hitMs float64) *benchmark.Report {
 
 // reportFixture is a finished run: two measured candidates, one that failed
 // to boot with vLLM's line, one skipped by the memory model.
-func reportFixture(t *testing.T) (*Run, []*Trial, map[int][]*benchmark.Report) {
+func reportFixture(t *testing.T) (*orchestrator.Run, []*orchestrator.Trial, map[int][]*benchmark.Report) {
 	t.Helper()
-	g, err := LoadGrid("grid.yaml", []byte(reportGrid), "/grids")
+	g, err := orchestrator.LoadGrid("grid.yaml", []byte(reportGrid), "/grids")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 11, 22, 18, 0, 0, 0, time.UTC)
-	run := NewRun(g, "grid.yaml", t0, g.Target.Key(), "v0.0.0-test")
-	run.ID, run.State, run.EndAction = "20261122-180000-abcdef", RunDone, "original"
+	run := orchestrator.NewRun(g, "grid.yaml", t0, g.Target.Key(), "v0.0.0-test")
+	run.ID, run.State, run.EndAction = "20261122-180000-abcdef", orchestrator.RunDone, "original"
 	cands := g.Expand()
-	var trials []*Trial
+	var trials []*orchestrator.Trial
 	reports := map[int][]*benchmark.Report{}
 	for i, c := range cands {
-		tr := &Trial{RunID: run.ID, Seq: i, Candidate: c, Attempts: 1, Rendered: append([]string{"--model", "Qwen/Qwen3-32B-AWQ"}, flagWords(c)...)}
+		tr := &orchestrator.Trial{RunID: run.ID, Seq: i, Candidate: c, Attempts: 1, Rendered: append([]string{"--model", "Qwen/Qwen3-32B-AWQ"}, flagWords(c)...)}
 		at := t0.Add(time.Duration(i) * time.Minute)
-		tr.Phases = []PhaseStamp{{PhasePending, t0}, {PhaseRendering, at}, {PhaseDeploying, at.Add(time.Second)}, {PhaseWaitingReady, at.Add(2 * time.Second)}}
+		tr.Phases = []orchestrator.PhaseStamp{{Phase: orchestrator.PhasePending, At: t0}, {Phase: orchestrator.PhaseRendering, At: at}, {Phase: orchestrator.PhaseDeploying, At: at.Add(time.Second)}, {Phase: orchestrator.PhaseWaitingReady, At: at.Add(2 * time.Second)}}
 		switch i {
 		case 0, 1:
-			tr.Phase = PhaseDone
-			tr.Boot = &Boot{Ready: 165.2 + float64(i)}
-			tr.Phases = append(tr.Phases, PhaseStamp{PhaseVerifyingConfig, at.Add(170 * time.Second)}, PhaseStamp{PhaseBenchmarking, at.Add(171 * time.Second)}, PhaseStamp{PhaseDone, at.Add(230 * time.Second)})
+			tr.Phase = orchestrator.PhaseDone
+			tr.Boot = &orchestrator.Boot{Ready: 165.2 + float64(i)}
+			tr.Phases = append(tr.Phases, orchestrator.PhaseStamp{Phase: orchestrator.PhaseVerifyingConfig, At: at.Add(170 * time.Second)}, orchestrator.PhaseStamp{Phase: orchestrator.PhaseBenchmarking, At: at.Add(171 * time.Second)}, orchestrator.PhaseStamp{Phase: orchestrator.PhaseDone, At: at.Add(230 * time.Second)})
 			miss, hit := 320.0, 45.0
 			if i == 1 {
 				hit = 310
 			}
 			reports[i] = []*benchmark.Report{measuredReport(g, miss, hit)}
 		case 2:
-			tr.Phase = PhaseFailed
-			tr.Failure = &Failure{Reason: ReasonFreeMemory, Detail: "vLLM failed while starting the container",
+			tr.Phase = orchestrator.PhaseFailed
+			tr.Failure = &orchestrator.Failure{Reason: orchestrator.ReasonFreeMemory, Detail: "vLLM failed while starting the container",
 				Line: "ValueError: Free memory on device cuda:0 (22.52/23.99 GiB) on startup is less than desired GPU memory utilization (0.95, 22.79 GiB)."}
-			tr.Phases = append(tr.Phases, PhaseStamp{PhaseFailed, at.Add(3 * time.Second)})
+			tr.Phases = append(tr.Phases, orchestrator.PhaseStamp{Phase: orchestrator.PhaseFailed, At: at.Add(3 * time.Second)})
 		case 3:
-			tr.Phase = PhaseSkipped
-			tr.Failure = &Failure{Reason: ReasonInfeasible, Detail: "infeasible: Free memory on device cuda:0"}
-			tr.Phases = []PhaseStamp{{PhasePending, t0}, {PhaseSkipped, at}}
+			tr.Phase = orchestrator.PhaseSkipped
+			tr.Failure = &orchestrator.Failure{Reason: orchestrator.ReasonInfeasible, Detail: "infeasible: Free memory on device cuda:0"}
+			tr.Phases = []orchestrator.PhaseStamp{{Phase: orchestrator.PhasePending, At: t0}, {Phase: orchestrator.PhaseSkipped, At: at}}
 		}
 		trials = append(trials, tr)
 	}
-	scored := make([]Scored, 0, len(trials))
+	scored := make([]orchestrator.Scored, 0, len(trials))
 	for _, tr := range trials {
-		sc := Scored{Seq: tr.Seq, Name: tr.Candidate.Name, Candidate: tr.Candidate, Done: tr.Phase == PhaseDone}
+		sc := orchestrator.Scored{Seq: tr.Seq, Name: tr.Candidate.Name, Candidate: tr.Candidate, Done: tr.Phase == orchestrator.PhaseDone}
 		if sc.Done {
-			sc.Values, sc.Reps = Metrics(reports[tr.Seq])
-			sc.Settings, sc.Mixed = settingsOf(reports[tr.Seq])
-			sc.CI = AccelerationCI(reports[tr.Seq])
+			sc.Values, sc.Reps = orchestrator.Metrics(reports[tr.Seq])
+			sc.Settings, sc.Mixed = orchestrator.SettingsOf(reports[tr.Seq])
+			sc.CI = orchestrator.AccelerationCI(reports[tr.Seq])
 		}
 		scored = append(scored, sc)
 	}
-	run.Champion = Choose(g, scored)
+	run.Champion = orchestrator.Choose(g, scored)
 	return run, trials, reports
 }
 
 // flagWords renders a candidate as vLLM words, the way drivers do.
-func flagWords(c Candidate) []string { return vllm.Flags(nil).Apply(c.Settings).Words() }
+func flagWords(c orchestrator.Candidate) []string { return vllm.Flags(nil).Apply(c.Settings).Words() }
 
 func TestReportGolden(t *testing.T) {
 	run, trials, reports := reportFixture(t)

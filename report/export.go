@@ -1,8 +1,9 @@
-package orchestrator
+package report
 
 import (
 	"encoding/csv"
 	"encoding/json"
+	"github.com/vgrid/vgrid/orchestrator"
 	"io"
 	"strconv"
 
@@ -11,12 +12,12 @@ import (
 
 // ExportJSON writes everything stored for a run: the run (with its grid as
 // written), its trials and every raw report, by trial seq.
-func ExportJSON(w io.Writer, run *Run, trials []*Trial, reports map[int][]*benchmark.Report) error {
+func ExportJSON(w io.Writer, run *orchestrator.Run, trials []*orchestrator.Trial, reports map[int][]*benchmark.Report) error {
 	return json.NewEncoder(w).Encode(map[string]any{"run": run, "trials": trials, "reports": reports})
 }
 
 // ExportCSV writes one row per measured request, one value per cell.
-func ExportCSV(w io.Writer, trials []*Trial, reports map[int][]*benchmark.Report) error {
+func ExportCSV(w io.Writer, trials []*orchestrator.Trial, reports map[int][]*benchmark.Report) error {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"trial", "candidate", "repetition", "scenario", "seq", "tag", "class", "warmup", "sent", "ttft_ms", "ttft_content_ms",
 		"e2el_ms", "output_tokens", "prompt_tokens", "cached_tokens", "finish_reason", "status", "error"})
