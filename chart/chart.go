@@ -41,6 +41,7 @@ type Category struct{ Label, Title string }
 // Bars is a grouped bar chart.
 type Bars struct {
 	Title      string
+	YLabel     string // the y axis' name ("TTFT p50"); the title when empty
 	Unit       string // of the y axis ("ms", "×", "tok/s")
 	Categories []Category
 	Series     []Series
@@ -169,9 +170,19 @@ func yAxis(b *strings.Builder, x0, y0, x1, y1, hi float64, name string) func(flo
 			x0, y(t), x1, y(t), x0-6, y(t)+4, label(t, step))
 	}
 	fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#333"/>`, x0, y0, x0, y1)
-	fmt.Fprintf(b, `<text transform="translate(14 %.1f) rotate(-90)" text-anchor="middle" class="ylabel">%s</text>`, (y0+y1)/2, esc(name))
+	// The name runs along the axis: one that would not fit its height is
+	// shortened, whole on hover.
+	shown := name
+	if fit := int((y1 - y0) / charWidth); len([]rune(name)) > fit && fit > 1 {
+		shown = string([]rune(name)[:fit-1]) + "…"
+	}
+	fmt.Fprintf(b, `<text transform="translate(14 %.1f) rotate(-90)" text-anchor="middle" class="ylabel"><title>%s</title>%s</text>`, (y0+y1)/2, esc(name), esc(shown))
 	return y
 }
+
+// charWidth is the width of a character at the charts' font size, for
+// fitting text (an estimate: sans-serif 11 px averages under 6.5 px).
+const charWidth = 6.5
 
 // legend draws the legend entries in a row above the plot.
 func legend(b *strings.Builder, x0 float64, entries [][2]string) {
@@ -204,7 +215,11 @@ func (c Bars) SVG() string {
 			}
 		}
 	}
-	y := yAxis(&b, x0, y0, x1, y1, hi, axisName(c.Title, c.Unit))
+	yname := c.YLabel
+	if yname == "" {
+		yname = c.Title
+	}
+	y := yAxis(&b, x0, y0, x1, y1, hi, axisName(yname, c.Unit))
 	var entries [][2]string
 	for _, s := range c.Series {
 		entries = append(entries, [2]string{s.Name, s.Color})
@@ -278,13 +293,22 @@ func (c Scatter) SVG() string {
 	}
 	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" class="xlabel">%s</text>`, (x0+x1)/2, y1+38, esc(xname))
 	entries := [][2]string{{c.PointName, "#337ab7"}, {c.HighlightName, "#2e7d32"}}
-	if c.FrontName != "" && len(c.Points) > 1 {
+	if c.FrontName != "" && len(c.Points) > 0 {
+		// Every point of the front gets a ring, as the legend says (a
+		// front of one point has no line to draw); two or more are joined.
 		entries = append(entries, [2]string{c.FrontName, "#f0ad4e"})
+		front := Front(c.Points)
 		var line []string
-		for _, i := range Front(c.Points) {
+		for _, i := range front {
 			line = append(line, fmt.Sprintf("%.1f,%.1f", x(c.Points[i].X), y(c.Points[i].Y)))
 		}
-		fmt.Fprintf(&b, `<polyline class="front" points="%s" fill="none" stroke="#f0ad4e" stroke-width="2" stroke-dasharray="6 4"><title>%s</title></polyline>`, strings.Join(line, " "), esc(c.FrontName))
+		if len(front) > 1 {
+			fmt.Fprintf(&b, `<polyline class="front" points="%s" fill="none" stroke="#f0ad4e" stroke-width="2" stroke-dasharray="6 4"><title>%s</title></polyline>`, strings.Join(line, " "), esc(c.FrontName))
+		}
+		for _, i := range front {
+			fmt.Fprintf(&b, `<circle class="front-point" cx="%.1f" cy="%.1f" r="11" fill="none" stroke="#f0ad4e" stroke-width="2.5"><title>%s</title></circle>`,
+				x(c.Points[i].X), y(c.Points[i].Y), esc(c.FrontName+": "+c.Points[i].Title))
+		}
 	}
 	legend(&b, x0, entries)
 	// The highlighted points last, so that none hides them.
@@ -298,15 +322,96 @@ func (c Scatter) SVG() string {
 		}
 		return -1
 	})
-	for _, p := range pts {
+	marks := make([]box, len(pts))
+	for i, p := range pts {
+		marks[i] = box{x(p.X) - 7, y(p.Y) - 7, x(p.X) + 7, y(p.Y) + 7}
+	}
+	labels := placeLabels(pts, marks, box{x0, y0 - 4, x1 + right - 4, y1})
+	for i, p := range pts {
 		color, r, class := "#337ab7", 5, "point"
 		if p.Highlight {
 			color, r, class = "#2e7d32", 7, "point champion"
 		}
-		fmt.Fprintf(&b, `<g class="%s"><circle cx="%.1f" cy="%.1f" r="%d" fill="%s"><title>%s</title></circle><text x="%.1f" y="%.1f">%s</text></g>`,
-			class, x(p.X), y(p.Y), r, color, esc(fmt.Sprintf("%s: %s %s %s, %s %s %s", p.Title, c.YLabel, strconv.FormatFloat(p.Y, 'g', 4, 64), c.YUnit, c.XLabel, strconv.FormatFloat(p.X, 'g', 4, 64), c.XUnit)),
-			x(p.X)+8, y(p.Y)-6, esc(p.Label))
+		fmt.Fprintf(&b, `<g class="%s"><circle cx="%.1f" cy="%.1f" r="%d" fill="%s"><title>%s</title></circle>`,
+			class, x(p.X), y(p.Y), r, color, esc(fmt.Sprintf("%s: %s %s %s, %s %s %s", p.Title, c.YLabel, strconv.FormatFloat(p.Y, 'g', 4, 64), c.YUnit, c.XLabel, strconv.FormatFloat(p.X, 'g', 4, 64), c.XUnit)))
+		l := labels[i]
+		if l.leader {
+			fmt.Fprintf(&b, `<line class="leader" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#999"/>`, x(p.X), y(p.Y), l.ax, l.ay)
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="point-label">%s</text></g>`, l.b.x0, l.b.y1-2, esc(p.Label))
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
+}
+
+// box is a rectangle in the chart's coordinates.
+type box struct{ x0, y0, x1, y1 float64 }
+
+func (a box) overlaps(b box) bool { return a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1 }
+
+func (a box) inside(b box) bool { return a.x0 >= b.x0 && a.x1 <= b.x1 && a.y0 >= b.y0 && a.y1 <= b.y1 }
+
+// placed is where a point's label goes: its box, and, when it had to move
+// away from its mark, the end of the leader line to it.
+type placed struct {
+	b      box
+	leader bool
+	ax, ay float64
+}
+
+// placeLabels puts each point's label beside its mark where it overlaps
+// no mark and no label already placed, trying eight positions around the
+// mark, then the same farther away with a leader line; a label that fits
+// nowhere goes where it overlaps least. Pure.
+func placeLabels(pts []Point, marks []box, area box) []placed {
+	out := make([]placed, len(pts))
+	var taken []box
+	for i, p := range pts {
+		w, h := charWidth*float64(len([]rune(p.Label)))+2, 12.0
+		cx, cy := (marks[i].x0+marks[i].x1)/2, (marks[i].y0+marks[i].y1)/2
+		best, bestCost := placed{}, math.Inf(1)
+		for ring, d := range []float64{9, 24, 40} {
+			for _, dir := range [][2]float64{{1, -1}, {1, 1}, {-1, -1}, {-1, 1}, {1, 0}, {-1, 0}, {0, -1}, {0, 1}} {
+				lx := cx + dir[0]*d
+				if dir[0] < 0 {
+					lx -= w
+				} else if dir[0] == 0 {
+					lx -= w / 2
+				}
+				ly := cy + dir[1]*d
+				if dir[1] < 0 {
+					ly -= h
+				} else if dir[1] == 0 {
+					ly -= h / 2
+				}
+				cand := placed{b: box{lx, ly, lx + w, ly + h}, leader: ring > 0}
+				if cand.leader { // the line ends at the label's nearest edge
+					cand.ax, cand.ay = math.Max(cand.b.x0, math.Min(cx, cand.b.x1)), math.Max(cand.b.y0, math.Min(cy, cand.b.y1))
+				}
+				cost := float64(ring)
+				if !cand.b.inside(area) {
+					cost += 100
+				}
+				for j, m := range marks {
+					if j != i && cand.b.overlaps(m) {
+						cost += 10
+					}
+				}
+				for _, t := range taken {
+					if cand.b.overlaps(t) {
+						cost += 10
+					}
+				}
+				if cost < bestCost {
+					best, bestCost = cand, cost
+				}
+			}
+			if bestCost < 10 {
+				break // nothing overlapped at this distance
+			}
+		}
+		out[i] = best
+		taken = append(taken, best.b)
+	}
+	return out
 }

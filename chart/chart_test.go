@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
+	"strconv"
 	"slices"
 	"strings"
 	"testing"
@@ -121,5 +123,42 @@ func TestFront(t *testing.T) {
 	svg := Scatter{Title: "p", Points: pts, FrontName: "Pareto front"}.SVG()
 	if !strings.Contains(svg, `<polyline class="front"`) || !strings.Contains(svg, "Pareto front") {
 		t.Fatal("no front drawn")
+	}
+}
+
+// Labels of close points do not overlap each other or another mark; a
+// front of one point is marked as the legend says; a long y-axis name is
+// shortened to the axis' height, whole on hover.
+func TestScatterLabelsFrontAndAxisName(t *testing.T) {
+	pts := []Point{{X: 37.4, Y: 3230, Label: "#0", Title: "a", Highlight: true}, {X: 37.9, Y: 3222, Label: "#1", Title: "b"},
+		{X: 37.6, Y: 3226, Label: "#12", Title: "c"}, {X: 10, Y: 1000, Label: "#3", Title: "d"}}
+	svg := Scatter{Title: "t", XLabel: "E2EL p95", XUnit: "ms", YLabel: "tok/s", PointName: "candidate", HighlightName: "champion", FrontName: "Pareto front", Points: pts}.SVG()
+	re := regexp.MustCompile(`<text x="([\d.]+)" y="([\d.]+)" class="point-label">([^<]*)</text>`)
+	var boxes []box
+	for _, m := range re.FindAllStringSubmatch(svg, -1) {
+		x, _ := strconv.ParseFloat(m[1], 64)
+		y, _ := strconv.ParseFloat(m[2], 64)
+		boxes = append(boxes, box{x, y - 10, x + charWidth*float64(len(m[3])), y + 2})
+	}
+	if len(boxes) != len(pts) {
+		t.Fatalf("%d labels for %d points", len(boxes), len(pts))
+	}
+	for i := range boxes {
+		for j := i + 1; j < len(boxes); j++ {
+			if boxes[i].overlaps(boxes[j]) {
+				t.Errorf("labels %d and %d overlap: %+v %+v", i, j, boxes[i], boxes[j])
+			}
+		}
+	}
+	one := Scatter{Title: "t", FrontName: "Pareto front", PointName: "candidate", HighlightName: "champion",
+		Points: []Point{{X: 1, Y: 10, Label: "#0", Highlight: true}, {X: 2, Y: 5, Label: "#1"}}}.SVG()
+	if strings.Count(one, `class="front-point"`) != 1 || !strings.Contains(one, "Pareto front") {
+		t.Errorf("a one-point front is not marked:\n%s", one)
+	}
+	long := Bars{Title: "t", YLabel: strings.Repeat("very long axis name ", 10), Categories: []Category{{Label: "#0"}}, Highlight: -1,
+		Series: []Series{{Name: "s", Values: []Value{{V: 1, Lo: math.NaN(), Hi: math.NaN()}}}}}.SVG()
+	m := regexp.MustCompile(`class="ylabel"><title>[^<]*</title>([^<]*)</text>`).FindStringSubmatch(long)
+	if m == nil || !strings.HasSuffix(m[1], "…") || float64(len([]rune(m[1])))*charWidth > height {
+		t.Errorf("long y-axis name: %v", m)
 	}
 }

@@ -573,7 +573,7 @@ func (d *ReportData) ttftChart() string {
 		miss.Values = append(miss.Values, chart.Value{V: r.TTFTMiss, Lo: r.TTFTMissLo, Hi: r.TTFTMissHi})
 		hit.Values = append(hit.Values, chart.Value{V: r.TTFTHit, Lo: r.TTFTHitLo, Hi: r.TTFTHitHi})
 	}
-	return chart.Bars{Title: "TTFT p50 (whiskers: 95% CI of the median, where 6 requests or more give one)", Unit: "ms", Categories: categories(rows), Series: []chart.Series{miss, hit}, Highlight: champ, Note: notShown(left)}.SVG()
+	return chart.Bars{Title: "TTFT p50 (whiskers: 95% CI of the median, where 6 requests or more give one)", YLabel: "TTFT p50", Unit: "ms", Categories: categories(rows), Series: []chart.Series{miss, hit}, Highlight: champ, Note: notShown(left)}.SVG()
 }
 
 // accelChart draws the kv-cache acceleration with its 95% CI per candidate.
