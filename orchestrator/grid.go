@@ -19,6 +19,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vgrid/vgrid/internal/yamlerr"
+
 	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/vllm"
 )
@@ -254,10 +256,14 @@ func (es GridErrors) Error() string {
 type GridError struct {
 	File string
 	Line int
+	Col  int // 0: the line is enough
 	Msg  string
 }
 
 func (e *GridError) Error() string {
+	if e.Line > 0 && e.Col > 0 {
+		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+	}
 	if e.Line > 0 {
 		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
 	}
@@ -386,6 +392,9 @@ func ParseGrid(name string, src []byte) (*Grid, error) {
 				return nil, errs[0]
 			}
 			return nil, errs
+		}
+		if line, col, msg, ok := yamlerr.Syntax(src, err); ok {
+			return nil, &GridError{File: name, Line: line, Col: col, Msg: msg}
 		}
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
 		if n := backslashLine(src); n > 0 && (strings.Contains(msg, "unknown escape character") || strings.Contains(msg, "expected hexdecimal number")) {

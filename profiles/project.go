@@ -102,6 +102,13 @@ func (p Project) Load(ctx context.Context, overrides map[string][]byte) (*Loaded
 		}
 	})
 	if err != nil {
+		var contents [][]byte
+		for _, f := range details.ConfigFiles {
+			contents = append(contents, f.Content)
+		}
+		if where := explainLoad(p.Files, contents, err); where != "" {
+			return nil, fmt.Errorf("compose could not load %s: %s", strings.Join(p.Files, " + "), where)
+		}
 		return nil, fmt.Errorf("compose could not load %s: %w", strings.Join(p.Files, " + "), err)
 	}
 	for _, f := range details.ConfigFiles {

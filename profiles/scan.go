@@ -12,6 +12,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vgrid/vgrid/internal/yamlerr"
+
 	"github.com/vgrid/vgrid/vllm"
 )
 
@@ -31,6 +33,9 @@ type Document struct {
 func ParseDocument(name string, src []byte) (*Document, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(src, &root); err != nil {
+		if line, col, msg, ok := yamlerr.Syntax(src, err); ok {
+			return nil, fmt.Errorf("%s:%d:%d: %s (docker compose would reject it too)", name, line, col, msg)
+		}
 		return nil, fmt.Errorf("%s is not valid YAML: %w; fix the file (docker compose would reject it too)", name, err)
 	}
 	d := &Document{Name: name, src: src, services: map[string]*yaml.Node{}, eol: "\n"}
