@@ -375,7 +375,7 @@ func TestDaemonSearchAndDeadline(t *testing.T) {
 	id = td.submitGrid(grid)
 	td.wait(id, func(r *orchestrator.Run, _ []*orchestrator.Trial) bool { return r.State == orchestrator.RunFailed })
 	r, _ = td.st.GetRun(id)
-	if trials, _ := td.st.Trials(id); len(trials) != 0 || !strings.Contains(r.Error, "would take about 28h0m0s") {
+	if trials, _ := td.st.Trials(id); len(trials) != 0 || !strings.Contains(r.Error, "about 28h of trials (4 candidates, about 7h each), more than the 12h a grid may plan without a deadline") {
 		t.Errorf("too long: %d trials, error %q", len(trials), r.Error)
 	}
 
@@ -383,7 +383,7 @@ func TestDaemonSearchAndDeadline(t *testing.T) {
 	for _, tc := range []struct{ grid, want string }{
 		{grid + "deadline: \"2020-01-01 07:00\"\n", `(2020-01-01 07:00) has passed`},
 		{strings.Replace(grid, "max-num-seqs: [8, 16, 32, 64]", "max-num-seqs: [8, 16, 32, 64, 128, 256], max-model-len: [4096, 8192, 16384, 32768, 65536], block-size: [8, 16, 32, 64, 128]", 1),
-			"the grid has 150 candidates, more than a night holds"},
+			"150 candidates, more than the 128 a grid runs without a deadline or a search"},
 	} {
 		code, body := td.call("POST", "/v1/runs?name=g.yaml", tc.grid)
 		if code != http.StatusBadRequest || !strings.Contains(body, tc.want) {

@@ -194,3 +194,15 @@ func TestKnownMetric(t *testing.T) {
 		}
 	}
 }
+
+func TestAbout(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{{0, "0s"}, {300 * time.Millisecond, "1s"}, {40 * time.Second, "40s"}, {59 * time.Second, "59s"}, {90 * time.Second, "2m"},
+		{25 * time.Minute, "25m"}, {2*time.Hour + 10*time.Minute, "2h10m"}, {28 * time.Hour, "28h"}} {
+		if got := About(tc.d); got != tc.want {
+			t.Errorf("About(%s) = %s, want %s", tc.d, got, tc.want)
+		}
+	}
+}

@@ -401,11 +401,34 @@ func CheckSchedule(g *Grid, deadline, now time.Time, perTrial []time.Duration) e
 		return nil
 	}
 	fix := "search it within a budget instead (search: {strategy: tpe, max_trials: 24}), or set a deadline (deadline: \"07:00\") to run what fits"
-	if len(perTrial) == 0 {
-		return fmt.Errorf("the grid has %d candidates, more than a night holds (at most %d without a deadline); %s", n, MaxGridCandidates, fix)
+	var rules []string
+	if n > MaxGridCandidates {
+		rules = append(rules, fmt.Sprintf("%d candidates, more than the %d a grid runs without a deadline or a search", n, MaxGridCandidates))
 	}
-	return fmt.Errorf("the grid has %d candidates and would take about %s (about %s a trial); %s",
-		n, total.Round(time.Minute), (total / time.Duration(len(perTrial))).Round(time.Second), fix)
+	if total > MaxGridTime {
+		rules = append(rules, fmt.Sprintf("about %s of trials (%d candidates, about %s each), more than the %s a grid may plan without a deadline",
+			About(total), n, About(total/time.Duration(max(1, len(perTrial)))), About(MaxGridTime)))
+	}
+	return fmt.Errorf("the grid is too large for one night: %s; %s", strings.Join(rules, "; and "), fix)
+}
+
+// About writes an estimate for people: seconds under a minute ("40s",
+// never "0s" for a positive one), minutes under an hour ("25m"), else hours
+// and minutes ("2h10m").
+func About(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", max(1, int(d.Round(time.Second)/time.Second)))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Round(time.Minute)/time.Minute))
+	}
+	d = d.Round(time.Minute)
+	if m := int(d/time.Minute) % 60; m != 0 {
+		return fmt.Sprintf("%dh%dm", int(d/time.Hour), m)
+	}
+	return fmt.Sprintf("%dh", int(d/time.Hour))
 }
 
 // ReplaySearch checks a finished adaptive run against its sampler: each

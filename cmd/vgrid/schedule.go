@@ -65,7 +65,7 @@ func searchSummary(g *orchestrator.Grid, deadline, now time.Time, perTrial []tim
 	var out string
 	if s.Adaptive() {
 		out = fmt.Sprintf("search: %s, seed %d, at most %d booted trials of %d candidates (about %s at %s a trial); infeasible candidates are skipped unbooted",
-			s.Strategy, s.Seed, s.MaxTrials, len(perTrial), (mean * time.Duration(s.MaxTrials)).Round(time.Minute), mean.Round(time.Second))
+			s.Strategy, s.Seed, s.MaxTrials, len(perTrial), orchestrator.About(mean*time.Duration(s.MaxTrials)), orchestrator.About(mean))
 	} else {
 		out = "search: grid, every candidate in order"
 	}
@@ -83,7 +83,7 @@ func searchSummary(g *orchestrator.Grid, deadline, now time.Time, perTrial []tim
 		return out
 	}
 	left := deadline.Sub(now)
-	out += fmt.Sprintf("\ndeadline: %s (in %s): ", deadline.Format("2006-01-02 15:04"), left.Round(time.Minute))
+	out += fmt.Sprintf("\ndeadline: %s (in %s): ", deadline.Format("2006-01-02 15:04"), orchestrator.About(left))
 	if s.Adaptive() {
 		n := 0
 		if mean > 0 {
