@@ -346,6 +346,11 @@ func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
 		if dash != nil { // the trials that ended since the last tick
 			dash.Follow(r.ID)
 		}
+		// A checked copy of the store after each run (FILE.backup): what
+		// a damaged store's messages point to.
+		if _, err := d.cfg.Store.Backup(); err != nil {
+			d.cfg.Log.Warn().Err(err).Msg("store backup not taken")
+		}
 	}()
 	log := d.cfg.Log.With().Str("run_id", r.ID).Logger()
 	g := &r.Grid

@@ -40,16 +40,19 @@ func Check(path string) (*CheckResult, error) {
 		return nil, err
 	}
 	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
-		if !walk(tx, res) {
-			return nil // bbolt's check would follow the same damaged page
-		}
-		for cerr := range tx.Check() {
-			res.Problems = append(res.Problems, "bbolt: "+cerr.Error())
-		}
-		return nil
-	})
+	err = db.View(func(tx *bolt.Tx) error { checkTx(tx, res); return nil })
 	return res, err
+}
+
+// checkTx reads every record in tx, then runs bbolt's consistency check
+// when the walk could read the whole file.
+func checkTx(tx *bolt.Tx, res *CheckResult) {
+	if !walk(tx, res) {
+		return // bbolt's check would follow the same damaged page
+	}
+	for cerr := range tx.Check() {
+		res.Problems = append(res.Problems, "bbolt: "+cerr.Error())
+	}
 }
 
 // walk reads every bucket and record; it reports false when the walk had

@@ -38,6 +38,9 @@ var (
 	kSchema  = []byte("schema")
 )
 
+// ErrNoStore says the store file does not exist yet.
+var ErrNoStore = errors.New("no store yet")
+
 // ErrNotFound is returned for an unknown run.
 var ErrNotFound = errors.New("not found")
 
@@ -75,14 +78,8 @@ func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store directory: %w", err)
 	}
-	exe, _ := os.Executable()
-	holder := fmt.Sprintf("pid %d (%s %s)", os.Getpid(), filepath.Base(exe), strings.Join(os.Args[1:min(len(os.Args), 3)], " "))
-	owner, err := lockfile.TryLock(path+".lock", holder)
+	owner, err := lockOwner(path)
 	if err != nil {
-		var held *lockfile.HeldError
-		if errors.As(err, &held) {
-			return nil, fmt.Errorf("store %s is held by another vgrid process (%s); read it with vgrid runs or vgrid report, which work during a run, talk to a daemon with --server, or use another --store", path, held.Holder)
-		}
 		return nil, err
 	}
 	s := &Store{path: path, owner: owner, lockDir: DefaultLockDir(), FullWait: time.Hour}
@@ -94,13 +91,28 @@ func Open(path string) (*Store, error) {
 	return s, nil
 }
 
+// lockOwner takes the store's owner lock (FILE.lock) for this process.
+func lockOwner(path string) (*lockfile.Lock, error) {
+	exe, _ := os.Executable()
+	holder := fmt.Sprintf("pid %d (%s %s)", os.Getpid(), filepath.Base(exe), strings.Join(os.Args[1:min(len(os.Args), 3)], " "))
+	owner, err := lockfile.TryLock(path+".lock", holder)
+	if err != nil {
+		var held *lockfile.HeldError
+		if errors.As(err, &held) {
+			return nil, fmt.Errorf("store %s is held by another vgrid process (%s); read it with vgrid runs or vgrid report, which work during a run, talk to a daemon with --server, or use another --store", path, held.Holder)
+		}
+		return nil, err
+	}
+	return owner, nil
+}
+
 // OpenReadOnly opens an existing store for reading: it neither creates
 // nor changes the file, and works while a writer runs.
 func OpenReadOnly(path string) (*Store, error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no store at %s: nothing has been run with it yet (vgrid looks at --store, then $VGRID_STORE, then %s)", path, DefaultPath(func(string) string { return "" }))
+			return nil, fmt.Errorf("no store at %s: nothing has been run with it yet (vgrid looks at --store, then $VGRID_STORE, then %s): %w", path, DefaultPath(func(string) string { return "" }), ErrNoStore)
 		}
 		return nil, fmt.Errorf("store %s: %w", path, err)
 	}
@@ -124,8 +136,12 @@ func OpenReadOnly(path string) (*Store, error) {
 	})
 }
 
-// Close releases the owner lock (writers). Operations after Close fail.
+// Close releases the owner lock (writers), after keeping a backup of the
+// store when it is healthy (Backup). Operations after Close fail.
 func (s *Store) Close() error {
+	if s.owner != nil && s.path != "" {
+		s.Backup() // a damaged store keeps the last good backup; Close says nothing of it
+	}
 	if s.close != nil {
 		s.close() // a write waiting for the file system gives up
 	}
@@ -163,7 +179,7 @@ type DamagedError struct {
 }
 
 func (e *DamagedError) Error() string {
-	return fmt.Sprintf("store %s is damaged (%s); the file was not changed. Run `vgrid store check --store %s` to see what is damaged, and keep a copy of the file before anything else", e.Path, e.Cause, e.Path)
+	return fmt.Sprintf("store %s is damaged (%s); the file was not changed. `vgrid store check --store %s` lists what is damaged; %s", e.Path, e.Cause, e.Path, Remedy(e.Path))
 }
 
 // acquire opens the bbolt file, or shares the handle another operation of
@@ -196,8 +212,35 @@ func (s *Store) release() {
 }
 
 func openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
-	defer guard(path, &err)
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout, ReadOnly: readOnly})
+	// bbolt panics on some damaged pages while it opens the file, after it
+	// has mapped and locked it; the mapping keeps the lock, and bbolt does
+	// not hand it back. The file is closed, and the damage remembered for
+	// this file (by device and inode): a later open in this process (the
+	// daemon's) says it is damaged at once instead of waiting for the lock.
+	info, _ := os.Stat(path)
+	if info != nil {
+		if cause, ok := damagedFiles.Load(fileKey(info)); ok {
+			return nil, &DamagedError{Path: path, Cause: cause.(string)}
+		}
+	}
+	var file *os.File
+	defer func() {
+		if r := recover(); r != nil {
+			if file != nil {
+				file.Close()
+			}
+			if info != nil {
+				damagedFiles.Store(fileKey(info), fmt.Sprint(r))
+			}
+			db, err = nil, &DamagedError{Path: path, Cause: fmt.Sprint(r)}
+		}
+	}()
+	opts := &bolt.Options{Timeout: openTimeout, ReadOnly: readOnly, OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		file = f
+		return f, err
+	}}
+	db, err = bolt.Open(path, 0o600, opts)
 	switch {
 	case err == nil:
 		return db, nil
@@ -207,6 +250,20 @@ func openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
 		return nil, &DamagedError{Path: path, Cause: err.Error()}
 	}
 	return nil, fmt.Errorf("open store %s: %w", path, err)
+}
+
+// damagedFiles are the store files (fileKey) whose opening panicked in
+// this process.
+var damagedFiles sync.Map
+
+// fileKey names a file by what survives a rename: its size and
+// modification time with its name on every platform; device and inode
+// where the platform has them (fileid_*.go).
+func fileKey(fi os.FileInfo) string {
+	if id := fileID(fi); id != "" {
+		return id
+	}
+	return fmt.Sprintf("%s/%d/%d", fi.Name(), fi.Size(), fi.ModTime().UnixNano())
 }
 
 // guard turns a panic or a memory fault inside bbolt (a damaged page) into

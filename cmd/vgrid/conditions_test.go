@@ -360,6 +360,42 @@ func TestStoreReadersAndDamage(t *testing.T) {
 	if hash(half) != damaged {
 		t.Error("reading a damaged store changed it")
 	}
+	// vgrid run kept a backup when it closed the store: the damaged store's
+	// messages point to it (never from one command to another and back),
+	// plan does not call the damaged file "no store yet", restore puts the
+	// backup back and keeps the damaged file.
+	os.WriteFile(half+".backup", mustRead(t, db+".backup"), 0o600)
+	code, o, e = runBin(t, env, "store", "check", "--store", half)
+	if code != 1 || !strings.Contains(e, "vgrid store restore --store "+half) || strings.Contains(e, "runs list") {
+		t.Errorf("store check with a backup: exit %d\n%s%s", code, o, e)
+	}
+	junk := filepath.Join(t.TempDir(), "junk.db")
+	os.WriteFile(junk, []byte("not a bbolt file, not a store: 100 bytes of something else, written over the real one by mistake......"), 0o600)
+	for _, args := range [][]string{{"runs", "list"}, {"store", "check"}} {
+		code, o, e := runBin(t, env, append(args, "--store", junk)...)
+		if code != 1 || !strings.Contains(o+e, "start a new store with --store") || strings.Contains(o+e, "runs list") || strings.Contains(o+e, "nil pointer") {
+			t.Errorf("vgrid %v on a file that is no store: exit %d\n%s%s", args, code, o, e)
+		}
+	}
+	if code, o, _ := runBin(t, env, "plan", grid, "--store", junk); code != 0 || strings.Contains(o, "no store yet") || !strings.Contains(o, "the store was not read") {
+		t.Errorf("plan with a damaged store: exit %d\n%s", code, o)
+	}
+	code, o, e = runBin(t, env, "store", "restore", "--store", half)
+	if code != 0 || !strings.Contains(o, "kept as "+half+".damaged-") {
+		t.Fatalf("store restore: exit %d\n%s%s", code, o, e)
+	}
+	if code, o, e := runBin(t, env, "store", "check", "--store", half); code != 0 || !strings.Contains(o, "no problem found") {
+		t.Errorf("after restore: exit %d\n%s%s", code, o, e)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // Issue 18 item 7: usage errors exit 2, a run that measured nothing exits

@@ -253,6 +253,10 @@ runs the simulator.`,
 				defer st.Close()
 			} else {
 				st = nil
+				var damaged *store.DamagedError
+				if errors.As(err, &damaged) || !errors.Is(err, store.ErrNoStore) {
+					histNote = "the store was not read: " + err.Error()
+				}
 			}
 			est, n, err := newEstimator(cmd.Context(), g, drv, st)
 			if err != nil {

@@ -1,0 +1,65 @@
+package store
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vgrid/vgrid/orchestrator"
+)
+
+// A writer keeps a checked copy of the store when it closes; a damaged
+// store never replaces it; Restore puts it back and keeps the damaged file.
+func TestBackupAndRestore(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("skipped: the damage is made with dd")
+	}
+	path := filepath.Join(t.TempDir(), "vgrid.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ { // enough pages for the damage to land in records
+		s.PutRun(&orchestrator.Run{ID: orchestrator.NewRunID(time.Now()), State: orchestrator.RunDone, Error: strings.Repeat("x", 500)})
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(BackupPath(path))
+	if err != nil {
+		t.Fatalf("no backup after a writer closed: %v", err)
+	}
+	s, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file is damaged under an open writer (between its operations):
+	// its backup is refused, and closing it keeps the good copy.
+	if o, err := exec.Command("dd", "if=/dev/urandom", "of="+path, "bs=4096", "seek=8", "count=8", "conv=notrunc").CombinedOutput(); err != nil {
+		t.Fatalf("dd: %v %s", err, o)
+	}
+	if _, err := s.Backup(); err == nil {
+		t.Error("a damaged store was backed up")
+	}
+	s.Close()
+	if b, _ := os.ReadFile(BackupPath(path)); string(b) != string(good) {
+		t.Fatal("the good backup was replaced")
+	}
+	if !strings.Contains(Remedy(path), "vgrid store restore --store "+path) {
+		t.Errorf("remedy: %s", Remedy(path))
+	}
+	kept, err := Restore(path, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("the damaged store was not kept: %v", err)
+	}
+	if res, err := Check(path); err != nil || len(res.Problems) != 0 || res.Runs != 200 {
+		t.Errorf("after restore: %+v %v", res, err)
+	}
+}
