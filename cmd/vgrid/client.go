@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/report"
+	"github.com/vgrid/vgrid/store"
 	"io"
 	"math"
 	"net/http"
@@ -44,7 +45,14 @@ func (a *app) server() (*apiClient, error) {
 		tok = strings.TrimSpace(string(b))
 	}
 	if tok == "" {
-		return nil, usagef("--server needs the daemon's token: --server-token-file F (the daemon prints where its token file is) or VGRID_TOKEN")
+		// A daemon on this machine with its defaults keeps its token
+		// beside its default store: read it when this user can.
+		def := filepath.Join(filepath.Dir(store.DefaultPath(a.getenv)), "token")
+		if b, err := os.ReadFile(def); err == nil {
+			tok = strings.TrimSpace(string(b))
+		} else {
+			return nil, usagef("--server needs the daemon's token: --server-token-file F (the file vgrid serve printed at start; %s when it runs with its defaults, which this user cannot read: %v) or VGRID_TOKEN=<the token itself>", def, err)
+		}
 	}
 	return &apiClient{base: strings.TrimRight(base, "/"), token: tok, http: &http.Client{}}, nil
 }

@@ -75,7 +75,7 @@ func (a *app) rootCommand() *cobra.Command {
 		return usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
 	root.PersistentFlags().StringVar(&a.serverURL, "server", "", "a vgrid daemon's URL (or VGRID_SERVER): run, runs and report talk to it")
-	root.PersistentFlags().StringVar(&a.tokenFile, "server-token-file", "", "the daemon's token file, with --server (or VGRID_TOKEN)")
+	root.PersistentFlags().StringVar(&a.tokenFile, "server-token-file", "", "the daemon's token file, with --server (default: VGRID_TOKEN, which holds the token itself, not a file; else the token file beside the default store)")
 	root.PersistentFlags().DurationVar(&a.reconnect, "reconnect", 30*time.Second, "with --server: how long run and runs watch try to reach a daemon that went away (a restart) before saying how to re-attach")
 	root.AddCommand(a.profileCommand(), a.deployCommand(), a.benchCommand(), daemonForm(a.runCommand()), a.simCommand(),
 		daemonForm(a.reportCommand()), a.runsCommand(), a.gridCommand(), a.planCommand(), a.serveCommand(), a.versionCommand(), a.storeCommand())

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -47,6 +49,16 @@ again. A second signal exits at once.`,
 			if tokenFile == "" {
 				tokenFile = filepath.Join(filepath.Dir(storePath), "token")
 			}
+			// The address first: a busy port fails before anything is
+			// written (the store, the token).
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				if errors.Is(err, syscall.EADDRINUSE) {
+					return fmt.Errorf("listen %s: the address is in use: another vgrid serve may run there (vgrid runs list --server http://%s), or another program; pick another address with --listen; nothing was written", listen, listen)
+				}
+				return fmt.Errorf("listen %s: %w; nothing was written", listen, err)
+			}
+			defer ln.Close()
 			st, err := store.Open(storePath)
 			if err != nil {
 				return err
@@ -98,10 +110,6 @@ again. A second signal exits at once.`,
 			}
 			if created {
 				fmt.Fprintf(a.stdout, "token written to %s (mode 0600)\n", tokenFile)
-			}
-			ln, err := net.Listen("tcp", listen)
-			if err != nil {
-				return fmt.Errorf("listen %s: %w", listen, err)
 			}
 			scheme := "http"
 			if tlsCert != "" {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -396,5 +397,23 @@ func TestRunServerReattaches(t *testing.T) {
 	lost, err := exec.Command(vgridBinary(t), "runs", "watch", third, "--server", d.url, "--server-token-file", tokFile, "--reconnect", "2s").CombinedOutput()
 	if err == nil || !strings.Contains(string(lost), "re-attach with vgrid runs watch "+third+" --server "+d.url) || strings.Contains(string(lost), "unexpected EOF\n") {
 		t.Errorf("runs watch with the daemon gone: %v\n%s", err, lost)
+	}
+}
+
+// vgrid serve on a port in use says so, hints at another daemon and
+// --listen, and writes nothing (no store, no token).
+func TestServeOnABusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir()
+	out, err := exec.Command(vgridBinary(t), "serve", "--listen", ln.Addr().String(), "--store", filepath.Join(dir, "vgrid.db")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use") || !strings.Contains(string(out), "--listen") {
+		t.Errorf("serve on a busy port: %v\n%s", err, out)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("serve wrote %d file(s) before failing", len(entries))
 	}
 }
