@@ -327,7 +327,7 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 		obj, has := s.Values[v.Metric]
 		switch {
 		case !s.Done && s.Outcome == "pruned":
-			r.Why = "pruned: worse than the champion of its time with confidence, its benchmark stopped early"
+			r.Why = "pruned: worse than the champion of its time by the prune test (one-sided), its benchmark stopped early"
 		case !s.Done:
 			r.Why = "not measured (failed or skipped)"
 		case s.Mixed != "":
@@ -391,7 +391,7 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 		v.Method = fmt.Sprintf("bootstrap 95%% CIs [%.3g, %.3g] and [%.3g, %.3g]", lead.CI.Lo, lead.CI.Hi, second.CI.Lo, second.CI.Hi)
 		if sep {
 			v.Champion, v.Name = lead.Seq, lead.Name
-			v.Reason = fmt.Sprintf("%s %s %g beats %s (%g) with confidence: %s do not overlap",
+			v.Reason = fmt.Sprintf("%s %s %g beats %s (%g) by the champion test (two-sided, 95%%): %s do not overlap",
 				lead.Name, v.Metric, round(lead.Values[v.Metric]), second.Name, round(second.Values[v.Metric]), v.Method)
 			return v
 		}
@@ -400,7 +400,7 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 	v.P, v.Method = compare(lead, second, v.Metric)
 	if v.Method != "" && v.P < Alpha {
 		v.Champion, v.Name = lead.Seq, lead.Name
-		v.Reason = fmt.Sprintf("%s %s %g beats %s (%g) with confidence (%s, p=%.3g < %g)",
+		v.Reason = fmt.Sprintf("%s %s %g beats %s (%g) by the champion test (%s, two-sided p=%.3g < %g)",
 			lead.Name, v.Metric, round(lead.Values[v.Metric]), second.Name, round(second.Values[v.Metric]), v.Method, v.P, Alpha)
 		return v
 	}

@@ -135,7 +135,7 @@ func TestChoose(t *testing.T) {
 		tie      bool
 		reason   string
 	}{
-		{"clear winner", minTTFT, []Scored{scored(0, "0.90", 204.5, slow...), scored(1, "0.85", 104.5, fast...), broken, failed}, 1, false, "with confidence"},
+		{"clear winner", minTTFT, []Scored{scored(0, "0.90", 204.5, slow...), scored(1, "0.85", 104.5, fast...), broken, failed}, 1, false, "by the champion test"},
 		{"tie broken by the rule", minTTFT, []Scored{scored(0, "0.90", 110, close1...), scored(1, "0.85", 110.5, close2...)}, 1, true, "decided by prefer lower gpu-memory-utilization"},
 		{"one repetition: no test, tie", maxTput, []Scored{scored(0, "0.90", 500, 500), scored(1, "0.85", 450, 450)}, 1, true, "no repeated measurements"},
 		{"nobody eligible", minTTFT, []Scored{broken, failed}, -1, false, "no candidate"},

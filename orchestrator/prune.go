@@ -178,7 +178,7 @@ func (p *pruner) look(rep int, sofar *benchmark.Report) *Failure {
 		return nil
 	}
 	return &Failure{Reason: ReasonPruned, Detail: fmt.Sprintf(
-		"after repetition %d's %s: %s %.4g is worse than the champion %s's %.4g with confidence (%s, p=%.3g < %.3g = alpha %g over %d look(s)); the rest of its benchmark was skipped",
+		"after repetition %d's %s: %s %.4g is worse than the champion %s's %.4g by the prune test (one-sided %s, p=%.3g < %.3g = alpha %g over %d look(s)); the rest of its benchmark was skipped",
 		rep+1, p.scenario, p.metric, v, p.champ, p.value, method, pv, p.alpha, p.alpha*float64(p.looks), p.looks)}
 }
 

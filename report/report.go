@@ -436,6 +436,7 @@ func (d *ReportData) Markdown(w io.Writer) {
 	}
 	if len(pruned) > 0 {
 		fmt.Fprintf(w, "\n## Stopped early (pruned) and the evidence\n\n")
+		fmt.Fprintf(w, "Two tests decide different things: the prune test (one-sided, at the grid's error rate over its looks) stopped these trials once they were worse than the champion of the moment; the champion test (two-sided, 95%%) compares the leaders at the end.\n\n")
 		for _, row := range pruned {
 			fmt.Fprintf(w, "- %d. %s: %s\n", row.Seq, row.Name, row.Failure.Detail)
 		}

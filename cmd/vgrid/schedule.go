@@ -77,7 +77,7 @@ func searchSummary(g *orchestrator.Grid, deadline, now time.Time, perTrial []tim
 		out += fmt.Sprintf("\nslots: %d trials at once (%s)", n, strings.Join(names, "; "))
 	}
 	if s.Prune {
-		out += fmt.Sprintf("\nprune: on: a trial worse than the champion with confidence stops early (error rate at most %g)", s.PruneAlpha)
+		out += fmt.Sprintf("\nprune: on: a trial worse than the champion by the prune test (one-sided) stops early (error rate at most %g); the champion is still crowned by its own two-sided test", s.PruneAlpha)
 	}
 	if deadline.IsZero() {
 		return out

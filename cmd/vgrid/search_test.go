@@ -83,7 +83,7 @@ func TestSearchThroughTheCLI(t *testing.T) {
 // full run crowns.
 func TestPruneThroughTheCLI(t *testing.T) {
 	grid := searchGrid(t, "end: restore", "end: restore\nsearch: {prune: true}")
-	db, out := planThenRun(t, grid, "prune: on: a trial worse than the champion with confidence stops early (error rate at most 0.05)")
+	db, out := planThenRun(t, grid, "prune: on: a trial worse than the champion by the prune test (one-sided) stops early (error rate at most 0.05)")
 	if !strings.Contains(out, "1 stopped early (prune, alpha 0.05)") || !strings.Contains(out, "pruned") || !strings.Contains(out, "champion: gpu-memory-utilization=0.85 enable-prefix-caching=true") {
 		t.Errorf("outcome:\n%s", out)
 	}
