@@ -206,3 +206,55 @@ func TestAbout(t *testing.T) {
 		}
 	}
 }
+
+// The tally never shows more trials than planned, counts skipped trials
+// apart and estimates only from ended ones.
+func TestCountTrials(t *testing.T) {
+	g, err := LoadGrid("g.yaml", []byte(`name: g
+target: {driver: process, command: [vllm, serve, --model, m], endpoint: "http://127.0.0.1:1"}
+space: {axes: {max-num-seqs: [1, 2, 3, 4, 5, 6, 7, 8]}}
+benchmark: {scenarios: [kv-cache]}
+objective: {maximize: kv-cache.acceleration}
+end: restore
+`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	mk := func(seq int, phases ...Phase) *Trial {
+		tr := &Trial{Seq: seq, Phases: []PhaseStamp{{Phase: PhasePending, At: t0}}}
+		for i, p := range phases {
+			tr.Phases = append(tr.Phases, PhaseStamp{Phase: p, At: t0.Add(time.Duration(seq*100+i*10) * time.Second)})
+			tr.Phase = p
+		}
+		if tr.Phase == PhaseSkipped {
+			tr.Failure = &Failure{Reason: ReasonInfeasible}
+		}
+		return tr
+	}
+	run := &Run{State: RunRunning, Grid: *g}
+	trials := []*Trial{mk(0, PhaseRendering, PhaseDone), mk(1, PhaseRendering, PhaseFailed), mk(2, PhaseSkipped),
+		mk(3, PhaseRendering, PhaseDeploying), mk(4), mk(5), mk(6), mk(7)}
+	// A trial redone after an interruption went back to pending and on.
+	trials[0].Phases = append(trials[0].Phases[:1], append([]PhaseStamp{{Phase: PhasePending, At: t0}}, trials[0].Phases[1:]...)...)
+	tl := CountTrials(run, trials, t0.Add(400*time.Second))
+	if tl.Started != 3 || tl.Planned != 7 || tl.Skipped != 1 || tl.Measured != 1 || tl.Failed != 1 || tl.Running != 1 || tl.Left() != 4 || tl.Ended() != 2 {
+		t.Errorf("mid-run: %+v", tl)
+	}
+	if tl.ETA != 45*time.Second { // 10 s a trial: 4 to start, one half done
+		t.Errorf("ETA %s", tl.ETA)
+	}
+	if s := run.SearchText(trials); !strings.Contains(s, "3 of 8 candidates booted so far (1 measured, 1 failed, 1 running, 4 to go), 1 skipped as infeasible") {
+		t.Errorf("search text mid-run: %s", s)
+	}
+	run.State = RunDone
+	for _, tr := range trials[3:] {
+		if tr.Phase != PhaseSkipped {
+			tr.Phase = PhaseDone
+			tr.Phases = append(tr.Phases, PhaseStamp{Phase: PhaseRendering, At: t0}, PhaseStamp{Phase: PhaseDone, At: t0})
+		}
+	}
+	if tl := CountTrials(run, trials, t0); tl.Started != 7 || tl.Planned != 7 || tl.ETA != 0 {
+		t.Errorf("at the end: %+v", tl)
+	}
+}

@@ -104,8 +104,7 @@ func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() 
 		redo *job     // the slot's engine came back: the trial runs again
 	}
 	endedc := make(chan ended)
-	start := o.Now()
-	running, done := 0, 0
+	running := 0
 	var first error
 	var redo []*job
 	exhausted := false
@@ -128,9 +127,9 @@ func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() 
 			s := free[0]
 			free = free[1:]
 			running++
-			go func(slot Slot, d int) {
+			go func(slot Slot) {
 				e := ended{slot: s}
-				e.err = o.trial(ctx, r, j.t, slot, j.pos, total, start, d)
+				e.err = o.trial(ctx, r, j.t, slot, j.pos, total)
 				var back *engineBack
 				switch f := j.t.Failure; {
 				case errors.As(e.err, &back):
@@ -143,7 +142,7 @@ func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() 
 					e.gone = f // it did not come back: the slot is retired
 				}
 				endedc <- e
-			}(slots[s], done)
+			}(slots[s])
 		}
 		if running == 0 {
 			break
@@ -152,8 +151,6 @@ func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() 
 		running--
 		if e.redo != nil {
 			redo = append(redo, e.redo)
-		} else {
-			done++
 		}
 		if e.gone != nil {
 			// The other slots carry on; this one gets no more trials.

@@ -698,22 +698,24 @@ func (o *Orchestrator) Refuse(r *Run, err error) error {
 // and return nil; only run-level errors (store, cancellation) are returned.
 // pos is the trial's place among the total the progress line shows (its
 // seq + 1 in a grid, its place among the booted trials in a search).
-func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, pos, total int, runStart time.Time, done int) error {
+func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, pos, total int) error {
 	begin := o.Now()
 	report := func(p Phase) {
 		if o.Progress == nil {
 			return
 		}
-		var eta time.Duration
-		if done > 0 {
-			per := o.Now().Sub(runStart) / time.Duration(done)
-			eta = per*time.Duration(total-pos+1) - o.Now().Sub(begin)
+		// The run's count from the stored trials: the trials started of
+		// those planned, and the time left from what remains.
+		at, of, eta := pos, total, time.Duration(0)
+		if trials, err := o.Store.Trials(r.ID); err == nil {
+			tl := CountTrials(r, trials, o.Now())
+			at, of, eta = tl.Started, tl.Planned, tl.ETA
 		}
 		reason := ""
 		if t.Failure != nil && p.Final() && p != PhasePruned { // "pruned" says it
 			reason = t.Failure.Reason.String()
 		}
-		o.Progress(Progress{Trial: pos, Trials: total, Name: t.Candidate.Name, Phase: p, Reason: reason, Elapsed: o.Now().Sub(begin), ETA: max(eta, 0)})
+		o.Progress(Progress{Trial: at, Trials: of, Name: t.Candidate.Name, Phase: p, Reason: reason, Elapsed: o.Now().Sub(begin), ETA: eta})
 	}
 	step := func(p Phase, detail string) error {
 		if err := o.move(t, p, detail); err != nil {

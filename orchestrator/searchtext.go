@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/vgrid/vgrid/benchmark"
 )
@@ -13,19 +14,7 @@ import (
 // the budget of 24 trials is spent".
 func (r *Run) SearchText(trials []*Trial) string {
 	s := r.Grid.Search
-	booted, infeasible, pruned := 0, 0, 0
-	for _, t := range trials {
-		switch {
-		case t.Phase == PhaseSkipped && t.Failure != nil && t.Failure.Reason == ReasonInfeasible:
-			infeasible++
-		case t.Phase == PhaseCancelled && t.Entered(PhaseRendering).IsZero(): // never started
-		case t.Phase != PhaseSkipped:
-			booted++
-		}
-		if t.Phase == PhasePruned {
-			pruned++
-		}
-	}
+	t := CountTrials(r, trials, time.Time{})
 	out := s.Strategy
 	if out == "" {
 		out = "grid"
@@ -33,12 +22,19 @@ func (r *Run) SearchText(trials []*Trial) string {
 	if s.Adaptive() {
 		out += fmt.Sprintf(" (seed %d, budget %d)", s.Seed, s.MaxTrials)
 	}
-	out += fmt.Sprintf(": %d of %d candidates booted", booted, len(r.Grid.Expand()))
-	if infeasible > 0 {
-		out += fmt.Sprintf(", %d skipped as infeasible", infeasible)
+	if r.State.Final() {
+		out += fmt.Sprintf(": %d of %d candidates booted", t.Started, t.Candidates)
+	} else {
+		out += fmt.Sprintf(": %d of %d candidates booted so far (%d measured, %d failed, %d running, %d to go)", t.Started, t.Candidates, t.Measured, t.Failed, t.Running, t.Left())
+	}
+	if t.Infeasible > 0 {
+		out += fmt.Sprintf(", %d skipped as infeasible", t.Infeasible)
+	}
+	if n := t.Skipped - t.Infeasible; n > 0 {
+		out += fmt.Sprintf(", %d skipped for the deadline", n)
 	}
 	if s.Prune {
-		out += fmt.Sprintf(", %d stopped early (prune, alpha %g)", pruned, s.PruneAlpha)
+		out += fmt.Sprintf(", %d stopped early (prune, alpha %g)", t.Pruned, s.PruneAlpha)
 	}
 	if !r.Deadline.IsZero() {
 		out += "; deadline " + r.Deadline.Format("2006-01-02 15:04")

@@ -46,7 +46,8 @@ var funcs = template.FuncMap{
 type runRow struct {
 	Run      *orchestrator.Run
 	Strategy string
-	Done     int
+	Done     int // started trials that ended
+	Skipped  int // never booted
 	Planned  string
 	ETA      time.Duration
 	Started  time.Time
@@ -61,30 +62,15 @@ func progress(r *orchestrator.Run, trials []*orchestrator.Trial, now time.Time) 
 	if row.Strategy == "" {
 		row.Strategy = "grid"
 	}
-	planned := len(r.Grid.Expand())
-	if r.Grid.Search.Adaptive() && r.Grid.Search.MaxTrials > 0 {
-		planned = min(planned, r.Grid.Search.MaxTrials)
-	}
-	row.Planned = fmt.Sprint(planned)
-	var spent time.Duration
+	tl := orchestrator.CountTrials(r, trials, now)
+	row.Done, row.Planned, row.ETA, row.Skipped = tl.Ended(), fmt.Sprint(tl.Planned), tl.ETA, tl.Skipped
 	for _, t := range trials {
-		if len(t.Phases) == 0 {
-			continue
-		}
-		start := t.Phases[0].At
-		if row.Started.IsZero() || start.Before(row.Started) {
-			row.Started = start
-		}
-		if t.Phase.Final() {
-			row.Done++
-			spent += t.Phases[len(t.Phases)-1].At.Sub(start)
+		if len(t.Phases) > 0 && (row.Started.IsZero() || t.Phases[0].At.Before(row.Started)) {
+			row.Started = t.Phases[0].At
 		}
 	}
 	if r.State.Final() {
 		row.Finished = r.Updated
-	} else if row.Done > 0 && planned > row.Done {
-		slots := max(len(r.Grid.Target.Slots), 1)
-		row.ETA = spent / time.Duration(row.Done) * time.Duration(planned-row.Done) / time.Duration(slots)
 	}
 	if r.Champion != nil && r.Champion.Champion >= 0 {
 		row.Champion = r.Champion.Name
