@@ -1021,7 +1021,8 @@ func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) erro
 // FlagsRefusedError says the vLLM that would run a grid refuses some of
 // its flags: the run stops before anything is booted.
 type FlagsRefusedError struct {
-	Refusals map[string][]string // refusal -> the candidates it concerns
+	Refusals map[string][]int // refusal -> the candidates (their places in the grid) it concerns
+	total    int              // candidates checked
 	order    []string
 }
 
@@ -1029,9 +1030,39 @@ func (e *FlagsRefusedError) Error() string {
 	var b strings.Builder
 	b.WriteString("the vLLM that would run this grid refuses some of its flags; nothing was booted, fix the grid (or the profile) and run again:")
 	for _, r := range e.order {
-		fmt.Fprintf(&b, "\n  %s (candidates: %s)", r, strings.Join(e.Refusals[r], ", "))
+		fmt.Fprintf(&b, "\n  %s (%s)", r, e.Which(r))
 	}
 	return b.String()
+}
+
+// Which says which candidates a refusal concerns: "all 4 candidates",
+// "candidates 0, 2 and 5".
+func (e *FlagsRefusedError) Which(refusal string) string {
+	seqs := e.Refusals[refusal]
+	if len(seqs) == e.total {
+		return fmt.Sprintf("all %d candidates", e.total)
+	}
+	var s []string
+	for _, i := range seqs {
+		s = append(s, fmt.Sprint(i))
+	}
+	if len(s) == 1 {
+		return "candidate " + s[0]
+	}
+	return "candidates " + strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
+// Refused returns, by candidate place, the first refusal that concerns it.
+func (e *FlagsRefusedError) Refused() map[int]string {
+	out := map[int]string{}
+	for _, r := range e.order {
+		for _, i := range e.Refusals[r] {
+			if _, ok := out[i]; !ok {
+				out[i] = r
+			}
+		}
+	}
+	return out
 }
 
 // CheckFlags renders every candidate and asks the driver's vLLM, when the
@@ -1042,7 +1073,7 @@ func CheckFlags(ctx context.Context, d Driver, cands []Candidate) error {
 	if !ok {
 		return nil
 	}
-	e := &FlagsRefusedError{Refusals: map[string][]string{}}
+	e := &FlagsRefusedError{Refusals: map[string][]int{}, total: len(cands)}
 	for i, c := range cands {
 		p, err := d.Render(ctx, c)
 		if err != nil {
@@ -1056,7 +1087,7 @@ func CheckFlags(ctx context.Context, d Driver, cands []Candidate) error {
 			if _, seen := e.Refusals[r]; !seen {
 				e.order = append(e.order, r)
 			}
-			e.Refusals[r] = append(e.Refusals[r], fmt.Sprintf("%d %s", i, c.Name))
+			e.Refusals[r] = append(e.Refusals[r], i)
 		}
 	}
 	if len(e.order) > 0 {

@@ -153,6 +153,7 @@ type runView struct {
 	Charts   []report.Chart
 	Apart    []trialView // failed, skipped, pruned: listed, not drawn
 	Search   string
+	SimScale string // the simulator's time scale, when the target sets one
 	Live     bool
 	Rendered time.Time
 }
@@ -188,7 +189,8 @@ func (d *Dashboard) runView(id string) (*runView, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &runView{Row: progress(run, trials, d.now()), Report: rep, Charts: rep.Charts(), Search: run.SearchText(trials), Live: !run.State.Final(), Rendered: d.now()}
+	v := &runView{Row: progress(run, trials, d.now()), Report: rep, Charts: rep.Charts(), Search: run.SearchText(trials), Live: !run.State.Final(), Rendered: d.now(),
+		SimScale: run.Grid.Target.Env["VLLM_SIM_TIME_SCALE"]}
 	objective := map[int]string{}
 	for _, row := range rep.Rows {
 		objective[row.Seq] = row.ObjectiveText()

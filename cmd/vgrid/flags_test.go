@@ -38,7 +38,7 @@ func TestRunRefusesFlagsTheServerRefuses(t *testing.T) {
 
 	code, out, errs := runBin(t, env, "plan", grid, "--store", db)
 	want := "--max-num-sqs is not a flag of the simulator ("
-	if code != 2 || !strings.Contains(errs, want) || !strings.Contains(errs, "did you mean --max-num-seqs?") || !strings.Contains(errs, "candidates: 0 ") {
+	if code != 2 || !strings.Contains(errs, want) || !strings.Contains(errs, "did you mean --max-num-seqs?") || !strings.Contains(errs, "(all 4 candidates)") || !strings.Contains(out, "REFUSED: note 1") {
 		t.Fatalf("plan: exit %d\n%s\n%s", code, out, errs)
 	}
 	start := time.Now()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -269,6 +270,28 @@ runs the simulator.`,
 			now := time.Now()
 			deadline, _ := orchestrator.ParseDeadline(g.Deadline, now)
 			cands := g.Expand()
+			// The flags first, against the --help of the vLLM that will run
+			// them: a refused candidate is said so in the table, once.
+			flagErr := orchestrator.CheckFlags(cmd.Context(), drv, cands)
+			var refused *orchestrator.FlagsRefusedError
+			refusedAt := map[int]string{}
+			if errors.As(flagErr, &refused) {
+				refusedAt = refused.Refused()
+			}
+			// A prediction shared by several candidates, or a long one, is a
+			// numbered note under the table instead of a repeated cell.
+			var notes []string
+			note := func(text string) string {
+				if len(text) <= 48 {
+					return text
+				}
+				i := slices.Index(notes, text)
+				if i < 0 {
+					notes = append(notes, text)
+					i = len(notes) - 1
+				}
+				return fmt.Sprintf("note %d", i+1)
+			}
 			tw := tabwriter.NewWriter(a.stdout, 2, 4, 2, ' ', 0)
 			header := "#\tCANDIDATE\tRENDER\tPREDICTION\tESTIMATE"
 			if !deadline.IsZero() && !g.Search.Adaptive() {
@@ -288,18 +311,21 @@ runs the simulator.`,
 						render = "error: " + err.Error()
 					}
 				}
-				ok, why := est.feasible(c)
-				pred := "boots: " + why
-				if !ok {
-					pred = "FAILS: " + why
-				} else {
+				var pred string
+				switch ok, why := est.feasible(c); {
+				case refusedAt[i] != "":
+					pred, r = "REFUSED: "+note(refusedAt[i]), nil // never booted: nothing to estimate
+				case !ok:
+					pred = "FAILS: " + note(why)
+				default:
+					pred = "boots: " + note(why)
 					runnable++
 				}
 				if r != nil {
 					sources[src]++
 					total += d
 					perTrial = append(perTrial, d)
-					estText = d.Round(time.Second).String() + " (" + src + ")"
+					estText = orchestrator.About(d) + " (" + src + ")"
 				}
 				line := fmt.Sprintf("%d\t%s\t%s\t%s\t%s", i, c.Name, render, pred, estText)
 				if !deadline.IsZero() && !g.Search.Adaptive() {
@@ -313,6 +339,9 @@ runs the simulator.`,
 				fmt.Fprintln(tw, line)
 			}
 			tw.Flush()
+			for i, n := range notes {
+				fmt.Fprintf(a.stdout, "note %d: %s\n", i+1, n)
+			}
 			for _, dup := range orchestrator.Duplicates(cands) {
 				var names []string
 				for _, i := range dup {
@@ -329,8 +358,12 @@ runs the simulator.`,
 			if v := env["VLLM_SIM_TIME_SCALE"]; v != "" {
 				scale = ", simulator time scale " + v
 			}
-			fmt.Fprintf(a.stdout, "%d candidates, %d predicted to boot; estimated %s (%s; history: %s%s)\n",
-				len(cands), runnable, total.Round(time.Second), strings.Join(srcs, ", "), histNote, scale)
+			from := strings.Join(srcs, ", ")
+			if from != "" {
+				from += "; "
+			}
+			fmt.Fprintf(a.stdout, "%d candidates, %d predicted to boot; estimated %s (%shistory: %s%s)\n",
+				len(cands), runnable, orchestrator.About(total), from, histNote, scale)
 			fmt.Fprintln(a.stdout, searchSummary(g, deadline, now, perTrial, fit))
 			if err := orchestrator.CheckSchedule(g, deadline, now, perTrial); err != nil {
 				return usageError{err}
@@ -339,8 +372,7 @@ runs the simulator.`,
 			if err := orchestrator.CheckTarget(cmd.Context(), drv); err != nil {
 				return fmt.Errorf("no candidate can start on %s: %w", g.Target.Key(), err)
 			}
-			// The flags, against the --help of the vLLM that will run them.
-			switch err := orchestrator.CheckFlags(cmd.Context(), drv, cands); {
+			switch err := flagErr; {
 			case err == nil:
 				if _, ok := drv.(orchestrator.FlagChecker); ok {
 					fmt.Fprintln(a.stdout, "flags: every candidate's flags are accepted by the server's own --help")
