@@ -614,6 +614,9 @@ func (o *Orchestrator) conclude(ctx context.Context, r *Run, err error) error {
 			}
 		}
 		state, text := RunInterrupted, "interrupted; resume with vgrid run --resume "+r.ID
+		if o.LeaveOnInterrupt {
+			text = "interrupted; the daemon resumes it when it starts again"
+		}
 		if cancelled {
 			state, text = RunCancelled, "cancelled; the original configuration was restored"
 			if r.Error != "" {

@@ -775,6 +775,21 @@ func (s *Store) Lock(target, runID string) (func() error, error) {
 	return l.Release, nil
 }
 
+// Held says whether a live process holds a target's lock, and who
+// wrote that it does; it takes nothing (a free lock is released at once).
+func (s *Store) Held(target string) (holder string, held bool) {
+	l, err := lockfile.TryLock(filepath.Join(s.lockDir, lockPrefix+lockfile.Name(target)), "checking who holds it")
+	if err == nil {
+		l.Release()
+		return "", false
+	}
+	var h *lockfile.HeldError
+	if errors.As(err, &h) {
+		return h.Holder, true
+	}
+	return "", false // cannot tell (an untrusted lock folder): not claimed
+}
+
 // Size is the store file's size in bytes.
 func (s *Store) Size() int64 {
 	var n int64

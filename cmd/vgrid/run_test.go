@@ -190,6 +190,9 @@ func TestResumeAfterKill9(t *testing.T) {
 		t.Run(phase, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "vgrid.db")
 			killDuring(t, bin, "[2/3] "+phase, "run", grid, "--store", db)
+			if out, err := exec.Command(bin, "runs", "list", "--store", db).CombinedOutput(); err != nil || !strings.Contains(string(out), "running, but no process holds its target (killed?): vgrid run --resume ") {
+				t.Errorf("runs list after kill -9: %v\n%s", err, out)
+			}
 			out, err := exec.Command(bin, "run", "--resume", "latest", "--store", db).CombinedOutput()
 			if err != nil {
 				t.Fatalf("resume: %v\n%s", err, out)

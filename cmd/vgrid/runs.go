@@ -155,7 +155,13 @@ func (a *app) runsCommand() *cobra.Command {
 				if r.Champion != nil && r.Champion.Champion >= 0 {
 					champ = r.Champion.Name
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", termSafe(r.ID), r.State, termSafe(r.Grid.Name), termSafe(r.Target), termSafe(champ))
+				state := r.State.String()
+				if r.State == orchestrator.RunRunning {
+					if _, held := st.Held(r.Target); !held {
+						state = "running, but no process holds its target (killed?): vgrid run --resume " + r.ID + a.where(storePath) + ", or start its daemon again"
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", termSafe(r.ID), state, termSafe(r.Grid.Name), termSafe(r.Target), termSafe(champ))
 			}
 			return tw.Flush()
 		},
