@@ -87,12 +87,31 @@ func (v *liveView) draw() {
 	if p.ETA > 0 {
 		p.ETA = max(p.ETA-since, time.Second)
 	}
-	line := progressLine(p, p.Elapsed+since)
-	if len(line) > 160 {
-		line = line[:157] + "..."
-	}
+	line := fitLine(progressLine(p, p.Elapsed+since), v.width())
 	fmt.Fprint(v.w, strings.TrimRight(line, " "))
 	v.status = true
+}
+
+// width is the terminal's width now (it may be resized), 160 when unknown.
+func (v *liveView) width() int {
+	if w := termWidth(v.w); w > 0 {
+		return w
+	}
+	return 160
+}
+
+// fitLine cuts a status line to the width: a line that wraps could not be
+// rewritten in place. The cut keeps the start (trial, phase, time) and
+// says it was cut.
+func fitLine(line string, width int) string {
+	r := []rune(line)
+	if len(r) < width {
+		return line
+	}
+	if width <= 4 {
+		return ""
+	}
+	return string(r[:width-4]) + "..."
 }
 
 func (v *liveView) tick() {
