@@ -508,6 +508,9 @@ func (d *Daemon) authorized(r *http.Request) bool {
 	return ok && strings.EqualFold(scheme, "Bearer") && d.ValidToken(strings.TrimSpace(tok))
 }
 
+// TokenFile is the file that holds the daemon's token.
+func (d *Daemon) TokenFile() string { return d.cfg.TokenFile }
+
 // ValidToken reports, in constant time, whether tok is the daemon's token
 // (the dashboard's login).
 func (d *Daemon) ValidToken(tok string) bool {

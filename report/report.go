@@ -530,7 +530,7 @@ var htmlTmpl = template.Must(template.New("report").Parse(`<!doctype html>
 {{range .Rows}}<tr{{if eq .Verdict "champion"}} class="champion"{{end}}>{{range $.D.Cells .}}<td>{{.}}</td>{{end}}</tr>
 {{end}}</table>
 <h2>Charts</h2>{{range .Charts}}{{.SVG}}
-{{end}}
+{{else}}<p>No chart: no candidate was measured.</p>{{end}}
 <h2>Failed candidates</h2>{{range $r := .Rows}}{{with $r.Failure}}<h3>{{$r.Seq}}. {{$r.Name}}: {{.Reason}}</h3><p>{{.Detail}}</p>{{if .Line}}<pre>{{.Line}}</pre>{{end}}{{end}}{{end}}
 </body></html>`))
 
@@ -645,13 +645,29 @@ type Chart struct {
 // champion marked. Failed, skipped and pruned candidates are never drawn;
 // each chart says how many it leaves out.
 func (d *ReportData) Charts() []Chart {
-	return []Chart{
-		{"accel", template.HTML(d.accelChart())},
-		{"ttft", template.HTML(d.ttftChart())},
-		{"tput", template.HTML(d.tputChart())},
-		{"pareto-ttft", template.HTML(d.paretoChart("TTFT p95", func(r Row) float64 { return r.TTFTP95 }))},
-		{"pareto-e2el", template.HTML(d.paretoChart("E2EL p95", func(r Row) float64 { return r.E2ELP95 }))},
+	has := func(v func(Row) float64) bool {
+		return slices.ContainsFunc(d.Rows, func(r Row) bool { return !math.IsNaN(v(r)) })
 	}
+	tokS := func(r Row) float64 { return r.TokS }
+	// A chart with nothing to draw is left out: a run with no trial
+	// measured yet has no empty axes to show.
+	var out []Chart
+	if has(func(r Row) float64 { return r.Accel }) {
+		out = append(out, Chart{"accel", template.HTML(d.accelChart())})
+	}
+	if has(func(r Row) float64 { return r.TTFTMiss }) || has(func(r Row) float64 { return r.TTFTHit }) {
+		out = append(out, Chart{"ttft", template.HTML(d.ttftChart())})
+	}
+	if has(tokS) && has(func(r Row) float64 { return r.TTFTP50 }) {
+		out = append(out, Chart{"tput", template.HTML(d.tputChart())})
+	}
+	if has(tokS) && has(func(r Row) float64 { return r.TTFTP95 }) {
+		out = append(out, Chart{"pareto-ttft", template.HTML(d.paretoChart("TTFT p95", func(r Row) float64 { return r.TTFTP95 }))})
+	}
+	if has(tokS) && has(func(r Row) float64 { return r.E2ELP95 }) {
+		out = append(out, Chart{"pareto-e2el", template.HTML(d.paretoChart("E2EL p95", func(r Row) float64 { return r.E2ELP95 }))})
+	}
+	return out
 }
 
 // paretoChart plots the best load level's output throughput against a

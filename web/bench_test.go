@@ -145,6 +145,7 @@ func (viewOnly) Submit([]byte, string, string) (*orchestrator.Run, error) {
 	return nil, fmt.Errorf("view only")
 }
 func (viewOnly) Cancel(string) (*orchestrator.Run, error)                                    { return nil, fmt.Errorf("view only") }
+func (viewOnly) TokenFile() string                                                           { return "" }
 func (v viewOnly) ValidToken(tok string) bool                                                { return tok == v.token }
 func (viewOnly) ProfileFiles() ([]string, error)                                             { return nil, nil }
 func (viewOnly) Download(http.ResponseWriter, *http.Request, string, reportpkg.Output, bool) {}

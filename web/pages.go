@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"html/template"
@@ -105,7 +106,7 @@ func (d *Dashboard) runsPage(w http.ResponseWriter, r *http.Request, s *session)
 		d.fail(w, http.StatusInternalServerError, "The store could not be read: "+err.Error())
 		return
 	}
-	d.page(w, http.StatusOK, "runs", s, map[string]any{"Runs": rows})
+	d.page(w, http.StatusOK, "runs", s, map[string]any{"Runs": rows, "Dir": d.dir})
 }
 
 // submit starts a run from a pasted or uploaded grid file; its errors
@@ -128,6 +129,9 @@ func (d *Dashboard) submit(w http.ResponseWriter, r *http.Request, s *session) {
 			src, name = b, filepath.Base(h.Filename)
 		}
 	}
+	// A browser sends a textarea's lines with CRLF: the grid is stored
+	// with the line breaks it was written with.
+	src = bytes.ReplaceAll(src, []byte("\r\n"), []byte("\n"))
 	if strings.TrimSpace(string(src)) == "" {
 		d.showSubmitError(w, s, string(src), errors.New("no grid: paste a grid file or choose one to upload"))
 		return
@@ -142,7 +146,7 @@ func (d *Dashboard) submit(w http.ResponseWriter, r *http.Request, s *session) {
 
 func (d *Dashboard) showSubmitError(w http.ResponseWriter, s *session, src string, err error) {
 	rows, _ := d.runRows()
-	d.page(w, http.StatusBadRequest, "runs", s, map[string]any{"Runs": rows, "SubmitError": err.Error(), "Grid": src})
+	d.page(w, http.StatusBadRequest, "runs", s, map[string]any{"Runs": rows, "SubmitError": err.Error(), "Grid": src, "Dir": d.dir})
 }
 
 // runView is everything a run's page shows.
@@ -247,8 +251,18 @@ func (d *Dashboard) runEvents(w http.ResponseWriter, r *http.Request, _ *session
 	d.b.ServeEvents(w, r, r.PathValue("id"))
 }
 
+// cancel asks for confirmation (what a cancel does), then cancels.
 func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.PathValue("id")
+	if r.PostFormValue("confirm") != "yes" {
+		run, err := d.st.GetRun(id)
+		if err != nil {
+			d.storeFail(w, err)
+			return
+		}
+		d.page(w, http.StatusOK, "confirm-cancel", s, map[string]any{"Run": run})
+		return
+	}
 	if _, err := d.b.Cancel(id); err != nil {
 		d.fail(w, http.StatusConflict, "The run was not cancelled: "+err.Error())
 		return

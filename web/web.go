@@ -50,6 +50,8 @@ type Backend interface {
 	Cancel(id string) (*orchestrator.Run, error)
 	// ValidToken reports whether tok is the daemon's token.
 	ValidToken(tok string) bool
+	// TokenFile is where the daemon's token is, for the login page.
+	TokenFile() string
 	// ServeEvents streams a run's events as Server-Sent Events.
 	ServeEvents(w http.ResponseWriter, r *http.Request, id string)
 	// Download writes a run's report or export (attach: as a file).
@@ -228,12 +230,12 @@ func (d *Dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Query().Get("out") != "":
 		msg = "You are logged out."
 	}
-	d.render(w, http.StatusOK, "login", map[string]any{"Message": msg})
+	d.render(w, http.StatusOK, "login", map[string]any{"Message": msg, "TokenFile": d.b.TokenFile()})
 }
 
 func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	if !d.b.ValidToken(r.PostFormValue("token")) {
-		d.render(w, http.StatusUnauthorized, "login", map[string]any{"Error": "That is not the daemon's token. It is the content of the token file `vgrid serve` printed at start (by default next to the store)."})
+		d.render(w, http.StatusUnauthorized, "login", map[string]any{"Error": "That is not the daemon's token: the token is the content of the token file.", "TokenFile": d.b.TokenFile()})
 		return
 	}
 	id := randomHex(32)

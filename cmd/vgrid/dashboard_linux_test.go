@@ -21,7 +21,9 @@ import (
 
 	"github.com/vgrid/vgrid/internal/browsertest"
 	"github.com/vgrid/vgrid/internal/dockertest"
+	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
+	"github.com/vgrid/vgrid/store"
 )
 
 func dashGrid(port int) string {
@@ -58,7 +60,20 @@ func TestDashboardInABrowser(t *testing.T) {
 	shots := t.ArtifactDir()
 	shot := func(t *testing.T, ctx context.Context, name string) { browsertest.Shot(t, ctx, shots, name) }
 	accessible := browsertest.Accessible
-	d := startDaemon(t, t.TempDir(), freePortT(t))
+	// The daemon shows and rolls back only the profiles its runs drove: its
+	// store starts with a run that drove the profile rolled back below.
+	ddir, dir := t.TempDir(), t.TempDir()
+	prof := filepath.Join(dir, "medium.yml")
+	older := []byte("services:\n  vllm:\n    command: --max-num-seqs 16\n")
+	os.WriteFile(prof, older, 0o644)
+	seed, err := store.Open(filepath.Join(ddir, "vgrid.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed.PutRun(&orchestrator.Run{ID: "20261101-000000.000-0000", State: orchestrator.RunDone, Target: "compose:" + prof,
+		Grid: orchestrator.Grid{Name: "earlier", Target: orchestrator.Target{Driver: "compose", Files: []string{prof}}}})
+	seed.Close()
+	d := startDaemon(t, ddir, freePortT(t))
 	// text reads in one step of the page's own script: the live part of a
 	// run's page is swapped in while the test reads it.
 	text := func(sel string) string {
@@ -78,6 +93,9 @@ func TestDashboardInABrowser(t *testing.T) {
 	// Login: a wrong token, then the right one.
 	run("open", chromedp.Navigate(d.url+"/"), chromedp.WaitVisible("#token", chromedp.ByID))
 	accessible(t, ctx, "login")
+	if s := text("#token-file"); s != filepath.Join(ddir, "token") {
+		t.Errorf("the login page names the token file %q, want %s", s, filepath.Join(ddir, "token"))
+	}
 	run("wrong token", chromedp.SendKeys("#token", "not-the-token", chromedp.ByID), chromedp.Submit("#token", chromedp.ByID), chromedp.WaitVisible(".error", chromedp.ByQuery))
 	if s := text(".error"); !strings.Contains(s, "not the daemon's token") {
 		t.Errorf("wrong token says %q", s)
@@ -163,11 +181,20 @@ func TestDashboardInABrowser(t *testing.T) {
 	accessible(t, ctx, "compare")
 	shot(t, ctx, "05-compare")
 
+	// A slow run cancelled from its page: a confirmation first, then the
+	// run ends cancelled; with nothing measured it draws no empty chart.
+	slow := strings.Replace(dashGrid(freePortT(t)), `VLLM_SIM_TIME_SCALE: "0.05"`, `VLLM_SIM_TIME_SCALE: "1"`, 1)
+	run("slow run", chromedp.Navigate(d.url+"/"), chromedp.WaitVisible("#grid", chromedp.ByID), chromedp.SetValue("#grid", slow, chromedp.ByID),
+		chromedp.Click(`form.submit button`, chromedp.ByQuery), chromedp.WaitVisible("#trials", chromedp.ByID))
+	if n := text("#no-charts"); !strings.Contains(n, "No chart yet") {
+		t.Errorf("a run with nothing measured: %q, want no charts", n)
+	}
+	run("ask to cancel", chromedp.Click(`form[action$="/cancel"] button`, chromedp.ByQuery), chromedp.WaitVisible("#confirm-cancel", chromedp.ByID))
+	shot(t, ctx, "05b-confirm-cancel")
+	run("cancel", chromedp.Click("#confirm-cancel", chromedp.ByID), chromedp.WaitVisible("#trials", chromedp.ByID),
+		chromedp.Poll(`document.getElementById("run-state").textContent == "cancelled"`, nil, chromedp.WithPollingTimeout(time.Minute)))
+
 	// A profile with two backups: roll back to the older after confirming.
-	dir := t.TempDir()
-	prof := filepath.Join(dir, "medium.yml")
-	older := []byte("services:\n  vllm:\n    command: --max-num-seqs 16\n")
-	os.WriteFile(prof, older, 0o644)
 	profiles.WriteBackup(prof, "before-night", time.Now().Add(-2*time.Hour))
 	os.WriteFile(prof, []byte("services:\n  vllm:\n    command: --max-num-seqs 32\n"), 0o644)
 	bs, err := profiles.Backups(prof)
