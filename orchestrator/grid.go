@@ -409,32 +409,69 @@ func ParseGrid(name string, src []byte) (*Grid, error) {
 		}
 		return nil, &GridError{File: name, Msg: msg}
 	}
-	if err := g.validate(name); err != nil {
+	var root yaml.Node
+	yaml.Unmarshal(src, &root) // it decoded above: only its positions are wanted
+	if err := g.validate(name, &root); err != nil {
 		return nil, err
 	}
 	return &g, nil
 }
 
-func (g *Grid) validate(file string) error {
-	bad := func(line int, format string, a ...any) error {
-		return &GridError{File: file, Line: line, Msg: fmt.Sprintf(format, a...)}
+// validate fills the grid's defaults, then checks it.
+func (g *Grid) validate(file string, root *yaml.Node) error {
+	g.setDefaults()
+	return g.check(file, keyLines(root))
+}
+
+// setDefaults fills what a grid may leave out.
+func (g *Grid) setDefaults() {
+	if g.Target.APIKeyEnv == "" {
+		g.Target.APIKeyEnv = "VLLM_API_KEY"
+	}
+	if g.Benchmark.Repetitions == 0 {
+		g.Benchmark.Repetitions = 1
+	}
+	g.Search.setDefaults()
+	if g.End == "" {
+		g.End = "crown"
+	}
+	for _, t := range []struct {
+		d   *Duration
+		def time.Duration
+	}{{&g.Timeouts.Ready, 30 * time.Minute}, {&g.Timeouts.Bench, time.Hour}, {&g.Timeouts.Stall, 3 * time.Minute}, {&g.Timeouts.Engine, DefaultEngineWait}} {
+		if *t.d == 0 {
+			*t.d = Duration(t.def)
+		}
+	}
+}
+
+// check reports every mistake of the grid at once, each at the line of
+// the key it concerns (lines, from the file; 0 when it has none). A check
+// that depends on a part already found wrong is skipped.
+func (g *Grid) check(file string, lines keyLineMap) error {
+	var errs GridErrors
+	bad := func(path string, line int, format string, a ...any) {
+		if line == 0 {
+			line = lines.at(path)
+		}
+		errs = append(errs, &GridError{File: file, Line: line, Msg: fmt.Sprintf(format, a...)})
 	}
 	switch g.Target.Driver {
 	case "compose":
 		if len(g.Target.Files) == 0 {
-			return bad(0, "target.files: the compose driver needs at least one profile file")
+			bad("target.files", 0, "target.files: the compose driver needs at least one profile file")
 		}
 	case "process":
 		if len(g.Target.Command) == 0 {
-			return bad(0, "target.command: the process driver needs a vllm serve-style command")
+			bad("target.command", 0, "target.command: the process driver needs a vllm serve-style command")
 		}
 	case "":
-		return bad(0, "target.driver is missing: want compose (a compose profile) or process (a vllm serve command)")
+		bad("target", 0, "target.driver is missing: want compose (a compose profile) or process (a vllm serve command)")
 	default:
-		return bad(0, "target.driver %q: want compose or process", g.Target.Driver)
+		bad("target.driver", 0, "target.driver %q: want compose or process", g.Target.Driver)
 	}
 	if err := g.Target.checkSlots(); err != nil {
-		return bad(0, "%v", err)
+		bad("target.slots", 0, "%v", err)
 	}
 	paths := map[string]string{"target.env_file": g.Target.EnvFile}
 	for i, f := range g.Target.Files {
@@ -445,32 +482,31 @@ func (g *Grid) validate(file string) error {
 	}
 	for _, key := range slices.Sorted(maps.Keys(paths)) {
 		if err := checkPath(paths[key]); err != nil {
-			return bad(0, "%s: %v", key, err)
+			bad(key, 0, "%s: %v", key, err)
 		}
 	}
 	if g.Target.GPUs != "" && g.Target.GPUs != "off" && g.Target.GPUs != "on" {
-		return bad(0, "target.gpus %q: want on or off", g.Target.GPUs)
+		bad("target.gpus", 0, "target.gpus %q: want on or off", g.Target.GPUs)
 	}
 	if ep := g.Target.Endpoint; ep != "" {
 		if err := CheckEndpoint(ep); err != nil {
-			return bad(0, "target.endpoint: %v", err)
+			bad("target.endpoint", 0, "target.endpoint: %v", err)
 		}
-	}
-	if g.Target.APIKeyEnv == "" {
-		g.Target.APIKeyEnv = "VLLM_API_KEY"
 	}
 	// Axes: a mapping flag -> list of values, in file order.
 	ax := &g.Space.Axes
 	if ax.Kind != 0 {
 		if ax.Kind != yaml.MappingNode {
-			return bad(ax.Line, "space.axes: want a mapping of flag: [values]")
+			bad("space.axes", ax.Line, "space.axes: want a mapping of flag: [values]")
 		}
-		for i := 0; i+1 < len(ax.Content); i += 2 {
+		for i := 0; ax.Kind == yaml.MappingNode && i+1 < len(ax.Content); i += 2 {
 			k, v := ax.Content[i], ax.Content[i+1]
 			if v.Kind != yaml.SequenceNode || len(v.Content) == 0 {
-				return bad(v.Line, "space.axes.%s: want a non-empty list of values", k.Value)
+				bad("", v.Line, "space.axes.%s: want a non-empty list of values", k.Value)
+				continue
 			}
 			a := Axis{Flag: vllm.CanonicalName(k.Value)}
+			ok := true
 			for _, item := range v.Content {
 				if item.Tag == "!!null" {
 					a.Values = append(a.Values, nil)
@@ -478,95 +514,142 @@ func (g *Grid) validate(file string) error {
 				}
 				norm, err := vllm.Normalize(a.Flag, item.Value)
 				if err != nil {
-					return bad(item.Line, "space.axes.%s: %v", k.Value, err)
+					bad("", item.Line, "space.axes.%s: %v", k.Value, err)
+					ok = false
+					continue
 				}
 				a.Values = append(a.Values, &norm)
 			}
-			g.Space.AxesJSON = append(g.Space.AxesJSON, a)
+			if ok {
+				g.Space.AxesJSON = append(g.Space.AxesJSON, a)
+			}
 		}
 	}
 	for i, c := range g.Space.Candidates {
-		for flag, v := range c.Flags {
-			if v == nil {
-				continue
-			}
-			if _, err := vllm.Normalize(flag, *v); err != nil {
-				return bad(0, "space.candidates[%d] (%s): %v", i, c.Name, err)
+		for _, flag := range slices.Sorted(maps.Keys(c.Flags)) {
+			if v := c.Flags[flag]; v != nil {
+				if _, err := vllm.Normalize(flag, *v); err != nil {
+					bad(fmt.Sprintf("space.candidates[%d]", i), 0, "space.candidates[%d] (%s): %v", i, c.Name, err)
+				}
 			}
 		}
 	}
-	if len(g.Space.AxesJSON) == 0 && len(g.Space.Candidates) == 0 {
-		return bad(0, "space: no axes and no candidates: nothing to search")
-	}
-	if g.Benchmark.Repetitions == 0 {
-		g.Benchmark.Repetitions = 1
+	if len(g.Space.AxesJSON) == 0 && len(g.Space.Candidates) == 0 && len(errs) == 0 {
+		bad("space", 0, "space: no axes and no candidates: nothing to search")
 	}
 	if g.Benchmark.Repetitions < 0 {
-		return bad(0, "benchmark.repetitions must be at least 1")
+		bad("benchmark.repetitions", 0, "benchmark.repetitions must be at least 1")
 	}
 	if _, err := benchmark.CheckNames(g.Benchmark.Scenarios); err != nil {
-		return bad(0, "benchmark.scenarios: %v", err)
-	}
-	cfg := g.Benchmark.Resolve()
-	if err := cfg.Load.Workload.Check(); err != nil {
-		return bad(0, "benchmark.workload: %v", err)
-	}
-	if err := cfg.Tools.Check(); err != nil {
-		return bad(0, "benchmark.%v", err)
-	}
-	if err := cfg.Sweep.Check(); err != nil {
-		return bad(0, "benchmark.%v", err)
-	}
-	for _, c := range g.Constraints {
-		if _, err := ParseConstraint(c); err != nil {
-			return bad(0, "constraints: %v", err)
+		bad("benchmark.scenarios", 0, "benchmark.scenarios: %v", err)
+	} else {
+		cfg := g.Benchmark.Resolve()
+		if err := cfg.Load.Workload.Check(); err != nil {
+			bad("benchmark.workload", 0, "benchmark.workload: %v", err)
+		}
+		if err := cfg.Tools.Check(); err != nil {
+			bad("benchmark", 0, "benchmark.%v", err)
+		}
+		if err := cfg.Sweep.Check(); err != nil {
+			bad("benchmark", 0, "benchmark.%v", err)
 		}
 	}
+	for i, c := range g.Constraints {
+		if _, err := ParseConstraint(c); err != nil {
+			bad(fmt.Sprintf("constraints[%d]", i), 0, "constraints: %v", err)
+		}
+	}
+	searchOK := true
 	if err := g.Search.check(); err != nil {
-		return bad(0, "%v", err)
+		bad("search", 0, "%v", err)
+		searchOK = false
 	}
 	if _, err := ParseDeadline(g.Deadline, time.Now()); err != nil {
-		return bad(0, "%v", err)
+		bad("deadline", 0, "%v", err)
 	}
 	switch {
 	case g.Objective.Maximize != "" && g.Objective.Minimize != "":
-		return bad(0, "objective: set maximize or minimize, not both")
+		bad("objective", 0, "objective: set maximize or minimize, not both")
 	case g.Objective.Maximize == "" && g.Objective.Minimize == "":
-		return bad(0, "objective: set maximize: METRIC or minimize: METRIC (e.g. maximize: load.output_throughput_tok_s)")
-	}
-	if err := KnownMetric(g.Objective.Maximize + g.Objective.Minimize); err != nil {
-		return bad(0, "objective: %v", err)
-	}
-	if g.Search.Prune {
-		if _, err := g.pruneLooks(); err != nil {
-			return bad(0, "%v", err)
+		bad("objective", 0, "objective: set maximize: METRIC or minimize: METRIC (e.g. maximize: load.output_throughput_tok_s)")
+	default:
+		if err := KnownMetric(g.Objective.Maximize + g.Objective.Minimize); err != nil {
+			path := "objective.maximize"
+			if g.Objective.Minimize != "" {
+				path = "objective.minimize"
+			}
+			bad(path, 0, "objective: %v", err)
+		} else if g.Search.Prune && searchOK {
+			if _, err := g.pruneLooks(); err != nil {
+				bad("search.prune", 0, "%v", err)
+			}
 		}
 	}
 	if g.Tie != "" {
 		if _, err := ParseTie(g.Tie); err != nil {
-			return bad(0, "tie: %v", err)
+			bad("tie", 0, "tie: %v", err)
 		}
 	}
-	switch g.End {
-	case "":
-		g.End = "crown"
-	case "crown", "restore":
-	default:
-		return bad(0, "end %q: want crown or restore", g.End)
+	if g.End != "crown" && g.End != "restore" {
+		bad("end", 0, "end %q: want crown or restore", g.End)
 	}
-	if g.Timeouts.Ready == 0 {
-		g.Timeouts.Ready = Duration(30 * time.Minute)
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
 	}
-	if g.Timeouts.Bench == 0 {
-		g.Timeouts.Bench = Duration(time.Hour)
+	return errs
+}
+
+// keyLineMap is where each key of a YAML file is: "objective.maximize",
+// "constraints[1]" -> its line.
+type keyLineMap map[string]int
+
+// keyLines maps every key and list item of a YAML document to its line.
+func keyLines(root *yaml.Node) keyLineMap {
+	out := keyLineMap{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := n.Content[i].Value
+				if path != "" {
+					p = path + "." + p
+				}
+				out[p] = n.Content[i].Line
+				walk(n.Content[i+1], p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				out[p] = c.Line
+				walk(c, p)
+			}
+		}
 	}
-	if g.Timeouts.Stall == 0 {
-		g.Timeouts.Stall = Duration(3 * time.Minute)
+	if root != nil {
+		walk(root, "")
 	}
-	if g.Timeouts.Engine == 0 {
-		g.Timeouts.Engine = Duration(DefaultEngineWait)
+	return out
+}
+
+// at is the line of path, or of its nearest parent the file writes; 0
+// when none (a key left out).
+func (m keyLineMap) at(path string) int {
+	for path != "" {
+		if l, ok := m[path]; ok {
+			return l
+		}
+		i := max(strings.LastIndexAny(path, ".["), 0)
+		path = path[:i]
 	}
-	return nil
+	return 0
 }
 
 // CheckEndpoint says what is wrong with an endpoint URL: it needs a scheme

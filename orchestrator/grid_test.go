@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"errors"
 	"math"
 	"strings"
 	"testing"
@@ -256,5 +257,39 @@ end: restore
 	}
 	if tl := CountTrials(run, trials, t0); tl.Started != 7 || tl.Planned != 7 || tl.ETA != 0 {
 		t.Errorf("at the end: %+v", tl)
+	}
+}
+
+// Every mistake of a grid file is said at once, each with its line:
+// constraints, the objective and the tie rule included.
+func TestGridErrorsAllAtOnce(t *testing.T) {
+	src := `name: multi
+target:
+  driver: process
+  command: [vllm, serve, --model, m]
+  endpoint: http://127.0.0.1:8011
+space:
+  axes:
+    max-num-seqs: [8, sixteen]
+benchmark: {scenarios: [kv-cache]}
+constraints: [errors === 0, "tok/s > 5"]
+objective: {maximize: kv-cache.accelration}
+tie: prefer nothing
+end: never
+`
+	_, err := ParseGrid("multi.yaml", []byte(src))
+	var errs GridErrors
+	if !errors.As(err, &errs) {
+		t.Fatalf("got %v, want every error", err)
+	}
+	want := []string{"multi.yaml:8: space.axes.max-num-seqs", "multi.yaml:10: constraints: \"errors === 0\"", "multi.yaml:10: constraints: \"tok/s > 5\"",
+		"multi.yaml:11: objective: ", "multi.yaml:12: tie: ", "multi.yaml:13: end \"never\""}
+	if len(errs) != len(want) {
+		t.Fatalf("%d errors, want %d:\n%v", len(errs), len(want), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(errs[i].Error(), w) {
+			t.Errorf("error %d: %q, want it to start %q", i, errs[i].Error(), w)
+		}
 	}
 }

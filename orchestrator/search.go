@@ -40,10 +40,23 @@ var strategies = []string{"grid", "random", "tpe"}
 // trials so far (random, tpe) rather than all laid out at the start.
 func (s Search) Adaptive() bool { return s.Strategy == "random" || s.Strategy == "tpe" }
 
-func (s *Search) check() error {
+// setDefaults fills what a search may leave out.
+func (s *Search) setDefaults() {
 	if s.Strategy == "" {
 		s.Strategy = "grid"
 	}
+	if s.Gamma == 0 {
+		s.Gamma = 0.25
+	}
+	if s.PruneAlpha == 0 && s.Prune {
+		s.PruneAlpha = 0.05
+	}
+	if s.Startup == 0 {
+		s.Startup = max(3, s.MaxTrials/4)
+	}
+}
+
+func (s *Search) check() error {
 	if !slices.Contains(strategies, s.Strategy) {
 		return fmt.Errorf("search.strategy %q: want grid, random or tpe", s.Strategy)
 	}
@@ -59,20 +72,11 @@ func (s *Search) check() error {
 	if s.Gamma < 0 || s.Gamma >= 1 {
 		return fmt.Errorf("search.gamma %g: want a share between 0 and 1 (default 0.25)", s.Gamma)
 	}
-	if s.Gamma == 0 {
-		s.Gamma = 0.25
-	}
 	if s.PruneAlpha < 0 || s.PruneAlpha > 0.5 {
 		return fmt.Errorf("search.prune_alpha %g: want an error rate between 0 and 0.5 (default 0.05)", s.PruneAlpha)
 	}
 	if s.PruneAlpha != 0 && !s.Prune {
 		return fmt.Errorf("search.prune_alpha is set but prune is not: add prune: true to stop trials early")
-	}
-	if s.PruneAlpha == 0 {
-		s.PruneAlpha = 0.05
-	}
-	if s.Startup == 0 {
-		s.Startup = max(3, s.MaxTrials/4)
 	}
 	return nil
 }
