@@ -89,8 +89,13 @@ vgrid.log in the run's directory; --log-format sends the log to stderr.
 Exit status: 0 with a result, 1 when no candidate was measured or on an
 error, 2 for a usage error, 130 when interrupted.`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if (len(args) == 1) == (resume != "") {
-				return usagef("give a grid file or --resume RUN")
+			switch {
+			case len(args) > 1:
+				return usagef("vgrid run takes one grid file; %d were given (%s): run them one after the other, or queue each on a daemon (vgrid run GRID --server URL)", len(args), strings.Join(args, ", "))
+			case len(args) == 1 && resume != "":
+				return usagef("give a grid file or --resume RUN, not both: --resume continues a stored run with the grid it was started with")
+			case len(args) == 0 && resume == "":
+				return usagef("give a grid file (vgrid run GRID.yaml) or --resume RUN")
 			}
 			return nil
 		},
