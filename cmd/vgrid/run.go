@@ -197,6 +197,9 @@ error, 2 for a usage error, 130 when interrupted.`,
 			if perr := a.printVerdict(st, run.ID, a.where(storePath)); perr != nil {
 				return perr
 			}
+			if nothing != nil {
+				return fmt.Errorf("run %s measured no candidate: %s; the table above has each trial's evidence (vgrid runs show %s%s)", nothing.RunID, nothing.Summary, nothing.RunID, a.where(storePath))
+			}
 			return err
 		},
 	}
