@@ -707,12 +707,22 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, p
 		if o.Progress == nil {
 			return
 		}
-		// The run's count from the stored trials: the trials started of
-		// those planned, and the time left from what remains.
+		// The trial's place among the trials the run boots (a grid's
+		// skipped candidates are not counted), of those planned, and the
+		// time left from what remains, from the stored trials.
 		at, of, eta := pos, total, time.Duration(0)
 		if trials, err := o.Store.Trials(r.ID); err == nil {
 			tl := CountTrials(r, trials, o.Now())
-			at, of, eta = tl.Started, tl.Planned, tl.ETA
+			of, eta = tl.Planned, tl.ETA
+			if !r.Grid.Search.Adaptive() {
+				at = 0
+				for _, x := range trials {
+					if x.Seq <= t.Seq && x.Phase != PhaseSkipped {
+						at++
+					}
+				}
+			}
+			at = min(at, of)
 		}
 		reason := ""
 		if t.Failure != nil && p.Final() && p != PhasePruned { // "pruned" says it

@@ -465,8 +465,11 @@ func TestVersion(t *testing.T) {
 	}
 	dir := t.TempDir()
 	d := startDaemon(t, dir, freePortT(t))
-	if c, body := d.call(t, "GET", "/healthz", "", ""); c != 200 || !strings.Contains(body, strings.TrimSpace(strings.TrimPrefix(o, "vgrid "))) {
-		t.Errorf("healthz %s does not report %q", body, o)
+	if c, body := d.call(t, "GET", "/healthz", d.token, ""); c != 200 || !strings.Contains(body, strings.TrimSpace(strings.TrimPrefix(o, "vgrid "))) {
+		t.Errorf("healthz with the token %s does not report %q", body, o)
+	}
+	if c, body := d.call(t, "GET", "/healthz", "", ""); c != 200 || strings.Contains(body, "version") {
+		t.Errorf("healthz without the token says more than ok: %s", body)
 	}
 	id := d.submit(t, simGrid(freePortT(t), "0.005", 1))
 	_, _ = d.waitRun(t, id, 60*time.Second, func(state string, _ []orchestrator.Trial) bool { return state == "done" })
