@@ -6,8 +6,8 @@ import (
 	"io"
 	"math"
 	"regexp"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )

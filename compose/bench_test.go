@@ -3,13 +3,13 @@ package compose
 import (
 	"context"
 	"errors"
+	"github.com/vgrid/vgrid/failure"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/vgrid/vgrid/internal/dockertest"
-	"github.com/vgrid/vgrid/orchestrator"
 )
 
 // BenchmarkBootFailureDetection measures how long after vLLM logs a fatal
@@ -40,8 +40,8 @@ func BenchmarkBootFailureDetection(b *testing.B) {
 			b.Fatal(err)
 		}
 		_, err = d.WaitReady(context.Background(), s, res, ReadyOptions{})
-		var f *orchestrator.Failure
-		if !errors.As(err, &f) || f.Reason != orchestrator.ReasonFreeMemory {
+		var f *failure.Failure
+		if !errors.As(err, &f) || f.Reason != failure.ReasonFreeMemory {
 			b.Fatalf("got %v", err)
 		}
 		lineTo += f.DetectedAt.Sub(f.LineAt)

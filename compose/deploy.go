@@ -3,6 +3,7 @@ package compose
 import (
 	"context"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"net/url"
 	"os"
 	"slices"
@@ -16,7 +17,6 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/rs/zerolog"
 
-	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/vllm"
 )
 
@@ -152,7 +152,7 @@ func sameConfig(s *Spec, cs []container.Summary) (string, bool) {
 func (d *Deployer) Preflight(ctx context.Context, s *Spec) error {
 	if _, err := d.cli.ImageInspect(ctx, s.Config.Image); err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return &orchestrator.Failure{Reason: orchestrator.ReasonImageMissing, Detail: fmt.Sprintf("image %q is not on the Docker host %s; pull or build it (the simulator: make sim-image), nothing was changed", s.Config.Image, d.addr)}
+			return &failure.Failure{Reason: failure.ReasonImageMissing, Detail: fmt.Sprintf("image %q is not on the Docker host %s; pull or build it (the simulator: make sim-image), nothing was changed", s.Config.Image, d.addr)}
 		}
 		return fmt.Errorf("inspect image %s: %w", s.Config.Image, err)
 	}
@@ -167,7 +167,7 @@ func (d *Deployer) Preflight(ctx context.Context, s *Spec) error {
 				names = append(names, n)
 			}
 			sort.Strings(names)
-			return &orchestrator.Failure{Reason: orchestrator.ReasonNoGPURuntime, Detail: fmt.Sprintf("service %s asks for NVIDIA GPUs but the Docker host %s has no nvidia runtime (runtimes: %s); install the NVIDIA Container Toolkit, or pass --gpus=off for a dry run without GPUs; nothing was changed",
+			return &failure.Failure{Reason: failure.ReasonNoGPURuntime, Detail: fmt.Sprintf("service %s asks for NVIDIA GPUs but the Docker host %s has no nvidia runtime (runtimes: %s); install the NVIDIA Container Toolkit, or pass --gpus=off for a dry run without GPUs; nothing was changed",
 				s.Service, d.addr, strings.Join(names, ", "))}
 		}
 	}
@@ -234,7 +234,7 @@ func (d *Deployer) Recreate(ctx context.Context, s *Spec) (*Result, error) {
 	cr, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: &cfg, HostConfig: s.Host, Name: tmpName,
 		NetworkingConfig: d.networking(s)})
 	if err != nil {
-		return nil, &orchestrator.Failure{Reason: orchestrator.ReasonCreate, Detail: fmt.Sprintf("the engine refused to create %s: %v; the running service was not changed", s.Name, err)}
+		return nil, &failure.Failure{Reason: failure.ReasonCreate, Detail: fmt.Sprintf("the engine refused to create %s: %v; the running service was not changed", s.Name, err)}
 	}
 	res := &Result{ContainerID: cr.ID, Action: ActionCreated}
 	for _, c := range old {
@@ -253,7 +253,7 @@ func (d *Deployer) Recreate(ctx context.Context, s *Spec) (*Result, error) {
 	}
 	res.Started = d.now()
 	if _, err := d.cli.ContainerStart(ctx, cr.ID, client.ContainerStartOptions{}); err != nil {
-		return res, &orchestrator.Failure{Reason: orchestrator.ReasonCreate, Detail: fmt.Sprintf("the engine refused to start %s: %v", s.Name, err)}
+		return res, &failure.Failure{Reason: failure.ReasonCreate, Detail: fmt.Sprintf("the engine refused to start %s: %v", s.Name, err)}
 	}
 	d.log.Info().Str("container", cr.ID[:12]).Str("action", string(res.Action)).Str("service_hash", s.ServiceHash[:12]).Msg("service container started")
 	return res, nil

@@ -5,7 +5,7 @@
 // nothing), waits until the server really decodes while following its log
 // and Docker's events, and explains a server that did not come up or
 // stopped: vLLM's failure lines (from package vllm), exit codes, restarts,
-// health checks. Failures are orchestrator.Failure values.
+// health checks. Failures are failure.Failure values.
 //
 // May import: compose-go v2, the Docker Engine SDK, vllm, orchestrator
 // (its Failure and Reason types).

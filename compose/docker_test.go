@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"net"
 	"os"
 	"os/exec"
@@ -16,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vgrid/vgrid/internal/dockertest"
-	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
 	"github.com/vgrid/vgrid/vllm"
 )
@@ -188,8 +188,8 @@ func TestDesktopMemoryFailsFastWithVLLMLine(t *testing.T) {
 	s := load(t, p, medium, ConvertOptions{GPUsOff: true})
 	start := time.Now()
 	_, _, err := deploy(t, d, s, ReadyOptions{})
-	var f *orchestrator.Failure
-	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonFreeMemory || !strings.Contains(f.Line, "Free memory on device cuda:0") {
+	var f *failure.Failure
+	if !errors.As(err, &f) || f.Reason != failure.ReasonFreeMemory || !strings.Contains(f.Line, "Free memory on device cuda:0") {
 		t.Fatalf("got %v, want free_memory with vLLM's line", err)
 	}
 	if took := time.Since(start); took > 10*time.Second {
@@ -223,8 +223,8 @@ func TestCrashLoopDetectedByRestartCount(t *testing.T) {
 	d := connect(t)
 	s := looper(t, "echo booting; echo boom; exit 3")
 	_, _, err := deploy(t, d, s, ReadyOptions{Timeout: 60 * time.Second})
-	var f *orchestrator.Failure
-	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonCrashLoop || f.Restarts < 1 || f.ExitCode != 3 || f.Line != "boom" {
+	var f *failure.Failure
+	if !errors.As(err, &f) || f.Reason != failure.ReasonCrashLoop || f.Restarts < 1 || f.ExitCode != 3 || f.Line != "boom" {
 		t.Fatalf("got %+v (%v), want crash_loop, restarts >= 1, exit 3, line boom", f, err)
 	}
 }
@@ -283,8 +283,8 @@ func TestOrnithSidecarsUntouchedAndPhantomMountRefused(t *testing.T) {
 	}
 	vllm := load(t, p, "vllm-medium-ornith15", ConvertOptions{GPUsOff: true})
 	_, err := d.Recreate(context.Background(), vllm)
-	var f *orchestrator.Failure
-	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonCreate || !strings.Contains(f.Detail, "does not exist") {
+	var f *failure.Failure
+	if !errors.As(err, &f) || f.Reason != failure.ReasonCreate || !strings.Contains(f.Detail, "does not exist") {
 		t.Fatalf("phantom HF mount: got %v, want the engine's refusal", err)
 	}
 	// With a real cache (a sparse 5 GiB blob satisfies the profile's guard).
@@ -313,8 +313,8 @@ func TestUnreachableEngineAndEndpoints(t *testing.T) {
 	p := stage(t, "medium.yml", simOverride(medium, 0)+"    ports: !reset []\n")
 	s := load(t, p, medium, ConvertOptions{GPUsOff: true})
 	_, _, err := deploy(t, d, s, ReadyOptions{})
-	var f *orchestrator.Failure
-	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonUnreachable || !strings.Contains(f.Detail, "not published") {
+	var f *failure.Failure
+	if !errors.As(err, &f) || f.Reason != failure.ReasonUnreachable || !strings.Contains(f.Detail, "not published") {
 		t.Errorf("unpublished port: %v", err)
 	}
 	// Wrong endpoint: running and serving, but not where vgrid looks.
@@ -322,7 +322,7 @@ func TestUnreachableEngineAndEndpoints(t *testing.T) {
 	s = load(t, p, medium, ConvertOptions{GPUsOff: true})
 	s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	_, _, err = deploy(t, d, s, ReadyOptions{UnreachableAfter: time.Second})
-	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonUnreachable || !strings.Contains(f.Detail, "refused connections") {
+	if !errors.As(err, &f) || f.Reason != failure.ReasonUnreachable || !strings.Contains(f.Detail, "refused connections") {
 		t.Errorf("wrong endpoint: %v", err)
 	}
 	// No engine at all.
@@ -343,8 +343,8 @@ func TestMissingImageChangesNothing(t *testing.T) {
 	p = stage(t, "medium.yml", strings.Replace(simOverride(medium, freePort(t)), dockertest.SimImage, "vgrid-no-such-image:1", 1))
 	bad := load(t, p, medium, ConvertOptions{GPUsOff: true})
 	_, err = d.Recreate(context.Background(), bad)
-	var f *orchestrator.Failure
-	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonImageMissing || !strings.Contains(f.Detail, "vgrid-no-such-image:1") {
+	var f *failure.Failure
+	if !errors.As(err, &f) || f.Reason != failure.ReasonImageMissing || !strings.Contains(f.Detail, "vgrid-no-such-image:1") {
 		t.Fatalf("missing image: %v", err)
 	}
 	if state := dockertest.Docker(t, "inspect", "-f", "{{.State.Status}}", res.ContainerID); state != "running" {
@@ -364,7 +364,7 @@ func TestMissingImageChangesNothing(t *testing.T) {
 	}
 	// Without --gpus=off on a host without the NVIDIA runtime: a clear error, nothing changed.
 	_, err = d.Recreate(context.Background(), load(t, stage(t, "medium.yml", simOverride(medium, freePort(t))), medium, ConvertOptions{}))
-	if !errors.As(err, &f) || f.Reason != orchestrator.ReasonNoGPURuntime || !strings.Contains(f.Detail, "--gpus=off") {
+	if !errors.As(err, &f) || f.Reason != failure.ReasonNoGPURuntime || !strings.Contains(f.Detail, "--gpus=off") {
 		t.Errorf("no NVIDIA runtime: %v", err)
 	}
 	if state := dockertest.Docker(t, "inspect", "-f", "{{.State.Status}} {{.RestartCount}}", res.ContainerID); state != "running 0" {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"io"
 	"strconv"
 	"strings"
@@ -16,7 +17,6 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
-	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/vllm"
 )
 
@@ -47,12 +47,12 @@ func (o *ReadyOptions) defaults() {
 // Ready is a service that answered a decode probe.
 type Ready struct {
 	Endpoint string
-	Boot     orchestrator.Boot
+	Boot     failure.Boot
 	Logs     []string
 }
 
 // WaitReady waits until the service's container serves a decoded token, or
-// returns a *orchestrator.Failure as soon as the log, Docker's events or state prove it
+// returns a *failure.Failure as soon as the log, Docker's events or state prove it
 // will not: within one probe interval of the fact.
 func (d *Deployer) WaitReady(ctx context.Context, s *Spec, res *Result, opts ReadyOptions) (*Ready, error) {
 	r, f := d.waitReady(ctx, s, res, opts)
@@ -62,7 +62,7 @@ func (d *Deployer) WaitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 	return r, ctx.Err()
 }
 
-func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts ReadyOptions) (*Ready, *orchestrator.Failure) {
+func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts ReadyOptions) (*Ready, *failure.Failure) {
 	opts.defaults()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -113,7 +113,7 @@ func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 				}
 				return nil, w.exited(ctx, lines)
 			case strings.HasPrefix(string(m.Action), "health_status") && strings.Contains(string(m.Action), "unhealthy"):
-				return nil, w.fail(orchestrator.ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.phase), "")
+				return nil, w.fail(failure.ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.phase), "")
 			}
 		case <-ev.Err:
 			ev.Err = nil // events are a speed-up; the ticker's inspect still sees everything
@@ -121,20 +121,20 @@ func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 			probing = false
 			switch {
 			case p.Final != "":
-				reason := orchestrator.ReasonUnreachable
+				reason := failure.ReasonUnreachable
 				if p.Drift {
-					reason = orchestrator.ReasonConfigDrift
+					reason = failure.ReasonConfigDrift
 				}
 				return nil, w.fail(reason, p.Final, "")
 			case p.Ready:
-				boot := orchestrator.Boot{Boot: vllm.ParseBoot(w.logs.snapshot()), Ready: d.now().Sub(start).Seconds()}
+				boot := failure.Boot{Boot: vllm.ParseBoot(w.logs.snapshot()), Ready: d.now().Sub(start).Seconds()}
 				return &Ready{Endpoint: endpoint, Boot: boot, Logs: w.logs.snapshot()}, nil
 			case p.Refused && w.phase == "serving":
 				if refusedSince.IsZero() {
 					refusedSince = d.now()
 				}
 				if d.now().Sub(refusedSince) > opts.UnreachableAfter {
-					return nil, w.fail(orchestrator.ReasonUnreachable, fmt.Sprintf("the log says the API server is up, but %s refused connections for %s: is the port published (ports:) and the endpoint right?", endpoint, opts.UnreachableAfter), "")
+					return nil, w.fail(failure.ReasonUnreachable, fmt.Sprintf("the log says the API server is up, but %s refused connections for %s: is the port published (ports:) and the endpoint right?", endpoint, opts.UnreachableAfter), "")
 				}
 			default:
 				refusedSince = time.Time{}
@@ -142,7 +142,7 @@ func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 		case <-ticker.C:
 			r, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 			if err != nil {
-				return nil, w.fail(orchestrator.ReasonExited, fmt.Sprintf("the container is gone: %v", err), "")
+				return nil, w.fail(failure.ReasonExited, fmt.Sprintf("the container is gone: %v", err), "")
 			}
 			st := r.Container.State
 			if st != nil && (st.Status == container.StateExited || st.Status == container.StateDead) {
@@ -152,11 +152,11 @@ func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 				return nil, w.exited(ctx, lines)
 			}
 			if st != nil && st.Health != nil && st.Health.Status == container.Unhealthy {
-				return nil, w.fail(orchestrator.ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.phase), "")
+				return nil, w.fail(failure.ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.phase), "")
 			}
 			if endpoint == "" {
 				if endpoint, err = d.Endpoint(s, r.Container.NetworkSettings); err != nil {
-					return nil, w.fail(orchestrator.ReasonUnreachable, err.Error(), "")
+					return nil, w.fail(failure.ReasonUnreachable, err.Error(), "")
 				}
 			}
 			if !probing && st != nil && st.Running {
@@ -172,7 +172,7 @@ func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 				}()
 			}
 		case <-deadline.C:
-			return nil, w.fail(orchestrator.ReasonHealthTimeout, fmt.Sprintf("not ready after %s; still %s for %s", opts.Timeout, w.phase, d.now().Sub(w.phaseAt).Round(time.Second)), "")
+			return nil, w.fail(failure.ReasonHealthTimeout, fmt.Sprintf("not ready after %s; still %s for %s", opts.Timeout, w.phase, d.now().Sub(w.phaseAt).Round(time.Second)), "")
 		case <-ctx.Done():
 			return nil, nil
 		}
@@ -211,12 +211,12 @@ type watch struct {
 	cls       vllm.Classifier // what vLLM's output proves, with context
 }
 
-func (w *watch) fail(r orchestrator.Reason, detail, line string) *orchestrator.Failure {
-	return &orchestrator.Failure{Reason: r, Detail: detail, Line: line, Phase: w.phase, Logs: w.logs.snapshot(), DetectedAt: w.d.now()}
+func (w *watch) fail(r failure.Reason, detail, line string) *failure.Failure {
+	return &failure.Failure{Reason: r, Detail: detail, Line: line, Phase: w.phase, Logs: w.logs.snapshot(), DetectedAt: w.d.now()}
 }
 
 // line takes one log line: it may advance the phase or prove a failure.
-func (w *watch) line(l logLine) *orchestrator.Failure {
+func (w *watch) line(l logLine) *failure.Failure {
 	w.logs.add(l.text)
 	if p, ok := vllm.PhaseOf(l.text); ok && p != w.phase {
 		w.phase, w.phaseAt = p, w.d.now()
@@ -225,7 +225,7 @@ func (w *watch) line(l logLine) *orchestrator.Failure {
 		}
 	}
 	if c, ok := w.cls.Line(l.text); ok {
-		f := w.fail(orchestrator.FromCause(c.Cause), fmt.Sprintf("vLLM failed while %s", w.phase), l.text)
+		f := w.fail(failure.FromCause(c.Cause), fmt.Sprintf("vLLM failed while %s", w.phase), l.text)
 		f.LineAt = l.at
 		return f
 	}
@@ -235,7 +235,7 @@ func (w *watch) line(l logLine) *orchestrator.Failure {
 // exited explains a container that stopped or restarted: the last log lines
 // (read until the stream ends, at most 1 s more), the exit code, and the
 // restart policy's RestartCount.
-func (w *watch) exited(ctx context.Context, lines <-chan logLine) *orchestrator.Failure {
+func (w *watch) exited(ctx context.Context, lines <-chan logLine) *failure.Failure {
 	drain := time.After(time.Second)
 	for lines != nil {
 		select {
@@ -253,17 +253,17 @@ func (w *watch) exited(ctx context.Context, lines <-chan logLine) *orchestrator.
 		}
 	}
 	if c, ok := w.cls.Result(); ok { // EngineDeadError, no root cause found
-		f := w.fail(orchestrator.FromCause(c.Cause), fmt.Sprintf("vLLM failed while %s", w.phase), c.Line)
+		f := w.fail(failure.FromCause(c.Cause), fmt.Sprintf("vLLM failed while %s", w.phase), c.Line)
 		w.decorate(ctx, f)
 		return f
 	}
-	f := w.fail(orchestrator.ReasonExited, "", "")
+	f := w.fail(failure.ReasonExited, "", "")
 	f.ExitCode = -1
 	w.decorate(ctx, f)
 	logs := w.logs.snapshot()
 	for i := len(logs) - 1; i >= 0; i-- {
 		if strings.Contains(logs[i], "Traceback (most recent call last)") {
-			f.Reason = orchestrator.ReasonBootCrash
+			f.Reason = failure.ReasonBootCrash
 			f.Line = lastNonEmpty(logs[i:])
 			break
 		}
@@ -273,8 +273,8 @@ func (w *watch) exited(ctx context.Context, lines <-chan logLine) *orchestrator.
 	}
 	code := "with " + exitText(f.ExitCode)
 	switch {
-	case f.Restarts > 0 && f.Reason == orchestrator.ReasonExited:
-		f.Reason = orchestrator.ReasonCrashLoop
+	case f.Restarts > 0 && f.Reason == failure.ReasonExited:
+		f.Reason = failure.ReasonCrashLoop
 		f.Detail = fmt.Sprintf("exited %s while %s and was restarted %d time(s) by its restart policy", code, w.phase, f.Restarts)
 	default:
 		f.Detail = fmt.Sprintf("the container exited %s while vLLM was %s", code, w.phase)
@@ -284,7 +284,7 @@ func (w *watch) exited(ctx context.Context, lines <-chan logLine) *orchestrator.
 
 // decorate adds the exit code and restarts to a failure; with a restart
 // policy it waits briefly for Docker's restart, to report the crash loop.
-func (w *watch) decorate(ctx context.Context, f *orchestrator.Failure) {
+func (w *watch) decorate(ctx context.Context, f *failure.Failure) {
 	policy := w.s.Host.RestartPolicy
 	deadline := time.Now().Add(3 * time.Second)
 	for {
@@ -420,25 +420,25 @@ func (d *Deployer) followLogs(ctx context.Context, id string, out chan<- logLine
 // Diagnose explains a service that stopped answering: nil while its
 // container runs, else a Failure from its exit code, restarts and the last
 // 200 log lines (EngineDeadError -> engine_dead, ...).
-func (d *Deployer) Diagnose(ctx context.Context, s *Spec) *orchestrator.Failure {
+func (d *Deployer) Diagnose(ctx context.Context, s *Spec) *failure.Failure {
 	c, err := d.Find(ctx, s)
 	if err != nil {
-		return &orchestrator.Failure{Reason: orchestrator.ReasonExited, Detail: err.Error()}
+		return &failure.Failure{Reason: failure.ReasonExited, Detail: err.Error()}
 	}
 	if c == nil {
-		return &orchestrator.Failure{Reason: orchestrator.ReasonExited, Detail: "the container is gone"}
+		return &failure.Failure{Reason: failure.ReasonExited, Detail: "the container is gone"}
 	}
 	running := c.State != nil && c.State.Running
 	if running && c.RestartCount == 0 {
 		if c.State.Health != nil && c.State.Health.Status == container.Unhealthy {
-			return &orchestrator.Failure{Reason: orchestrator.ReasonUnhealthy, Detail: "Docker's health check reports unhealthy"}
+			return &failure.Failure{Reason: failure.ReasonUnhealthy, Detail: "Docker's health check reports unhealthy"}
 		}
 		return nil
 	}
 	// Stopped, or restarted by its restart policy (Docker then reports
 	// the health of the server that died, and an exit code of 0): the
 	// server that was measured is explained by its exit and its log.
-	f := &orchestrator.Failure{Reason: orchestrator.ReasonExited, Restarts: c.RestartCount, ExitCode: -1}
+	f := &failure.Failure{Reason: failure.ReasonExited, Restarts: c.RestartCount, ExitCode: -1}
 	logs := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "200"}
 	status := "in an unknown state"
 	switch {
@@ -461,12 +461,12 @@ func (d *Deployer) Diagnose(ctx context.Context, s *Spec) *orchestrator.Failure 
 		f.Logs = strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
 	}
 	if c, ok := vllm.Classify(f.Logs); ok {
-		f.Reason, f.Line = orchestrator.FromCause(c.Cause), c.Line
+		f.Reason, f.Line = failure.FromCause(c.Cause), c.Line
 	}
 	if f.Line == "" {
 		f.Line = lastNonEmpty(f.Logs)
 		if c.RestartCount > 0 {
-			f.Reason = orchestrator.ReasonCrashLoop
+			f.Reason = failure.ReasonCrashLoop
 		}
 	}
 	f.Detail = fmt.Sprintf("the server stopped answering: its container exited with %s", exitText(f.ExitCode))

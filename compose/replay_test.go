@@ -3,6 +3,7 @@ package compose
 import (
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
 	"github.com/vgrid/vgrid/vllm"
 )
@@ -80,17 +80,17 @@ func TestRealLogsReplayedFromAContainer(t *testing.T) {
 				timeout = 3 * time.Second
 			}
 			_, _, err := deploy(t, d, s, ReadyOptions{Timeout: timeout})
-			var f *orchestrator.Failure
+			var f *failure.Failure
 			if !errors.As(err, &f) {
 				t.Fatalf("got %v, want a failure", err)
 			}
 			if cause == "none" {
-				if f.Reason != orchestrator.ReasonHealthTimeout {
+				if f.Reason != failure.ReasonHealthTimeout {
 					t.Errorf("a successful startup read as %s: %q", f.Reason, f.Line)
 				}
 				return
 			}
-			want := orchestrator.FromCause(vllm.Cause(cause))
+			want := failure.FromCause(vllm.Cause(cause))
 			if f.Reason != want || f.Line == "" {
 				t.Fatalf("got %s (line %q), want %s", f.Reason, f.Line, want)
 			}

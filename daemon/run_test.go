@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"io"
 	"net"
 	"net/http"
@@ -71,7 +72,7 @@ func (p *gatePlan) WaitReady(context.Context, time.Duration) (*orchestrator.Read
 	return &orchestrator.Ready{Endpoint: "mem://" + p.c.Name, Model: "m"}, nil
 }
 func (p *gatePlan) Verify(context.Context) (map[string]string, error) { return nil, nil }
-func (p *gatePlan) Diagnose(context.Context) *orchestrator.Failure    { return nil }
+func (p *gatePlan) Diagnose(context.Context) *failure.Failure         { return nil }
 
 // gateBench waits at the gate (or for cancellation), then measures a
 // kv-cache acceleration of 2.

@@ -2,9 +2,9 @@ package driver
 
 import (
 	"context"
+	"github.com/vgrid/vgrid/failure"
 	"time"
 
-	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/vllm"
 )
 
@@ -21,7 +21,7 @@ func Redacted(words []string) []string {
 
 // SameServer compares the endpoint's server start time with the one
 // recorded at ready.
-func SameServer(ctx context.Context, endpoint string, recorded time.Time) *orchestrator.Failure {
+func SameServer(ctx context.Context, endpoint string, recorded time.Time) *failure.Failure {
 	if recorded.IsZero() || endpoint == "" {
 		return nil
 	}
@@ -30,7 +30,7 @@ func SameServer(ctx context.Context, endpoint string, recorded time.Time) *orche
 		return nil // unreachable or silent: the other checks say why
 	}
 	if d := start.Sub(recorded); d > time.Millisecond || d < -time.Millisecond {
-		return orchestrator.Fail(orchestrator.ReasonForeignServer, "the server at %s is not the one this trial measured: it started at %s, the trial's at %s",
+		return failure.Fail(failure.ReasonForeignServer, "the server at %s is not the one this trial measured: it started at %s, the trial's at %s",
 			endpoint, start.Format(time.RFC3339Nano), recorded.Format(time.RFC3339Nano))
 	}
 	return nil
@@ -41,11 +41,11 @@ func SameServer(ctx context.Context, endpoint string, recorded time.Time) *orche
 func VerifyEndpoint(ctx context.Context, endpoint string, flags vllm.Flags) (map[string]string, error) {
 	eff, err := vllm.ScrapeEffective(ctx, endpoint)
 	if err != nil {
-		return nil, orchestrator.Fail(orchestrator.ReasonConfigDrift, "cannot read the effective configuration: %v", err)
+		return nil, failure.Fail(failure.ReasonConfigDrift, "cannot read the effective configuration: %v", err)
 	}
 	m := eff.Map()
 	if drift := vllm.CheckDrift(flags, eff); drift != "" {
-		return m, orchestrator.Fail(orchestrator.ReasonConfigDrift, "%s", drift)
+		return m, failure.Fail(failure.ReasonConfigDrift, "%s", drift)
 	}
 	return m, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"net/http"
 	"net/url"
 	"os"
@@ -221,7 +222,7 @@ func (pl *processPlan) start(detach bool) (*ProcessDeployment, error) {
 	cmd.SysProcAttr = childAttr(detach)
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		return nil, orchestrator.Fail(orchestrator.ReasonExited, "cannot start %s: %v", pl.full[0], err)
+		return nil, failure.Fail(failure.ReasonExited, "cannot start %s: %v", pl.full[0], err)
 	}
 	f.Close()
 	d := &ProcessDeployment{pl: pl, cmd: cmd, exited: make(chan struct{}), logFile: logFile, started: time.Now(), phase: "starting the process"}
@@ -277,7 +278,7 @@ func (d *ProcessDeployment) readLog() []string {
 
 // follow reads the new log lines, tracks the boot phase, and returns the
 // failure a line proves, if any.
-func (d *ProcessDeployment) follow(when string) *orchestrator.Failure {
+func (d *ProcessDeployment) follow(when string) *failure.Failure {
 	for _, l := range d.readLog() {
 		d.mu.Lock()
 		d.lines = append(d.lines, l)
@@ -290,7 +291,7 @@ func (d *ProcessDeployment) follow(when string) *orchestrator.Failure {
 		c, ok := d.cls.Line(l)
 		d.mu.Unlock()
 		if ok {
-			return d.failure(orchestrator.FromCause(c.Cause), when+d.phaseNow(), l)
+			return d.failure(failure.FromCause(c.Cause), when+d.phaseNow(), l)
 		}
 	}
 	return nil
@@ -302,10 +303,10 @@ func (d *ProcessDeployment) phaseNow() string {
 	return d.phase
 }
 
-func (d *ProcessDeployment) failure(reason orchestrator.Reason, detail, line string) *orchestrator.Failure {
+func (d *ProcessDeployment) failure(reason failure.Reason, detail, line string) *failure.Failure {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return &orchestrator.Failure{Reason: reason, Detail: detail, Line: line, Phase: d.phase, Logs: append([]string(nil), d.lines...), DetectedAt: time.Now()}
+	return &failure.Failure{Reason: reason, Detail: detail, Line: line, Phase: d.phase, Logs: append([]string(nil), d.lines...), DetectedAt: time.Now()}
 }
 
 func (d *ProcessDeployment) WaitReady(ctx context.Context, timeout time.Duration) (*orchestrator.Ready, error) {
@@ -345,18 +346,18 @@ func (d *ProcessDeployment) WaitReady(ctx context.Context, timeout time.Duration
 			c, dead := d.cls.Result() // EngineDeadError with no root cause
 			d.mu.Unlock()
 			if dead {
-				return nil, d.failure(orchestrator.FromCause(c.Cause), "vLLM failed while "+d.phaseNow(), c.Line)
+				return nil, d.failure(failure.FromCause(c.Cause), "vLLM failed while "+d.phaseNow(), c.Line)
 			}
-			return nil, d.failure(orchestrator.ReasonExited, fmt.Sprintf("the process exited (%v) while %s", err, d.phaseNow()), last)
+			return nil, d.failure(failure.ReasonExited, fmt.Sprintf("the process exited (%v) while %s", err, d.phaseNow()), last)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-tick.C:
 		}
 		pr := vllm.Probe(ctx, endpoint, model, key, 30*time.Second)
 		if pr.Final != "" {
-			reason := orchestrator.ReasonUnreachable
+			reason := failure.ReasonUnreachable
 			if pr.Drift {
-				reason = orchestrator.ReasonConfigDrift
+				reason = failure.ReasonConfigDrift
 			}
 			return nil, d.failure(reason, pr.Final, "")
 		}
@@ -368,10 +369,10 @@ func (d *ProcessDeployment) WaitReady(ctx context.Context, timeout time.Duration
 			boot := vllm.ParseBoot(d.lines)
 			d.mu.Unlock()
 			return &orchestrator.Ready{Endpoint: endpoint, Model: model, APIKey: key,
-				Boot: orchestrator.Boot{Boot: boot, Ready: time.Since(d.started).Seconds()}}, nil
+				Boot: failure.Boot{Boot: boot, Ready: time.Since(d.started).Seconds()}}, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, d.failure(orchestrator.ReasonHealthTimeout, fmt.Sprintf("not ready after %s; still %s", timeout, d.phaseNow()), "")
+			return nil, d.failure(failure.ReasonHealthTimeout, fmt.Sprintf("not ready after %s; still %s", timeout, d.phaseNow()), "")
 		}
 	}
 }
@@ -380,18 +381,18 @@ func (d *ProcessDeployment) WaitReady(ctx context.Context, timeout time.Duration
 // started: the child still runs, holds the listening socket (where the
 // platform can tell), and its process did not start before it (another
 // vgrid, on another store, may serve the same port).
-func (d *ProcessDeployment) claim(ctx context.Context) *orchestrator.Failure {
+func (d *ProcessDeployment) claim(ctx context.Context) *failure.Failure {
 	endpoint := d.pl.p.endpoint
 	select {
 	case <-d.exited:
-		return d.failure(orchestrator.ReasonExited, "the server this trial started exited while another answered at "+endpoint, "")
+		return d.failure(failure.ReasonExited, "the server this trial started exited while another answered at "+endpoint, "")
 	default:
 	}
 	pid := d.cmd.Process.Pid
 	if u, err := url.Parse(endpoint); err == nil {
 		if port, err := strconv.Atoi(u.Port()); err == nil {
 			if owns, known := proc.OwnsListener(pid, port); known && !owns {
-				return d.failure(orchestrator.ReasonForeignServer, fmt.Sprintf("the server answering at %s is not the process this trial started (pid %d does not hold port %d): another process serves this endpoint (another vgrid, or a server left running), and its answers are not this candidate's",
+				return d.failure(failure.ReasonForeignServer, fmt.Sprintf("the server answering at %s is not the process this trial started (pid %d does not hold port %d): another process serves this endpoint (another vgrid, or a server left running), and its answers are not this candidate's",
 					endpoint, pid, port), "")
 			}
 		}
@@ -401,7 +402,7 @@ func (d *ProcessDeployment) claim(ctx context.Context) *orchestrator.Failure {
 		return nil // nothing to compare: the host lock on the target still holds
 	}
 	if start.Before(d.started.Add(-2 * time.Second)) {
-		return d.failure(orchestrator.ReasonForeignServer, fmt.Sprintf("the server answering at %s started at %s, before this trial started its own at %s: another process serves this endpoint (another vgrid, or a server left running), and its answers are not this candidate's",
+		return d.failure(failure.ReasonForeignServer, fmt.Sprintf("the server answering at %s started at %s, before this trial started its own at %s: another process serves this endpoint (another vgrid, or a server left running), and its answers are not this candidate's",
 			endpoint, start.Format(time.RFC3339Nano), d.started.Format(time.RFC3339Nano)), "")
 	}
 	d.serverStart = start
@@ -419,7 +420,7 @@ func (d *ProcessDeployment) Verify(ctx context.Context) (map[string]string, erro
 
 // Diagnose explains a server that stopped answering during the benchmark,
 // or one that is not the one measured; nil while it serves.
-func (d *ProcessDeployment) Diagnose(ctx context.Context) *orchestrator.Failure {
+func (d *ProcessDeployment) Diagnose(ctx context.Context) *failure.Failure {
 	endpoint := d.pl.p.endpoint
 	select {
 	case <-d.exited:
@@ -430,7 +431,7 @@ func (d *ProcessDeployment) Diagnose(ctx context.Context) *orchestrator.Failure 
 		select { // nothing answers: a dying engine takes a moment to exit
 		case <-d.exited:
 		case <-time.After(2 * time.Second):
-			return d.failure(orchestrator.ReasonUnreachable, "the server stopped answering during the benchmark", "")
+			return d.failure(failure.ReasonUnreachable, "the server stopped answering during the benchmark", "")
 		}
 	}
 	if f := d.follow("the server died during the benchmark while "); f != nil {
@@ -441,9 +442,9 @@ func (d *ProcessDeployment) Diagnose(ctx context.Context) *orchestrator.Failure 
 	lines := append([]string(nil), d.lines...)
 	d.mu.Unlock()
 	if c, ok := vllm.Classify(lines); ok {
-		return d.failure(orchestrator.FromCause(c.Cause), "the server died during the benchmark", c.Line)
+		return d.failure(failure.FromCause(c.Cause), "the server died during the benchmark", c.Line)
 	}
-	return d.failure(orchestrator.ReasonExited, "the server process exited during the benchmark", "")
+	return d.failure(failure.ReasonExited, "the server process exited during the benchmark", "")
 }
 
 // FlagCheck is the driver's check of flags against its program's --help.

@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"net"
 	"os"
 	"os/exec"
@@ -60,8 +61,8 @@ func TestProcessDriverRefusesAForeignServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = dep.WaitReady(ctx, 30*time.Second)
-	f, ok := err.(*orchestrator.Failure)
-	if !ok || f.Reason != orchestrator.ReasonForeignServer {
+	f, ok := err.(*failure.Failure)
+	if !ok || f.Reason != failure.ReasonForeignServer {
 		t.Fatalf("WaitReady with another server on the port: %v, want foreign_server", err)
 	}
 	if !strings.Contains(f.Detail, "is not the process this trial started") {

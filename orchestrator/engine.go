@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"time"
 )
 
@@ -78,13 +79,13 @@ func (o *Orchestrator) whileEngineDown(ctx context.Context, drv Driver, what str
 }
 
 func engineGone(err error) bool {
-	var f *Failure
-	return errors.As(err, &f) && f.Reason == ReasonEngineGone
+	var f *failure.Failure
+	return errors.As(err, &f) && f.Reason == failure.ReasonEngineGone
 }
 
 // engineBack ends a trial whose engine stopped answering and came back
 // within EngineWait: the pool runs the trial again.
-type engineBack struct{ f *Failure }
+type engineBack struct{ f *failure.Failure }
 
 func (e *engineBack) Error() string { return "the engine came back after: " + e.f.Error() }
 
@@ -105,13 +106,13 @@ var EngineGrace = 3 * time.Second
 // it stops the containers (the trial then sees its container exit, or a
 // refused create or start), and goes away a moment later: that is not the
 // candidate's failure.
-func (o *Orchestrator) engineWobbled(ctx context.Context, drv Driver, r Reason) bool {
+func (o *Orchestrator) engineWobbled(ctx context.Context, drv Driver, r failure.Reason) bool {
 	ec, ok := drv.(EngineChecker)
 	if !ok {
 		return false
 	}
 	switch r {
-	case ReasonExited, ReasonCreate, ReasonUnreachable, ReasonBenchmark, ReasonError, ReasonCrashLoop:
+	case failure.ReasonExited, failure.ReasonCreate, failure.ReasonUnreachable, failure.ReasonBenchmark, failure.ReasonError, failure.ReasonCrashLoop:
 	default:
 		return false
 	}

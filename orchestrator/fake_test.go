@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"sort"
 	"strings"
 	"sync"
@@ -154,16 +155,16 @@ func (s *memStore) Lock(target, runID string) (func() error, error) {
 // behaviour is how the simulated server of a candidate behaves, by the
 // candidate's max-num-seqs value.
 type behaviour struct {
-	bootFails Reason  // fails to boot with this reason
-	dies      bool    // dies during its benchmark (engine_dead)
-	accel     float64 // the kv-cache acceleration it measures
+	bootFails failure.Reason // fails to boot with this reason
+	dies      bool           // dies during its benchmark (engine_dead)
+	accel     float64        // the kv-cache acceleration it measures
 	// engineGoes: its first boot meets the engine going away, which then
 	// answers no health check for this many polls.
 	engineGoes int
 	// engineGoesAs is what that boot reports: engine_unreachable when the
 	// engine is already gone, or create_failed, as a stopping engine that
 	// still answers says.
-	engineGoesAs Reason
+	engineGoesAs failure.Reason
 }
 
 // memTarget is a target whose "server" is the configuration deployed.
@@ -271,26 +272,26 @@ func (d *memDeployment) WaitReady(ctx context.Context, timeout time.Duration) (*
 			m.engineWent[d.p.c.Name], m.engineDown = true, n
 		}
 		m.mu.Unlock()
-		if first && d.p.b.engineGoesAs != ReasonNone {
-			return nil, &Failure{Reason: d.p.b.engineGoesAs, Detail: "the engine refused to start it: failed to update store for object type *libnetwork.endpoint: open : no such file or directory"}
+		if first && d.p.b.engineGoesAs != failure.ReasonNone {
+			return nil, &failure.Failure{Reason: d.p.b.engineGoesAs, Detail: "the engine refused to start it: failed to update store for object type *libnetwork.endpoint: open : no such file or directory"}
 		}
 		if first {
-			return nil, &Failure{Reason: ReasonEngineGone, Detail: "the Docker engine at unix:///var/run/docker.sock stopped answering"}
+			return nil, &failure.Failure{Reason: failure.ReasonEngineGone, Detail: "the Docker engine at unix:///var/run/docker.sock stopped answering"}
 		}
 	}
-	if r := d.p.b.bootFails; r != ReasonNone {
-		return nil, &Failure{Reason: r, Detail: "the simulated server failed to boot", Line: "ValueError: simulated " + r.String()}
+	if r := d.p.b.bootFails; r != failure.ReasonNone {
+		return nil, &failure.Failure{Reason: r, Detail: "the simulated server failed to boot", Line: "ValueError: simulated " + r.String()}
 	}
-	return &Ready{Endpoint: "mem://" + d.p.c.Name, Model: "m", Boot: Boot{Ready: 1}}, nil
+	return &Ready{Endpoint: "mem://" + d.p.c.Name, Model: "m", Boot: failure.Boot{Ready: 1}}, nil
 }
 
 func (d *memDeployment) Verify(ctx context.Context) (map[string]string, error) {
 	return map[string]string{"enable_prefix_caching": "true"}, nil
 }
 
-func (d *memDeployment) Diagnose(ctx context.Context) *Failure {
+func (d *memDeployment) Diagnose(ctx context.Context) *failure.Failure {
 	if d.p.b.dies {
-		return &Failure{Reason: ReasonEngineDead, Detail: "the simulated server died", Line: "EngineDeadError"}
+		return &failure.Failure{Reason: failure.ReasonEngineDead, Detail: "the simulated server died", Line: "EngineDeadError"}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"errors"
+	"github.com/vgrid/vgrid/failure"
 	"math"
 	"strings"
 	"testing"
@@ -159,7 +160,7 @@ func TestTimingCountsABootThatFails(t *testing.T) {
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	tr := &Trial{Phases: []PhaseStamp{{PhasePending, at(0)}, {PhaseRendering, at(10)}, {PhaseDeploying, at(30)},
 		{PhaseWaitingReady, at(330)}, {PhaseFailed, at(1330)}},
-		Failure: &Failure{Reason: ReasonFreeMemory, LineAt: at(1328)}}
+		Failure: &failure.Failure{Reason: failure.ReasonFreeMemory, LineAt: at(1328)}}
 	tm := tr.Timing()
 	if tm.Render != 20*time.Millisecond || tm.Deploy != 300*time.Millisecond || tm.Boot != time.Second || tm.Total != 1320*time.Millisecond || tm.FailExtra != 2*time.Millisecond {
 		t.Errorf("%+v", tm)
@@ -229,7 +230,7 @@ end: restore
 			tr.Phase = p
 		}
 		if tr.Phase == PhaseSkipped {
-			tr.Failure = &Failure{Reason: ReasonInfeasible}
+			tr.Failure = &failure.Failure{Reason: failure.ReasonInfeasible}
 		}
 		return tr
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 
 	"github.com/vgrid/vgrid/benchmark"
 )
@@ -100,8 +101,8 @@ func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() 
 	type ended struct {
 		slot int
 		err  error
-		gone *Failure // the slot's engine stopped answering and did not come back
-		redo *job     // the slot's engine came back: the trial runs again
+		gone *failure.Failure // the slot's engine stopped answering and did not come back
+		redo *job             // the slot's engine came back: the trial runs again
 	}
 	endedc := make(chan ended)
 	running := 0
@@ -138,7 +139,7 @@ func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() 
 					if e.err = o.redo(r, j.t, "its engine stopped answering ("+back.f.Detail+") and answers again"); e.err == nil {
 						e.redo = j
 					}
-				case e.err == nil && f != nil && f.Reason == ReasonEngineGone && !o.engineAlive(ctx, slot.Driver):
+				case e.err == nil && f != nil && f.Reason == failure.ReasonEngineGone && !o.engineAlive(ctx, slot.Driver):
 					e.gone = f // it did not come back: the slot is retired
 				}
 				endedc <- e

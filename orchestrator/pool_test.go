@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"sort"
 	"strings"
 	"sync"
@@ -80,7 +81,7 @@ func TestSlotsRunTrialsAtOnce(t *testing.T) {
 func TestSlotsSearch(t *testing.T) {
 	for seed := 1; seed <= 5; seed++ {
 		o, run, st, _, bench := searchSetup(t, "tpe", 3, seed, "")
-		withSlots(o, bench, map[string]behaviour{"8": {accel: 2}, "16": {bootFails: ReasonFreeMemory}, "32": {accel: 4}, "64": {accel: 6}})
+		withSlots(o, bench, map[string]behaviour{"8": {accel: 2}, "16": {bootFails: failure.ReasonFreeMemory}, "32": {accel: 4}, "64": {accel: 6}})
 		if err := o.Run(context.Background(), run); err != nil {
 			t.Fatal(err)
 		}

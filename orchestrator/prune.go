@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"math"
 	"slices"
 	"strings"
@@ -129,7 +130,7 @@ func newPruner(s Store, r *Run) (*pruner, error) {
 // far; it returns a pruned Failure when the trial is worse with
 // confidence, else nil. A look that could save nothing (the trial's last
 // scenario) is not taken.
-func (p *pruner) look(rep int, sofar *benchmark.Report) *Failure {
+func (p *pruner) look(rep int, sofar *benchmark.Report) *failure.Failure {
 	n := len(sofar.Scenarios)
 	if p == nil || n == 0 || sofar.Scenarios[n-1].Name != p.scenario || (rep == p.reps-1 && n == p.scenarios) {
 		return nil
@@ -177,7 +178,7 @@ func (p *pruner) look(rep int, sofar *benchmark.Report) *Failure {
 	if math.IsNaN(pv) || pv >= p.alpha {
 		return nil
 	}
-	return &Failure{Reason: ReasonPruned, Detail: fmt.Sprintf(
+	return &failure.Failure{Reason: failure.ReasonPruned, Detail: fmt.Sprintf(
 		"after repetition %d's %s: %s %.4g is worse than the champion %s's %.4g by the prune test (one-sided %s, p=%.3g < %.3g = alpha %g over %d look(s)); the rest of its benchmark was skipped",
 		rep+1, p.scenario, p.metric, v, p.champ, p.value, method, pv, p.alpha, p.alpha*float64(p.looks), p.looks)}
 }

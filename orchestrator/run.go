@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"math"
 	"strings"
 	"sync"
@@ -78,7 +79,7 @@ type Deployment interface {
 	Verify(ctx context.Context) (map[string]string, error)
 	// Diagnose explains a server that stopped answering (engine_dead,
 	// exited, ...) or is not the one measured, or returns nil.
-	Diagnose(ctx context.Context) *Failure
+	Diagnose(ctx context.Context) *failure.Failure
 }
 
 // Rendered is what a trial records of a candidate's rendering.
@@ -93,7 +94,7 @@ type Rendered struct {
 type Ready struct {
 	Endpoint string
 	Model    string
-	Boot     Boot
+	Boot     failure.Boot
 	APIKey   string // the key the server was started with, in memory only
 	// GPU, when set, samples the GPUs of the host and slot that run the
 	// server (nvidia-smi in its container, through its engine); nil: the
@@ -248,7 +249,7 @@ func (o *Orchestrator) move(t *Trial, to Phase, detail string) error {
 	return nil
 }
 
-func (o *Orchestrator) fail(t *Trial, f *Failure) error {
+func (o *Orchestrator) fail(t *Trial, f *failure.Failure) error {
 	t.Failure = f
 	return o.move(t, PhaseFailed, f.Error())
 }
@@ -390,7 +391,7 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 					if rest.Phase.Final() {
 						continue
 					}
-					rest.Failure = &Failure{Reason: ReasonDeadline, Detail: why}
+					rest.Failure = &failure.Failure{Reason: failure.ReasonDeadline, Detail: why}
 					if err := o.move(rest, PhaseSkipped, why); err != nil {
 						return nil, err
 					}
@@ -505,7 +506,7 @@ func (o *Orchestrator) search(ctx context.Context, r *Run, trials []*Trial) ([]*
 			trials = append(trials, t)
 			if strings.HasPrefix(t.Predicted, "infeasible") {
 				// Never booted; the search learns from it as from a failure.
-				t.Failure = &Failure{Reason: ReasonInfeasible, Detail: t.Predicted}
+				t.Failure = &failure.Failure{Reason: failure.ReasonInfeasible, Detail: t.Predicted}
 				if err := o.move(t, PhaseSkipped, t.Predicted); err != nil {
 					return nil, err
 				}
@@ -742,14 +743,14 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, p
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var f *Failure
+		var f *failure.Failure
 		if !errors.As(err, &f) {
-			f = &Failure{Reason: ReasonError, Detail: err.Error()}
+			f = &failure.Failure{Reason: failure.ReasonError, Detail: err.Error()}
 		}
-		if f.Reason != ReasonEngineGone && o.engineWobbled(ctx, slot.Driver, f.Reason) {
-			f = &Failure{Reason: ReasonEngineGone, Detail: "the engine stopped answering right after the trial saw: " + f.Error(), Logs: f.Logs}
+		if f.Reason != failure.ReasonEngineGone && o.engineWobbled(ctx, slot.Driver, f.Reason) {
+			f = &failure.Failure{Reason: failure.ReasonEngineGone, Detail: "the engine stopped answering right after the trial saw: " + f.Error(), Logs: f.Logs}
 		}
-		if f.Reason == ReasonEngineGone && t.Attempts < maxEngineRedos {
+		if f.Reason == failure.ReasonEngineGone && t.Attempts < maxEngineRedos {
 			// Not the candidate's failure: if the engine comes back, the
 			// trial is run again (the pool redoes it).
 			if werr := o.waitEngine(ctx, slot.Driver, "trial "+t.Candidate.Name); werr == nil {
@@ -766,7 +767,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, p
 		return nil
 	}
 	if o.SkipInfeasible && len(t.Predicted) > 10 && t.Predicted[:10] == "infeasible" {
-		t.Failure = &Failure{Reason: ReasonInfeasible, Detail: t.Predicted}
+		t.Failure = &failure.Failure{Reason: failure.ReasonInfeasible, Detail: t.Predicted}
 		if err := o.move(t, PhaseSkipped, t.Predicted); err != nil {
 			return err
 		}
@@ -779,9 +780,9 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, p
 	t.Slot, t.Host, t.Hardware = slot.Name, slot.Host, slot.Hardware
 	plan, err := slot.Driver.Render(ctx, t.Candidate)
 	if err != nil {
-		var f *Failure
+		var f *failure.Failure
 		if !errors.As(err, &f) {
-			f = &Failure{Reason: ReasonRender, Detail: err.Error()}
+			f = &failure.Failure{Reason: failure.ReasonRender, Detail: err.Error()}
 		}
 		return failed(f)
 	}
@@ -841,8 +842,8 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, p
 		if f := dep.Diagnose(ctx); f != nil {
 			return failed(f)
 		}
-		var f *Failure
-		if errors.As(err, &f) && f.Reason == ReasonPruned {
+		var f *failure.Failure
+		if errors.As(err, &f) && f.Reason == failure.ReasonPruned {
 			t.Failure = f
 			if err := step(PhasePruned, f.Detail); err != nil {
 				return err
@@ -850,10 +851,10 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, p
 			return nil
 		}
 		if st := (*benchmark.StallError)(nil); errors.As(err, &st) {
-			return failed(&Failure{Reason: ReasonStalled, Detail: st.Error()})
+			return failed(&failure.Failure{Reason: failure.ReasonStalled, Detail: st.Error()})
 		}
 		if err != nil {
-			return failed(&Failure{Reason: ReasonBenchmark, Detail: err.Error()})
+			return failed(&failure.Failure{Reason: failure.ReasonBenchmark, Detail: err.Error()})
 		}
 		pr.finished(res)
 	}

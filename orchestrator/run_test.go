@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"github.com/vgrid/vgrid/internal/golden"
 	"strings"
 	"testing"
@@ -32,7 +33,7 @@ end: %s
 // 64 measures 6x.
 func setup(t *testing.T, end string) (*Orchestrator, *Run, *memStore, *memTarget, *memBench) {
 	t.Helper()
-	return fakeRun(t, fmt.Sprintf(runGrid, end), map[string]behaviour{"8": {accel: 2}, "16": {bootFails: ReasonFreeMemory}, "32": {dies: true, accel: 9}, "64": {accel: 6}})
+	return fakeRun(t, fmt.Sprintf(runGrid, end), map[string]behaviour{"8": {accel: 2}, "16": {bootFails: failure.ReasonFreeMemory}, "32": {dies: true, accel: 9}, "64": {accel: 6}})
 }
 
 // fakeRun builds a run of a grid on the in-memory target, store and
@@ -227,7 +228,7 @@ func TestCancelRecordedWhileInterrupted(t *testing.T) {
 // that fails restores the original and fails the run.
 func TestRunOutcomes(t *testing.T) {
 	o, run, st, target, _ := setup(t, "crown")
-	target.behaviours = map[string]behaviour{"8": {bootFails: ReasonBadArgs}, "16": {bootFails: ReasonBadArgs}, "32": {bootFails: ReasonOOM}, "64": {bootFails: ReasonBadArgs}}
+	target.behaviours = map[string]behaviour{"8": {bootFails: failure.ReasonBadArgs}, "16": {bootFails: failure.ReasonBadArgs}, "32": {bootFails: failure.ReasonOOM}, "64": {bootFails: failure.ReasonBadArgs}}
 	var nothing *NothingMeasuredError
 	if err := o.Run(context.Background(), run); !errors.As(err, &nothing) || nothing.Summary != "4 failed (bad_args x3, oom)" {
 		t.Fatalf("nothing measured: %v", err)
@@ -313,7 +314,7 @@ func TestEngineRestartRedoesTheTrial(t *testing.T) {
 	// the container (create_failed) before it goes away: not the
 	// candidate's failure either.
 	o, run, st, target, _ = setup(t, "crown")
-	target.behaviours["64"] = behaviour{accel: 6, engineGoes: 2, engineGoesAs: ReasonCreate}
+	target.behaviours["64"] = behaviour{accel: 6, engineGoes: 2, engineGoesAs: failure.ReasonCreate}
 	if err := o.Run(context.Background(), run); err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +333,7 @@ func TestEngineRestartRedoesTheTrial(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 	trials, _ = st.Trials(run.ID)
-	if f := trials[1].Failure; f == nil || f.Reason != ReasonEngineGone || !strings.Contains(f.Detail, "did not answer again within 1.5s") {
+	if f := trials[1].Failure; f == nil || f.Reason != failure.ReasonEngineGone || !strings.Contains(f.Detail, "did not answer again within 1.5s") {
 		t.Errorf("trial 1: %s %+v", trials[1].Phase, f)
 	}
 }

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"math"
 	"strings"
 	"testing"
@@ -178,7 +179,7 @@ search: {strategy: %s, max_trials: %d, seed: %d}
 
 func searchSetup(t *testing.T, strategy string, budget, seed int, extra string) (*Orchestrator, *Run, *memStore, *memTarget, *memBench) {
 	t.Helper()
-	return fakeRun(t, fmt.Sprintf(searchGrid, strategy, budget, seed, extra), map[string]behaviour{"8": {accel: 2}, "16": {bootFails: ReasonFreeMemory}, "32": {accel: 4}, "64": {accel: 6}})
+	return fakeRun(t, fmt.Sprintf(searchGrid, strategy, budget, seed, extra), map[string]behaviour{"8": {accel: 2}, "16": {bootFails: failure.ReasonFreeMemory}, "32": {accel: 4}, "64": {accel: 6}})
 }
 
 func candidatesOf(t *testing.T, st *memStore, id string) []string {
@@ -270,7 +271,7 @@ func TestSearchSkipsInfeasible(t *testing.T) {
 	trials, _ := st.Trials(run.ID)
 	for _, tr := range trials {
 		switch {
-		case tr.Phase == PhaseSkipped && tr.Failure.Reason == ReasonInfeasible:
+		case tr.Phase == PhaseSkipped && tr.Failure.Reason == failure.ReasonInfeasible:
 			skipped++
 		case tr.Phase == PhaseSkipped:
 			t.Errorf("trial %d skipped: %v", tr.Seq, tr.Failure)
@@ -334,7 +335,7 @@ func TestDeadline(t *testing.T) {
 			if tr.Phase == PhaseDone || tr.Phase == PhaseFailed {
 				measured++
 			}
-			if tr.Failure != nil && tr.Failure.Reason == ReasonDeadline {
+			if tr.Failure != nil && tr.Failure.Reason == failure.ReasonDeadline {
 				deadline++
 			}
 		}

@@ -1,6 +1,10 @@
 package orchestrator
 
-import "time"
+import (
+	"time"
+
+	"github.com/vgrid/vgrid/failure"
+)
 
 // Tally counts a run's trials by what happened to them, and estimates the
 // time left from what remains: the one count behind the live status
@@ -42,7 +46,7 @@ func CountTrials(r *Run, trials []*Trial, now time.Time) Tally {
 		switch {
 		case tr.Phase == PhaseSkipped:
 			t.Skipped++
-			if tr.Failure != nil && tr.Failure.Reason == ReasonInfeasible {
+			if tr.Failure != nil && tr.Failure.Reason == failure.ReasonInfeasible {
 				t.Infeasible++
 			}
 			continue

@@ -4,10 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"slices"
 	"time"
-
-	"github.com/vgrid/vgrid/vllm"
 )
 
 // Phase is where a trial stands. Values are persisted: never renumber,
@@ -72,13 +71,6 @@ type PhaseStamp struct {
 	At    time.Time `json:"at"`
 }
 
-// Boot is the boot breakdown of a trial, in seconds: what vLLM logs, and
-// the time vgrid measured to the first decoded token.
-type Boot struct {
-	vllm.Boot
-	Ready float64 `json:"ready_s"` // start of the deploy to the first decoded token, measured by vgrid
-}
-
 // Trial is one candidate's attempt, persisted at every phase change.
 type Trial struct {
 	RunID      string            `json:"run_id"`
@@ -92,9 +84,9 @@ type Trial struct {
 	Image      string            `json:"image,omitempty"`          // the server's image (compose) or program (process)
 	ImageID    string            `json:"image_id,omitempty"`       // the image's ID on the engine that ran it (compose)
 	Endpoint   string            `json:"endpoint,omitempty"`
-	Boot       *Boot             `json:"boot,omitempty"`
+	Boot       *failure.Boot     `json:"boot,omitempty"`
 	Effective  map[string]string `json:"effective,omitempty"` // what the server reports (vllm:cache_config_info)
-	Failure    *Failure          `json:"failure,omitempty"`
+	Failure    *failure.Failure  `json:"failure,omitempty"`
 	Predicted  string            `json:"predicted,omitempty"` // pre-flight feasibility verdict
 	// Where it ran, when the target has slots (orchestrator.Slot).
 	Slot     string `json:"slot,omitempty"`

@@ -3,6 +3,7 @@ package report
 import (
 	"encoding/csv"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"github.com/vgrid/vgrid/orchestrator"
 	"html/template"
 	"io"
@@ -51,7 +52,7 @@ type Row struct {
 	VRAMMiB                float64
 	Errors                 float64
 	Verdict                string
-	Failure                *orchestrator.Failure
+	Failure                *failure.Failure
 	Rendered               []string
 	ObjectiveValue         float64
 	// ObjectiveLo and ObjectiveHi bound the objective's 95% interval
@@ -428,7 +429,7 @@ func (d *ReportData) Markdown(w io.Writer) {
 	var failed, pruned []Row
 	for _, row := range d.Rows {
 		switch {
-		case row.Failure != nil && row.Failure.Reason == orchestrator.ReasonPruned:
+		case row.Failure != nil && row.Failure.Reason == failure.ReasonPruned:
 			pruned = append(pruned, row)
 		case row.Failure != nil:
 			failed = append(failed, row)

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	goldenfile "github.com/vgrid/vgrid/internal/golden"
 	"github.com/vgrid/vgrid/orchestrator"
 	"strings"
@@ -85,7 +86,7 @@ func reportFixture(t *testing.T) (*orchestrator.Run, []*orchestrator.Trial, map[
 		switch i {
 		case 0, 1:
 			tr.Phase = orchestrator.PhaseDone
-			tr.Boot = &orchestrator.Boot{Ready: 165.2 + float64(i)}
+			tr.Boot = &failure.Boot{Ready: 165.2 + float64(i)}
 			tr.Phases = append(tr.Phases, orchestrator.PhaseStamp{Phase: orchestrator.PhaseVerifyingConfig, At: at.Add(170 * time.Second)}, orchestrator.PhaseStamp{Phase: orchestrator.PhaseBenchmarking, At: at.Add(171 * time.Second)}, orchestrator.PhaseStamp{Phase: orchestrator.PhaseDone, At: at.Add(230 * time.Second)})
 			miss, hit := 320.0, 45.0
 			if i == 1 {
@@ -94,12 +95,12 @@ func reportFixture(t *testing.T) (*orchestrator.Run, []*orchestrator.Trial, map[
 			reports[i] = []*benchmark.Report{measuredReport(g, miss, hit)}
 		case 2:
 			tr.Phase = orchestrator.PhaseFailed
-			tr.Failure = &orchestrator.Failure{Reason: orchestrator.ReasonFreeMemory, Detail: "vLLM failed while starting the container",
+			tr.Failure = &failure.Failure{Reason: failure.ReasonFreeMemory, Detail: "vLLM failed while starting the container",
 				Line: "ValueError: Free memory on device cuda:0 (22.52/23.99 GiB) on startup is less than desired GPU memory utilization (0.95, 22.79 GiB)."}
 			tr.Phases = append(tr.Phases, orchestrator.PhaseStamp{Phase: orchestrator.PhaseFailed, At: at.Add(3 * time.Second)})
 		case 3:
 			tr.Phase = orchestrator.PhaseSkipped
-			tr.Failure = &orchestrator.Failure{Reason: orchestrator.ReasonInfeasible, Detail: "infeasible: Free memory on device cuda:0"}
+			tr.Failure = &failure.Failure{Reason: failure.ReasonInfeasible, Detail: "infeasible: Free memory on device cuda:0"}
 			tr.Phases = []orchestrator.PhaseStamp{{Phase: orchestrator.PhasePending, At: t0}, {Phase: orchestrator.PhaseSkipped, At: at}}
 		}
 		trials = append(trials, tr)

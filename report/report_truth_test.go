@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/csv"
+	"github.com/vgrid/vgrid/failure"
 	"github.com/vgrid/vgrid/orchestrator"
 	"regexp"
 	"strconv"
@@ -46,15 +47,15 @@ func TestReportShowsEachCandidatesOwnFlags(t *testing.T) {
 	}
 	outcomes := []struct {
 		phase  orchestrator.Phase
-		reason orchestrator.Reason
-	}{{orchestrator.PhaseDone, 0}, {orchestrator.PhaseDone, 0}, {orchestrator.PhaseFailed, orchestrator.ReasonFreeMemory}, {orchestrator.PhaseSkipped, orchestrator.ReasonInfeasible},
-		{orchestrator.PhaseSkipped, orchestrator.ReasonDeadline}, {orchestrator.PhasePruned, orchestrator.ReasonPruned}, {orchestrator.PhaseCancelled, 0}, {orchestrator.PhaseFailed, orchestrator.ReasonOOM}}
+		reason failure.Reason
+	}{{orchestrator.PhaseDone, 0}, {orchestrator.PhaseDone, 0}, {orchestrator.PhaseFailed, failure.ReasonFreeMemory}, {orchestrator.PhaseSkipped, failure.ReasonInfeasible},
+		{orchestrator.PhaseSkipped, failure.ReasonDeadline}, {orchestrator.PhasePruned, failure.ReasonPruned}, {orchestrator.PhaseCancelled, 0}, {orchestrator.PhaseFailed, failure.ReasonOOM}}
 	var trials []*orchestrator.Trial
 	reports := map[int][]*benchmark.Report{}
 	for i, c := range cands {
 		tr := &orchestrator.Trial{RunID: run.ID, Seq: i, Candidate: c, Phase: outcomes[i].phase, Attempts: 1, Phases: []orchestrator.PhaseStamp{{Phase: orchestrator.PhasePending, At: t0}}}
 		if outcomes[i].reason != 0 {
-			tr.Failure = &orchestrator.Failure{Reason: outcomes[i].reason, Detail: "evidence"}
+			tr.Failure = &failure.Failure{Reason: outcomes[i].reason, Detail: "evidence"}
 		}
 		// Only the trials that were deployed have a rendering; skipped
 		// and cancelled-before-start ones never had one.

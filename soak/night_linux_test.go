@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"io"
 	"net/http"
 	"os"
@@ -679,7 +680,7 @@ func (w *world) check(t *testing.T) {
 				w.lost++
 				w.violate("run %s trial %d (%s) did not end: %s", id, tr.Seq, tr.Candidate.Name, tr.Phase)
 			}
-			if tr.Phase != orchestrator.PhaseDone && (tr.Failure == nil || tr.Failure.Reason == orchestrator.ReasonNone) {
+			if tr.Phase != orchestrator.PhaseDone && (tr.Failure == nil || tr.Failure.Reason == failure.ReasonNone) {
 				w.violate("run %s trial %d (%s) ended %s without a reason", id, tr.Seq, tr.Candidate.Name, tr.Phase)
 			}
 			if tr.Phase != orchestrator.PhaseSkipped {

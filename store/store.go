@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -332,7 +333,7 @@ var migrations = map[uint64]func(root *bolt.Bucket) error{
 
 // migrateTrials3 brings stored trials to schema 3: the rendering's hash is
 // render_hash (config_hash meant two things), and a failure reason is one
-// of orchestrator.Reason's names: a name it does not know becomes "error",
+// of failure.Reason's names: a name it does not know becomes "error",
 // the old name kept at the start of the detail.
 func migrateTrials3(root *bolt.Bucket) error {
 	trials := root.Bucket(bTrials)
@@ -362,8 +363,8 @@ func migrateTrials3(root *bolt.Bucket) error {
 				var reason, detail string
 				json.Unmarshal(f["reason"], &reason)
 				json.Unmarshal(f["detail"], &detail)
-				if _, known := orchestrator.ParseReason(reason); !known {
-					f["reason"], _ = json.Marshal(orchestrator.ReasonError.String())
+				if _, known := failure.ParseReason(reason); !known {
+					f["reason"], _ = json.Marshal(failure.ReasonError.String())
 					f["detail"], _ = json.Marshal(strings.TrimSpace(reason + ": " + detail))
 					t["failure"], _ = json.Marshal(f)
 					dirty = true

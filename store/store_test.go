@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"github.com/vgrid/vgrid/failure"
 	"io"
 	"os"
 	"os/exec"
@@ -130,10 +131,10 @@ func TestMigrationToSchema3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if trials[0].RenderHash != "abc" || trials[0].Failure.Reason != orchestrator.ReasonFreeMemory || trials[0].Failure.Detail != "d0" {
+	if trials[0].RenderHash != "abc" || trials[0].Failure.Reason != failure.ReasonFreeMemory || trials[0].Failure.Detail != "d0" {
 		t.Errorf("trial 0: %+v %+v", trials[0], trials[0].Failure)
 	}
-	if trials[1].RenderHash != "def" || trials[1].Failure.Reason != orchestrator.ReasonError || trials[1].Failure.Detail != "gremlins: d1" {
+	if trials[1].RenderHash != "def" || trials[1].Failure.Reason != failure.ReasonError || trials[1].Failure.Detail != "gremlins: d1" {
 		t.Errorf("trial 1: %+v %+v", trials[1], trials[1].Failure)
 	}
 	if trials[2].Failure != nil || trials[2].Phase != orchestrator.PhaseDone {

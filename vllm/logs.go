@@ -7,7 +7,7 @@ import (
 )
 
 // Cause is a failure that vLLM's own output proves. Its values are the
-// names of vgrid's failure reasons (orchestrator.Reason).
+// names of vgrid's failure reasons (failure.Reason, which maps each).
 type Cause string
 
 const (
@@ -22,6 +22,10 @@ const (
 	CauseGraphOOM      Cause = "cuda_graph_oom"           // out of memory while capturing CUDA graphs
 	CauseQuantization  Cause = "quantization_unsupported" // the GPU or model cannot run the quantization
 )
+
+// Causes lists every Cause: the failure vocabulary maps each to a reason.
+var Causes = []Cause{CauseFreeMemory, CauseNoKVMemory, CauseKVTooSmall, CauseOOM, CauseEngineDead, CauseBadArgs,
+	CauseNCCL, CauseModelNotFound, CauseGraphOOM, CauseQuantization}
 
 // logPatterns map vLLM's failure lines to causes, most specific first.
 // Each pattern is tested against real logs (testdata/logs/INDEX.md).

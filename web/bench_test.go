@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	reportpkg "github.com/vgrid/vgrid/report"
 	"net/http"
 	"net/http/httptest"
@@ -48,7 +49,7 @@ objective: {maximize: kv-cache.acceleration}
 	for i, c := range g.Expand() {
 		at := start.Add(time.Duration(i) * 5 * time.Second)
 		tr := &orchestrator.Trial{RunID: r.ID, Seq: i, Candidate: c, Attempts: 1,
-			Boot: &orchestrator.Boot{Boot: vllm.Boot{Weights: 8, Compile: 40, InitEngine: 37, Graphs: 25}, Ready: 4.5}}
+			Boot: &failure.Boot{Boot: vllm.Boot{Weights: 8, Compile: 40, InitEngine: 37, Graphs: 25}, Ready: 4.5}}
 		for p := orchestrator.PhaseRendering; p <= orchestrator.PhaseBenchmarking; p++ {
 			tr.Phases = append(tr.Phases, orchestrator.PhaseStamp{Phase: p, At: at.Add(time.Duration(p) * 500 * time.Millisecond)})
 			tr.Phase = p

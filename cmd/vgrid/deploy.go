@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"os"
 	"strings"
 	"time"
@@ -141,7 +142,7 @@ It is the grid search's own deploy: the same rendering, checks and wait.`,
 
 // deployFailure prints the evidence of a failed deploy and returns the error.
 func (a *app) deployFailure(err error, asJSON bool) error {
-	var f *orchestrator.Failure
+	var f *failure.Failure
 	if !errors.As(err, &f) {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"net/http"
 	"os"
 	"os/exec"
@@ -157,7 +158,7 @@ func TestDecodeStallMidBenchmark(t *testing.T) {
 	st := openStore(t, db)
 	run, _ := st.GetRun("latest")
 	trials, _ := st.Trials(run.ID)
-	if len(trials) != 1 || trials[0].Failure == nil || trials[0].Failure.Reason != orchestrator.ReasonStalled ||
+	if len(trials) != 1 || trials[0].Failure == nil || trials[0].Failure.Reason != failure.ReasonStalled ||
 		!strings.Contains(trials[0].Failure.Detail, "GET /health answered 200") {
 		t.Fatalf("trials %+v", trials)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,7 +57,7 @@ func TestSearchThroughTheCLI(t *testing.T) {
 	booted := 0
 	for _, tr := range trials {
 		if tr.Phase == orchestrator.PhaseSkipped {
-			if tr.Failure == nil || tr.Failure.Reason != orchestrator.ReasonInfeasible {
+			if tr.Failure == nil || tr.Failure.Reason != failure.ReasonInfeasible {
 				t.Errorf("trial %d skipped: %v", tr.Seq, tr.Failure)
 			}
 			continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"math"
 	"os"
 	"path/filepath"
@@ -209,7 +210,7 @@ func (p *replayPlan) WaitReady(context.Context, time.Duration) (*orchestrator.Re
 		if p.t.Failure != nil {
 			return nil, p.t.Failure
 		}
-		return nil, orchestrator.Fail(orchestrator.ReasonError, "the exhaustive trial ended %s", p.t.Phase)
+		return nil, failure.Fail(failure.ReasonError, "the exhaustive trial ended %s", p.t.Phase)
 	}
 	ready := &orchestrator.Ready{Endpoint: "replay://" + p.t.Candidate.Name, Model: "m"}
 	if p.t.Boot != nil {
@@ -219,7 +220,7 @@ func (p *replayPlan) WaitReady(context.Context, time.Duration) (*orchestrator.Re
 }
 
 func (p *replayPlan) Verify(context.Context) (map[string]string, error) { return p.t.Effective, nil }
-func (p *replayPlan) Diagnose(context.Context) *orchestrator.Failure    { return nil }
+func (p *replayPlan) Diagnose(context.Context) *failure.Failure         { return nil }
 
 func (r *replay) Bench(_ context.Context, ready *orchestrator.Ready, _ func(*benchmark.Report) error) (*benchmark.Report, error) {
 	name := strings.TrimPrefix(ready.Endpoint, "replay://")

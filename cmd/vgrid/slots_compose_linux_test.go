@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,7 +198,7 @@ func TestComposeSlotEngineDies(t *testing.T) {
 	gone := 0
 	for _, tr := range trials {
 		switch {
-		case tr.Host == e2.Host && tr.Failure != nil && tr.Failure.Reason == orchestrator.ReasonEngineGone:
+		case tr.Host == e2.Host && tr.Failure != nil && tr.Failure.Reason == failure.ReasonEngineGone:
 			gone++
 			if tr.Entered(orchestrator.PhaseRendering).After(killedAt) {
 				t.Errorf("trial %d started on the dead engine after it died", tr.Seq)

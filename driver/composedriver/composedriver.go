@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"io"
 	"net/http"
 	"os"
@@ -337,7 +338,7 @@ func (c *Compose) gone(ctx context.Context, err error) error {
 	return err
 }
 
-func (c *Compose) engineGone(ctx context.Context, cause error) *orchestrator.Failure {
+func (c *Compose) engineGone(ctx context.Context, cause error) *failure.Failure {
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -349,7 +350,7 @@ func (c *Compose) engineGone(ctx context.Context, cause error) *orchestrator.Fai
 	if cause != nil {
 		detail += "; the trial saw: " + cause.Error()
 	}
-	return orchestrator.Fail(orchestrator.ReasonEngineGone, "%s", detail)
+	return failure.Fail(failure.ReasonEngineGone, "%s", detail)
 }
 
 // Start checks that no other live vgrid drives the service, writes the
@@ -419,25 +420,25 @@ func (d *ComposeDeployment) WaitReady(ctx context.Context, timeout time.Duration
 // claim checks that the server that answered runs in the container this
 // trial created (or found serving its configuration), which carries this
 // vgrid's owner label, and that the endpoint is served from it.
-func (d *ComposeDeployment) claim(ctx context.Context, endpoint string) *orchestrator.Failure {
+func (d *ComposeDeployment) claim(ctx context.Context, endpoint string) *failure.Failure {
 	c := d.p.c
 	cont, err := c.d.Find(ctx, d.spec)
 	if err != nil || cont == nil {
-		return orchestrator.Fail(orchestrator.ReasonExited, "the service's container is gone after it answered (%v)", err)
+		return failure.Fail(failure.ReasonExited, "the service's container is gone after it answered (%v)", err)
 	}
 	if cont.ID != d.Res.ContainerID {
-		return orchestrator.Fail(orchestrator.ReasonForeignServer, "service %s now runs container %.12s, not %.12s that this trial created: another process recreated it", c.service, cont.ID, d.Res.ContainerID)
+		return failure.Fail(failure.ReasonForeignServer, "service %s now runs container %.12s, not %.12s that this trial created: another process recreated it", c.service, cont.ID, d.Res.ContainerID)
 	}
 	d.imageID = cont.Image
 	if o := cont.Config.Labels[ownerLabel]; c.runID != "" && o != owner(c.runID) {
-		return orchestrator.Fail(orchestrator.ReasonForeignServer, "container %.12s carries owner %q, not this vgrid (%s)", cont.ID, o, owner(c.runID))
+		return failure.Fail(failure.ReasonForeignServer, "container %.12s carries owner %q, not this vgrid (%s)", cont.ID, o, owner(c.runID))
 	}
 	start, err := vllm.ServerStart(ctx, endpoint)
 	if err != nil || start.IsZero() {
 		return nil
 	}
 	if started, perr := time.Parse(time.RFC3339Nano, cont.State.StartedAt); perr == nil && start.Before(started.Add(-2*time.Second)) {
-		return orchestrator.Fail(orchestrator.ReasonForeignServer, "the server answering at %s started at %s, before container %.12s (started %s): the endpoint is served by something else",
+		return failure.Fail(failure.ReasonForeignServer, "the server answering at %s started at %s, before container %.12s (started %s): the endpoint is served by something else",
 			endpoint, start.Format(time.RFC3339Nano), cont.ID, started.Format(time.RFC3339Nano))
 	}
 	d.serverStart = start
@@ -446,7 +447,7 @@ func (d *ComposeDeployment) claim(ctx context.Context, endpoint string) *orchest
 
 // same checks, before and after each benchmark, that the service still
 // runs the container and the server this trial measured.
-func (d *ComposeDeployment) same(ctx context.Context) *orchestrator.Failure {
+func (d *ComposeDeployment) same(ctx context.Context) *failure.Failure {
 	cont, err := d.p.c.d.Find(ctx, d.spec)
 	if err != nil {
 		return d.p.c.engineGone(ctx, err) // nil: Diagnose says why
@@ -469,7 +470,7 @@ func (d *ComposeDeployment) Verify(ctx context.Context) (map[string]string, erro
 
 // Diagnose explains a container that stopped answering, or a server that
 // is not the one measured; nil while it runs and is.
-func (d *ComposeDeployment) Diagnose(ctx context.Context) *orchestrator.Failure {
+func (d *ComposeDeployment) Diagnose(ctx context.Context) *failure.Failure {
 	if f := d.p.c.engineGone(ctx, nil); f != nil {
 		return f
 	}
@@ -493,7 +494,7 @@ func (d *ComposeDeployment) Diagnose(ctx context.Context) *orchestrator.Failure 
 			return f
 		}
 	}
-	return orchestrator.Fail(orchestrator.ReasonUnhealthy, "vLLM's /health answered %s after the benchmark (200 when it was ready), and its container still runs %s later", httpCode(code), diagnoseWait)
+	return failure.Fail(failure.ReasonUnhealthy, "vLLM's /health answered %s after the benchmark (200 when it was ready), and its container still runs %s later", httpCode(code), diagnoseWait)
 }
 
 // diagnoseWait bounds the wait for a server whose /health fails to exit.

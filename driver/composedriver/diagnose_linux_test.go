@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/vgrid/vgrid/failure"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,7 +32,7 @@ func TestDiagnoseSeesADyingServer(t *testing.T) {
 	dep, ready := simServer(t, "", "      - VLLM_SIM_DIE_AFTER_REQUESTS=2\n")
 	chat(ready)
 	f := dep.Diagnose(context.Background())
-	if f == nil || f.Reason != orchestrator.ReasonEngineDead || !strings.Contains(f.Line, "EngineDeadError") {
+	if f == nil || f.Reason != failure.ReasonEngineDead || !strings.Contains(f.Line, "EngineDeadError") {
 		t.Fatalf("Diagnose after the engine died: %+v", f)
 	}
 }
@@ -74,12 +75,12 @@ func TestDiagnoseAfterTheRestartPolicyRestarted(t *testing.T) {
 		name string
 		env  string // the simulator's fault, if any
 		kill bool   // SIGKILL to the server's process from this host
-		want orchestrator.Reason
+		want failure.Reason
 		line string
 		code int // the exit code of the server that was measured
 	}{
-		{"engine death", "      - VLLM_SIM_DIE_AFTER_REQUESTS=2\n", false, orchestrator.ReasonEngineDead, "EngineDeadError", 1},
-		{"killed", "", true, orchestrator.ReasonCrashLoop, "", 137},
+		{"engine death", "      - VLLM_SIM_DIE_AFTER_REQUESTS=2\n", false, failure.ReasonEngineDead, "EngineDeadError", 1},
+		{"killed", "", true, failure.ReasonCrashLoop, "", 137},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dep, ready := simServer(t, "    restart: unless-stopped\n", c.env)

@@ -1,4 +1,11 @@
-package orchestrator
+// Package failure is vgrid's failure vocabulary: why a trial failed
+// (Reason, persisted by name), the evidence (Failure, found with
+// errors.As), the boot breakdown (Boot), and the explicit map from what
+// vLLM's own output proves (vllm.Cause) to a reason. Every driver and the
+// orchestrator use it; it imports nothing of vgrid but vllm.
+//
+// May import: vllm.
+package failure
 
 import (
 	"fmt"
@@ -39,7 +46,7 @@ const (
 	ReasonModelNotFound Reason = 23 // the model is not on the hub, or gated without a token
 	ReasonGraphOOM      Reason = 24 // out of memory while capturing CUDA graphs
 	ReasonQuantization  Reason = 25 // the GPU or the model does not support the quantization
-	ReasonUnknownFlag   Reason = 26 // a flag the image's vLLM does not have (caught before any boot)
+	ReasonUnknownFlag   Reason = 26 // legacy: a flag the image's vLLM does not have; now refused before any boot, read from old stores
 	ReasonEngineGone    Reason = 27 // the Docker engine of the trial's slot stopped answering
 	ReasonPruned        Reason = 28 // stopped early: significantly worse than the champion
 	ReasonDeadline      Reason = 29 // not started: it could not end before the run's deadline
@@ -90,13 +97,30 @@ func (r *Reason) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// FromCause is the reason a line of vLLM's output proves.
+// causes maps every failure vLLM's output can prove to its reason: a
+// cause missing here is a test failure (TestEveryCauseMaps), never a
+// silent boot_crash.
+var causes = map[vllm.Cause]Reason{
+	vllm.CauseFreeMemory:    ReasonFreeMemory,
+	vllm.CauseNoKVMemory:    ReasonNoKVMemory,
+	vllm.CauseKVTooSmall:    ReasonKVTooSmall,
+	vllm.CauseOOM:           ReasonOOM,
+	vllm.CauseEngineDead:    ReasonEngineDead,
+	vllm.CauseBadArgs:       ReasonBadArgs,
+	vllm.CauseNCCL:          ReasonNCCL,
+	vllm.CauseModelNotFound: ReasonModelNotFound,
+	vllm.CauseGraphOOM:      ReasonGraphOOM,
+	vllm.CauseQuantization:  ReasonQuantization,
+}
+
+// FromCause is the reason a line of vLLM's output proves. Every cause of
+// vllm.Causes is in the map (TestEveryCauseMaps); boot_crash answers only
+// for a cause added to vllm without its entry here.
 func FromCause(c vllm.Cause) Reason {
-	r, ok := ParseReason(string(c))
-	if !ok {
-		return ReasonBootCrash
+	if r, ok := causes[c]; ok {
+		return r
 	}
-	return r
+	return ReasonBootCrash
 }
 
 // Failure is why a trial failed or was skipped, with the evidence. It is
@@ -125,4 +149,11 @@ func (f *Failure) Error() string {
 // Fail is a Failure of reason r with a formatted detail.
 func Fail(r Reason, format string, a ...any) *Failure {
 	return &Failure{Reason: r, Detail: fmt.Sprintf(format, a...)}
+}
+
+// Boot is the boot breakdown of a trial, in seconds: what vLLM logs, and
+// the time vgrid measured to the first decoded token.
+type Boot struct {
+	vllm.Boot
+	Ready float64 `json:"ready_s"` // start of the deploy to the first decoded token, measured by vgrid
 }
