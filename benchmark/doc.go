@@ -8,5 +8,5 @@
 // data in the report, never a Go error.
 //
 // May import: net/http, x/sys/unix, benchmath, gonum, jsonschema/v6,
-// expfmt, vllm.
+// expfmt. Nothing of vgrid.
 package benchmark

@@ -2,7 +2,9 @@
 // dashboard, which renders the same report code): bar charts with 95%
 // confidence whiskers and scatter plots, each with axes, ticks, units, a
 // legend, and every mark named on hover. Self-contained SVG, no script,
-// nothing fetched. It imports nothing of vgrid.
+// nothing fetched.
+//
+// May import: the standard library. Nothing of vgrid.
 package chart
 
 import (

@@ -7,6 +7,6 @@
 // stopped: vLLM's failure lines (from package vllm), exit codes, restarts,
 // health checks. Failures are failure.Failure values.
 //
-// May import: compose-go v2, the Docker Engine SDK, vllm, orchestrator
-// (its Failure and Reason types).
+// May import: compose-go v2, the Docker Engine SDK, vllm, failure,
+// profiles (a slot's override).
 package compose

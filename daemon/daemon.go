@@ -6,7 +6,8 @@
 // Drivers and the benchmark come from the caller (factories), so the
 // package imports the orchestrator and the store, never the Docker SDK.
 //
-// May import: orchestrator, store, profiles, benchmark types, client_golang.
+// May import: orchestrator, store, profiles, report, web, benchmark types,
+// client_golang.
 package daemon
 
 import (

@@ -12,5 +12,5 @@
 // Bencher (the grid's benchmark against a ready trial), the memory model's
 // feasibility verdict, and the model's duration estimates for plan.
 //
-// May import: orchestrator (types), benchmark, vllm, internal/proc.
+// May import: orchestrator (types), failure, benchmark, vllm, internal/proc.
 package driver

@@ -5,6 +5,6 @@
 // small interfaces it consumes (Driver, Bencher, Store) and never imports
 // bbolt or the Docker SDK: adapters depend on it, not the reverse.
 //
-// May import: profiles (flag model), benchmark (report types and pure
-// summaries), benchmath.
+// May import: vllm (the flag model), failure, benchmark (its result types
+// and pure summaries), benchmath, zerolog, internal/yamlerr.
 package orchestrator

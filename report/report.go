@@ -1,3 +1,11 @@
+// Package report writes a stored run in every form vgrid offers: the
+// report (Markdown, CSV of the candidates or of the load levels, HTML with
+// its SVG charts) and the export (JSON with every raw report, CSV of every
+// request), all computed from the stored samples. The CLI, the daemon's
+// API and the dashboard go through ParseOutput and Write.
+//
+// May import: orchestrator (types, metrics, verdicts), benchmark, chart,
+// vllm, failure.
 package report
 
 import (

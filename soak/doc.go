@@ -7,6 +7,10 @@
 // all along and at the end. The harness is TestNight (Linux, root, Docker);
 // this package holds its pure parts: the fault schedule and the figures.
 //
+// May import: the standard library. (Its Linux test, the harness, also
+// reads vgrid's stored runs and profile backups and drives a Docker
+// engine.)
+//
 //	go test ./soak -run Night -v                                   # the short form (CI): every fault once, seed 1
 //	go test ./soak -run Night -v -timeout 0 -soak.duration=2h -soak.seed=7   # the long form
 //

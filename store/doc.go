@@ -3,7 +3,8 @@
 // locks. It implements orchestrator.Store; the orchestrator never imports
 // bbolt.
 //
-// Schema (version 2), all under one versioned root bucket:
+// Schema (version 4: SchemaVersion, which TestDocSchemaVersion keeps this
+// line true to), all under one versioned root bucket:
 //
 //	vgrid/
 //	  meta/            "schema" -> uint64 BE schema version
@@ -11,8 +12,13 @@
 //	  trials/          run id/ -> trial seq (uint64 BE) -> Trial JSON
 //	  reports/         run id/ -> trial seq (uint64 BE)/ -> repetition (uint64 BE) -> benchmark.Report JSON
 //	  events/          run id/ -> NextSequence (uint64 BE) -> Event JSON
+//	  help/            vLLM build key -> HelpEntry JSON (its --help, as vgrid asked it)
 //
-// Run ids sort by creation time (20261122-184700-ab12cd). Secrets are
+// Beside the file: FILE.lock (the writer's lock) and FILE.backup (a checked
+// copy kept by writers, see Backup).
+//
+// Run ids sort by creation time, to the millisecond
+// (20261122-184700.123-ab12). Secrets are
 // never stored: rendered flags are redacted by the drivers, and the
 // benchmark client never records its API key.
 //
@@ -24,5 +30,6 @@
 // vgrids with different stores cannot drive one target. Migrations run in
 // one transaction when a writer opens an older store; each is tested.
 //
-// May import: bbolt, orchestrator and benchmark types, internal/lockfile.
+// May import: bbolt, orchestrator, failure and benchmark types,
+// internal/lockfile, internal/diskwait.
 package store

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"github.com/vgrid/vgrid/failure"
 	"io"
 	"os"
@@ -395,5 +396,21 @@ func TestHelpCacheAndSchema4(t *testing.T) {
 	got, ok, err := r.Help(key)
 	if !ok || err != nil || got.Text != want.Text || !got.At.Equal(at) || strings.Join(got.Args, " ") != "vllm serve --help=all" {
 		t.Errorf("got %+v %v %v", got, ok, err)
+	}
+}
+
+// The package doc draws the schema it has.
+func TestDocSchemaVersion(t *testing.T) {
+	b, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("Schema (version %d", SchemaVersion); !strings.Contains(string(b), want) {
+		t.Errorf("store/doc.go does not say %q", want)
+	}
+	for _, bucket := range [][]byte{bMeta, bRuns, bTrials, bReports, bEvents, bHelp} {
+		if !strings.Contains(string(b), "//	  "+string(bucket)+"/") {
+			t.Errorf("store/doc.go does not draw the bucket %s/", bucket)
+		}
 	}
 }

@@ -13,7 +13,7 @@
 // CSRF token. Sessions live in memory: a restart of the daemon logs
 // everyone out. The API under /v1 keeps bearer authentication.
 //
-// May import: orchestrator, store, profiles, benchmark.
+// May import: orchestrator, report, store, profiles, benchmark.
 package web
 
 import (

@@ -3,8 +3,8 @@
 // package driver for the seam it implements). It is apart from package
 // driver so that the process driver links no Docker code.
 //
-// May import: orchestrator (types), compose, profiles, driver, vllm,
-// internal/proc.
+// May import: orchestrator (types), failure, compose, profiles, driver,
+// benchmark, vllm, internal/diskwait, internal/proc.
 package composedriver
 
 import (

@@ -2,6 +2,8 @@
 // while: the disk is full, or the file system is read-only. A night's run
 // waits for the space (or the remount) to come back instead of failing a
 // candidate, or the whole run, for a condition outside it.
+//
+// May import: the standard library and golang.org/x/sys.
 package diskwait
 
 import (
