@@ -216,20 +216,7 @@ func Convert(p *types.Project, service string, opts ConvertOptions) (*Spec, erro
 	words, err := profilesEffective(svc)
 	if err == nil {
 		s.Flags = vllm.ParseArgs(words)
-		s.Port = 8000
-		if v, ok := s.Flags.Get("port"); ok {
-			if n, err := strconv.Atoi(v); err == nil {
-				s.Port = n
-			}
-		}
-		s.ServedModel, _ = s.Flags.Get("model")
-		if v, ok := s.Flags.Get("served-model-name"); ok && v != "" {
-			s.ServedModel = strings.Fields(v)[0]
-		}
-		if s.ServedModel == "" {
-			s.ServedModel = "Qwen/Qwen3-0.6B" // vLLM's default model
-		}
-		s.APIKey, _ = s.Flags.Get("api-key")
+		s.ServedModel, s.Port, s.APIKey = s.Flags.Served()
 	}
 	return s, nil
 }

@@ -311,20 +311,7 @@ func (d *ProcessDeployment) failure(reason failure.Reason, detail, line string) 
 
 func (d *ProcessDeployment) WaitReady(ctx context.Context, timeout time.Duration) (*orchestrator.Ready, error) {
 	deadline := time.Now().Add(timeout)
-	flags := d.pl.flags
-	model, _ := flags.Get("model")
-	if model == "" {
-		for _, a := range flags {
-			if a.Name == "" {
-				model = a.Value()
-				break
-			}
-		}
-	}
-	if v, ok := flags.Get("served-model-name"); ok && v != "" {
-		model = strings.Fields(v)[0]
-	}
-	key, _ := flags.Get("api-key")
+	model, _, key := d.pl.flags.Served()
 	endpoint := d.pl.p.endpoint
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()

@@ -44,6 +44,42 @@ func (e *ArgError) Error() string { return "vllm serve: error: " + e.Msg }
 // ParseServeArgs parses `vllm serve` arguments as vLLM does: "--name value"
 // and "--name=value", '_' and '-' alike, --flag/--no-flag booleans, an
 // optional positional model. Defaults follow vLLM V1.
+// DefaultModel is the model vLLM serves when none is given.
+const DefaultModel = "Qwen/Qwen3-0.6B"
+
+// Served is what a server started with these flags answers to: the model
+// name clients send (the first --served-model-name, else the model: the
+// positional model tag or --model as ParseServeArgs reads them, else
+// vLLM's default), its port (--port, else 8000) and its API key. Unlike
+// ParseServeArgs it refuses nothing: a flag vLLM would refuse is vLLM's
+// to refuse. Every driver asks it.
+func (f Flags) Served() (model string, port int, apiKey string) {
+	port = 8000
+	for _, a := range f {
+		switch a.Name {
+		case "":
+			if model == "" {
+				model = a.Value()
+			}
+		case "model":
+			model = a.Value()
+		case "port":
+			if n, err := strconv.Atoi(a.Value()); err == nil {
+				port = n
+			}
+		case "api-key":
+			apiKey = a.Value()
+		}
+	}
+	if v, ok := f.Get("served-model-name"); ok && strings.TrimSpace(v) != "" {
+		model = strings.Fields(v)[0]
+	}
+	if model == "" {
+		model = DefaultModel
+	}
+	return model, port, apiKey
+}
+
 func ParseServeArgs(args []string) (*Config, error) {
 	c := &Config{
 		Host: "0.0.0.0", Port: 8000, TP: 1, GPUUtil: 0.9, MaxNumSeqs: 256, BlockSize: 16,
@@ -73,7 +109,7 @@ func ParseServeArgs(args []string) (*Config, error) {
 		return nil, &ArgError{"unrecognized arguments: " + strings.Join(unknown, " ")}
 	}
 	if c.Model == "" {
-		c.Model = "Qwen/Qwen3-0.6B" // vLLM's default model
+		c.Model = DefaultModel
 	}
 	if len(c.ServedNames) == 0 {
 		c.ServedNames = []string{c.Model}
