@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"encoding/json"
 	"errors"
 	"github.com/vgrid/vgrid/failure"
 	"math"
@@ -291,6 +292,29 @@ end: never
 	for i, w := range want {
 		if !strings.HasPrefix(errs[i].Error(), w) {
 			t.Errorf("error %d: %q, want it to start %q", i, errs[i].Error(), w)
+		}
+	}
+}
+
+// A prediction is stored as the text earlier versions stored, and read
+// back from it.
+func TestPredictionStoredAsText(t *testing.T) {
+	for _, tc := range []struct {
+		p    *Prediction
+		json string
+	}{{Predict(true, "9.9 GiB KV"), `{"predicted":"feasible"}`}, {Predict(false, "Free memory on device"), `{"predicted":"infeasible: Free memory on device"}`}, {nil, `{}`}} {
+		b, _ := json.Marshal(struct {
+			P *Prediction `json:"predicted,omitempty"`
+		}{tc.p})
+		if string(b) != tc.json {
+			t.Errorf("%v: %s, want %s", tc.p, b, tc.json)
+		}
+		var back struct {
+			P *Prediction `json:"predicted"`
+		}
+		json.Unmarshal(b, &back)
+		if back.P.Infeasible() != tc.p.Infeasible() {
+			t.Errorf("%s read back as %v", b, back.P)
 		}
 	}
 }

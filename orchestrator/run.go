@@ -335,11 +335,7 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 		for i, c := range space {
 			t := &Trial{RunID: r.ID, Seq: i, Candidate: c, Phase: PhasePending, Attempts: 1, Phases: []PhaseStamp{{PhasePending, o.Now()}}}
 			if o.Feasible != nil {
-				if ok, why := o.Feasible(c); !ok {
-					t.Predicted = "infeasible: " + why
-				} else {
-					t.Predicted = "feasible"
-				}
+				t.Predicted = Predict(o.Feasible(c))
 			}
 			if err := o.Store.PutTrial(t); err != nil {
 				return err
@@ -488,12 +484,9 @@ func (o *Orchestrator) search(ctx context.Context, r *Run, trials []*Trial) ([]*
 			c := space[i]
 			t := &Trial{RunID: r.ID, Seq: n, Candidate: c, Phase: PhasePending, Attempts: 1, Phases: []PhaseStamp{{PhasePending, o.Now()}}}
 			if o.Feasible != nil {
-				t.Predicted = "feasible"
-				if ok, why := o.Feasible(c); !ok {
-					t.Predicted = "infeasible: " + why
-				}
+				t.Predicted = Predict(o.Feasible(c))
 			}
-			if !strings.HasPrefix(t.Predicted, "infeasible") {
+			if !t.Predicted.Infeasible() {
 				if why := o.late(r, c); why != "" {
 					r.Stop = why
 					return nil, nil
@@ -504,10 +497,10 @@ func (o *Orchestrator) search(ctx context.Context, r *Run, trials []*Trial) ([]*
 			}
 			n++
 			trials = append(trials, t)
-			if strings.HasPrefix(t.Predicted, "infeasible") {
+			if t.Predicted.Infeasible() {
 				// Never booted; the search learns from it as from a failure.
-				t.Failure = &failure.Failure{Reason: failure.ReasonInfeasible, Detail: t.Predicted}
-				if err := o.move(t, PhaseSkipped, t.Predicted); err != nil {
+				t.Failure = &failure.Failure{Reason: failure.ReasonInfeasible, Detail: t.Predicted.String()}
+				if err := o.move(t, PhaseSkipped, t.Predicted.String()); err != nil {
 					return nil, err
 				}
 				continue
@@ -766,9 +759,9 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, p
 		report(PhaseFailed)
 		return nil
 	}
-	if o.SkipInfeasible && len(t.Predicted) > 10 && t.Predicted[:10] == "infeasible" {
-		t.Failure = &failure.Failure{Reason: failure.ReasonInfeasible, Detail: t.Predicted}
-		if err := o.move(t, PhaseSkipped, t.Predicted); err != nil {
+	if o.SkipInfeasible && t.Predicted.Infeasible() {
+		t.Failure = &failure.Failure{Reason: failure.ReasonInfeasible, Detail: t.Predicted.String()}
+		if err := o.move(t, PhaseSkipped, t.Predicted.String()); err != nil {
 			return err
 		}
 		report(PhaseSkipped)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/vgrid/vgrid/failure"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -87,7 +88,7 @@ type Trial struct {
 	Boot       *failure.Boot     `json:"boot,omitempty"`
 	Effective  map[string]string `json:"effective,omitempty"` // what the server reports (vllm:cache_config_info)
 	Failure    *failure.Failure  `json:"failure,omitempty"`
-	Predicted  string            `json:"predicted,omitempty"` // pre-flight feasibility verdict
+	Predicted  *Prediction       `json:"predicted,omitempty"` // pre-flight feasibility verdict; nil when none was made
 	// Where it ran, when the target has slots (orchestrator.Slot).
 	Slot     string `json:"slot,omitempty"`
 	Host     string `json:"host,omitempty"`
@@ -300,4 +301,40 @@ func RunWall(trials []*Trial) time.Duration {
 		return 0
 	}
 	return last.Sub(first)
+}
+
+// Prediction is the memory model's pre-flight verdict on a candidate:
+// whether it boots, and why. Stored as the text it reads as ("feasible",
+// "infeasible: WHY"), as earlier versions stored it.
+type Prediction struct {
+	Boots bool
+	Why   string
+}
+
+// Predict is the verdict of a feasibility check (ok, why).
+func Predict(ok bool, why string) *Prediction { return &Prediction{Boots: ok, Why: why} }
+
+// Infeasible reports a prediction that the candidate cannot boot.
+func (p *Prediction) Infeasible() bool { return p != nil && !p.Boots }
+
+func (p *Prediction) String() string {
+	switch {
+	case p == nil:
+		return ""
+	case p.Boots:
+		return "feasible"
+	}
+	return "infeasible: " + p.Why
+}
+
+func (p *Prediction) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+func (p *Prediction) UnmarshalText(b []byte) error {
+	s := string(b)
+	if why, ok := strings.CutPrefix(s, "infeasible: "); ok || s == "infeasible" {
+		*p = Prediction{Why: why}
+		return nil
+	}
+	*p = Prediction{Boots: true}
+	return nil
 }
