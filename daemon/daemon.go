@@ -489,7 +489,7 @@ func (d *Daemon) Cancel(id string) (*orchestrator.Run, error) {
 		if r.State == orchestrator.RunCancelled {
 			text = "cancelled: cancelled through the API before it ran"
 		}
-		if err := (notifying{d.cfg.Store, &d.hub}).AddEvent(r.ID, orchestrator.Event{At: d.cfg.Now(), Kind: "run", Trial: -1, Text: text}); err != nil {
+		if err := (notifying{d.cfg.Store, &d.hub}).AddEvent(r.ID, orchestrator.Event{At: d.cfg.Now(), Kind: orchestrator.EventRun, Trial: -1, Text: text}); err != nil {
 			d.cfg.Log.Error().Err(err).Str("run_id", r.ID).Msg("persist event")
 		}
 		d.cfg.Log.Info().Str("run_id", r.ID).Str("state", r.State.String()).Msg(text)

@@ -129,11 +129,21 @@ type Store interface {
 // Event is one line of a run's history.
 type Event struct {
 	At    time.Time `json:"at"`
-	Kind  string    `json:"kind"` // phase, run, champion
+	Kind  EventKind `json:"kind"`
 	Trial int       `json:"trial"`
 	Phase string    `json:"phase,omitempty"`
 	Text  string    `json:"text"`
 }
+
+// EventKind says what an event records; the live streams name their
+// events after it. Stored by name.
+type EventKind string
+
+const (
+	EventPhase    EventKind = "phase"    // a trial changed phase
+	EventRun      EventKind = "run"      // the run changed state (or a cancel was requested)
+	EventChampion EventKind = "champion" // the verdict, at the end or at a cancel
+)
 
 // Progress is what a live progress line shows.
 type Progress struct {
@@ -234,7 +244,7 @@ func (o *Orchestrator) move(t *Trial, to Phase, detail string) error {
 	if detail != "" {
 		text += ": " + detail
 	}
-	if err := o.Store.AddEvent(t.RunID, Event{At: now, Kind: "phase", Trial: t.Seq, Phase: to.String(), Text: text}); err != nil {
+	if err := o.Store.AddEvent(t.RunID, Event{At: now, Kind: EventPhase, Trial: t.Seq, Phase: to.String(), Text: text}); err != nil {
 		return fmt.Errorf("persist event: %w", err)
 	}
 	ev := o.Log.Info()
@@ -260,7 +270,7 @@ func (o *Orchestrator) saveRun(r *Run, state RunState, text string) error {
 		return fmt.Errorf("persist run %s: %w", r.ID, err)
 	}
 	o.Log.Info().Str("run_id", r.ID).Str("state", state.String()).Msg(text)
-	return o.Store.AddEvent(r.ID, Event{At: r.Updated, Kind: "run", Trial: -1, Text: state.String() + ": " + text})
+	return o.Store.AddEvent(r.ID, Event{At: r.Updated, Kind: EventRun, Trial: -1, Text: state.String() + ": " + text})
 }
 
 // ErrCancelled is the cancellation cause of a run the user cancelled (the
@@ -551,7 +561,7 @@ func (o *Orchestrator) observe(r *Run, trials []*Trial, index map[string]int) ([
 				}
 			}
 		case t.Failure != nil:
-			ob.Outcome = t.Phase.String() + " (" + t.Failure.Reason.String() + ")"
+			ob.Outcome = t.Outcome()
 		case !t.Phase.Final():
 			ob.Pending, ob.Outcome = true, "running" // on another slot: taken, no evidence yet
 		}
@@ -675,7 +685,7 @@ func (o *Orchestrator) endCancelled(r *Run) error {
 	v := Choose(&r.Grid, scored)
 	v.Cancelled = true
 	r.Champion = v
-	return o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: "champion", Trial: v.Champion, Text: v.Title() + ": " + v.Reason})
+	return o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: EventChampion, Trial: v.Champion, Text: v.Title() + ": " + v.Reason})
 }
 
 // Queue records a new run as queued (the daemon runs it when its target is
@@ -973,7 +983,7 @@ func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) erro
 	}
 	v := Choose(&r.Grid, scored)
 	r.Champion = v
-	if err := o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: "champion", Trial: v.Champion, Text: v.Reason}); err != nil {
+	if err := o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: EventChampion, Trial: v.Champion, Text: v.Reason}); err != nil {
 		return fmt.Errorf("persist event: %w", err)
 	}
 	o.Log.Info().Str("run_id", r.ID).Int("champion", v.Champion).Str("candidate", v.Name).Bool("tie", v.Tie).Msg(v.Reason)
@@ -1118,5 +1128,5 @@ func (o *Orchestrator) checkFlags(ctx context.Context, r *Run) error {
 	}
 	text := "flags not checked against the server's own --help: " + err.Error()
 	o.Log.Warn().Str("run_id", r.ID).Msg(text)
-	return o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: "run", Trial: -1, Text: text})
+	return o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: EventRun, Trial: -1, Text: text})
 }

@@ -187,7 +187,7 @@ func (a *app) followOnce(ctx context.Context, c *apiClient, id string, last *str
 		if e.State != "" {
 			return true, nil
 		}
-		a.printEvent(orchestrator.Event{Kind: e.Kind, Trial: e.Trial, Text: e.Text})
+		a.printEvent(orchestrator.Event{Kind: orchestrator.EventKind(e.Kind), Trial: e.Trial, Text: e.Text})
 	}
 	if err := sc.Err(); err != nil {
 		return false, err
@@ -198,7 +198,7 @@ func (a *app) followOnce(ctx context.Context, c *apiClient, id string, last *str
 // printEvent prints one event of a run as vgrid run --server and vgrid
 // runs watch show them.
 func (a *app) printEvent(e orchestrator.Event) {
-	if e.Trial >= 0 && e.Kind == "phase" {
+	if e.Trial >= 0 && e.Kind == orchestrator.EventPhase {
 		fmt.Fprintf(a.stdout, "  trial %d: %s\n", e.Trial, termSafe(e.Text))
 		return
 	}

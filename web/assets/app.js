@@ -27,6 +27,6 @@
   }
   var es = new EventSource("/runs/" + encodeURIComponent(id) + "/events");
   es.onmessage = function () { refresh(false); };
-  ["phase", "trial", "champion", "run", "state"].forEach(function (k) { es.addEventListener(k, function () { refresh(false); }); });
+  ["phase", "champion", "run"].forEach(function (k) { es.addEventListener(k, function () { refresh(false); }); });
   es.addEventListener("end", function () { es.close(); refresh(true); });
 })();
