@@ -27,7 +27,7 @@ import (
 // (package web), with its own login and session cookie.
 func (d *Daemon) Handler() http.Handler {
 	dir, _ := os.Getwd()
-	dash := web.New(d, d.cfg.Store, dir, d.cfg.Now)
+	dash := web.New(d, dir, d.cfg.Now)
 	d.mu.Lock()
 	d.dash = dash
 	d.mu.Unlock()

@@ -29,6 +29,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/store"
 	"github.com/vgrid/vgrid/web"
@@ -507,6 +508,22 @@ func (d *Daemon) Cancel(id string) (*orchestrator.Run, error) {
 func (d *Daemon) authorized(r *http.Request) bool {
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	return ok && strings.EqualFold(scheme, "Bearer") && d.ValidToken(strings.TrimSpace(tok))
+}
+
+// Runs lists the store's runs, newest first (the dashboard's reads).
+func (d *Daemon) Runs() ([]*orchestrator.Run, error) { return d.cfg.Store.Runs() }
+
+// GetRun reads a run; an unknown one is store.ErrNotFound.
+func (d *Daemon) GetRun(id string) (*orchestrator.Run, error) { return d.cfg.Store.GetRun(id) }
+
+// Trials reads a run's trials.
+func (d *Daemon) Trials(runID string) ([]*orchestrator.Trial, error) {
+	return d.cfg.Store.Trials(runID)
+}
+
+// Reports reads a trial's stored reports.
+func (d *Daemon) Reports(runID string, seq int) ([]*benchmark.Report, error) {
+	return d.cfg.Store.Reports(runID, seq)
 }
 
 // TokenFile is the file that holds the daemon's token.

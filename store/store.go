@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/vgrid/vgrid/failure"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -42,8 +43,14 @@ var (
 // ErrNoStore says the store file does not exist yet.
 var ErrNoStore = errors.New("no store yet")
 
-// ErrNotFound is returned for an unknown run.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned for an unknown run; it is also fs.ErrNotExist
+// for callers that do not import the store (the dashboard).
+var ErrNotFound error = notFound{}
+
+type notFound struct{}
+
+func (notFound) Error() string        { return "not found" }
+func (notFound) Is(target error) bool { return target == fs.ErrNotExist }
 
 // Store is a bbolt file. A writer (vgrid run, vgrid serve) holds the
 // store's owner lock (FILE.lock) for its life, so a second writer fails at

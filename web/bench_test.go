@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"github.com/vgrid/vgrid/failure"
 	reportpkg "github.com/vgrid/vgrid/report"
+	"github.com/vgrid/vgrid/store"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -112,7 +113,7 @@ func BenchmarkRunPage500(b *testing.B) {
 	// The daemon has its dashboard follow a running run (Follow, as its
 	// trials end): the first view of a run nobody watched is then served
 	// from the cache. Here a dashboard of its own over the same store.
-	dash := web.New(viewOnly{s.token}, s.st, b.TempDir(), time.Now)
+	dash := web.New(viewOnly{token: s.token, Store: s.st}, b.TempDir(), time.Now)
 	hs := httptest.NewServer(dash)
 	defer hs.Close()
 	s2 := &server{Server: hs, token: s.token, st: s.st}
@@ -140,7 +141,12 @@ func BenchmarkRunPage500(b *testing.B) {
 }
 
 // viewOnly is a backend for a dashboard that only shows pages.
-type viewOnly struct{ token string }
+// viewOnly reads a store (its embedded Store answers Runs, GetRun,
+// Trials and Reports) and changes nothing.
+type viewOnly struct {
+	token string
+	*store.Store
+}
 
 func (viewOnly) Submit([]byte, string, string) (*orchestrator.Run, error) {
 	return nil, fmt.Errorf("view only")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"io/fs"
 	"math"
 	"net/http"
 	"os"
@@ -19,7 +20,6 @@ import (
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
 	"github.com/vgrid/vgrid/report"
-	"github.com/vgrid/vgrid/store"
 )
 
 var funcs = template.FuncMap{
@@ -85,13 +85,13 @@ func (d *Dashboard) page(w http.ResponseWriter, code int, name string, s *sessio
 }
 
 func (d *Dashboard) runRows() ([]runRow, error) {
-	runs, err := d.st.Runs()
+	runs, err := d.b.Runs()
 	if err != nil {
 		return nil, err
 	}
 	var rows []runRow
 	for _, r := range runs { // the store lists them newest first
-		trials, err := d.st.Trials(r.ID)
+		trials, err := d.b.Trials(r.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -170,11 +170,11 @@ type trialView struct {
 }
 
 func (d *Dashboard) runView(id string) (*runView, error) {
-	run, err := d.st.GetRun(id)
+	run, err := d.b.GetRun(id)
 	if err != nil {
 		return nil, err
 	}
-	trials, err := d.st.Trials(run.ID)
+	trials, err := d.b.Trials(run.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +188,7 @@ func (d *Dashboard) runView(id string) (*runView, error) {
 		if !measured[seq] {
 			return nil, nil
 		}
-		return d.st.Reports(run.ID, seq)
+		return d.b.Reports(run.ID, seq)
 	}, &d.rows)
 	if err != nil {
 		return nil, err
@@ -220,7 +220,7 @@ func (d *Dashboard) runView(id string) (*runView, error) {
 }
 
 func (d *Dashboard) storeFail(w http.ResponseWriter, err error) {
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, fs.ErrNotExist) {
 		d.fail(w, http.StatusNotFound, err.Error())
 		return
 	}
@@ -255,7 +255,7 @@ func (d *Dashboard) runEvents(w http.ResponseWriter, r *http.Request, _ *session
 func (d *Dashboard) cancel(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.PathValue("id")
 	if r.PostFormValue("confirm") != "yes" {
-		run, err := d.st.GetRun(id)
+		run, err := d.b.GetRun(id)
 		if err != nil {
 			d.storeFail(w, err)
 			return

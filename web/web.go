@@ -13,7 +13,8 @@
 // CSRF token. Sessions live in memory: a restart of the daemon logs
 // everyone out. The API under /v1 keeps bearer authentication.
 //
-// May import: orchestrator, report, store, profiles, benchmark.
+// May import: orchestrator, report, profiles, benchmark. It reads the
+// store through its Backend, never bbolt.
 package web
 
 import (
@@ -29,10 +30,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/profiles"
 	"github.com/vgrid/vgrid/report"
-	"github.com/vgrid/vgrid/store"
 )
 
 //go:embed templates/*.html
@@ -52,6 +53,12 @@ type Backend interface {
 	ValidToken(tok string) bool
 	// TokenFile is where the daemon's token is, for the login page.
 	TokenFile() string
+	// Runs, GetRun, Trials and Reports read the store (an unknown run is
+	// an error that errors.Is fs.ErrNotExist).
+	Runs() ([]*orchestrator.Run, error)
+	GetRun(id string) (*orchestrator.Run, error)
+	Trials(runID string) ([]*orchestrator.Trial, error)
+	Reports(runID string, seq int) ([]*benchmark.Report, error)
 	// ServeEvents streams a run's events as Server-Sent Events.
 	ServeEvents(w http.ResponseWriter, r *http.Request, id string)
 	// Download writes a run's report or export (attach: as a file).
@@ -71,7 +78,6 @@ const SessionTTL = 12 * time.Hour
 // Dashboard is the web UI.
 type Dashboard struct {
 	b    Backend
-	st   *store.Store
 	dir  string // where submitted grids' relative paths resolve
 	now  func() time.Time
 	tmpl *template.Template
@@ -92,8 +98,8 @@ type session struct {
 
 // New builds the dashboard over the daemon's backend and store; dir
 // resolves relative paths of grids submitted from the browser.
-func New(b Backend, st *store.Store, dir string, now func() time.Time) *Dashboard {
-	d := &Dashboard{b: b, st: st, dir: dir, now: now, sessions: map[string]*session{}, ended: map[string]int{}}
+func New(b Backend, dir string, now func() time.Time) *Dashboard {
+	d := &Dashboard{b: b, dir: dir, now: now, sessions: map[string]*session{}, ended: map[string]int{}}
 	d.tmpl = template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/*.html"))
 	assets, _ := fs.Sub(assetFS, "assets")
 	m := http.NewServeMux()
@@ -120,7 +126,7 @@ func New(b Backend, st *store.Store, dir string, now func() time.Time) *Dashboar
 // first, so that the first view of a large run after the daemon started
 // is served from the cache.
 func (d *Dashboard) warm() {
-	runs, err := d.st.Runs()
+	runs, err := d.b.Runs()
 	if err != nil {
 		return
 	}
@@ -134,7 +140,7 @@ func (d *Dashboard) warm() {
 // watched while it ran is served from the cache too. The daemon calls it
 // for its running runs every few seconds; it is cheap when nothing ended.
 func (d *Dashboard) Follow(runID string) {
-	trials, err := d.st.Trials(runID)
+	trials, err := d.b.Trials(runID)
 	if err != nil {
 		return
 	}
