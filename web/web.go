@@ -13,8 +13,8 @@
 // CSRF token. Sessions live in memory: a restart of the daemon logs
 // everyone out. The API under /v1 keeps bearer authentication.
 //
-// May import: orchestrator, report, profiles, benchmark. It reads the
-// store through its Backend, never bbolt.
+// May import: orchestrator, report, profiles, benchmark. Stored runs are
+// read through its Backend, never from bbolt.
 package web
 
 import (
