@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/vgrid/vgrid/driver"
 	"github.com/vgrid/vgrid/orchestrator"
@@ -56,23 +59,39 @@ func importGrid(src []byte, source string, o importOptions) (string, []string, e
 	if len(ug.Configs) == 0 {
 		return "", nil, fmt.Errorf("no configs in the file")
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Imported from %s by:\n#   %s\n", source, o.command)
-	b.WriteString("# null in their file = the flag is left as the profile has it (not listed);\n")
-	b.WriteString("# false = the explicit --no- negation, never an omission (vLLM V1 enables\n")
-	b.WriteString("# prefix caching and chunked prefill by default).\n")
-	fmt.Fprintf(&b, "name: %s\ntarget:\n  driver: compose\n  files: [%s]\n", o.name, o.profile)
-	if o.envFile != "" {
-		fmt.Fprintf(&b, "  env_file: %s\n", o.envFile)
+	// The grid is built as YAML nodes and written by the YAML library: names,
+	// paths and descriptions are quoted as YAML needs, comments kept.
+	str := func(v string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: v} }
+	quoted := func(v string) *yaml.Node {
+		return &yaml.Node{Kind: yaml.ScalarNode, Value: v, Style: yaml.DoubleQuotedStyle}
 	}
-	fmt.Fprintf(&b, "  project: %s\n", o.project)
+	num := func(v float64) *yaml.Node { return str(strconv.FormatFloat(v, 'f', -1, 64)) }
+	mapping := func(flow bool, kv ...*yaml.Node) *yaml.Node {
+		n := &yaml.Node{Kind: yaml.MappingNode, Content: kv}
+		if flow {
+			n.Style = yaml.FlowStyle
+		}
+		return n
+	}
+	seq := func(flow bool, items ...*yaml.Node) *yaml.Node {
+		n := &yaml.Node{Kind: yaml.SequenceNode, Content: items}
+		if flow {
+			n.Style = yaml.FlowStyle
+		}
+		return n
+	}
+	target := mapping(false, str("driver"), str("compose"), str("files"), seq(true, str(o.profile)))
+	if o.envFile != "" {
+		target.Content = append(target.Content, str("env_file"), str(o.envFile))
+	}
+	target.Content = append(target.Content, str("project"), str(o.project))
 	if o.service != "" {
-		fmt.Fprintf(&b, "  service: %s\n", o.service)
+		target.Content = append(target.Content, str("service"), str(o.service))
 	}
 	if o.apiKeyEnv != "" {
-		fmt.Fprintf(&b, "  api_key_env: %s\n", o.apiKeyEnv)
+		target.Content = append(target.Content, str("api_key_env"), str(o.apiKeyEnv))
 	}
-	b.WriteString("space:\n  candidates:\n")
+	cands := seq(false)
 	var warnings []string
 	seen := map[string]string{}
 	for _, c := range ug.Configs {
@@ -92,50 +111,60 @@ func importGrid(src []byte, source string, o importOptions) (string, []string, e
 		if c.MaxNumBatchedTokens != nil {
 			flags["max-num-batched-tokens"] = strconv.Itoa(*c.MaxNumBatchedTokens)
 		}
-		keys := make([]string, 0, len(flags))
-		for k := range flags {
-			keys = append(keys, k)
+		fm := mapping(true)
+		var sig []string
+		for _, k := range slices.Sorted(maps.Keys(flags)) {
+			fm.Content = append(fm.Content, str(k), quoted(flags[k])) // a string, as vLLM reads it
+			sig = append(sig, k+"="+flags[k])
 		}
-		sort.Strings(keys)
-		var parts []string
-		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s: %q", k, flags[k]))
-		}
-		sig := strings.Join(parts, ", ")
-		if other, ok := seen[sig]; ok {
+		if other, ok := seen[strings.Join(sig, " ")]; ok {
 			warnings = append(warnings, fmt.Sprintf("%s is identical to %s (same flags; the differences its name suggests are null in the file): both are kept, the pair shows run-to-run spread", c.Name, other))
 		} else {
-			seen[sig] = c.Name
+			seen[strings.Join(sig, " ")] = c.Name
 		}
-		if c.Description != "" {
-			fmt.Fprintf(&b, "    # %s\n", strings.ReplaceAll(c.Description, "\n", " "))
-		}
-		fmt.Fprintf(&b, "    - name: %s\n      flags: {%s}\n", c.Name, sig)
+		item := mapping(false, str("name"), str(c.Name), str("flags"), fm)
+		item.HeadComment = strings.Join(strings.Fields(c.Description), " ")
+		cands.Content = append(cands.Content, item)
 	}
-	b.WriteString(`benchmark:
-  scenarios: [kv-cache, long-conversation, reasoning, tool-calling, stability]
-  repetitions: 1
-constraints:
-  - errors == 0
-objective:
-  maximize: kv-cache.acceleration
-tie: prefer lower gpu-memory-utilization
-timeouts:
-  ready: 30m
-end: crown
-`)
+	root := mapping(false,
+		str("name"), str(o.name),
+		str("target"), target,
+		str("space"), mapping(false, str("candidates"), cands),
+		str("benchmark"), mapping(false,
+			str("scenarios"), seq(true, str("kv-cache"), str("long-conversation"), str("reasoning"), str("tool-calling"), str("stability")),
+			str("repetitions"), str("1")),
+		str("constraints"), seq(false, str("errors == 0")),
+		str("objective"), mapping(false, str("maximize"), str("kv-cache.acceleration")),
+		str("tie"), str("prefer lower gpu-memory-utilization"),
+		str("timeouts"), mapping(false, str("ready"), str("30m")),
+		str("end"), str("crown"))
 	if o.hardwareFrom != "" {
-		var used []string
-		for _, u := range o.gpuUsedMiB {
-			used = append(used, strconv.FormatFloat(u, 'f', -1, 64))
+		hw := mapping(false, str("gpu_memory_mib"), num(o.gpuMemoryMiB))
+		if len(o.gpuUsedMiB) > 0 {
+			used := seq(true)
+			for _, u := range o.gpuUsedMiB {
+				used.Content = append(used.Content, num(u))
+			}
+			hw.Content = append(hw.Content, str("gpu_used_mib"), used)
 		}
-		fmt.Fprintf(&b, "hardware:               # for vgrid plan, from %s\n  gpu_memory_mib: %s\n", o.hardwareFrom, strconv.FormatFloat(o.gpuMemoryMiB, 'f', -1, 64))
-		if len(used) > 0 {
-			fmt.Fprintf(&b, "  gpu_used_mib: [%s]\n", strings.Join(used, ", "))
-		}
+		key := str("hardware")
+		key.LineComment = "for vgrid plan, from " + o.hardwareFrom
+		root.Content = append(root.Content, key, hw)
 	} else {
 		warnings = append(warnings, "no hardware section: no --gpu-memory-mib was given and nvidia-smi does not answer here; vgrid plan and run will read nvidia-smi on the host that runs them")
 	}
+	doc := &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{root}, HeadComment: fmt.Sprintf(`Imported from %s by:
+  %s
+null in their file = the flag is left as the profile has it (not listed);
+false = the explicit --no- negation, never an omission (vLLM V1 enables
+prefix caching and chunked prefill by default).`, source, o.command)}
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return "", nil, err
+	}
+	enc.Close()
 	return b.String(), warnings, nil
 }
 
