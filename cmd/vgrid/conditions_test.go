@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"github.com/vgrid/vgrid/internal/golden"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -617,7 +618,7 @@ func TestGridImport(t *testing.T) {
 			"--gpu-memory-mib", "24564", "--gpu-used-mib", "1500,0")
 		want, _ := os.ReadFile(c.example)
 		if code != 0 || out != string(want) {
-			t.Errorf("%s: exit %d %s\n%s", c.json, code, errs, firstDifference(string(want), out))
+			t.Errorf("%s: exit %d %s\n%s", c.json, code, errs, golden.FirstDiff(string(want), out))
 		}
 	}
 	// Without flags and without nvidia-smi: no hardware, no key variable,
@@ -630,23 +631,6 @@ func TestGridImport(t *testing.T) {
 	if code, _, errs := vgrid(t, "grid", "import", "testdata/grid_search_configs.json", "--gpu-used-mib", "1500,0"); code != 2 || !strings.Contains(errs, "needs --gpu-memory-mib") {
 		t.Errorf("used without total: %d %s", code, errs)
 	}
-}
-
-func firstDifference(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			return fmt.Sprintf("line %d: want %q, got %q", i+1, a, b)
-		}
-	}
-	return ""
 }
 
 // vgrid plan and vgrid run refuse a grid no candidate of which can start

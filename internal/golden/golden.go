@@ -32,11 +32,12 @@ func Check(t testing.TB, name string, got []byte) {
 		t.Fatalf("%v (run go test -update to create it)", err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test -run '^%s$' -update to accept):\n%s", name, t.Name(), firstDiff(string(want), string(got)))
+		t.Errorf("%s differs from the golden file (go test -run '^%s$' -update to accept):\n%s", name, t.Name(), FirstDiff(string(want), string(got)))
 	}
 }
 
-func firstDiff(want, got string) string {
+// FirstDiff says where two texts first differ: the line and both sides.
+func FirstDiff(want, got string) string {
 	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
 	for i := 0; i < max(len(w), len(g)); i++ {
 		var a, b string
