@@ -30,3 +30,13 @@ func (b *Bencher) Bench(ctx context.Context, ready *orchestrator.Ready, look fun
 	r := &benchmark.Runner{Client: c, Config: b.Grid.Benchmark.Resolve(), GPU: gpu, Look: look, Stall: time.Duration(b.Grid.Timeouts.Stall)}
 	return r.Run(ctx, b.Grid.Benchmark.Scenarios)
 }
+
+// GPUTelemetry is where a grid's benchmark reads GPU telemetry: this
+// host's nvidia-smi, or none when the target runs without GPUs
+// (target.gpus: off). The CLI and the daemon both ask it.
+func GPUTelemetry(g *orchestrator.Grid) benchmark.GPUSource {
+	if g.Target.GPUs == "off" {
+		return nil
+	}
+	return benchmark.LocalNvidiaSMI
+}

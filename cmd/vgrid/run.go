@@ -12,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/driver"
 	"github.com/vgrid/vgrid/driver/composedriver"
 	"github.com/vgrid/vgrid/internal/buildinfo"
@@ -154,10 +153,6 @@ error, 2 for a usage error, 130 when interrupted.`,
 			if err != nil {
 				return err
 			}
-			gpu := benchmark.GPUSource(benchmark.LocalNvidiaSMI)
-			if g.Target.Driver == "compose" && g.Target.GPUs == "off" {
-				gpu = nil
-			}
 			est, _, err := newEstimator(ctx, g, drv, st)
 			if err != nil {
 				return err
@@ -175,7 +170,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 				}
 			}
 			view := newLiveView(a.stdout, a.isTerminal(a.stdout), quiet)
-			o := &orchestrator.Orchestrator{Store: st, Driver: drv, Bench: &driver.Bencher{Grid: g, Getenv: a.getenv, GPU: gpu},
+			o := &orchestrator.Orchestrator{Store: st, Driver: drv, Bench: &driver.Bencher{Grid: g, Getenv: a.getenv, GPU: driver.GPUTelemetry(g)},
 				Log: log.With().Str("run_id", run.ID).Logger(), Now: time.Now, SkipInfeasible: skipInfeasible,
 				Feasible: driver.Feasibility(ctx, g, drv, slots...), Progress: view.update, Estimate: estimate, Slots: slots}
 			if !quiet {

@@ -12,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"github.com/vgrid/vgrid/benchmark"
 	"github.com/vgrid/vgrid/compose"
 	"github.com/vgrid/vgrid/daemon"
 	"github.com/vgrid/vgrid/driver"
@@ -79,11 +78,7 @@ again. A second signal exits at once.`,
 					return a.newSlots(ctx, g, runDir, log)
 				},
 				NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher {
-					var gpu benchmark.GPUSource = benchmark.LocalNvidiaSMI
-					if g.Target.GPUs == "off" {
-						gpu = nil
-					}
-					return &driver.Bencher{Grid: g, Getenv: a.getenv, GPU: gpu}
+					return &driver.Bencher{Grid: g, Getenv: a.getenv, GPU: driver.GPUTelemetry(g)}
 				},
 				Feasible: func(g *orchestrator.Grid, drv orchestrator.Driver, slots []orchestrator.Slot) func(orchestrator.Candidate) (bool, string) {
 					return driver.Feasibility(ctx, g, drv, slots...)
