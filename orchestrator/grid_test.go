@@ -318,3 +318,18 @@ func TestPredictionStoredAsText(t *testing.T) {
 		}
 	}
 }
+
+func TestStateTextSaysCancelling(t *testing.T) {
+	r := &Run{State: RunRunning}
+	if r.StateText() != "running" {
+		t.Error(r.StateText())
+	}
+	r.CancelRequested = time.Now()
+	if r.StateText() != "cancelling" {
+		t.Error(r.StateText())
+	}
+	r.State = RunCancelled
+	if r.StateText() != "cancelled" {
+		t.Error(r.StateText())
+	}
+}

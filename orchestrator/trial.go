@@ -170,6 +170,15 @@ type Run struct {
 	CancelRequested time.Time `json:"cancel_requested,omitzero"`
 }
 
+// StateText is the run's state as people read it: "cancelling" between
+// the user's cancel and the end of the restore, else the state's name.
+func (r *Run) StateText() string {
+	if !r.CancelRequested.IsZero() && !r.State.Final() {
+		return "cancelling"
+	}
+	return r.State.String()
+}
+
 // Final reports a state a run never leaves by itself: done, failed or
 // cancelled (a failed run may be resumed by hand).
 func (s RunState) Final() bool { return s == RunDone || s == RunFailed || s == RunCancelled }

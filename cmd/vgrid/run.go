@@ -243,7 +243,7 @@ func (a *app) printVerdict(st *store.Store, id, where string) error {
 // --store or --server the hints must carry.
 func (a *app) runTable(run *orchestrator.Run, trials []*orchestrator.Trial, rep *report.ReportData, where string) {
 	w := a.stdout
-	fmt.Fprintf(w, "\nrun %s: %s, left running: %s\n", run.ID, run.State, orDash(run.EndAction))
+	fmt.Fprintf(w, "\nrun %s: %s, left running: %s\n", run.ID, run.StateText(), orDash(run.EndAction))
 	if run.Error != "" {
 		fmt.Fprintf(w, "error: %s\n", termSafe(run.Error))
 	}

@@ -155,8 +155,8 @@ func (a *app) runsCommand() *cobra.Command {
 				if r.Champion != nil && r.Champion.Champion >= 0 {
 					champ = r.Champion.Name
 				}
-				state := r.State.String()
-				if r.State == orchestrator.RunRunning {
+				state := r.StateText()
+				if r.State == orchestrator.RunRunning && r.CancelRequested.IsZero() {
 					if _, held := st.Held(r.Target); !held {
 						state = "running, but no process holds its target (killed?): vgrid run --resume " + r.ID + a.where(storePath) + ", or start its daemon again"
 					}
