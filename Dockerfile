@@ -9,9 +9,13 @@
 #
 # Profiles must be mounted at the same path as on the host, because compose
 # files name host paths (binds, env files). The token is /data/token.
+# Inside the container the daemon listens on every address of its own
+# network namespace in plain HTTP (--insecure-listen): publish the port on
+# the host's loopback only, as above, or run it with --tls-cert/--tls-key
+# (on a mounted volume) to publish it further.
 FROM scratch
 COPY vgrid /usr/local/bin/vgrid
 ENV VGRID_STORE=/data/vgrid.db HOME=/data
 VOLUME /data
 EXPOSE 8321
-ENTRYPOINT ["/usr/local/bin/vgrid", "serve", "--listen", "0.0.0.0:8321", "--token-file", "/data/token"]
+ENTRYPOINT ["/usr/local/bin/vgrid", "serve", "--listen", "0.0.0.0:8321", "--insecure-listen", "--token-file", "/data/token"]

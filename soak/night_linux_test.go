@@ -809,7 +809,9 @@ func (d *daemonProc) start() error {
 		return err
 	}
 	fmt.Fprintf(logf, "=== soak: vgrid serve starts at %s\n", time.Now().Format(time.RFC3339Nano))
-	cmd := d.e2.Command(d.bin, "serve", "--listen", d.listen, "--store", d.store, "--log-format", "json")
+	// Its own network namespace, reached by the test alone: plain HTTP on
+	// that address is what --insecure-listen allows.
+	cmd := d.e2.Command(d.bin, "serve", "--listen", d.listen, "--insecure-listen", "--store", d.store, "--log-format", "json")
 	cmd.Env = append(os.Environ(), "VLLM_API_KEY_MEDIUM=soak-key")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

@@ -545,8 +545,14 @@ func TestPlanEstimateAndRunFiles(t *testing.T) {
 	r, _ := st.GetRun("latest")
 	logs := filepath.Join(st.RunDir(r.ID), "logs")
 	st.Close()
-	if ls, err := os.ReadDir(logs); err != nil || len(ls) < 4 {
+	ls, err := os.ReadDir(logs)
+	if err != nil || len(ls) < 4 {
 		t.Fatalf("the run's server logs in %s: %v (%d files)", logs, err, len(ls))
+	}
+	for _, e := range ls { // a server's log may quote prompts and keys: the store's user only
+		if fi, err := e.Info(); err == nil && fi.Mode().Perm() != 0o600 {
+			t.Errorf("server log %s has mode %v, want 0600", e.Name(), fi.Mode().Perm())
+		}
 	}
 	if code, _, e := runBin(t, env, "runs", "delete", "latest", "--store", db); code != 2 || !strings.Contains(e, "--yes") {
 		t.Errorf("runs delete latest without --yes: %d %s", code, e)

@@ -42,13 +42,20 @@ func TestDaemonImage(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	// The daemon in the container reaches the host's engine through the socket.
-	if !strings.Contains(health["docker"], "engine ") || !strings.Contains(health["docker"], "API 1.") {
-		t.Errorf("healthz %v: the daemon cannot see the host's engine", health)
-	}
 	tok, err := os.ReadFile(filepath.Join(data, "token"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The daemon in the container reaches the host's engine through the
+	// socket (healthz says which engine to the token's holder only).
+	hreq, _ := http.NewRequest("GET", url+"/healthz", nil)
+	hreq.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	if hresp, err := http.DefaultClient.Do(hreq); err == nil {
+		json.NewDecoder(hresp.Body).Decode(&health)
+		hresp.Body.Close()
+	}
+	if !strings.Contains(health["docker"], "engine ") || !strings.Contains(health["docker"], "API 1.") {
+		t.Errorf("healthz %v: the daemon cannot see the host's engine", health)
 	}
 	req, _ := http.NewRequest("GET", url+"/v1/runs", nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
