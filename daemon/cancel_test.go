@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/driver/assemble"
 	"github.com/vgrid/vgrid/orchestrator"
 )
 
@@ -48,8 +49,8 @@ func TestCancelIsFinalUnderRace(t *testing.T) {
 	dir := t.TempDir()
 	target := &gateTarget{gate: make(chan struct{})}
 	opt := func(c *Config) {
-		c.NewBencher = func(g *orchestrator.Grid) orchestrator.Bencher {
-			return &sleepBench{grid: g, rnd: func() time.Duration { return 2*time.Millisecond + rnd(20*time.Millisecond) }}
+		c.Assemble = func(_ context.Context, g *orchestrator.Grid, _ string) (*assemble.Parts, error) {
+			return &assemble.Parts{Driver: target, Bench: &sleepBench{grid: g, rnd: func() time.Duration { return 2*time.Millisecond + rnd(20*time.Millisecond) }}}, nil
 		}
 	}
 	var live sync.RWMutex // held for writing while the daemon restarts

@@ -6,8 +6,8 @@
 // Drivers and the benchmark come from the caller (factories), so the
 // package imports the orchestrator and the store, never the Docker SDK.
 //
-// May import: orchestrator, store, profiles, report, web, benchmark types,
-// client_golang.
+// May import: orchestrator, store, profiles, report, web, driver and
+// driver/assemble (the one assembly), benchmark types, client_golang.
 package daemon
 
 import (
@@ -30,16 +30,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/driver"
+	"github.com/vgrid/vgrid/driver/assemble"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/store"
 	"github.com/vgrid/vgrid/web"
 )
-
-// DriverCloser is an orchestrator.Driver that must be closed.
-type DriverCloser interface {
-	orchestrator.Driver
-	Close() error
-}
 
 // Config wires a daemon.
 type Config struct {
@@ -55,19 +51,13 @@ type Config struct {
 	Store          *store.Store
 	Log            zerolog.Logger
 	Version        string
-	// NewDriver builds the driver of a run's target; runDir is where the
-	// run keeps its files.
-	NewDriver func(ctx context.Context, g *orchestrator.Grid, runDir string) (DriverCloser, error)
-	// NewSlots, optional, builds the slots of a run's target (none when it
-	// declares none); release stops what they run.
-	NewSlots func(g *orchestrator.Grid, runDir string) (slots []orchestrator.Slot, release func(), err error)
-	// NewBencher builds the benchmark of a run.
-	NewBencher func(g *orchestrator.Grid) orchestrator.Bencher
-	// Feasible, optional, predicts boots.
-	Feasible func(g *orchestrator.Grid, d orchestrator.Driver, slots []orchestrator.Slot) func(orchestrator.Candidate) (bool, string)
-	// Estimate, optional, estimates each candidate's trial for the
-	// deadline and the schedule check (orchestrator.Estimate).
-	Estimate func(ctx context.Context, g *orchestrator.Grid, d orchestrator.Driver) func(orchestrator.Candidate) time.Duration
+	// Assemble builds what runs a grid (driver, slots, benchmark,
+	// feasibility, estimates): assemble.Build, as vgrid run uses it; runDir
+	// is where the run keeps its files.
+	Assemble func(ctx context.Context, g *orchestrator.Grid, runDir string) (*assemble.Parts, error)
+	// Target builds the target's driver alone, to check a submitted grid
+	// (assemble.Target).
+	Target func(ctx context.Context, g *orchestrator.Grid, runDir string) (driver.Closer, error)
 	// Engine, optional, says which Docker engine the daemon drives (for /healthz).
 	Engine func(ctx context.Context) string
 	Now    func() time.Time
@@ -356,60 +346,21 @@ func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
 	}()
 	log := d.cfg.Log.With().Str("run_id", r.ID).Logger()
 	g := &r.Grid
-	o := &orchestrator.Orchestrator{Store: notifying{d.cfg.Store, &d.hub}, Bench: d.cfg.NewBencher(g), Log: log, Now: d.cfg.Now, LeaveOnInterrupt: true}
-	drv, err := d.cfg.NewDriver(ctx, g, d.cfg.Store.RunDir(r.ID))
+	st := notifying{d.cfg.Store, &d.hub}
+	parts, err := d.cfg.Assemble(ctx, g, d.cfg.Store.RunDir(r.ID))
 	if err != nil {
+		o := &orchestrator.Orchestrator{Store: st, Log: log, Now: d.cfg.Now}
 		if rerr := o.Refuse(r, fmt.Errorf("cannot prepare the target: %w", err)); rerr != nil {
 			log.Error().Err(rerr).Msg("persist run")
 		}
 		return
 	}
-	defer drv.Close()
-	o.Driver = drv
-	if d.cfg.NewSlots != nil {
-		slots, release, err := d.cfg.NewSlots(g, d.cfg.Store.RunDir(r.ID))
-		defer release()
-		if err != nil {
-			if rerr := o.Refuse(r, fmt.Errorf("cannot prepare the target's slots: %w", err)); rerr != nil {
-				log.Error().Err(rerr).Msg("persist run")
-			}
-			return
-		}
-		o.Slots = slots
-	}
-	if d.cfg.Feasible != nil {
-		o.Feasible = d.cfg.Feasible(g, drv, o.Slots)
-	}
-	if d.cfg.Estimate != nil {
-		o.Estimate = d.cfg.Estimate(ctx, g, drv)
-		if err := d.checkSchedule(r, o.Estimate); err != nil {
-			if rerr := o.Refuse(r, err); rerr != nil {
-				log.Error().Err(rerr).Msg("persist run")
-			}
-			return
-		}
-	}
+	defer parts.Close()
+	o := parts.Orchestrator(ctx, st, log, d.cfg.Now)
+	o.LeaveOnInterrupt = true
 	if err := o.Run(ctx, r); err != nil {
 		log.Info().Err(err).Str("cause", fmt.Sprint(context.Cause(ctx))).Msg("run ended")
 	}
-}
-
-// checkSchedule refuses a fresh grid run whose estimated trials would not
-// fit a night (as vgrid run does before it starts). A resumed run, or an
-// adaptive or deadline-bound one, is not refused.
-func (d *Daemon) checkSchedule(r *orchestrator.Run, estimate func(orchestrator.Candidate) time.Duration) error {
-	g := &r.Grid
-	if g.Search.Adaptive() || !r.Deadline.IsZero() {
-		return nil
-	}
-	if trials, err := d.cfg.Store.Trials(r.ID); err != nil || len(trials) > 0 {
-		return err
-	}
-	var perTrial []time.Duration
-	for _, c := range g.Expand() {
-		perTrial = append(perTrial, estimate(c))
-	}
-	return orchestrator.CheckSchedule(g, r.Deadline, d.cfg.Now(), perTrial)
 }
 
 // Submit queues a grid (the API's POST /v1/runs). dir resolves relative
@@ -448,7 +399,7 @@ var errDraining = errors.New("the daemon is shutting down and accepts no new run
 // target's vLLM does not accept (its --help) or whose target cannot start
 // any candidate, as vgrid run does: nothing is stored.
 func (d *Daemon) checkGrid(g *orchestrator.Grid) error {
-	if d.cfg.NewDriver == nil {
+	if d.cfg.Target == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -458,7 +409,7 @@ func (d *Daemon) checkGrid(g *orchestrator.Grid) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	drv, err := d.cfg.NewDriver(ctx, g, dir)
+	drv, err := d.cfg.Target(ctx, g, dir)
 	if err != nil {
 		return fmt.Errorf("the target: %w", err)
 	}

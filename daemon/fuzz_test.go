@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/vgrid/vgrid/driver/assemble"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/store"
 )
@@ -32,8 +33,9 @@ func FuzzRequests(f *testing.F) {
 	f.Cleanup(func() { st.Close() })
 	target := &gateTarget{gate: make(chan struct{})}
 	d, _, err := New(Config{Listen: "127.0.0.1:0", TokenFile: filepath.Join(dir, "token"), Store: st, Log: zerolog.Nop(),
-		NewDriver:  func(_ context.Context, _ *orchestrator.Grid, _ string) (DriverCloser, error) { return target, nil },
-		NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher { return &gateBench{g: target, grid: g} }})
+		Assemble: func(_ context.Context, g *orchestrator.Grid, _ string) (*assemble.Parts, error) {
+			return &assemble.Parts{Driver: target, Bench: &gateBench{g: target, grid: g}}, nil
+		}})
 	if err != nil {
 		f.Fatal(err)
 	}

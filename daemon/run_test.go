@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/vgrid/vgrid/benchmark"
+	"github.com/vgrid/vgrid/driver/assemble"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/store"
 )
@@ -124,9 +125,8 @@ func startTestDaemon(t *testing.T, dir string, target *gateTarget, opts ...func(
 		t.Fatal(err)
 	}
 	cfg := Config{Listen: "127.0.0.1:0", TokenFile: filepath.Join(dir, "token"), Store: st, Log: zerolog.Nop(), Version: "test",
-		NewDriver: func(context.Context, *orchestrator.Grid, string) (DriverCloser, error) { return target, nil },
-		NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher {
-			return &gateBench{g: target, grid: g}
+		Assemble: func(_ context.Context, g *orchestrator.Grid, _ string) (*assemble.Parts, error) {
+			return &assemble.Parts{Driver: target, Bench: &gateBench{g: target, grid: g}}, nil
 		}}
 	for _, o := range opts {
 		o(&cfg)
@@ -336,13 +336,14 @@ func TestDaemonSearchAndDeadline(t *testing.T) {
 	close(target.gate)
 	// The estimates: 1 h for max-num-seqs 8, 9 h for the others.
 	td := startTestDaemon(t, t.TempDir(), target, func(c *Config) {
-		c.Estimate = func(context.Context, *orchestrator.Grid, orchestrator.Driver) func(orchestrator.Candidate) time.Duration {
-			return func(c orchestrator.Candidate) time.Duration {
-				if v, _ := c.Get("max-num-seqs"); v == "8" {
-					return time.Hour
-				}
-				return 9 * time.Hour
-			}
+		c.Assemble = func(_ context.Context, g *orchestrator.Grid, _ string) (*assemble.Parts, error) {
+			return &assemble.Parts{Driver: target, Bench: &gateBench{g: target, grid: g},
+				Estimate: func(_ context.Context, c orchestrator.Candidate) (time.Duration, string) {
+					if v, _ := c.Get("max-num-seqs"); v == "8" {
+						return time.Hour, "test"
+					}
+					return 9 * time.Hour, "test"
+				}}, nil
 		}
 	})
 	defer td.stop()

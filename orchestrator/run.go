@@ -320,6 +320,9 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 		if !r.CancelRequested.IsZero() {
 			return errCancelRequested
 		}
+		if err := o.checkSchedule(r); err != nil {
+			return err
+		}
 		if err := CheckTarget(ctx, o.Driver); err != nil {
 			return fmt.Errorf("no candidate can start on %s: %w", r.Target, err)
 		}
@@ -568,6 +571,19 @@ func (o *Orchestrator) observe(r *Run, trials []*Trial, index map[string]int) ([
 		out = append(out, ob)
 	}
 	return out, nil
+}
+
+// checkSchedule refuses a new run whose trials, as estimated, would not
+// fit a night (CheckSchedule): every estimate when the grid runs every
+// candidate without a deadline, none otherwise.
+func (o *Orchestrator) checkSchedule(r *Run) error {
+	var perTrial []time.Duration
+	if o.Estimate != nil && !r.Grid.Search.Adaptive() && r.Deadline.IsZero() {
+		for _, c := range r.Grid.Expand() {
+			perTrial = append(perTrial, o.Estimate(c))
+		}
+	}
+	return CheckSchedule(&r.Grid, r.Deadline, o.Now(), perTrial)
 }
 
 // ErrRunEnded says a run cannot be started or resumed: it is done or

@@ -390,7 +390,7 @@ const MaxGridCandidates = 128
 // yet (the candidates are then only counted).
 func CheckSchedule(g *Grid, deadline, now time.Time, perTrial []time.Duration) error {
 	if !deadline.IsZero() && !deadline.After(now) {
-		return fmt.Errorf("deadline %q (%s) has passed; set a later one, a time of day (07:00) or a duration (8h)", g.Deadline, deadline.Format("2006-01-02 15:04"))
+		return &ScheduleError{fmt.Sprintf("deadline %q (%s) has passed; set a later one, a time of day (07:00) or a duration (8h)", g.Deadline, deadline.Format("2006-01-02 15:04"))}
 	}
 	if g.Search.Adaptive() || !deadline.IsZero() {
 		return nil
@@ -413,8 +413,14 @@ func CheckSchedule(g *Grid, deadline, now time.Time, perTrial []time.Duration) e
 		rules = append(rules, fmt.Sprintf("about %s of trials (%d candidates, about %s each), more than the %s a grid may plan without a deadline",
 			About(total), n, About(total/time.Duration(max(1, len(perTrial)))), About(MaxGridTime)))
 	}
-	return fmt.Errorf("the grid is too large for one night: %s; %s", strings.Join(rules, "; and "), fix)
+	return &ScheduleError{fmt.Sprintf("the grid is too large for one night: %s; %s", strings.Join(rules, "; and "), fix)}
 }
+
+// ScheduleError says a grid does not fit its night: its deadline has
+// passed, or it is too large without one. The grid is to be changed.
+type ScheduleError struct{ msg string }
+
+func (e *ScheduleError) Error() string { return e.msg }
 
 // About writes an estimate for people: seconds under a minute ("40s",
 // never "0s" for a positive one), minutes under an hour ("25m"), else hours

@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vgrid/vgrid/driver"
+	"github.com/vgrid/vgrid/driver/assemble"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/store"
 )
@@ -271,12 +272,6 @@ runs the simulator.`,
 				return usageError{err}
 			}
 			log, _ := a.logger("console")
-			drv, err := a.newDriver(cmd.Context(), g, filepath.Join(os.TempDir(), "vgrid-plan"), log)
-			if err != nil {
-				return err
-			}
-			defer drv.Close()
-			driver.SetHelpCache(drv, pathHelpCache{a.storePath(storePath)})
 			histNote := "no store yet"
 			var st *store.Store
 			if st, err = a.readStore(storePath); err == nil {
@@ -288,10 +283,18 @@ runs the simulator.`,
 					histNote = "the store was not read: " + err.Error()
 				}
 			}
-			est, n, err := newEstimator(cmd.Context(), g, drv, st)
+			// The same assembly as vgrid run's: the same feasibility (slots
+			// included) and estimates.
+			opt, n, err := a.assembleOptions(st, pathHelpCache{a.storePath(storePath)}, log)
 			if err != nil {
 				return err
 			}
+			parts, err := assemble.Build(cmd.Context(), g, filepath.Join(os.TempDir(), "vgrid-plan"), opt)
+			if err != nil {
+				return err
+			}
+			defer parts.Close()
+			drv := parts.Driver
 			if st != nil {
 				histNote = fmt.Sprintf("%d past trial(s) in %s", n, st.Path())
 			}
@@ -334,23 +337,24 @@ runs the simulator.`,
 			fit := 0
 			for i, c := range cands {
 				render, estText := "ok", "-"
-				d, src, r := est.estimate(cmd.Context(), c)
-				if r == nil {
+				d, src := parts.Estimate(cmd.Context(), c)
+				estimated := src != ""
+				if !estimated {
 					if _, err := drv.Render(cmd.Context(), c); err != nil {
 						render = "error: " + err.Error()
 					}
 				}
 				var pred string
-				switch ok, why := est.feasible(c); {
+				switch ok, why := parts.Feasible(c); {
 				case refusedAt[i] != "":
-					pred, r = "REFUSED: "+note(refusedAt[i]), nil // never booted: nothing to estimate
+					pred, estimated = "REFUSED: "+note(refusedAt[i]), false // never booted: nothing to estimate
 				case !ok:
 					pred = "FAILS: " + note(why)
 				default:
 					pred = "boots: " + note(why)
 					runnable++
 				}
-				if r != nil {
+				if estimated {
 					sources[src]++
 					total += d
 					perTrial = append(perTrial, d)

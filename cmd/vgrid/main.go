@@ -87,7 +87,8 @@ func run(ctx context.Context, args, environ []string, stdin io.Reader, stdout, s
 	fmt.Fprintln(stderr, "vgrid:", err)
 	var u usageError
 	var refused *orchestrator.FlagsRefusedError
-	if errors.As(err, &u) || errors.As(err, &refused) {
+	var schedule *orchestrator.ScheduleError
+	if errors.As(err, &u) || errors.As(err, &refused) || errors.As(err, &schedule) {
 		return exitUsage // the grid is wrong: a key or a flag vLLM does not know
 	}
 	return exitError

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vgrid/vgrid/driver"
-	"github.com/vgrid/vgrid/driver/composedriver"
+	"github.com/vgrid/vgrid/driver/assemble"
 	"github.com/vgrid/vgrid/internal/buildinfo"
 	"github.com/vgrid/vgrid/internal/diskwait"
 	"github.com/vgrid/vgrid/orchestrator"
@@ -142,37 +142,18 @@ error, 2 for a usage error, 130 when interrupted.`,
 			}
 			defer closeLog()
 			logStoreWaits(st, log)
-			drv, err := a.newDriver(ctx, g, runDir, log)
+			opt, _, err := a.assembleOptions(st, storeHelpCache{st}, log)
 			if err != nil {
 				return err
 			}
-			defer drv.Close()
-			driver.SetHelpCache(drv, storeHelpCache{st})
-			slots, closeSlots, err := a.newSlots(ctx, g, runDir, log)
-			defer closeSlots()
+			parts, err := assemble.Build(ctx, g, runDir, opt)
 			if err != nil {
 				return err
 			}
-			est, _, err := newEstimator(ctx, g, drv, st)
-			if err != nil {
-				return err
-			}
-			estimate := est.of(ctx)
-			if resume == "" {
-				var perTrial []time.Duration
-				if !g.Search.Adaptive() && run.Deadline.IsZero() {
-					for _, c := range g.Expand() {
-						perTrial = append(perTrial, estimate(c))
-					}
-				}
-				if err := orchestrator.CheckSchedule(g, run.Deadline, time.Now(), perTrial); err != nil {
-					return usageError{err}
-				}
-			}
+			defer parts.Close()
 			view := newLiveView(a.stdout, a.isTerminal(a.stdout), quiet)
-			o := &orchestrator.Orchestrator{Store: st, Driver: drv, Bench: &driver.Bencher{Grid: g, Getenv: a.getenv, GPU: driver.GPUTelemetry(g)},
-				Log: log.With().Str("run_id", run.ID).Logger(), Now: time.Now, SkipInfeasible: skipInfeasible,
-				Feasible: driver.Feasibility(ctx, g, drv, slots...), Progress: view.update, Estimate: estimate, Slots: slots}
+			o := parts.Orchestrator(ctx, st, log.With().Str("run_id", run.ID).Logger(), time.Now)
+			o.SkipInfeasible, o.Progress = skipInfeasible, view.update
 			if !quiet {
 				fmt.Fprintf(a.stdout, "run %s on %s (store %s)\n", run.ID, run.Target, st.Path())
 				if logFormat == "" && a.isTerminal(a.stdout) {
@@ -342,25 +323,16 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 // process driver's server logs go to runDir/logs).
 // newSlots builds the target's slots (none when it declares none); close
 // stops what they run.
-func (a *app) newSlots(ctx context.Context, g *orchestrator.Grid, runDir string, log zerolog.Logger) (slots []orchestrator.Slot, close func(), err error) {
-	var closers []driver.Closer
-	if g.Target.Driver == "compose" {
-		slots, closers, err = composedriver.Slots(ctx, g.Target, a.environ, log)
-	} else {
-		slots, closers, err = driver.ProcessSlots(ctx, g.Target, a.environ, filepath.Join(runDir, "logs"), log)
+// assembleOptions are what this vgrid brings to the assembly of a run:
+// its environment and log, a flag-help cache, and the store's history of
+// trials for the estimates (nil store: none); n is how many trials it read.
+func (a *app) assembleOptions(st *store.Store, help driver.HelpCache, log zerolog.Logger) (assemble.Options, int, error) {
+	opt := assemble.Options{Environ: a.environ, Getenv: a.getenv, Log: log, Help: help, History: orchestrator.NewHistory()}
+	if st == nil {
+		return opt, 0, nil
 	}
-	return slots, func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}, err
-}
-
-func (a *app) newDriver(ctx context.Context, g *orchestrator.Grid, runDir string, log zerolog.Logger) (driver.Closer, error) {
-	if g.Target.Driver == "compose" {
-		return composedriver.NewCompose(ctx, g.Target, a.environ, log)
-	}
-	return driver.NewProcess(g.Target, a.environ, filepath.Join(runDir, "logs"), log)
+	n, err := learn(st, opt.History)
+	return opt, n, err
 }
 
 // verdictLine is the verdict's title as the CLI prints it: "champion:

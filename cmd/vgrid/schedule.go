@@ -1,56 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/vgrid/vgrid/driver"
 	"github.com/vgrid/vgrid/orchestrator"
-	"github.com/vgrid/vgrid/store"
 )
-
-// estimator estimates a candidate's trial (boot and benchmark, every
-// repetition): the medians of the store's past trials of the same image,
-// model and tensor-parallel size, else the boot and benchmark model.
-type estimator struct {
-	g        *orchestrator.Grid
-	drv      orchestrator.Driver
-	hist     *orchestrator.History
-	env      map[string]string
-	feasible func(orchestrator.Candidate) (bool, string)
-}
-
-func newEstimator(ctx context.Context, g *orchestrator.Grid, drv orchestrator.Driver, st *store.Store) (*estimator, int, error) {
-	e := &estimator{g: g, drv: drv, hist: orchestrator.NewHistory(), env: driver.ServerEnv(drv), feasible: driver.Feasibility(ctx, g, drv)}
-	n := 0
-	if st != nil {
-		var err error
-		if n, err = learn(st, e.hist); err != nil {
-			return nil, n, err
-		}
-	}
-	return e, n, nil
-}
-
-// of is estimate's duration alone, as the orchestrator takes it.
-func (e *estimator) of(ctx context.Context) func(orchestrator.Candidate) time.Duration {
-	return func(c orchestrator.Candidate) time.Duration { d, _, _ := e.estimate(ctx, c); return d }
-}
-
-// estimate returns the trial's duration and where it comes from, with the
-// rendering (nil when the candidate does not render).
-func (e *estimator) estimate(ctx context.Context, c orchestrator.Candidate) (time.Duration, string, *orchestrator.Rendered) {
-	p, err := e.drv.Render(ctx, c)
-	if err != nil {
-		return 0, "", nil
-	}
-	r := p.Rendered()
-	ok, _ := e.feasible(c)
-	d, src := e.hist.Estimate(orchestrator.ClassOf(r.Image, r.Words), !ok, driver.ModelDurations(e.g, r.Words, e.env))
-	return d.Total(e.g.Benchmark.Repetitions), src, &r
-}
 
 // searchSummary says how the run will choose and when it will stop.
 func searchSummary(g *orchestrator.Grid, deadline, now time.Time, perTrial []time.Duration, fit int) string {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -15,6 +14,7 @@ import (
 	"github.com/vgrid/vgrid/compose"
 	"github.com/vgrid/vgrid/daemon"
 	"github.com/vgrid/vgrid/driver"
+	"github.com/vgrid/vgrid/driver/assemble"
 	"github.com/vgrid/vgrid/internal/buildinfo"
 	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/store"
@@ -67,29 +67,19 @@ again. A second signal exits at once.`,
 			ctx := cmd.Context()
 			d, created, err := daemon.New(daemon.Config{
 				Listen: listen, TokenFile: tokenFile, TLSCert: tlsCert, TLSKey: tlsKey, InsecureListen: insecure, Store: st, Log: log, Version: buildinfo.Read().String(),
-				NewDriver: func(ctx context.Context, g *orchestrator.Grid, runDir string) (daemon.DriverCloser, error) {
-					drv, err := a.newDriver(ctx, g, runDir, log)
-					if err == nil {
-						driver.SetHelpCache(drv, storeHelpCache{st})
-					}
-					return drv, err
-				},
-				NewSlots: func(g *orchestrator.Grid, runDir string) ([]orchestrator.Slot, func(), error) {
-					return a.newSlots(ctx, g, runDir, log)
-				},
-				NewBencher: func(g *orchestrator.Grid) orchestrator.Bencher {
-					return &driver.Bencher{Grid: g, Getenv: a.getenv, GPU: driver.GPUTelemetry(g)}
-				},
-				Feasible: func(g *orchestrator.Grid, drv orchestrator.Driver, slots []orchestrator.Slot) func(orchestrator.Candidate) (bool, string) {
-					return driver.Feasibility(ctx, g, drv, slots...)
-				},
-				Estimate: func(ctx context.Context, g *orchestrator.Grid, drv orchestrator.Driver) func(orchestrator.Candidate) time.Duration {
-					est, _, err := newEstimator(ctx, g, drv, st)
+				// The same assembly as vgrid run's, with the store's history
+				// read again for each run.
+				Assemble: func(ctx context.Context, g *orchestrator.Grid, runDir string) (*assemble.Parts, error) {
+					opt, _, err := a.assembleOptions(st, storeHelpCache{st}, log)
 					if err != nil {
 						log.Warn().Err(err).Msg("estimates from the store's history: not read; the model's are used")
-						est, _, _ = newEstimator(ctx, g, drv, nil)
+						opt, _, _ = a.assembleOptions(nil, storeHelpCache{st}, log)
 					}
-					return est.of(ctx)
+					return assemble.Build(ctx, g, runDir, opt)
+				},
+				Target: func(ctx context.Context, g *orchestrator.Grid, runDir string) (driver.Closer, error) {
+					opt, _, _ := a.assembleOptions(nil, storeHelpCache{st}, log)
+					return assemble.Target(ctx, g, runDir, opt)
 				},
 				Engine: func(ctx context.Context) string {
 					dep, err := compose.Connect(ctx, "", zerolog.Nop())
