@@ -80,7 +80,8 @@ func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 	probes := make(chan vllm.ProbeResult, 1)
 	probing := false
 
-	w := &watch{d: d, s: s, id: id, logs: &ring{n: 200}, phase: "starting the container", phaseAt: d.now(), onPhase: opts.OnPhase, since: time.Now()}
+	w := &watch{d: d, s: s, id: id, bw: failure.NewBootWatch("starting the container", d.now()), since: time.Now()}
+	w.bw.OnPhase, w.bw.UnreachableAfter = opts.OnPhase, opts.UnreachableAfter
 	if r, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{}); err == nil {
 		w.restarts0 = r.Container.RestartCount
 	}
@@ -89,7 +90,6 @@ func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 	deadline := time.NewTimer(opts.Timeout)
 	defer deadline.Stop()
 	endpoint := ""
-	var refusedSince time.Time
 
 	for {
 		select {
@@ -113,31 +113,17 @@ func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 				}
 				return nil, w.exited(ctx, lines)
 			case strings.HasPrefix(string(m.Action), "health_status") && strings.Contains(string(m.Action), "unhealthy"):
-				return nil, w.fail(failure.ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.phase), "")
+				return nil, w.fail(failure.ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.bw.Phase()), "")
 			}
 		case <-ev.Err:
 			ev.Err = nil // events are a speed-up; the ticker's inspect still sees everything
 		case p := <-probes:
 			probing = false
-			switch {
-			case p.Final != "":
-				reason := failure.ReasonUnreachable
-				if p.Drift {
-					reason = failure.ReasonConfigDrift
-				}
-				return nil, w.fail(reason, p.Final, "")
-			case p.Ready:
-				boot := failure.Boot{Boot: vllm.ParseBoot(w.logs.snapshot()), Ready: d.now().Sub(start).Seconds()}
-				return &Ready{Endpoint: endpoint, Boot: boot, Logs: w.logs.snapshot()}, nil
-			case p.Refused && w.phase == "serving":
-				if refusedSince.IsZero() {
-					refusedSince = d.now()
-				}
-				if d.now().Sub(refusedSince) > opts.UnreachableAfter {
-					return nil, w.fail(failure.ReasonUnreachable, fmt.Sprintf("the log says the API server is up, but %s refused connections for %s: is the port published (ports:) and the endpoint right?", endpoint, opts.UnreachableAfter), "")
-				}
-			default:
-				refusedSince = time.Time{}
+			switch ready, f := w.bw.Probe(p, endpoint, d.now()); {
+			case f != nil:
+				return nil, f
+			case ready:
+				return &Ready{Endpoint: endpoint, Boot: w.bw.Boot(d.now().Sub(start)), Logs: w.bw.Logs()}, nil
 			}
 		case <-ticker.C:
 			r, err := d.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
@@ -152,7 +138,7 @@ func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 				return nil, w.exited(ctx, lines)
 			}
 			if st != nil && st.Health != nil && st.Health.Status == container.Unhealthy {
-				return nil, w.fail(failure.ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.phase), "")
+				return nil, w.fail(failure.ReasonUnhealthy, fmt.Sprintf("Docker's health check reports unhealthy while vLLM was %s", w.bw.Phase()), "")
 			}
 			if endpoint == "" {
 				if endpoint, err = d.Endpoint(s, r.Container.NetworkSettings); err != nil {
@@ -172,7 +158,7 @@ func (d *Deployer) waitReady(ctx context.Context, s *Spec, res *Result, opts Rea
 				}()
 			}
 		case <-deadline.C:
-			return nil, w.fail(failure.ReasonHealthTimeout, fmt.Sprintf("not ready after %s; still %s for %s", opts.Timeout, w.phase, d.now().Sub(w.phaseAt).Round(time.Second)), "")
+			return nil, w.bw.Timeout(opts.Timeout, d.now())
 		case <-ctx.Done():
 			return nil, nil
 		}
@@ -200,37 +186,19 @@ type watch struct {
 	d         *Deployer
 	s         *Spec
 	id        string
-	logs      *ring
-	phase     string
-	phaseAt   time.Time
+	bw        *failure.BootWatch // what vLLM's output proves, its phase and last lines
 	restarts0 int
 	since     time.Time // when the watch began (this machine's clock; the event lookup allows a second of skew)
-	onPhase   func(string)
-	exitCode  int // from the die event, which outlives a restart
+	exitCode  int       // from the die event, which outlives a restart
 	exitKnown bool
-	cls       vllm.Classifier // what vLLM's output proves, with context
 }
 
 func (w *watch) fail(r failure.Reason, detail, line string) *failure.Failure {
-	return &failure.Failure{Reason: r, Detail: detail, Line: line, Phase: w.phase, Logs: w.logs.snapshot(), DetectedAt: w.d.now()}
+	return w.bw.Fail(r, detail, line, w.d.now())
 }
 
-// line takes one log line: it may advance the phase or prove a failure.
-func (w *watch) line(l logLine) *failure.Failure {
-	w.logs.add(l.text)
-	if p, ok := vllm.PhaseOf(l.text); ok && p != w.phase {
-		w.phase, w.phaseAt = p, w.d.now()
-		if w.onPhase != nil {
-			w.onPhase(p)
-		}
-	}
-	if c, ok := w.cls.Line(l.text); ok {
-		f := w.fail(failure.FromCause(c.Cause), fmt.Sprintf("vLLM failed while %s", w.phase), l.text)
-		f.LineAt = l.at
-		return f
-	}
-	return nil
-}
+// line feeds one log line to the boot watch.
+func (w *watch) line(l logLine) *failure.Failure { return w.bw.Line(l.text, l.at, w.d.now()) }
 
 // exited explains a container that stopped or restarted: the last log lines
 // (read until the stream ends, at most 1 s more), the exit code, and the
@@ -252,15 +220,14 @@ func (w *watch) exited(ctx context.Context, lines <-chan logLine) *failure.Failu
 			lines = nil
 		}
 	}
-	if c, ok := w.cls.Result(); ok { // EngineDeadError, no root cause found
-		f := w.fail(failure.FromCause(c.Cause), fmt.Sprintf("vLLM failed while %s", w.phase), c.Line)
+	if f := w.bw.Ended(w.d.now()); f != nil { // EngineDeadError, no root cause found
 		w.decorate(ctx, f)
 		return f
 	}
 	f := w.fail(failure.ReasonExited, "", "")
 	f.ExitCode = -1
 	w.decorate(ctx, f)
-	logs := w.logs.snapshot()
+	logs := w.bw.Logs()
 	for i := len(logs) - 1; i >= 0; i-- {
 		if strings.Contains(logs[i], "Traceback (most recent call last)") {
 			f.Reason = failure.ReasonBootCrash
@@ -275,9 +242,9 @@ func (w *watch) exited(ctx context.Context, lines <-chan logLine) *failure.Failu
 	switch {
 	case f.Restarts > 0 && f.Reason == failure.ReasonExited:
 		f.Reason = failure.ReasonCrashLoop
-		f.Detail = fmt.Sprintf("exited %s while %s and was restarted %d time(s) by its restart policy", code, w.phase, f.Restarts)
+		f.Detail = fmt.Sprintf("exited %s while %s and was restarted %d time(s) by its restart policy", code, w.bw.Phase(), f.Restarts)
 	default:
-		f.Detail = fmt.Sprintf("the container exited %s while vLLM was %s", code, w.phase)
+		f.Detail = fmt.Sprintf("the container exited %s while vLLM was %s", code, w.bw.Phase())
 	}
 	return f
 }

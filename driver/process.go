@@ -225,7 +225,7 @@ func (pl *processPlan) start(detach bool) (*ProcessDeployment, error) {
 		return nil, failure.Fail(failure.ReasonExited, "cannot start %s: %v", pl.full[0], err)
 	}
 	f.Close()
-	d := &ProcessDeployment{pl: pl, cmd: cmd, exited: make(chan struct{}), logFile: logFile, started: time.Now(), phase: "starting the process"}
+	d := &ProcessDeployment{pl: pl, cmd: cmd, exited: make(chan struct{}), logFile: logFile, started: time.Now(), watch: failure.NewBootWatch("starting the process", time.Now())}
 	go func() {
 		err := cmd.Wait()
 		d.mu.Lock()
@@ -249,9 +249,7 @@ type ProcessDeployment struct {
 
 	mu      sync.Mutex
 	waitErr error
-	lines   []string
-	phase   string
-	cls     vllm.Classifier // what the server's output proves, with context
+	watch   *failure.BootWatch // what the server's output proves, its phase and last lines
 	offset  int64
 	// serverStart is when the server this trial measures started, as its
 	// /metrics says; zero when it does not say.
@@ -276,37 +274,25 @@ func (d *ProcessDeployment) readLog() []string {
 	return out
 }
 
-// follow reads the new log lines, tracks the boot phase, and returns the
-// failure a line proves, if any.
+// follow feeds the new log lines to the boot watch; it returns the failure
+// a line proves, if any, its detail saying when (at the watch's phase).
 func (d *ProcessDeployment) follow(when string) *failure.Failure {
 	for _, l := range d.readLog() {
 		d.mu.Lock()
-		d.lines = append(d.lines, l)
-		if len(d.lines) > 200 {
-			d.lines = d.lines[len(d.lines)-200:]
-		}
-		if ph, ok := vllm.PhaseOf(l); ok {
-			d.phase = ph
-		}
-		c, ok := d.cls.Line(l)
+		f := d.watch.Line(l, time.Time{}, time.Now())
 		d.mu.Unlock()
-		if ok {
-			return d.failure(failure.FromCause(c.Cause), when+d.phaseNow(), l)
+		if f != nil {
+			f.Detail = when + f.Phase
+			return f
 		}
 	}
 	return nil
 }
 
-func (d *ProcessDeployment) phaseNow() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.phase
-}
-
 func (d *ProcessDeployment) failure(reason failure.Reason, detail, line string) *failure.Failure {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return &failure.Failure{Reason: reason, Detail: detail, Line: line, Phase: d.phase, Logs: append([]string(nil), d.lines...), DetectedAt: time.Now()}
+	return d.watch.Fail(reason, detail, line, time.Now())
 }
 
 func (d *ProcessDeployment) WaitReady(ctx context.Context, timeout time.Duration) (*orchestrator.Ready, error) {
@@ -325,41 +311,31 @@ func (d *ProcessDeployment) WaitReady(ctx context.Context, timeout time.Duration
 				return nil, f
 			}
 			d.mu.Lock()
-			err := d.waitErr
-			last := ""
-			if n := len(d.lines); n > 0 {
-				last = d.lines[n-1]
-			}
-			c, dead := d.cls.Result() // EngineDeadError with no root cause
-			d.mu.Unlock()
-			if dead {
-				return nil, d.failure(failure.FromCause(c.Cause), "vLLM failed while "+d.phaseNow(), c.Line)
-			}
-			return nil, d.failure(failure.ReasonExited, fmt.Sprintf("the process exited (%v) while %s", err, d.phaseNow()), last)
+			defer d.mu.Unlock()
+			return nil, d.watch.Died(fmt.Sprintf("the process exited (%v)", d.waitErr), time.Now())
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-tick.C:
 		}
 		pr := vllm.Probe(ctx, endpoint, model, key, 30*time.Second)
-		if pr.Final != "" {
-			reason := failure.ReasonUnreachable
-			if pr.Drift {
-				reason = failure.ReasonConfigDrift
-			}
-			return nil, d.failure(reason, pr.Final, "")
-		}
-		if pr.Ready {
+		d.mu.Lock()
+		ready, f := d.watch.Probe(pr, endpoint, time.Now())
+		d.mu.Unlock()
+		switch {
+		case f != nil:
+			return nil, f
+		case ready:
 			if f := d.claim(ctx); f != nil {
 				return nil, f
 			}
 			d.mu.Lock()
-			boot := vllm.ParseBoot(d.lines)
+			boot := d.watch.Boot(time.Since(d.started))
 			d.mu.Unlock()
-			return &orchestrator.Ready{Endpoint: endpoint, Model: model, APIKey: key,
-				Boot: failure.Boot{Boot: boot, Ready: time.Since(d.started).Seconds()}}, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, d.failure(failure.ReasonHealthTimeout, fmt.Sprintf("not ready after %s; still %s", timeout, d.phaseNow()), "")
+			return &orchestrator.Ready{Endpoint: endpoint, Model: model, APIKey: key, Boot: boot}, nil
+		case time.Now().After(deadline):
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return nil, d.watch.Timeout(timeout, time.Now())
 		}
 	}
 }
@@ -426,7 +402,7 @@ func (d *ProcessDeployment) Diagnose(ctx context.Context) *failure.Failure {
 		return f
 	}
 	d.mu.Lock()
-	lines := append([]string(nil), d.lines...)
+	lines := d.watch.Logs()
 	d.mu.Unlock()
 	if c, ok := vllm.Classify(lines); ok {
 		return d.failure(failure.FromCause(c.Cause), "the server died during the benchmark", c.Line)
