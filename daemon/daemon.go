@@ -48,9 +48,13 @@ type Config struct {
 	// token (a root shell on the daemon's host) then crosses the network
 	// in clear text. Refused without it.
 	InsecureListen bool
-	Store          *store.Store
-	Log            zerolog.Logger
-	Version        string
+	// Hosts are names the dashboard answers for besides an address,
+	// localhost, this machine's name and the --listen host (a reverse
+	// proxy's name, a DNS alias): other names are refused (DNS rebinding).
+	Hosts   []string
+	Store   *store.Store
+	Log     zerolog.Logger
+	Version string
 	// Assemble builds what runs a grid (driver, slots, benchmark,
 	// feasibility, estimates): assemble.Build, as vgrid run uses it; runDir
 	// is where the run keeps its files.

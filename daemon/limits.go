@@ -261,6 +261,11 @@ func (d *Daemon) allowedHost(host string) bool {
 	if lh, _, err := net.SplitHostPort(d.cfg.Listen); err == nil && strings.EqualFold(lh, host) {
 		return true
 	}
+	for _, h := range d.cfg.Hosts {
+		if strings.EqualFold(strings.TrimSuffix(h, "."), host) {
+			return true
+		}
+	}
 	name, _ := os.Hostname()
 	name = strings.ToLower(name)
 	return name != "" && (host == name || strings.HasPrefix(host, name+"."))
@@ -277,7 +282,7 @@ func (d *Daemon) guardHandler(next http.Handler) http.Handler {
 		}
 		api := strings.HasPrefix(r.URL.Path, "/v1/") || r.URL.Path == "/metrics"
 		if !api && !d.allowedHost(r.Host) {
-			http.Error(w, fmt.Sprintf("this daemon does not answer for host %q: open it by its address or this machine's name", excerpt(r.Host, 100)), http.StatusMisdirectedRequest)
+			http.Error(w, fmt.Sprintf("this daemon does not answer for host %q: open it by its address or this machine's name, or start it with --host NAME to answer for that name", excerpt(r.Host, 100)), http.StatusMisdirectedRequest)
 			return
 		}
 		ip := clientIP(r)

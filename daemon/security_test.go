@@ -134,6 +134,12 @@ func TestAuthenticationEdges(t *testing.T) {
 	if code, _ := td.raw(req); code != http.StatusMisdirectedRequest {
 		t.Errorf("a page asked for another host name: %d, want 421", code)
 	}
+	td.d.cfg.Hosts = []string{"vgrid.example.org"}
+	req, _ = http.NewRequest("GET", td.url+"/login", nil)
+	req.Host = "VGRID.example.org:443"
+	if code, _ := td.raw(req); code != http.StatusOK {
+		t.Errorf("a page asked for a name given with --host: %d, want 200", code)
+	}
 	// Ten wrong logins, then the eleventh (even with the right token) waits.
 	for i := 0; i < loginFailures; i++ {
 		req, _ = http.NewRequest("POST", td.url+"/login", strings.NewReader(url.Values{"token": {fmt.Sprint("guess", i)}}.Encode()))

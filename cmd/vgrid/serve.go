@@ -23,6 +23,7 @@ import (
 func (a *app) serveCommand() *cobra.Command {
 	var listen, storePath, tokenFile, logFormat, tlsCert, tlsKey string
 	var insecure bool
+	var hosts []string
 	cmd := &cobra.Command{
 		Use:   "serve [--listen 127.0.0.1:8321] [--store PATH] [--token-file F]",
 		Short: "Run the vgrid daemon: an authenticated HTTP API, a persistent run queue, live events, Prometheus metrics",
@@ -66,7 +67,7 @@ again. A second signal exits at once.`,
 			logStoreWaits(st, log)
 			ctx := cmd.Context()
 			d, created, err := daemon.New(daemon.Config{
-				Listen: listen, TokenFile: tokenFile, TLSCert: tlsCert, TLSKey: tlsKey, InsecureListen: insecure, Store: st, Log: log, Version: buildinfo.Read().String(),
+				Listen: listen, TokenFile: tokenFile, TLSCert: tlsCert, TLSKey: tlsKey, InsecureListen: insecure, Hosts: hosts, Store: st, Log: log, Version: buildinfo.Read().String(),
 				// The same assembly as vgrid run's, with the store's history
 				// read again for each run.
 				Assemble: func(ctx context.Context, g *orchestrator.Grid, runDir string) (*assemble.Parts, error) {
@@ -105,6 +106,7 @@ again. A second signal exits at once.`,
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8321", "address to listen on (a non-loopback one needs --tls-cert/--tls-key, or --insecure-listen)")
+	cmd.Flags().StringSliceVar(&hosts, "host", nil, "a name the dashboard answers for besides the machine's own (a reverse proxy's, a DNS alias); repeatable")
 	cmd.Flags().BoolVar(&insecure, "insecure-listen", false, "allow plain HTTP on a non-loopback --listen: the token, which can run commands as this daemon's user, then crosses the network in clear text")
 	a.storeFlag(cmd, &storePath)
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "bearer token file (default: token next to the store; created when absent)")
