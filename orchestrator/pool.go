@@ -84,8 +84,9 @@ const maxEngineRedos = 4
 
 // job is a trial the pool is to run, and its place for the progress line.
 type job struct {
-	t   *Trial
-	pos int
+	t     *Trial
+	pos   int // its place among the trials the progress line counts
+	total int // of how many (filled by the pool)
 }
 
 // pool runs the jobs next yields on the free slots, as many at once as
@@ -130,7 +131,8 @@ func (o *Orchestrator) pool(ctx context.Context, r *Run, total int, next func() 
 			running++
 			go func(slot Slot) {
 				e := ended{slot: s}
-				e.err = o.trial(ctx, r, j.t, slot, j.pos, total)
+				j.total = total
+				e.err = o.trial(ctx, r, j, slot)
 				var back *engineBack
 				switch f := j.t.Failure; {
 				case errors.As(e.err, &back):

@@ -717,11 +717,13 @@ func (o *Orchestrator) Refuse(r *Run, err error) error {
 	return o.saveRun(r, RunFailed, r.Error)
 }
 
-// trial runs one candidate through its phases. Trial failures are recorded
-// and return nil; only run-level errors (store, cancellation) are returned.
-// pos is the trial's place among the total the progress line shows (its
-// seq + 1 in a grid, its place among the booted trials in a search).
-func (o *Orchestrator) trial(ctx context.Context, r *Run, t *Trial, slot Slot, pos, total int) error {
+// trial runs a job's candidate on a slot through its phases. Trial
+// failures are recorded and return nil; only run-level errors (store,
+// cancellation) are returned. The job's pos and total are the trial's
+// place among those the progress line shows (its seq + 1 in a grid, its
+// place among the booted trials in a search).
+func (o *Orchestrator) trial(ctx context.Context, r *Run, j *job, slot Slot) error {
+	t, pos, total := j.t, j.pos, j.total
 	begin := o.Now()
 	report := func(p Phase) {
 		if o.Progress == nil {
