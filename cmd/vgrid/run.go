@@ -142,11 +142,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 			}
 			defer closeLog()
 			logStoreWaits(st, log)
-			opt, _, err := a.assembleOptions(st, storeHelpCache{st}, log)
-			if err != nil {
-				return err
-			}
-			parts, err := assemble.Build(ctx, g, runDir, opt)
+			parts, err := a.buildRun(ctx, st, g, runDir, log)
 			if err != nil {
 				return err
 			}
@@ -323,6 +319,18 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 // process driver's server logs go to runDir/logs).
 // newSlots builds the target's slots (none when it declares none); close
 // stops what they run.
+// buildRun assembles what runs a grid on a store, for vgrid run and for
+// every run of vgrid serve alike: the store's help cache and history
+// (when its history cannot be read, the model's estimates, said in the log).
+func (a *app) buildRun(ctx context.Context, st *store.Store, g *orchestrator.Grid, runDir string, log zerolog.Logger) (*assemble.Parts, error) {
+	opt, _, err := a.assembleOptions(st, storeHelpCache{st}, log)
+	if err != nil {
+		log.Warn().Err(err).Msg("estimates from the store's history: not read; the model's are used")
+		opt, _, _ = a.assembleOptions(nil, storeHelpCache{st}, log)
+	}
+	return assemble.Build(ctx, g, runDir, opt)
+}
+
 // assembleOptions are what this vgrid brings to the assembly of a run:
 // its environment and log, a flag-help cache, and the store's history of
 // trials for the estimates (nil store: none); n is how many trials it read.

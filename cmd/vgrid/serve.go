@@ -71,12 +71,7 @@ again. A second signal exits at once.`,
 				// The same assembly as vgrid run's, with the store's history
 				// read again for each run.
 				Assemble: func(ctx context.Context, g *orchestrator.Grid, runDir string) (*assemble.Parts, error) {
-					opt, _, err := a.assembleOptions(st, storeHelpCache{st}, log)
-					if err != nil {
-						log.Warn().Err(err).Msg("estimates from the store's history: not read; the model's are used")
-						opt, _, _ = a.assembleOptions(nil, storeHelpCache{st}, log)
-					}
-					return assemble.Build(ctx, g, runDir, opt)
+					return a.buildRun(ctx, st, g, runDir, log)
 				},
 				Target: func(ctx context.Context, g *orchestrator.Grid, runDir string) (driver.Closer, error) {
 					opt, _, _ := a.assembleOptions(nil, storeHelpCache{st}, log)
