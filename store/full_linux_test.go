@@ -109,9 +109,15 @@ func TestCloseEndsAWaitingWrite(t *testing.T) {
 	}
 	f.Close()
 	run := orchestrator.NewRun(&orchestrator.Grid{Name: strings.Repeat("g", 1<<20)}, "g.yaml", time.Now(), "t", "test")
+	waiting := make(chan struct{})
+	s.OnWait = func(error) { close(waiting) } // the write was refused and waits
 	done := make(chan error, 1)
 	go func() { done <- s.PutRun(run) }()
-	time.Sleep(1500 * time.Millisecond)
+	select {
+	case <-waiting:
+	case err := <-done:
+		t.Fatalf("the write on a full disk returned at once: %v", err)
+	}
 	s.Close()
 	select {
 	case err := <-done:

@@ -7,11 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vgrid/vgrid/internal/proc"
 	"github.com/vgrid/vgrid/orchestrator"
 )
 
@@ -202,7 +205,7 @@ func TestSearchSurvivesKill9(t *testing.T) {
 
 // killDuring runs the vgrid binary and kills it with SIGKILL when its
 // output shows a line starting with at; it fails the test if it never
-// does; then it leaves 200 ms to the child simulators, which die with it
+// does; then it waits for the child simulators, which die with it
 // (Pdeathsig).
 func killDuring(t *testing.T, bin, at string, args ...string) {
 	t.Helper()
@@ -213,8 +216,10 @@ func killDuring(t *testing.T, bin, at string, args ...string) {
 	}
 	sc := bufio.NewScanner(stdout)
 	killed := false
+	var children []int
 	for sc.Scan() {
 		if strings.HasPrefix(sc.Text(), at) {
+			children = childPIDs(cmd.Process.Pid)
 			cmd.Process.Signal(syscall.SIGKILL)
 			killed = true
 			break
@@ -224,7 +229,35 @@ func killDuring(t *testing.T, bin, at string, args ...string) {
 	if !killed {
 		t.Fatalf("never saw %q", at)
 	}
-	time.Sleep(200 * time.Millisecond) // the child simulator dies with its parent (Pdeathsig)
+	// The child simulators die with their parent (a parent-death signal):
+	// wait until they are gone, so the resume finds their ports free.
+	waitUntil(t, 10*time.Second, fmt.Sprintf("the killed vgrid's children %v to end", children), func() bool {
+		return !slices.ContainsFunc(children, proc.Alive)
+	})
+}
+
+// childPIDs lists the processes whose parent is pid (Linux's /proc; none
+// elsewhere).
+func childPIDs(pid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces; read after its ')'.
+		if i := strings.LastIndexByte(string(b), ')'); i >= 0 {
+			if f := strings.Fields(string(b[i+1:])); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+				out = append(out, child)
+			}
+		}
+	}
+	return out
 }
 
 // planThenRun plans the grid (its plan must say planSays), then runs it

@@ -255,7 +255,9 @@ func TestDaemonKill9ResumesAndKeepsTheQueue(t *testing.T) {
 	d.cmd.Process.Signal(syscall.SIGKILL)
 	<-d.done
 	d.done <- nil // for Cleanup
-	time.Sleep(300 * time.Millisecond)
+	// The killed daemon's server dies with it (parent-death signal): the
+	// next daemon's resume must find its endpoint free.
+	waitUntil(t, 10*time.Second, "the killed daemon's server to let go of its endpoint", func() bool { return !httpAnswers(fmt.Sprintf("http://127.0.0.1:%d", port)) })
 	d2 := startDaemon(t, dir, freePortT(t))
 	_, trials := d2.waitRun(t, first, 60*time.Second, func(s string, tr []orchestrator.Trial) bool { return s == "done" })
 	for _, tr := range trials {
@@ -371,7 +373,14 @@ func TestRunServerReattaches(t *testing.T) {
 	d.cmd.Process.Signal(syscall.SIGKILL)
 	<-d.done
 	d.done <- nil
-	time.Sleep(time.Second)
+	// The same address for the next daemon: wait until it can be taken.
+	waitUntil(t, 10*time.Second, "the killed daemon's address to be free", func() bool {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			ln.Close()
+		}
+		return err == nil
+	})
 	d = startDaemon(t, dir, port)
 	select {
 	case err := <-cliDone:
@@ -415,5 +424,18 @@ func TestServeOnABusyPort(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("serve wrote %d file(s) before failing", len(entries))
+	}
+}
+
+// waitUntil polls cond (every 50 ms) until it holds, or fails the test
+// after timeout saying what it waited for.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -4,9 +4,11 @@ package composedriver
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,14 +31,22 @@ func TestWriteWaitsForAReadOnlyProfileDirectory(t *testing.T) {
 	if out, err := exec.Command("mount", "-o", "remount,bind,ro", dir).CombinedOutput(); err != nil {
 		t.Fatalf("remount read-only: %v %s", err, out)
 	}
-	c := &Compose{log: zerolog.Nop(), mode: 0o644}
+	// The driver's log says when the write was refused and waits.
+	waiting := make(chan struct{}, 1)
+	c := &Compose{log: zerolog.New(io.Discard).Hook(zerolog.HookFunc(func(e *zerolog.Event, l zerolog.Level, msg string) {
+		if strings.Contains(msg, "refused the write") {
+			select {
+			case waiting <- struct{}{}:
+			default:
+			}
+		}
+	})), mode: 0o644}
 	done := make(chan error, 1)
 	go func() { done <- c.writeFiles(context.Background(), map[string][]byte{profile: []byte("rendering\n")}) }()
-	time.Sleep(1500 * time.Millisecond)
 	select {
+	case <-waiting:
 	case err := <-done:
 		t.Fatalf("the write returned on a read-only directory: %v", err)
-	default:
 	}
 	if b, _ := os.ReadFile(profile); string(b) != "original\n" {
 		t.Fatalf("the profile while read-only: %q", b)
