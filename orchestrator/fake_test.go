@@ -175,7 +175,7 @@ type memTarget struct {
 	deploys    []string             // every configuration deployed, in order
 	prepared   int
 	resumed    int
-	crownFails bool
+	crownFails int             // the crown's next attempts that fail
 	engineDown int             // EngineAlive fails this many more times
 	engineWent map[string]bool // candidates whose boot met the engine going away
 }
@@ -229,7 +229,11 @@ func (m *memTarget) Restore(ctx context.Context) error {
 }
 
 func (m *memTarget) Crown(ctx context.Context, c Candidate) error {
-	if m.crownFails {
+	m.mu.Lock()
+	fail := m.crownFails > 0
+	m.crownFails--
+	m.mu.Unlock()
+	if fail {
 		return errors.New("the champion did not come back")
 	}
 	m.deploy("champion " + c.Name)

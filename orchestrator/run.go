@@ -988,7 +988,7 @@ func outcomes(trials []*Trial) string {
 
 // finish crowns the champion and applies the end policy: crown deploys the
 // champion (the profile rendered from the original, backed up before the
-// first trial); restore, or no champion, puts the original back. Either
+// first trial; tried twice); restore, or no champion, puts the original back. Either
 // way the service is left running. A run that measured no candidate ends
 // failed, with a NothingMeasuredError.
 func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) error {
@@ -1013,7 +1013,22 @@ func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) erro
 		r.EndAction = "unknown"
 	case v.Champion >= 0 && r.Grid.End == "crown":
 		r.EndAction = "champion"
-		if cerr := o.whileEngineDown(ctx, o.Driver, "crown", func() error { return o.Driver.Crown(ctx, trials[v.Champion].Candidate) }); cerr != nil {
+		crown := func() error {
+			return o.whileEngineDown(ctx, o.Driver, "crown", func() error { return o.Driver.Crown(ctx, trials[v.Champion].Candidate) })
+		}
+		cerr := crown()
+		if cerr != nil && ctx.Err() == nil {
+			// The champion booted in its trial: a start that fails now (a
+			// crash, a kill, an engine restarting under it) is more likely
+			// the moment's than the candidate's. It is deployed once more
+			// before the original goes back.
+			o.Log.Warn().Str("run_id", r.ID).Str("candidate", v.Name).Err(cerr).Msg("the champion did not come up; deploying it once more")
+			if err := o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: EventChampion, Trial: v.Champion, Text: "the champion did not come up (" + cerr.Error() + "); deploying it once more"}); err != nil {
+				return fmt.Errorf("persist event: %w", err)
+			}
+			cerr = crown()
+		}
+		if cerr != nil {
 			// The champion did not come up: the original goes back, and the
 			// run fails, since the end policy was not applied.
 			r.EndAction = "original"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/vgrid/vgrid/failure"
 	"github.com/vgrid/vgrid/internal/golden"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -239,13 +240,32 @@ func TestRunOutcomes(t *testing.T) {
 	}
 
 	o, run, st, target, _ = setup(t, "crown")
-	target.crownFails = true
+	target.crownFails = 2
 	if err := o.Run(context.Background(), run); err == nil || !strings.Contains(err.Error(), "the champion did not come back") {
 		t.Fatalf("failed crown: %v", err)
 	}
 	r, _ = st.GetRun(run.ID)
 	if r.State != RunFailed || r.EndAction != "original" || target.serving() != "original" {
 		t.Errorf("failed crown: %s, left %q, serving %q", r.State, r.EndAction, target.serving())
+	}
+
+	// A champion whose start fails once at the crown (a crash of the
+	// moment: it booted in its trial) is deployed once more.
+	o, run, st, target, _ = setup(t, "crown")
+	target.crownFails = 1
+	if err := o.Run(context.Background(), run); err != nil {
+		t.Fatalf("a crown that fails once: %v", err)
+	}
+	r, _ = st.GetRun(run.ID)
+	st.mu.Lock()
+	events := slices.Clone(st.events[run.ID])
+	st.mu.Unlock()
+	again := false
+	for _, e := range events {
+		again = again || strings.Contains(e.Text, "deploying it once more")
+	}
+	if r.State != RunDone || r.EndAction != "champion" || !strings.HasPrefix(target.serving(), "champion ") || !again {
+		t.Errorf("a crown that fails once: %s, left %q, serving %q, the retry in the events: %v", r.State, r.EndAction, target.serving(), again)
 	}
 }
 
