@@ -61,12 +61,14 @@ func TestNight(t *testing.T) {
 	seed := *flagSeed
 
 	var faultFree time.Duration
+	var baseline []record
 	if *flagBaseline {
 		w := newWorld(t, bin, img, e2, "baseline")
 		start := time.Now()
 		w.night(t, nil, time.Time{}, seed)
 		faultFree = time.Since(start)
 		w.check(t)
+		baseline = w.records
 		t.Logf("fault-free night: %s, %d trials", faultFree.Round(100*time.Millisecond), w.trials)
 	}
 
@@ -75,7 +77,7 @@ func TestNight(t *testing.T) {
 	var until time.Time
 	if *flagDuration > 0 {
 		until = time.Now().Add(*flagDuration)
-		faults = Schedule(seed, int(*flagDuration/(15*time.Second))+len(Kinds), 10*time.Second)
+		faults = Plan(seed, *flagDuration, 15*time.Second)
 	} else {
 		faults = Schedule(seed, len(Kinds), 2*time.Second)
 	}
@@ -93,23 +95,59 @@ func TestNight(t *testing.T) {
 	wall := time.Since(start)
 	w.check(t)
 
-	n := Night{Seed: seed, Trials: w.trials, Lost: w.lost, Duplicates: w.duplicates, Violations: w.violations, Wall: wall, FaultFree: faultFree, Injections: inj}
+	// Each struck trial's outcome beside its candidate's without faults:
+	// the fault-free night's trials, and this night's trials no fault
+	// struck.
+	struck := map[string]bool{}
+	for _, i := range inj {
+		if i.Skipped == "" && i.Trial != "" {
+			struck[i.Run+"/"+strings.SplitN(i.Trial, ":", 2)[0]] = true
+		}
+	}
+	ref := map[string]map[string]int{}
+	for _, rec := range append(slices.Clone(baseline), w.records...) {
+		if struck[rec.trial] {
+			continue
+		}
+		if ref[rec.candidate] == nil {
+			ref[rec.candidate] = map[string]int{}
+		}
+		ref[rec.candidate][rec.outcome]++
+	}
+
+	n := Night{Seed: seed, Trials: w.trials, Lost: w.lost, Duplicates: w.duplicates, Violations: w.violations, Wall: wall, FaultFree: faultFree, Injections: inj, Differences: Compare(inj, ref), Pairs: *flagDuration > 0}
 	if *flagDuration > 0 {
 		n.FaultFree = 0 // one fault-free night says nothing of a longer one
 	}
 	var fig bytes.Buffer
 	n.Print(&fig)
+	fmt.Fprintln(&fig)
 	for _, i := range inj {
-		fmt.Fprintf(&fig, "  %s at %s (%s): %s, recovered in %s%s\n", i.Kind, i.Phase, i.Trial, i.Outcome, i.Recovery().Round(10*time.Millisecond), map[bool]string{true: ", not injected: " + i.Skipped}[i.Skipped != ""])
+		rec := "no progress seen"
+		if d := i.Recovery(); d >= 0 {
+			rec = "recovered in " + d.Round(10*time.Millisecond).String()
+		}
+		if i.Skipped != "" {
+			rec = "not injected: " + i.Skipped
+		}
+		if i.AfterEnd {
+			rec = "cleared after the runs' end: nothing left to do"
+		}
+		fmt.Fprintf(&fig, "  %s at %s (%s %s): %s, %s\n", i.Kind, i.Phase, i.Run, i.Trial, i.Outcome, rec)
 	}
 	t.Logf("\n%s", fig.String())
 	os.WriteFile(filepath.Join(t.ArtifactDir(), "figures.txt"), fig.Bytes(), 0o644)
 	for _, f := range Summarize(inj) {
-		if f.Injected == 0 && *flagOnly == "" {
+		if f.Injected == 0 && (*flagOnly == "" || strings.Contains(*flagOnly, string(f.Kind))) {
 			t.Errorf("fault %s was never injected: %v", f.Kind, f.NotInjectedWhy)
 		}
 		if f.NotRecovered > 0 {
 			t.Errorf("fault %s: vgrid made no progress after %d of its %d injections", f.Kind, f.NotRecovered, f.Injected)
+		}
+	}
+	for _, d := range n.Differences {
+		if d.Explained == "" {
+			t.Errorf("a struck trial ended unlike without faults: %s", d)
 		}
 	}
 }
@@ -189,26 +227,28 @@ type world struct {
 	d        *daemonProc
 	logs     string // the daemon's log
 
+	progress Watch // what the polls saw, to judge progress after a fault
+
 	mu      sync.Mutex
-	runs    []string                     // submitted, in order
-	state   map[string]runView           // run -> as last seen
-	seen    map[string]map[int]trialSeen // run -> seq -> last seen
-	changes []time.Time                  // when a poll saw persisted progress
-	content map[[32]byte][]byte          // every profile content seen
+	runs    []string            // submitted, in order
+	state   map[string]runView  // run -> as last seen
+	content map[[32]byte][]byte // every profile content seen
 	readErr int
 
 	trials, lost, duplicates int
 	violations               []string
+	records                  []record // every trial's outcome, for the comparison with a fault-free night
 }
 
-type trialSeen struct {
-	Phase    orchestrator.Phase
-	Attempts int
-	Name     string
+// record is a trial's final outcome.
+type record struct {
+	trial     string // run/seq
+	candidate string // grid/candidate
+	outcome   string
 }
 
 func newWorld(t *testing.T, bin, img string, e2 *dockertest.Engine2, name string) *world {
-	w := &world{bin: bin, img: img, e2: e2, state: map[string]runView{}, seen: map[string]map[int]trialSeen{}, content: map[[32]byte][]byte{}}
+	w := &world{bin: bin, img: img, e2: e2, state: map[string]runView{}, content: map[[32]byte][]byte{}}
 	w.dir = t.TempDir()
 	w.storeDir = t.TempDir()
 	run(t, "mount", "-t", "tmpfs", "-o", "size=64m", "vgrid-soak-"+name, w.storeDir)
@@ -265,7 +305,8 @@ timeouts: {ready: 2m, bench: 5m, stall: 3s, engine: 2m}
 `
 
 // grids are the night: the user's Mission 14 comparison (12 configs), then
-// a TPE search over the same profile.
+// a TPE search over the same profile that restores the original at its
+// end: the crown and the restore both meet faults.
 func (w *world) grids(t *testing.T, seed uint64) []string {
 	src, err := os.ReadFile("../examples/mission14.yaml")
 	if err != nil {
@@ -281,12 +322,18 @@ func (w *world) grids(t *testing.T, seed uint64) []string {
     enable-prefix-caching: [true, false]
     max-num-seqs: [32, 64, 128]
 ` + fmt.Sprintf("search: {strategy: tpe, max_trials: 6, startup: 3, seed: %d}\n", seed) + bench +
-		"constraints: [\"errors == 0\"]\nobjective: {maximize: kv-cache.acceleration}\nend: crown\n"
+		"constraints: [\"errors == 0\"]\nobjective: {maximize: kv-cache.acceleration}\nend: restore\n"
 	return []string{m, tpe}
 }
 
-// night queues the grids (again and again until until, in the long form),
-// watches, injects the faults, and waits for every run to end.
+// night queues the grids (again and again until until, in the long
+// form), watches, injects the faults, and waits for every run to end.
+//
+// The long form keeps each covering fault (a kind at a phase) pending
+// until it is placed: one whose phase no trial reached is tried again
+// later, up to 3 times, and a kind not yet injected is tried at its other
+// phases, while grids are queued again; the night lasts at most twice its
+// duration for them.
 func (w *world) night(t *testing.T, faults []Fault, until time.Time, seed uint64) []Injection {
 	stop := make(chan struct{})
 	var watched sync.WaitGroup
@@ -294,32 +341,65 @@ func (w *world) night(t *testing.T, faults []Fault, until time.Time, seed uint64
 	go func() { defer watched.Done(); w.watch(stop) }()
 	defer func() { close(stop); watched.Wait() }()
 
-	submit := func() {
-		for _, g := range w.grids(t, seed) {
-			id, err := w.d.submit(g)
-			if err != nil {
-				t.Fatalf("submit: %v\n%s", err, tail(w.logs))
-			}
-			w.mu.Lock()
-			w.runs = append(w.runs, id)
-			w.mu.Unlock()
+	long := !until.IsZero()
+	start := time.Now()
+	hardStop := until.Add(until.Sub(start))
+	w.submit(t, seed)
+	more := func() bool { // long form: keep a night going while faults wait
+		if long && time.Now().Before(hardStop) {
+			w.submit(t, seed)
+			return true
 		}
+		return false
 	}
-	submit()
 	var inj []Injection
-	for _, f := range faults {
-		if !until.IsZero() && time.Now().After(until) {
-			break
+	injected := map[Kind]bool{}
+	tries := map[Fault]int{}
+	queue := slices.Clone(faults)
+	for len(queue) > 0 {
+		f := queue[0]
+		queue = queue[1:]
+		if long {
+			if time.Now().After(until) && !f.Cover && injected[f.Kind] {
+				continue // a drawn fault past the night's end
+			}
+			if time.Now().After(hardStop) {
+				inj = append(inj, Injection{Fault: f, Skipped: "the night ran out (twice -soak.duration) before a try at " + f.Phase})
+				continue
+			}
+			if d := time.Until(start.Add(f.After)); d > 0 {
+				w.sleep(t, d, more)
+			}
 		}
-		if !until.IsZero() && w.ended() {
-			submit()
+		in := w.inject(t, f, more)
+		inj = append(inj, in)
+		if in.Skipped == "" {
+			injected[f.Kind] = true
+			continue
 		}
-		inj = append(inj, w.inject(t, f))
+		if !long || !f.Cover && injected[f.Kind] {
+			continue
+		}
+		pair := Fault{Kind: f.Kind, Phase: f.Phase}
+		tries[pair]++
+		switch {
+		case tries[pair] < 3:
+			queue = append(queue, f) // again, later in the night
+		case !injected[f.Kind]:
+			for _, p := range PhasesOf(f.Kind) { // the kind at a phase not yet exhausted
+				if tries[Fault{Kind: f.Kind, Phase: p}] < 3 {
+					g := f
+					g.Phase, g.Cover = p, false
+					queue = append(queue, g)
+					break
+				}
+			}
+		}
 	}
 	for {
 		if w.ended() {
-			if !until.IsZero() && time.Now().Before(until) {
-				submit()
+			if long && time.Now().Before(until) {
+				w.submit(t, seed)
 				continue
 			}
 			break
@@ -333,7 +413,29 @@ func (w *world) night(t *testing.T, faults []Fault, until time.Time, seed uint64
 	return inj
 }
 
-// watch polls the profile (every 20 ms) and the runs (every 100 ms) until
+// submit queues the night's grids.
+func (w *world) submit(t *testing.T, seed uint64) {
+	for _, g := range w.grids(t, seed) {
+		id, err := w.d.submit(g)
+		if err != nil {
+			t.Fatalf("submit: %v\n%s", err, tail(w.logs))
+		}
+		w.mu.Lock()
+		w.runs = append(w.runs, id)
+		w.mu.Unlock()
+	}
+}
+
+// sleep waits d, queueing the grids again (more) whenever the runs end.
+func (w *world) sleep(t *testing.T, d time.Duration, more func() bool) {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if w.ended() && !more() {
+			return
+		}
+	}
+}
+
+// watch polls the profile (every 20 ms) and the runs (every 40 ms) until
 // stop: every distinct content of the profile is kept for the end's
 // check, and a trial's phase going backwards from a final phase is a
 // violation.
@@ -355,23 +457,29 @@ func (w *world) watch(stop <-chan struct{}) {
 		} else if _, ok := w.content[sha256.Sum256(b)]; !ok {
 			w.content[sha256.Sum256(b)] = b
 		}
-		var live []string // the runs not ended when last seen
-		for _, id := range w.runs {
-			if !finalState(w.state[id].state) {
-				live = append(live, id)
-			}
-		}
 		w.mu.Unlock()
-		if n%2 != 0 {
-			continue
+		if n%2 == 0 {
+			w.poll()
 		}
-		for _, id := range live {
-			state, trials, err := w.d.show(id)
-			if err != nil {
-				continue // the daemon is down, or restarting
-			}
-			w.observe(id, state, trials)
+	}
+}
+
+// poll reads the runs not yet ended, as last seen, through the API.
+func (w *world) poll() {
+	w.mu.Lock()
+	var live []string
+	for _, id := range w.runs {
+		if !finalState(w.state[id].state) {
+			live = append(live, id)
 		}
+	}
+	w.mu.Unlock()
+	for _, id := range live {
+		run, trials, err := w.d.show(id)
+		if err != nil {
+			continue // the daemon is down, or restarting
+		}
+		w.observe(id, run, trials)
 	}
 }
 
@@ -380,36 +488,41 @@ func finalState(s string) bool { return s == "done" || s == "failed" || s == "ca
 // runView is a run as the watcher last saw it.
 type runView struct {
 	state  string
+	run    *orchestrator.Run
 	trials []orchestrator.Trial
 }
 
-func (w *world) observe(id, state string, trials []orchestrator.Trial) {
+// crowning reports a run whose trials have all ended, applying its end
+// policy (the champion deployed, or the original restored).
+func (v runView) crowning() bool {
+	if v.run == nil || v.run.State != orchestrator.RunRunning || len(v.trials) == 0 {
+		return false
+	}
+	booted := 0
+	for _, tr := range v.trials {
+		if !tr.Phase.Final() {
+			return false
+		}
+		if tr.Phase != orchestrator.PhaseSkipped {
+			booted++
+		}
+	}
+	if v.run.Grid.Search.Adaptive() {
+		return booted >= v.run.Grid.Search.MaxTrials
+	}
+	return len(v.trials) == len(v.run.Grid.Space.Candidates)
+}
+
+func (w *world) observe(id string, run *orchestrator.Run, trials []orchestrator.Trial) {
+	seen := make([]TrialState, len(trials))
+	for i, tr := range trials {
+		seen[i] = TrialState{Seq: tr.Seq, Phase: tr.Phase.String(), Final: tr.Phase.Final(), Attempts: tr.Attempts, Name: tr.Candidate.Name}
+	}
+	bad := w.progress.Observe(time.Now(), id, run.State.String(), seen)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.state[id] = runView{state, trials}
-	prev := w.seen[id]
-	if prev == nil {
-		prev = map[int]trialSeen{}
-		w.seen[id] = prev
-	}
-	changed := len(trials) != len(prev)
-	if len(trials) < len(prev) {
-		w.violations = append(w.violations, fmt.Sprintf("run %s: %d trials, %d before", id, len(trials), len(prev)))
-	}
-	for _, tr := range trials {
-		now := trialSeen{Phase: tr.Phase, Attempts: tr.Attempts, Name: tr.Candidate.Name}
-		before, ok := prev[tr.Seq]
-		if ok && before.Phase.Final() && (now.Phase != before.Phase || now.Attempts != before.Attempts) {
-			w.violations = append(w.violations, fmt.Sprintf("run %s trial %d (%s): %s after it was %s", id, tr.Seq, now.Name, now.Phase, before.Phase))
-		}
-		if !ok || before != now {
-			changed = true
-		}
-		prev[tr.Seq] = now
-	}
-	if changed {
-		w.changes = append(w.changes, time.Now())
-	}
+	w.state[id] = runView{run.State.String(), run, trials}
+	w.violations = append(w.violations, bad...)
 }
 
 // ended reports whether every submitted run has ended, as the watcher
@@ -425,56 +538,76 @@ func (w *world) ended() bool {
 	return true
 }
 
-// inject waits for a trial in the fault's phase, injects it, and waits
-// for vgrid's next persisted progress after the fault cleared.
-func (w *world) inject(t *testing.T, f Fault) Injection {
+// inject waits for a trial (or, for Crowning, a run) in the fault's
+// phase, injects it, and waits for vgrid's next progress after the fault
+// cleared. When the runs end first, the long form queues the grids again
+// (more) and goes on waiting; the short form gives up.
+func (w *world) inject(t *testing.T, f Fault, more func() bool) Injection {
 	in := Injection{Fault: f}
 	time.Sleep(f.Gap)
-	deadline := time.Now().Add(3 * time.Minute)
-	for in.Trial == "" {
+	const patience = 3 * time.Minute
+	deadline := time.Now().Add(patience)
+	for in.Run == "" {
 		if time.Now().After(deadline) {
-			in.Skipped = "no trial reached " + f.Phase + " within 3 minutes"
+			in.Skipped = fmt.Sprintf("no %s reached %s within %s", map[bool]string{true: "run", false: "trial"}[f.Phase == Crowning], f.Phase, patience)
 			return in
 		}
-		if w.ended() {
-			in.Skipped = "the runs ended first"
+		if w.ended() && !more() {
+			in.Skipped = "the runs ended before a " + f.Phase
 			return in
 		}
+		w.poll() // fresher than the watcher's: some phases last a few polls
 		w.mu.Lock()
 		for _, id := range w.runs {
-			for _, tr := range w.state[id].trials {
-				if in.Trial == "" && tr.Phase.String() == f.Phase {
+			v := w.state[id]
+			if in.Run != "" {
+				break
+			}
+			if f.Phase == Crowning {
+				if v.crowning() {
+					in.Run, in.Trial = id, "crown"
+				}
+				continue
+			}
+			for _, tr := range v.trials {
+				if tr.Phase.String() == f.Phase {
 					in.Run, in.Trial = id, fmt.Sprintf("%d:%s", tr.Seq, tr.Candidate.Name)
+					in.Candidate = v.run.Grid.Name + "/" + tr.Candidate.Name
+					break
 				}
 			}
 		}
 		w.mu.Unlock()
-		if in.Trial == "" {
-			time.Sleep(20 * time.Millisecond)
+		if in.Run == "" {
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	in.At = time.Now()
 	// The server's faults are signals to its process, sent from here as
 	// the kernel or a crash would: `docker kill` marks the container as
 	// stopped by hand, and its restart policy then does not restart it.
-	signal := func(sig syscall.Signal) {
+	// A server between two containers (one removed, the next not yet
+	// started) has no process: the fault is not injected, and the long
+	// form tries it again later.
+	signal := func(sig syscall.Signal) bool {
 		out, err := exec.Command("docker", "-H", w.e2.Host, "inspect", "-f", "{{.State.Pid}}", container).Output()
 		pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
 		if err != nil || pid <= 0 {
-			t.Logf("%s: the container's process: %v %q", f.Kind, err, out)
-			return
+			in.Skipped = fmt.Sprintf("the server had no process to signal at %s (%s)", f.Phase, strings.TrimSpace(string(out)+" "+fmt.Sprint(err)))
+			return false
 		}
 		if err := syscall.Kill(pid, sig); err != nil {
-			t.Logf("%s: kill %d: %v", f.Kind, pid, err)
+			in.Skipped = fmt.Sprintf("the server's process %d at %s: %v", pid, f.Phase, err)
+			return false
 		}
+		return true
 	}
 	switch f.Kind {
-	case EngineDeath, ContainerRestart:
-		signal(syscall.SIGUSR1)
-	case DecodeStall:
-		signal(syscall.SIGUSR2)
-	case OOMKill:
-		signal(syscall.SIGKILL)
+	case EngineDeath, ContainerRestart, DecodeStall, OOMKill:
+		sig := map[Kind]syscall.Signal{EngineDeath: syscall.SIGUSR1, ContainerRestart: syscall.SIGUSR1, DecodeStall: syscall.SIGUSR2, OOMKill: syscall.SIGKILL}[f.Kind]
+		if !signal(sig) {
+			return in
+		}
 	case DockerRestart:
 		if err := w.e2.Stop(); err != nil {
 			t.Fatalf("stop the engine: %v", err)
@@ -512,15 +645,27 @@ func (w *world) inject(t *testing.T, f Fault) Injection {
 	case EngineDeath, DecodeStall, OOMKill, ContainerRestart:
 		in.At = in.Cleared // a signal: delivered once docker kill returned
 	}
-	for wait := time.Now().Add(2 * time.Minute); time.Now().Before(wait) && in.Recovered.IsZero(); time.Sleep(50 * time.Millisecond) {
-		w.mu.Lock()
-		if i, ok := slices.BinarySearchFunc(w.changes, in.Cleared, func(a, b time.Time) int { return a.Compare(b) }); i < len(w.changes) {
-			_ = ok
-			in.Recovered = w.changes[i]
-		}
-		w.mu.Unlock()
-		if w.ended() {
+	// Progress is what vgrid did after the fault: a trial's next phase or
+	// attempt, a run started or ended. Two minutes without any, while
+	// runs remain, is a stall. When every run had ended before the fault
+	// cleared, the long form queues the grids again and judges vgrid on
+	// them (the next run must start); the short form has nothing left to
+	// judge: the fault came after vgrid's last step.
+	for wait := time.Now().Add(2 * time.Minute); time.Now().Before(wait); time.Sleep(50 * time.Millisecond) {
+		if at, ok := w.progress.ProgressAfter(in.Cleared); ok {
+			in.Recovered = at
 			break
+		}
+		if w.ended() {
+			w.poll()
+			if at, ok := w.progress.ProgressAfter(in.Cleared); ok {
+				in.Recovered = at
+				break
+			}
+			if !more() {
+				in.Recovered, in.AfterEnd = in.Cleared, true
+				break
+			}
 		}
 	}
 	return in
@@ -549,14 +694,21 @@ func fill(t *testing.T, path string) {
 	}
 }
 
-// outcomes says how each struck trial ended.
+// outcomes says how each struck trial (or crowned run) ended.
 func (w *world) outcomes(inj []Injection) {
 	for i := range inj {
 		if inj[i].Skipped != "" {
 			continue
 		}
-		_, trials, err := w.d.show(inj[i].Run)
+		run, trials, err := w.d.show(inj[i].Run)
 		if err != nil {
+			continue
+		}
+		if inj[i].Trial == "crown" {
+			inj[i].Outcome = fmt.Sprintf("run %s, left running: %s", run.State, run.EndAction)
+			if run.EndAction != "champion" && run.EndAction != "original" {
+				w.violate("%s while run %s was crowning: the run ended %s, left running %q: %s", inj[i].Kind, run.ID, run.State, run.EndAction, run.Error)
+			}
 			continue
 		}
 		var seq int
@@ -565,6 +717,7 @@ func (w *world) outcomes(inj []Injection) {
 			if tr.Seq != seq {
 				continue
 			}
+			inj[i].Final = tr.Outcome()
 			inj[i].Outcome = tr.Outcome()
 			if tr.Attempts > 1 {
 				inj[i].Outcome = "redone, " + inj[i].Outcome
@@ -690,6 +843,7 @@ func (w *world) check(t *testing.T) {
 				renderings[sha256.Sum256(b)] = tr.Candidate.Name
 			}
 			w.duplicates += w.samples(st, r, tr)
+			w.records = append(w.records, record{trial: fmt.Sprintf("%s/%d", id, tr.Seq), candidate: r.Grid.Name + "/" + tr.Candidate.Name, outcome: tr.Outcome()})
 		}
 		if r.Grid.Search.Adaptive() && booted < want || !r.Grid.Search.Adaptive() && len(trials) != want {
 			w.lost += want - booted
@@ -911,15 +1065,20 @@ func (d *daemonProc) submit(grid string) (string, error) {
 	return r.ID, json.Unmarshal(b, &r)
 }
 
-func (d *daemonProc) show(id string) (string, []orchestrator.Trial, error) {
+func (d *daemonProc) show(id string) (*orchestrator.Run, []orchestrator.Trial, error) {
 	b, err := d.get("/v1/runs/" + id)
 	if err != nil {
-		return "", nil, err
+		return nil, nil, err
 	}
 	var v struct {
-		State  string               `json:"state"`
+		Run    *orchestrator.Run    `json:"run"`
 		Trials []orchestrator.Trial `json:"trials"`
 	}
-	err = json.Unmarshal([]byte(b), &v)
-	return v.State, v.Trials, err
+	if err := json.Unmarshal([]byte(b), &v); err != nil {
+		return nil, nil, err
+	}
+	if v.Run == nil {
+		return nil, nil, fmt.Errorf("GET /v1/runs/%s: no run in %.200s", id, b)
+	}
+	return v.Run, v.Trials, nil
 }
