@@ -31,6 +31,16 @@ type Deployer struct {
 	now        func() time.Time
 }
 
+// EngineDownError says the Docker engine did not answer: a daemon's
+// queued run waits for it (it may be restarting); a command fails at once.
+type EngineDownError struct{ err error }
+
+func (e *EngineDownError) Error() string { return e.err.Error() }
+func (e *EngineDownError) Unwrap() error { return e.err }
+
+// EngineDown marks the error for those that must not import this package.
+func (e *EngineDownError) EngineDown() bool { return true }
+
 // Connect opens a Docker engine and checks that it answers: host is a
 // DOCKER_HOST-style address (unix://, npipe://, tcp://) or a docker context
 // name; "" chooses like the docker CLI (DOCKER_HOST, DOCKER_CONTEXT, the
@@ -62,7 +72,7 @@ func Connect(ctx context.Context, host string, log zerolog.Logger) (*Deployer, e
 			line := strings.Replace(strings.Join(argv, " "), "system dial-stdio", "version", 1)
 			advice = fmt.Sprintf("check that `%s` works from this machine: vgrid never asks for a password, so it needs a key (ssh-copy-id) or an ssh agent, and docker on that host", line)
 		}
-		return nil, fmt.Errorf("the Docker engine at %s (%s) does not answer: %v; %s", addr, ep.Source, err, advice)
+		return nil, &EngineDownError{fmt.Errorf("the Docker engine at %s (%s) does not answer: %v; %s", addr, ep.Source, err, advice)}
 	}
 	d := &Deployer{cli: cli, log: log, host: "127.0.0.1", addr: cli.DaemonHost(), apiVersion: cli.ClientVersion(), now: time.Now}
 	if ep.Host != "" {

@@ -349,9 +349,8 @@ func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
 		}
 	}()
 	log := d.cfg.Log.With().Str("run_id", r.ID).Logger()
-	g := &r.Grid
 	st := notifying{d.cfg.Store, &d.hub}
-	parts, err := d.cfg.Assemble(ctx, g, d.cfg.Store.RunDir(r.ID))
+	parts, err := d.assemble(ctx, r, log)
 	if err != nil {
 		o := &orchestrator.Orchestrator{Store: st, Log: log, Now: d.cfg.Now}
 		if rerr := o.Refuse(r, fmt.Errorf("cannot prepare the target: %w", err)); rerr != nil {
@@ -364,6 +363,38 @@ func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
 	o.LeaveOnInterrupt = true
 	if err := o.Run(ctx, r); err != nil {
 		log.Info().Err(err).Str("cause", fmt.Sprint(context.Cause(ctx))).Msg("run ended")
+	}
+}
+
+// assemble builds the run's driver and orchestrator. An engine that does
+// not answer (a Docker engine restarting between two runs) is waited for,
+// up to the grid's timeouts.engine, before the run is refused.
+func (d *Daemon) assemble(ctx context.Context, r *orchestrator.Run, log zerolog.Logger) (*assemble.Parts, error) {
+	wait := time.Duration(r.Grid.Timeouts.Engine)
+	if wait <= 0 {
+		wait = orchestrator.DefaultEngineWait
+	}
+	var start time.Time
+	for {
+		parts, err := d.cfg.Assemble(ctx, &r.Grid, d.cfg.Store.RunDir(r.ID))
+		var down interface{ EngineDown() bool }
+		if err == nil || !errors.As(err, &down) || ctx.Err() != nil {
+			if err == nil && !start.IsZero() {
+				log.Warn().Stringer("after", time.Since(start).Round(time.Millisecond)).Msg("the engine answers again")
+			}
+			return parts, err
+		}
+		if start.IsZero() {
+			start = time.Now()
+			log.Warn().Err(err).Stringer("for_up_to", wait).Msg("the engine does not answer: waiting for it before the run starts")
+		} else if time.Since(start) >= wait {
+			return parts, fmt.Errorf("%w (waited %s)", err, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return parts, err
+		case <-time.After(time.Second):
+		}
 	}
 }
 

@@ -396,3 +396,41 @@ func TestDaemonSearchAndDeadline(t *testing.T) {
 		t.Errorf("%d runs stored by refused submissions", len(after)-len(runs))
 	}
 }
+
+// engineDown is an error that marks a Docker engine not answering.
+type engineDown struct{}
+
+func (engineDown) Error() string    { return "the Docker engine at unix:///run/docker.sock does not answer" }
+func (engineDown) EngineDown() bool { return true }
+
+// A run whose engine does not answer when it starts (restarting between
+// two runs) waits for it, then runs; one whose engine stays away past
+// timeouts.engine is refused with the engine's error.
+func TestQueuedRunWaitsForTheEngine(t *testing.T) {
+	target := &gateTarget{gate: make(chan struct{})}
+	close(target.gate)
+	var mu sync.Mutex
+	down := 2 // the engine misses this many calls
+	td := startTestDaemon(t, t.TempDir(), target, func(c *Config) {
+		c.Assemble = func(_ context.Context, g *orchestrator.Grid, _ string) (*assemble.Parts, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if down > 0 {
+				down--
+				return nil, fmt.Errorf("connect: %w", engineDown{})
+			}
+			return &assemble.Parts{Driver: target, Bench: &gateBench{g: target, grid: g}}, nil
+		}
+	})
+	defer td.stop()
+	id := td.submit()
+	td.wait(id, func(r *orchestrator.Run, _ []*orchestrator.Trial) bool { return r.State == orchestrator.RunDone })
+
+	mu.Lock()
+	down = 1 << 30
+	mu.Unlock()
+	id = td.submitGrid(strings.Replace(fmt.Sprintf(daemonGrid, 8000), "end: restore", "end: restore\ntimeouts: {engine: 2s}", 1))
+	td.wait(id, func(r *orchestrator.Run, _ []*orchestrator.Trial) bool {
+		return r.State == orchestrator.RunFailed && strings.Contains(r.Error, "does not answer") && strings.Contains(r.Error, "waited 2s")
+	})
+}

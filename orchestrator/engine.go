@@ -62,20 +62,34 @@ func (o *Orchestrator) waitEngine(ctx context.Context, drv Driver, why string) e
 }
 
 // whileEngineDown runs op, and when it fails while drv's engine does not
-// answer, waits for the engine and runs op again (three times at most):
-// a run does not fail at its start or its end because the Docker engine
-// was being restarted.
+// answer, or with a failure that an engine going away explains and the
+// engine stops answering within EngineGrace (a stopping dockerd still
+// answers, and refuses to create or start containers), waits for the
+// engine and runs op again (three times at most): a run does not fail at
+// its start or its end because the Docker engine was being restarted.
 func (o *Orchestrator) whileEngineDown(ctx context.Context, drv Driver, what string, op func() error) error {
-	ec, ok := drv.(EngineChecker)
+	_, ok := drv.(EngineChecker)
 	for attempt := 1; ; attempt++ {
 		err := op()
-		if err == nil || !ok || attempt == 3 || ctx.Err() != nil || ec.EngineAlive(ctx) == nil && !engineGone(err) {
+		if err == nil || !ok || attempt == 3 || ctx.Err() != nil {
+			return err
+		}
+		if !engineGone(err) && o.engineAlive(ctx, drv) && !o.engineWobbled(ctx, drv, reasonOf(err)) {
 			return err
 		}
 		if werr := o.waitEngine(ctx, drv, what); werr != nil {
 			return fmt.Errorf("%w (then %v)", err, werr)
 		}
 	}
+}
+
+// reasonOf is err's failure reason (ReasonError when it carries none).
+func reasonOf(err error) failure.Reason {
+	var f *failure.Failure
+	if errors.As(err, &f) {
+		return f.Reason
+	}
+	return failure.ReasonError
 }
 
 func engineGone(err error) bool {

@@ -176,13 +176,19 @@ type memTarget struct {
 	prepared   int
 	resumed    int
 	crownFails int             // the crown's next attempts that fail
+	crownStops int             // the crown meets an engine stopping (create_failed until it is back)
 	engineDown int             // EngineAlive fails this many more times
+	engineLate int             // ... after answering this many more times (an engine stopping)
 	engineWent map[string]bool // candidates whose boot met the engine going away
 }
 
 func (m *memTarget) EngineAlive(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.engineLate > 0 {
+		m.engineLate--
+		return nil
+	}
 	if m.engineDown > 0 {
 		m.engineDown--
 		return errors.New("Cannot connect to the Docker daemon")
@@ -232,6 +238,13 @@ func (m *memTarget) Crown(ctx context.Context, c Candidate) error {
 	m.mu.Lock()
 	fail := m.crownFails > 0
 	m.crownFails--
+	if m.crownStops > 0 { // the engine starts stopping: it answers twice more, then not twice
+		m.engineLate, m.engineDown, m.crownStops = 2, 2, 0
+	}
+	if m.engineLate > 0 || m.engineDown > 0 { // until it is back, it refuses to start containers
+		m.mu.Unlock()
+		return failure.Fail(failure.ReasonCreate, "the engine refused to start it: Error response from daemon: failed to update store for object type *libnetwork.endpoint")
+	}
 	m.mu.Unlock()
 	if fail {
 		return errors.New("the champion did not come back")

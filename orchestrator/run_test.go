@@ -249,6 +249,19 @@ func TestRunOutcomes(t *testing.T) {
 		t.Errorf("failed crown: %s, left %q, serving %q", r.State, r.EndAction, target.serving())
 	}
 
+	// A crown that meets a stopping Docker engine (it still answers, and
+	// refuses to create containers) waits for the engine and deploys the
+	// champion: the run is not failed, the original not needed.
+	o, run, st, target, _ = setup(t, "crown")
+	target.crownStops = 1
+	if err := o.Run(context.Background(), run); err != nil {
+		t.Fatalf("a crown during an engine restart: %v", err)
+	}
+	r, _ = st.GetRun(run.ID)
+	if r.State != RunDone || r.EndAction != "champion" || !strings.HasPrefix(target.serving(), "champion ") {
+		t.Errorf("a crown during an engine restart: %s, left %q, serving %q", r.State, r.EndAction, target.serving())
+	}
+
 	// A champion whose start fails once at the crown (a crash of the
 	// moment: it booted in its trial) is deployed once more.
 	o, run, st, target, _ = setup(t, "crown")
