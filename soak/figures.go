@@ -212,7 +212,9 @@ var aimed = map[Kind][]string{
 	EngineDeath:      {"failed (engine_dead)"},
 	DecodeStall:      {"failed (stalled)"},
 	OOMKill:          {"failed (crash_loop)"},
-	ContainerRestart: {"failed (crash_loop)"},
+	// SIGUSR1 crashes a start in progress; an engine already up (the
+	// trial still shown waiting-ready while vgrid checks it) dies of it.
+	ContainerRestart: {"failed (crash_loop)", "failed (engine_dead)"},
 }
 
 // explained are the differences docs/soak.md explains, by kind and

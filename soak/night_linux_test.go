@@ -227,7 +227,8 @@ type world struct {
 	d        *daemonProc
 	logs     string // the daemon's log
 
-	progress Watch // what the polls saw, to judge progress after a fault
+	progress Watch      // what the polls saw, to judge progress after a fault
+	pollMu   sync.Mutex // one poll at a time
 
 	mu      sync.Mutex
 	runs    []string            // submitted, in order
@@ -464,8 +465,12 @@ func (w *world) watch(stop <-chan struct{}) {
 	}
 }
 
-// poll reads the runs not yet ended, as last seen, through the API.
+// poll reads the runs not yet ended, as last seen, through the API. Polls
+// are one at a time (the watcher's and an injector's): an answer read
+// before another must not be recorded after it.
 func (w *world) poll() {
+	w.pollMu.Lock()
+	defer w.pollMu.Unlock()
 	w.mu.Lock()
 	var live []string
 	for _, id := range w.runs {
@@ -547,6 +552,7 @@ func (w *world) inject(t *testing.T, f Fault, more func() bool) Injection {
 	time.Sleep(f.Gap)
 	const patience = 3 * time.Minute
 	deadline := time.Now().Add(patience)
+	var crownFrom time.Time
 	for in.Run == "" {
 		if time.Now().After(deadline) {
 			in.Skipped = fmt.Sprintf("no %s reached %s within %s", map[bool]string{true: "run", false: "trial"}[f.Phase == Crowning], f.Phase, patience)
@@ -566,6 +572,11 @@ func (w *world) inject(t *testing.T, f Fault, more func() bool) Injection {
 			if f.Phase == Crowning {
 				if v.crowning() {
 					in.Run, in.Trial = id, "crown"
+					for _, tr := range v.trials { // the crown began as the last trial ended
+						if n := len(tr.Phases); n > 0 && tr.Phases[n-1].At.After(crownFrom) {
+							crownFrom = tr.Phases[n-1].At
+						}
+					}
 				}
 				continue
 			}
@@ -590,8 +601,17 @@ func (w *world) inject(t *testing.T, f Fault, more func() bool) Injection {
 	// started) has no process: the fault is not injected, and the long
 	// form tries it again later.
 	signal := func(sig syscall.Signal) bool {
-		out, err := exec.Command("docker", "-H", w.e2.Host, "inspect", "-f", "{{.State.Pid}}", container).Output()
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+		pid, out, err := w.serverPid()
+		if f.Phase == Crowning { // the crown replaces the server: strike the champion's (or the original's) once it runs
+			for wait := time.Now().Add(10 * time.Second); (err != nil || pid <= 0 || w.startedBefore(crownFrom)) && time.Now().Before(wait); time.Sleep(20 * time.Millisecond) {
+				w.poll()
+				if w.runEnded(in.Run) {
+					in.Skipped = "the crown started no server (the champion already ran) or ended before it ran"
+					return false
+				}
+				pid, out, err = w.serverPid()
+			}
+		}
 		if err != nil || pid <= 0 {
 			in.Skipped = fmt.Sprintf("the server had no process to signal at %s (%s)", f.Phase, strings.TrimSpace(string(out)+" "+fmt.Sprint(err)))
 			return false
@@ -669,6 +689,31 @@ func (w *world) inject(t *testing.T, f Fault, more func() bool) Injection {
 		}
 	}
 	return in
+}
+
+// serverPid is the vLLM container's process, as its engine reports it.
+func (w *world) serverPid() (int, string, error) {
+	out, err := exec.Command("docker", "-H", w.e2.Host, "inspect", "-f", "{{.State.Pid}}", container).Output()
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return pid, string(out), err
+}
+
+// startedBefore reports whether the vLLM container (re)started before t,
+// or cannot be read.
+func (w *world) startedBefore(t time.Time) bool {
+	out, err := exec.Command("docker", "-H", w.e2.Host, "inspect", "-f", "{{.State.StartedAt}}", container).Output()
+	if err != nil {
+		return true
+	}
+	at, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(out)))
+	return err != nil || at.Before(t)
+}
+
+// runEnded reports whether run id has ended, as last seen.
+func (w *world) runEnded(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return finalState(w.state[id].state)
 }
 
 // fill writes until the file system is full.
