@@ -169,17 +169,18 @@ type behaviour struct {
 
 // memTarget is a target whose "server" is the configuration deployed.
 type memTarget struct {
-	mu         sync.Mutex
-	behaviours map[string]behaviour // by max-num-seqs
-	running    string               // the configuration that serves now: "original" or a candidate's name
-	deploys    []string             // every configuration deployed, in order
-	prepared   int
-	resumed    int
-	crownFails int             // the crown's next attempts that fail
-	crownStops int             // the crown meets an engine stopping (create_failed until it is back)
-	engineDown int             // EngineAlive fails this many more times
-	engineLate int             // ... after answering this many more times (an engine stopping)
-	engineWent map[string]bool // candidates whose boot met the engine going away
+	mu           sync.Mutex
+	behaviours   map[string]behaviour // by max-num-seqs
+	running      string               // the configuration that serves now: "original" or a candidate's name
+	deploys      []string             // every configuration deployed, in order
+	prepared     int
+	resumed      int
+	crownFails   int             // the crown's next attempts that fail
+	restoreFails int             // the restore's next attempts that fail
+	crownStops   int             // the crown meets an engine stopping (create_failed until it is back)
+	engineDown   int             // EngineAlive fails this many more times
+	engineLate   int             // ... after answering this many more times (an engine stopping)
+	engineWent   map[string]bool // candidates whose boot met the engine going away
 }
 
 func (m *memTarget) EngineAlive(ctx context.Context) error {
@@ -230,6 +231,13 @@ func (m *memTarget) deploy(name string) {
 }
 
 func (m *memTarget) Restore(ctx context.Context) error {
+	m.mu.Lock()
+	fail := m.restoreFails > 0
+	m.restoreFails--
+	m.mu.Unlock()
+	if fail {
+		return failure.Fail(failure.ReasonCrashLoop, "exited with code 137 (SIGKILL) while loading weights")
+	}
 	m.deploy("original")
 	return nil
 }

@@ -1013,34 +1013,19 @@ func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) erro
 		r.EndAction = "unknown"
 	case v.Champion >= 0 && r.Grid.End == "crown":
 		r.EndAction = "champion"
-		crown := func() error {
-			return o.whileEngineDown(ctx, o.Driver, "crown", func() error { return o.Driver.Crown(ctx, trials[v.Champion].Candidate) })
-		}
-		cerr := crown()
-		if cerr != nil && ctx.Err() == nil {
-			// The champion booted in its trial: a start that fails now (a
-			// crash, a kill, an engine restarting under it) is more likely
-			// the moment's than the candidate's. It is deployed once more
-			// before the original goes back.
-			o.Log.Warn().Str("run_id", r.ID).Str("candidate", v.Name).Err(cerr).Msg("the champion did not come up; deploying it once more")
-			if err := o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: EventChampion, Trial: v.Champion, Text: "the champion did not come up (" + cerr.Error() + "); deploying it once more"}); err != nil {
-				return fmt.Errorf("persist event: %w", err)
-			}
-			cerr = crown()
-		}
-		if cerr != nil {
+		if cerr := o.endStep(ctx, r, "crown", "the champion", func() error { return o.Driver.Crown(ctx, trials[v.Champion].Candidate) }); cerr != nil {
 			// The champion did not come up: the original goes back, and the
 			// run fails, since the end policy was not applied.
 			r.EndAction = "original"
 			endErr = fmt.Errorf("the champion could not be deployed (%v); the original configuration was restored", cerr)
-			if rerr := o.whileEngineDown(ctx, o.Driver, "restore", func() error { return o.Driver.Restore(ctx) }); rerr != nil {
+			if rerr := o.endStep(ctx, r, "restore", "the original", func() error { return o.Driver.Restore(ctx) }); rerr != nil {
 				endErr = fmt.Errorf("the champion could not be deployed (%v), nor the original restored (%v)", cerr, rerr)
 				r.EndAction = "unknown"
 			}
 		}
 	default:
 		r.EndAction = "original"
-		endErr = o.whileEngineDown(ctx, o.Driver, "restore", func() error { return o.Driver.Restore(ctx) })
+		endErr = o.endStep(ctx, r, "restore", "the original", func() error { return o.Driver.Restore(ctx) })
 	}
 	if endErr != nil {
 		r.Error = "the end policy failed: " + endErr.Error()
@@ -1066,6 +1051,25 @@ func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) erro
 		return err
 	}
 	return nil
+}
+
+// endStep deploys the champion or the original at a run's end, waiting
+// for an engine that restarts under it. Either configuration booted
+// before (the champion in its trial, the original before the run): a
+// start that fails now (a crash, a kill, the engine refusing as it stops)
+// is more likely the moment's than the configuration's, so it is deployed
+// once more before the step is called failed.
+func (o *Orchestrator) endStep(ctx context.Context, r *Run, what, config string, op func() error) error {
+	err := o.whileEngineDown(ctx, o.Driver, what, op)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	text := config + " did not come up (" + err.Error() + "); deploying it once more"
+	o.Log.Warn().Str("run_id", r.ID).Err(err).Msg(config + " did not come up; deploying it once more")
+	if aerr := o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: EventRun, Trial: -1, Text: text}); aerr != nil {
+		return fmt.Errorf("persist event: %w", aerr)
+	}
+	return o.whileEngineDown(ctx, o.Driver, what, op)
 }
 
 // FlagsRefusedError says the vLLM that would run a grid refuses some of

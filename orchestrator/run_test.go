@@ -262,6 +262,18 @@ func TestRunOutcomes(t *testing.T) {
 		t.Errorf("a crown during an engine restart: %s, left %q, serving %q", r.State, r.EndAction, target.serving())
 	}
 
+	// An original whose start fails once at the restore (killed as it
+	// boots) is deployed once more; twice, and the run says so.
+	for fails, want := range map[int]RunState{1: RunDone, 2: RunFailed} {
+		o, run, st, target, _ = setup(t, "restore")
+		target.restoreFails = fails
+		err := o.Run(context.Background(), run)
+		r, _ = st.GetRun(run.ID)
+		if r.State != want || (want == RunDone) != (err == nil) || want == RunDone && target.serving() != "original" {
+			t.Errorf("a restore that fails %d times: %s (%v), serving %q", fails, r.State, err, target.serving())
+		}
+	}
+
 	// A champion whose start fails once at the crown (a crash of the
 	// moment: it booted in its trial) is deployed once more.
 	o, run, st, target, _ = setup(t, "crown")
