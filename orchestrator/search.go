@@ -14,13 +14,14 @@ import (
 )
 
 // Search says how a run chooses what to try: every candidate in order
-// (grid), a seeded uniform draw (random), or the Tree-structured Parzen
-// Estimator (tpe), for at most MaxTrials boots.
+// (grid), a seeded uniform draw (random), the Tree-structured Parzen
+// Estimator (tpe) or a Gaussian process with expected improvement (gp),
+// for at most MaxTrials boots.
 type Search struct {
-	Strategy  string `yaml:"strategy" json:"strategy,omitempty"`     // grid (default), random, tpe
+	Strategy  string `yaml:"strategy" json:"strategy,omitempty"`     // grid (default), random, tpe, gp
 	MaxTrials int    `yaml:"max_trials" json:"max_trials,omitempty"` // boots; infeasible candidates skipped unbooted do not count
 	Seed      uint64 `yaml:"seed" json:"seed,omitempty"`
-	// Startup is how many trials tpe draws at random before it models
+	// Startup is how many trials tpe or gp draws at random before it models
 	// (default: a quarter of max_trials, at least 3).
 	Startup int `yaml:"startup" json:"startup,omitempty"`
 	// Gamma is the share of measured trials tpe calls good (default 0.25).
@@ -34,11 +35,13 @@ type Search struct {
 }
 
 // Strategies vgrid knows.
-var strategies = []string{"grid", "random", "tpe"}
+var strategies = []string{"grid", "random", "tpe", "gp"}
 
 // Adaptive reports whether candidates are proposed one at a time from the
 // trials so far (random, tpe) rather than all laid out at the start.
-func (s Search) Adaptive() bool { return s.Strategy == "random" || s.Strategy == "tpe" }
+func (s Search) Adaptive() bool {
+	return s.Strategy != "grid" && slices.Contains(strategies, s.Strategy)
+}
 
 // setDefaults fills what a search may leave out.
 func (s *Search) setDefaults() {
@@ -58,16 +61,16 @@ func (s *Search) setDefaults() {
 
 func (s *Search) check() error {
 	if !slices.Contains(strategies, s.Strategy) {
-		return fmt.Errorf("search.strategy %q: want grid, random or tpe", s.Strategy)
+		return fmt.Errorf("search.strategy %q: want grid, random, tpe or gp", s.Strategy)
 	}
 	if !s.Adaptive() && s.MaxTrials != 0 {
-		return fmt.Errorf("search.max_trials applies to random and tpe; grid runs every candidate (set strategy: tpe to search within a budget)")
+		return fmt.Errorf("search.max_trials applies to random, tpe and gp; grid runs every candidate (set strategy: tpe to search within a budget)")
 	}
 	if s.Adaptive() && s.MaxTrials < 1 {
 		return fmt.Errorf("search.max_trials %d: %s needs a budget of at least 1 trial (a night holds 15 to 40 real boots)", s.MaxTrials, s.Strategy)
 	}
 	if s.Startup < 0 {
-		return fmt.Errorf("search.startup %d: want 0 or more random trials before tpe models", s.Startup)
+		return fmt.Errorf("search.startup %d: want 0 or more random trials before tpe or gp models", s.Startup)
 	}
 	if s.Gamma < 0 || s.Gamma >= 1 {
 		return fmt.Errorf("search.gamma %g: want a share between 0 and 1 (default 0.25)", s.Gamma)
@@ -132,8 +135,11 @@ type Sampler interface {
 
 // NewSampler returns the grid's adaptive sampler.
 func NewSampler(g *Grid) Sampler {
-	if g.Search.Strategy == "tpe" {
+	switch g.Search.Strategy {
+	case "tpe":
 		return &TPE{Search: g.Search, Axes: axesOf(g)}
+	case "gp":
+		return &GP{Search: g.Search, Axes: axesOf(g)}
 	}
 	return &Random{Seed: g.Search.Seed}
 }

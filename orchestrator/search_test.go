@@ -47,10 +47,10 @@ func TestParseDeadline(t *testing.T) {
 
 func TestSearchConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ search, want string }{
-		{"{strategy: bayes}", `search.strategy "bayes": want grid, random or tpe`},
+		{"{strategy: bayes}", `search.strategy "bayes": want grid, random, tpe or gp`},
 		{"{strategy: tpe}", "search.max_trials 0: tpe needs a budget of at least 1 trial"},
 		{"{strategy: random, max_trials: -2}", "search.max_trials -2"},
-		{"{strategy: grid, max_trials: 5}", "search.max_trials applies to random and tpe"},
+		{"{strategy: grid, max_trials: 5}", "search.max_trials applies to random, tpe and gp"},
 		{"{strategy: tpe, max_trials: 8, gamma: 1.5}", "search.gamma 1.5"},
 		{"{strategy: tpe, max_trials: 8, sampler: x}", "sampler"},
 	} {
@@ -198,7 +198,7 @@ func candidatesOf(t *testing.T, st *memStore, id string) []string {
 // TestSearchIsItsSeed: the same seed proposes the same sequence; another
 // seed another one; the budget counts boots and says why the run stopped.
 func TestSearchIsItsSeed(t *testing.T) {
-	for _, strategy := range []string{"random", "tpe"} {
+	for _, strategy := range []string{"random", "tpe", "gp"} {
 		seqs := map[int][]string{}
 		for _, seed := range []int{7, 7, 8} {
 			o, run, st, _, _ := searchSetup(t, strategy, 6, seed, "")
@@ -226,14 +226,20 @@ func TestSearchIsItsSeed(t *testing.T) {
 // TestSearchResumesTheSameSequence: a run interrupted in the middle of a
 // trial and resumed proposes exactly what an uninterrupted run proposes.
 func TestSearchResumesTheSameSequence(t *testing.T) {
-	o, run, st, _, _ := searchSetup(t, "tpe", 9, 3, "")
+	for _, strategy := range []string{"tpe", "gp"} {
+		resumesTheSameSequence(t, strategy)
+	}
+}
+
+func resumesTheSameSequence(t *testing.T, strategy string) {
+	o, run, st, _, _ := searchSetup(t, strategy, 9, 3, "")
 	if err := o.Run(context.Background(), run); err != nil {
 		t.Fatal(err)
 	}
 	want := candidatesOf(t, st, run.ID)
 
 	for _, at := range []int{1, 4, 7} {
-		o, run, st, target, bench := searchSetup(t, "tpe", 9, 3, "")
+		o, run, st, target, bench := searchSetup(t, strategy, 9, 3, "")
 		ctx, cancel := context.WithCancel(context.Background())
 		n := 0
 		bench.hook = func(string) {
@@ -251,7 +257,7 @@ func TestSearchResumesTheSameSequence(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := candidatesOf(t, st, run.ID); strings.Join(got, "|") != strings.Join(want, "|") {
-			t.Errorf("interrupted at benchmark %d, resumed:\n%s\nwant\n%s", at, strings.Join(got, "\n"), strings.Join(want, "\n"))
+			t.Errorf("%s interrupted at benchmark %d, resumed:\n%s\nwant\n%s", strategy, at, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	}
 }
@@ -372,5 +378,104 @@ func TestReplaySearch(t *testing.T) {
 	st.PutTrial(trials[2])
 	if seq, _ := ReplaySearch(st, run); seq != 2 {
 		t.Errorf("a tampered trial 2: replay says %d", seq)
+	}
+}
+
+func TestGPFindsTheBest(t *testing.T) {
+	found := 0
+	for seed := range 10 {
+		o, run, _, _, _ := searchSetup(t, "gp", 7, seed, "")
+		if err := o.Run(context.Background(), run); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(run.Champion.Name, "max-num-seqs=64") {
+			found++
+		}
+	}
+	if found < 8 {
+		t.Errorf("GP found max-num-seqs=64 in %d of 10 seeds with 7 of 16 trials", found)
+	}
+}
+
+// The GP on a smooth surface of 3 axes (a 6×6×2 space, one categorical):
+// after 6 random trials, its proposals reach the top within a budget that
+// random search rarely meets, and failures (a region that never boots)
+// and pending trials are handled.
+func TestGPOnASurface(t *testing.T) {
+	axes := []searchAxis{
+		{Flag: "a", Values: []string{"0", "1", "2", "3", "4", "5"}, Ordinal: true},
+		{Flag: "b", Values: []string{"0", "1", "2", "3", "4", "5"}, Ordinal: true},
+		{Flag: "c", Values: []string{"x", "y"}},
+	}
+	var space []Candidate
+	value := map[int]float64{}
+	fails := map[int]bool{}
+	for a := range 6 {
+		for b := range 6 {
+			for c, cv := range []string{"x", "y"} {
+				space = append(space, Candidate{Settings: vllm.Candidate{{Name: "a", Value: fmt.Sprint(a)}, {Name: "b", Value: fmt.Sprint(b)}, {Name: "c", Value: cv}}})
+				i := len(space) - 1
+				value[i] = 100 - 4*float64((a-4)*(a-4)) - 3*float64((b-1)*(b-1)) + 10*float64(c)
+				fails[i] = a == 0 && b >= 3 // never boots
+			}
+		}
+	}
+	best := 110.0 // a=4, b=1, c=y
+	hits := 0
+	for seed := range 10 {
+		g := &GP{Search: Search{Seed: uint64(seed), Startup: 6}, Axes: axes}
+		var obs []Observation
+		got := math.Inf(-1)
+		for range 16 {
+			i, ok := g.Next(space, obs)
+			if !ok {
+				t.Fatal("no proposal left")
+			}
+			for _, o := range obs {
+				if o.Index == i {
+					t.Fatalf("seed %d: %d proposed twice", seed, i)
+				}
+			}
+			if fails[i] {
+				obs = append(obs, Observation{Index: i, Outcome: "failed (oom)"})
+				continue
+			}
+			obs = append(obs, Observation{Index: i, Loss: -value[i], Measured: true, Outcome: "measured"})
+			got = math.Max(got, value[i])
+		}
+		if got == best {
+			hits++
+		}
+	}
+	if hits < 9 {
+		t.Errorf("the GP reached the best of 72 in %d of 10 seeds with 16 trials", hits)
+	}
+	// Two slots: the second proposal, with the first pending, goes elsewhere.
+	g := &GP{Search: Search{Seed: 3, Startup: 2}, Axes: axes}
+	obs := []Observation{{Index: 0, Loss: -value[0], Measured: true}, {Index: 71, Loss: -value[71], Measured: true}, {Index: 40, Loss: -value[40], Measured: true}}
+	first, _ := g.Next(space, obs)
+	second, _ := g.Next(space, append(obs, Observation{Index: first, Pending: true}))
+	if first == second {
+		t.Errorf("with %d pending, the GP proposed it again", first)
+	}
+}
+
+func TestLogEI(t *testing.T) {
+	for _, c := range []struct{ mu, sd, best float64 }{{0, 1, 0}, {1, 0.5, 0}, {-3, 1, 0}, {-5.9, 1, 0}, {-6.1, 1, 0}, {-30, 1, 0}} {
+		got := logEI(c.mu, c.sd, c.best)
+		z := (c.mu - c.best) / c.sd
+		want := math.Log(c.sd * (z*normCDF(z) + normPDF(z)))
+		if math.IsInf(want, -1) || math.IsNaN(want) {
+			if math.IsInf(got, 0) || math.IsNaN(got) || got > -400 {
+				t.Errorf("logEI(%v) = %v, want a finite, very negative value", c, got)
+			}
+			continue
+		}
+		if math.Abs(got-want) > 1e-3*math.Max(1, math.Abs(want)) {
+			t.Errorf("logEI(%v) = %v, want %v", c, got, want)
+		}
+	}
+	if !(logEI(-40, 1, 0) < logEI(-30, 1, 0)) {
+		t.Error("logEI does not rank deep-tail candidates")
 	}
 }

@@ -117,7 +117,7 @@ func TestSearchBadInput(t *testing.T) {
 		repl []string
 		want string
 	}{
-		{"unknown strategy", []string{"end: restore", "end: restore\nsearch: {strategy: hyperband}"}, `search.strategy "hyperband": want grid, random or tpe`},
+		{"unknown strategy", []string{"end: restore", "end: restore\nsearch: {strategy: hyperband}"}, `search.strategy "hyperband": want grid, random, tpe or gp`},
 		{"no budget", []string{"end: restore", "end: restore\nsearch: {strategy: random, max_trials: 0}"}, "search.max_trials 0: random needs a budget"},
 		{"a prune that saves nothing", []string{"scenarios: [kv-cache, load]", "scenarios: [load, kv-cache]", "end: restore", "end: restore\nsearch: {prune: true}"}, "search.prune: kv-cache is the last scenario of the only repetition"},
 		{"a deadline already passed", []string{"end: restore", "end: restore\ndeadline: \"2020-01-01 07:00\""}, `deadline "2020-01-01 07:00" (2020-01-01 07:00) has passed`},

@@ -65,7 +65,7 @@ func BenchmarkSearchQuality(b *testing.B) {
 	b.Logf("exhaustive: %d candidates, %d measured, best %s %.1f tok/s (median %.1f)", len(truth.trials), len(truth.objective), truth.bestName, best, truth.median())
 
 	for i := 0; i < b.N; i++ {
-		for _, strategy := range []string{"tpe", "random"} {
+		for _, strategy := range []string{"gp", "tpe", "random"} {
 			within, gaps, boots := 0, []float64{}, 0.0
 			var line []string
 			var simTime time.Duration
