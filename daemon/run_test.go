@@ -400,7 +400,9 @@ func TestDaemonSearchAndDeadline(t *testing.T) {
 // engineDown is an error that marks a Docker engine not answering.
 type engineDown struct{}
 
-func (engineDown) Error() string    { return "the Docker engine at unix:///run/docker.sock does not answer" }
+func (engineDown) Error() string {
+	return "the Docker engine at unix:///run/docker.sock does not answer"
+}
 func (engineDown) EngineDown() bool { return true }
 
 // A run whose engine does not answer when it starts (restarting between

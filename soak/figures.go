@@ -209,9 +209,9 @@ func (d Difference) String() string {
 // its fault-free outcome: the failure it causes. A fault that strikes
 // vgrid, its engine or its disks must leave no trace in the outcome.
 var aimed = map[Kind][]string{
-	EngineDeath:      {"failed (engine_dead)"},
-	DecodeStall:      {"failed (stalled)"},
-	OOMKill:          {"failed (crash_loop)"},
+	EngineDeath: {"failed (engine_dead)"},
+	DecodeStall: {"failed (stalled)"},
+	OOMKill:     {"failed (crash_loop)"},
 	// SIGUSR1 crashes a start in progress; an engine already up (the
 	// trial still shown waiting-ready while vgrid checks it) dies of it.
 	ContainerRestart: {"failed (crash_loop)", "failed (engine_dead)"},
