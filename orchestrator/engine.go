@@ -74,7 +74,11 @@ func (o *Orchestrator) whileEngineDown(ctx context.Context, drv Driver, what str
 		if err == nil || !ok || attempt == 3 || ctx.Err() != nil {
 			return err
 		}
-		if !engineGone(err) && o.engineAlive(ctx, drv) && !o.engineWobbled(ctx, drv, reasonOf(err)) {
+		// Only a failure the engine reported (a container not created or
+		// started, a server that exited) is watched: a plain error (a
+		// profile that does not parse) is not the engine's, and is
+		// returned at once.
+		if !engineGone(err) && o.engineAlive(ctx, drv) && (reasonOf(err) == failure.ReasonError || !o.engineWobbled(ctx, drv, reasonOf(err))) {
 			return err
 		}
 		if werr := o.waitEngine(ctx, drv, what); werr != nil {
