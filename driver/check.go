@@ -2,8 +2,14 @@ package driver
 
 import (
 	"context"
-	"github.com/vgrid/vgrid/failure"
+	"errors"
+	"io"
+	"net"
+	"net/url"
+	"syscall"
 	"time"
+
+	"github.com/vgrid/vgrid/failure"
 
 	"github.com/vgrid/vgrid/vllm"
 )
@@ -36,11 +42,26 @@ func SameServer(ctx context.Context, endpoint string, recorded time.Time) *failu
 	return nil
 }
 
+// connectionLost reports an error of the connection itself (refused,
+// reset, cut mid-answer, timed out), as opposed to an answer vgrid could
+// read.
+func connectionLost(err error) bool {
+	var ue *url.Error
+	var oe *net.OpError
+	return errors.As(err, &ue) || errors.As(err, &oe) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+}
+
 // VerifyEndpoint scrapes what the server reports and checks it against
 // the flags it should run with.
 func VerifyEndpoint(ctx context.Context, endpoint string, flags vllm.Flags) (map[string]string, error) {
 	eff, err := vllm.ScrapeEffective(ctx, endpoint)
 	if err != nil {
+		// A server that stops answering while vgrid reads it (its engine
+		// or its Docker engine stopping) is unreachable, not drifted: the
+		// orchestrator then asks whether the engine went away.
+		if connectionLost(err) {
+			return nil, failure.Fail(failure.ReasonUnreachable, "the server stopped answering while vgrid read its configuration: %v", err)
+		}
 		return nil, failure.Fail(failure.ReasonConfigDrift, "cannot read the effective configuration: %v", err)
 	}
 	m := eff.Map()
