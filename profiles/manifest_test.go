@@ -21,7 +21,7 @@ func TestPublicManifests(t *testing.T) {
 	}
 	cases := []struct {
 		file, workload, want string // want: the unit found
-		before                      map[string]string
+		before               map[string]string
 	}{
 		{"vllm-docs-gpu.yaml", "", "deployment/mistral-7b/mistral-7b", map[string]string{"model": "mistralai/Mistral-7B-Instruct-v0.3", "max-num-batched-tokens": "1024"}},
 		{"vllm-docs-cpu.yaml", "deployment/vllm-server", "deployment/vllm-server/vllm", map[string]string{"model": "meta-llama/Llama-3.2-1B-Instruct"}},

@@ -21,7 +21,7 @@ import (
 // tree used to find things in them. Edits are made to the bytes, so every
 // comment, blank line and quote that is not edited stays as it was.
 type Document struct {
-	Name       string // file name, for messages
+	Name string // file name, for messages
 	*dialect
 	eol        string // the file's line break: "\n", or "\r\n" in a Windows checkout
 	src        []byte
