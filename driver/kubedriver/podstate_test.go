@@ -74,9 +74,9 @@ func TestReadPod(t *testing.T) {
 }
 
 // A pod waiting for GPUs waits (the scheduler's words kept), and fails
-// unschedulable only when the grid's timeouts.schedule says so. The pod
-// and event are as kube-scheduler 1.37 writes them for an extended
-// resource no node has free.
+// unschedulable only when the grid's timeouts.schedule says so. The
+// message is written here in kube-scheduler's form for an extended
+// resource no node has free; the cluster tests will record the real one.
 func TestUnschedulableWaitsThenFails(t *testing.T) {
 	now := time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC)
 	msg := "0/2 nodes are available: 2 Insufficient nvidia.com/gpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
