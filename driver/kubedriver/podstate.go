@@ -5,7 +5,8 @@
 // a pod waiting for GPUs, a failed image pull, an OOM kill or an eviction
 // is named as the compose driver names its equivalents.
 //
-// May import: failure, k8s.io/api, k8s.io/apimachinery, k8s.io/client-go.
+// May import: orchestrator (types), failure, profiles, driver, vllm,
+// k8s.io/api, k8s.io/apimachinery, k8s.io/client-go.
 package kubedriver
 
 import (
