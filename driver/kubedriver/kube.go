@@ -99,6 +99,9 @@ func New(t orchestrator.Target, log zerolog.Logger) (*Kube, error) {
 	return k, nil
 }
 
+// Close releases nothing: client-go's connections close with the process.
+func (k *Kube) Close() error { return nil }
+
 func workloadOf(unit string) string { return unit[:strings.LastIndexByte(unit, '/')] }
 
 // EngineAlive says whether the API server answers: a run waits for one
