@@ -92,7 +92,10 @@ func Build(ctx context.Context, g *orchestrator.Grid, runDir string, opt Options
 	switch g.Target.Driver {
 	case "compose":
 		p.Slots, p.closers, err = composedriver.Slots(ctx, g.Target, opt.Environ, opt.Log)
-	case "kubernetes": // target.parallel: not yet (one trial at a time)
+	case "kubernetes":
+		if k, ok := d.(*kubedriver.Kube); ok && g.Target.Parallel > 1 {
+			p.Slots = k.Slots(g.Target.Parallel)
+		}
 	default:
 		p.Slots, p.closers, err = driver.ProcessSlots(ctx, g.Target, opt.Environ, filepath.Join(runDir, "logs"), opt.Log)
 	}

@@ -50,6 +50,7 @@ type Kube struct {
 	namespace string
 	runID     string
 	owner     *corev1.ConfigMap // the run's: every trial object is its dependent
+	slot      string            // "" alone; "0", "1", ... with target.parallel
 
 	ReadyTimeoutSchedule time.Duration // timeouts.schedule (default 30m)
 	// OnPhase, when set, hears each boot phase as WaitReady sees it.
@@ -101,6 +102,20 @@ func New(t orchestrator.Target, log zerolog.Logger) (*Kube, error) {
 
 // Close releases nothing: client-go's connections close with the process.
 func (k *Kube) Close() error { return nil }
+
+// Slots are n copies of the driver that run trials side by side, each
+// replacing only its own previous trial; where their pods run is the
+// scheduler's choice (the hardware a trial ran on is the node's).
+func (k *Kube) Slots(n int) []orchestrator.Slot {
+	var out []orchestrator.Slot
+	for i := range n {
+		c := *k
+		c.slot = fmt.Sprint(i)
+		out = append(out, orchestrator.Slot{Name: fmt.Sprintf("kubernetes slot %d of %d", i+1, n), Host: k.acc.Config.Host,
+			Key: fmt.Sprintf("kubernetes:%s/%s/%s#%d", k.acc.Context, k.namespace, workloadOf(k.unit), i), Driver: &c})
+	}
+	return out
+}
 
 func workloadOf(unit string) string { return unit[:strings.LastIndexByte(unit, '/')] }
 
@@ -220,7 +235,7 @@ func (k *Kube) render(cand orchestrator.Candidate) (*KubePlan, error) {
 			}
 		}
 	}
-	ids := TrialIDs{Run: k.runID, Trial: hash[:10], Candidate: hash[:12]}
+	ids := TrialIDs{Run: k.runID, Trial: hash[:10], Candidate: hash[:12], Slot: k.slot}
 	return &KubePlan{k: k, after: plan.After, workload: w, ids: ids, flags: plan.Effective,
 		rendered: orchestrator.Rendered{Candidate: cand, Hash: hash, Words: driver.Redacted(plan.Effective.Words()), Image: image}}, nil
 }
@@ -289,7 +304,11 @@ func (k *Kube) deleteTrials(ctx context.Context, keep string) error {
 		return err
 	}
 	res := k.dyn.Resource(mapping.Resource).Namespace(k.namespace)
-	sel := labels.Set{LabelManagedBy: "vgrid", LabelRun: k.runID}.String()
+	set := labels.Set{LabelManagedBy: "vgrid", LabelRun: k.runID}
+	if k.slot != "" && keep != "" { // a slot replaces its own trial; the end of a run removes all
+		set[LabelSlot] = k.slot
+	}
+	sel := set.String()
 	list, err := res.List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ const (
 	LabelRun       = "vgrid.io/run"
 	LabelTrial     = "vgrid.io/trial"
 	LabelCandidate = "vgrid.io/candidate" // the rendering's hash, short
+	LabelSlot      = "vgrid.io/slot"      // with target.parallel: which of the run's slots
 )
 
 // Manifest is the user's manifest decoded into objects (in file order),
@@ -91,6 +92,7 @@ var templatePaths = map[string][][]string{
 // TrialIDs name one trial's workload.
 type TrialIDs struct {
 	Run, Trial, Candidate string // the run id, the trial's place in it, the rendering's hash
+	Slot                  string // with target.parallel
 }
 
 // Name is the trial's workload name, vgrid-<run>-<trial>, made a valid
@@ -111,7 +113,11 @@ func (ids TrialIDs) Name() string {
 }
 
 func (ids TrialIDs) labels() map[string]string {
-	return map[string]string{LabelManagedBy: "vgrid", LabelRun: ids.Run, LabelTrial: ids.Trial, LabelCandidate: ids.Candidate}
+	l := map[string]string{LabelManagedBy: "vgrid", LabelRun: ids.Run, LabelTrial: ids.Trial, LabelCandidate: ids.Candidate}
+	if ids.Slot != "" {
+		l[LabelSlot] = ids.Slot
+	}
+	return l
 }
 
 // TrialObject is the trial's copy of workload (from the manifest with the
