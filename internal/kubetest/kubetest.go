@@ -321,6 +321,12 @@ localStorageCapacityIsolation: false
 	if gpus > 0 {
 		c.Kubectl("patch", "node", name, "--subresource=status", "--type=json",
 			"-p", fmt.Sprintf(`[{"op":"add","path":"/status/capacity/nvidia.com~1gpu","value":"%d"}]`, gpus))
+		// The kubelet derives the allocatable GPUs, which the scheduler
+		// counts, at its next status update.
+		c.waitFor(fmt.Sprintf("node %s to offer %d nvidia.com/gpu", name, gpus), func() bool {
+			out, err := c.kubectl("get", "node", name, "-o", `jsonpath={.status.allocatable.nvidia\.com/gpu}`)
+			return err == nil && strings.TrimSpace(out) == fmt.Sprint(gpus)
+		})
 	}
 }
 
