@@ -214,7 +214,7 @@ func (d *Document) ResolveContainer(workload, container string) (string, error) 
 		}
 		return "", fmt.Errorf("%s: no container of %s starts vLLM (none has %s in a script, or vLLM arguments in its command or args); containers: %s", d.Name, where, serverPrograms, strings.Join(in, ", "))
 	}
-	return "", fmt.Errorf("%s: several containers run vLLM (%s); choose one with workload: and container:", d.Name, strings.Join(vs, ", "))
+	return "", fmt.Errorf("%s: several containers run vLLM (%s); choose one with target.workload and target.container", d.Name, strings.Join(vs, ", "))
 }
 
 // workloads lists KIND/NAME of the manifest's workloads, in file order.
