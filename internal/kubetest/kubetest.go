@@ -23,7 +23,7 @@ import (
 // Version is the Kubernetes release the tests run.
 const Version = "v1.37.2"
 
-var components = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet"}
+var components = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl"}
 
 // packages the cluster needs, with the Debian package that has each.
 var packages = map[string]string{"etcd": "etcd-server", "containerd": "containerd", "/usr/lib/cni/bridge": "containernetworking-plugins", "busybox": "busybox-static", "ctr": "containerd", "openssl": "openssl"}
@@ -148,6 +148,9 @@ func build(dir string) error {
 	}
 	ld := fmt.Sprintf("-s -w -X k8s.io/component-base/version.gitVersion=%s -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=%s", Version, strings.Split(Version, ".")[1])
 	for _, c := range components {
+		if st, err := os.Stat(filepath.Join(dir, c)); err == nil && st.Mode()&0o111 != 0 {
+			continue // built by an earlier, interrupted build
+		}
 		if _, err := run("go", "build", "-trimpath", "-ldflags", ld, "-o", filepath.Join(dir, c+".tmp"), "k8s.io/kubernetes/cmd/"+c); err != nil {
 			return err
 		}
@@ -368,7 +371,7 @@ func (c *Cluster) Kubectl(args ...string) string {
 // Apply applies a manifest (kubectl apply -f -).
 func (c *Cluster) Apply(manifest string) {
 	c.t.Helper()
-	cmd := exec.Command("kubectl", "--kubeconfig", c.Kubeconfig, "apply", "-f", "-")
+	cmd := exec.Command(filepath.Join(c.bin, "kubectl"), "--kubeconfig", c.Kubeconfig, "apply", "-f", "-")
 	cmd.Stdin = strings.NewReader(manifest)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		c.t.Fatalf("kubectl apply: %v\n%s", err, out)
@@ -376,7 +379,7 @@ func (c *Cluster) Apply(manifest string) {
 }
 
 func (c *Cluster) kubectl(args ...string) (string, error) {
-	out, err := exec.Command("kubectl", append([]string{"--kubeconfig", c.Kubeconfig}, args...)...).CombinedOutput()
+	out, err := exec.Command(filepath.Join(c.bin, "kubectl"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...).CombinedOutput()
 	return string(out), err
 }
 
