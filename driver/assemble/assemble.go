@@ -68,6 +68,7 @@ func Target(ctx context.Context, g *orchestrator.Grid, runDir string, opt Option
 			if s := time.Duration(g.Timeouts.Schedule); s > 0 {
 				k.ReadyTimeoutSchedule = s
 			}
+			k.Parallel = g.Target.Parallel
 			d = k
 		}
 	default:

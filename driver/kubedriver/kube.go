@@ -53,6 +53,7 @@ type Kube struct {
 	slot      string            // "" alone; "0", "1", ... with target.parallel
 
 	ReadyTimeoutSchedule time.Duration // timeouts.schedule (default 30m)
+	Parallel             int           // target.parallel: trials in flight
 	// OnPhase, when set, hears each boot phase as WaitReady sees it.
 	OnPhase func(phase string)
 }
@@ -142,6 +143,9 @@ func (k *Kube) CheckTarget(ctx context.Context) error {
 	w, err := m.Workload(workloadOf(k.unit))
 	if err != nil {
 		return err
+	}
+	if shared := m.SharedClaims(w); k.Parallel > 1 && len(shared) > 0 {
+		return fmt.Errorf("%s mounts the ReadWriteOnce claim(s) %s: a volume of that mode is mounted by one node at a time, so %d trials in parallel would wait for each other or fail to start; set target.parallel: 1, or give the workload a ReadWriteMany (or ReadOnlyMany) volume for the model", workloadOf(k.unit), strings.Join(shared, ", "), k.Parallel)
 	}
 	if need := GPUs(w); need > 0 {
 		nodes, err := k.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
