@@ -51,6 +51,10 @@ const (
 	ReasonPruned        Reason = 28 // stopped early: significantly worse than the champion
 	ReasonDeadline      Reason = 29 // not started: it could not end before the run's deadline
 	ReasonStalled       Reason = 30 // requests under way and no token for timeouts.stall, /health answering
+	ReasonUnschedulable Reason = 31 // Kubernetes: no node could take the trial's pod within timeouts.schedule
+	ReasonOOMKilled     Reason = 32 // the kernel killed the server for its memory limit (Kubernetes OOMKilled)
+
+	reasonLast = ReasonOOMKilled // the highest reason, for tests
 )
 
 var reasonNames = map[Reason]string{
@@ -64,6 +68,7 @@ var reasonNames = map[Reason]string{
 	ReasonNCCL: "nccl", ReasonModelNotFound: "model_not_found", ReasonGraphOOM: "cuda_graph_oom",
 	ReasonQuantization: "quantization_unsupported", ReasonUnknownFlag: "unknown_flag", ReasonEngineGone: "engine_unreachable",
 	ReasonPruned: "pruned", ReasonDeadline: "deadline", ReasonStalled: "stalled",
+	ReasonUnschedulable: "unschedulable", ReasonOOMKilled: "oom_killed",
 }
 
 func (r Reason) String() string {

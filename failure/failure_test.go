@@ -38,7 +38,7 @@ func TestEveryCauseMaps(t *testing.T) {
 // Every reason has a stable name that round-trips through JSON, and every
 // name parses back.
 func TestEveryReasonIsNamedAndRoundTrips(t *testing.T) {
-	for r := ReasonNone; r <= ReasonStalled; r++ {
+	for r := ReasonNone; r <= reasonLast; r++ {
 		n, ok := reasonNames[r]
 		if !ok {
 			t.Errorf("reason %d has no name", r)
@@ -56,8 +56,8 @@ func TestEveryReasonIsNamedAndRoundTrips(t *testing.T) {
 			t.Errorf("ParseReason(%q) = %v %v", n, p, ok)
 		}
 	}
-	if len(reasonNames) != int(ReasonStalled)+1 {
-		t.Errorf("%d names for %d reasons", len(reasonNames), int(ReasonStalled)+1)
+	if len(reasonNames) != int(reasonLast)+1 {
+		t.Errorf("%d names for %d reasons", len(reasonNames), int(reasonLast)+1)
 	}
 }
 
@@ -139,4 +139,6 @@ var constNames = map[string]Reason{
 	"ReasonPruned":        ReasonPruned,
 	"ReasonDeadline":      ReasonDeadline,
 	"ReasonStalled":       ReasonStalled,
+	"ReasonUnschedulable": ReasonUnschedulable,
+	"ReasonOOMKilled":     ReasonOOMKilled,
 }

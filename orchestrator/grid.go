@@ -49,7 +49,7 @@ type Grid struct {
 
 // Target is where candidates run.
 type Target struct {
-	Driver string `yaml:"driver" json:"driver"` // compose or process
+	Driver string `yaml:"driver" json:"driver"` // compose, process or kubernetes
 
 	// compose
 	Files   []string `yaml:"files" json:"files,omitempty"`
@@ -67,6 +67,18 @@ type Target struct {
 	Command []string          `yaml:"command" json:"command,omitempty"`
 	Env     map[string]string `yaml:"env" json:"env,omitempty"`
 
+	// kubernetes: the user's manifest is the profile; each trial is a copy
+	// of its workload that the cluster schedules.
+	Manifest   string `yaml:"manifest" json:"manifest,omitempty"`
+	Workload   string `yaml:"workload" json:"workload,omitempty"`     // KIND/NAME, as kubectl names it (deployment/vllm)
+	Container  string `yaml:"container" json:"container,omitempty"`   // default: the workload's one container running vLLM
+	Namespace  string `yaml:"namespace" json:"namespace,omitempty"`   // default: the manifest's, else the context's
+	Context    string `yaml:"context" json:"context,omitempty"`       // kubeconfig context (default: the current one)
+	Kubeconfig string `yaml:"kubeconfig" json:"kubeconfig,omitempty"` // default: $KUBECONFIG, ~/.kube/config, else in-cluster
+	// Parallel caps the trials in flight on the cluster (default 1);
+	// where they run is the scheduler's choice.
+	Parallel int `yaml:"parallel" json:"parallel,omitempty"`
+
 	// Slots run trials at once, each on its GPUs and port (slots.go);
 	// none: one trial at a time on the target itself.
 	Slots []SlotDef `yaml:"slots" json:"slots,omitempty"`
@@ -79,8 +91,19 @@ type Target struct {
 // one run at a time per Docker engine, compose project and service, or per
 // endpoint. Pure: it needs no engine.
 func (t Target) Key() string {
-	if t.Driver == "process" {
+	switch t.Driver {
+	case "process":
 		return "process:" + strings.TrimRight(t.Endpoint, "/")
+	case "kubernetes":
+		ctx := t.Context
+		if ctx == "" {
+			ctx = "(current context)"
+		}
+		ns := t.Namespace
+		if ns == "" {
+			ns = "(manifest's namespace)"
+		}
+		return "kubernetes:" + ctx + "/" + ns + "/" + strings.ToLower(t.Workload)
 	}
 	host := ""
 	if t.DockerHost != "" {
@@ -206,6 +229,9 @@ type Timeouts struct {
 	// answering (restarted) before it gives up on it (default 10m); the
 	// trial it broke is redone once it is back.
 	Engine Duration `yaml:"engine" json:"engine,omitempty"`
+	// Schedule: how long a trial's pod may wait for a node (GPUs free)
+	// before it fails unschedulable (kubernetes; default 30m).
+	Schedule Duration `yaml:"schedule" json:"schedule,omitempty"`
 }
 
 // Hardware describes the GPUs for pre-flight estimates.
@@ -271,7 +297,7 @@ func (e *GridError) Error() string {
 }
 
 // LoadGrid parses a grid file's bytes exactly as written and resolves its
-// relative paths (target.files, env_file) against dir, the grid file's
+// relative paths (target.files, env_file, manifest, kubeconfig) against dir, the grid file's
 // directory. It is the one grid loader: the CLI, the daemon and a resumed
 // run (from the bytes the run stored) all go through it.
 func LoadGrid(name string, src []byte, dir string) (*Grid, error) {
@@ -297,6 +323,8 @@ func LoadGrid(name string, src []byte, dir string) (*Grid, error) {
 		g.Target.Files[i] = resolve(f)
 	}
 	g.Target.EnvFile = resolve(g.Target.EnvFile)
+	g.Target.Manifest = resolve(g.Target.Manifest)
+	g.Target.Kubeconfig = resolve(g.Target.Kubeconfig)
 	if w := g.Benchmark.Workload; w != nil {
 		w.Path = resolve(w.Path)
 	}
@@ -465,15 +493,35 @@ func (g *Grid) check(file string, lines keyLineMap) error {
 		if len(g.Target.Command) == 0 {
 			bad("target.command", 0, "target.command: the process driver needs a vllm serve-style command")
 		}
+	case "kubernetes":
+		if g.Target.Manifest == "" {
+			bad("target.manifest", 0, "target.manifest: the kubernetes driver needs the manifest that defines the vLLM workload")
+		}
+		if k, n, ok := strings.Cut(g.Target.Workload, "/"); g.Target.Workload != "" && (!ok || k == "" || n == "") {
+			bad("target.workload", 0, "target.workload %q: want KIND/NAME, such as deployment/vllm", g.Target.Workload)
+		}
+		if g.Target.Parallel < 0 {
+			bad("target.parallel", 0, "target.parallel %d: want the number of trials in flight (1 or more)", g.Target.Parallel)
+		}
+		if len(g.Target.Slots) > 0 {
+			bad("target.slots", 0, "target.slots: on Kubernetes the scheduler places trials; cap them with target.parallel instead")
+		}
 	case "":
-		bad("target", 0, "target.driver is missing: want compose (a compose profile) or process (a vllm serve command)")
+		bad("target", 0, "target.driver is missing: want compose (a compose profile), process (a vllm serve command) or kubernetes (a manifest)")
 	default:
-		bad("target.driver", 0, "target.driver %q: want compose or process", g.Target.Driver)
+		bad("target.driver", 0, "target.driver %q: want compose, process or kubernetes", g.Target.Driver)
+	}
+	if g.Target.Driver != "kubernetes" {
+		for key, v := range map[string]string{"manifest": g.Target.Manifest, "workload": g.Target.Workload, "container": g.Target.Container, "namespace": g.Target.Namespace, "context": g.Target.Context, "kubeconfig": g.Target.Kubeconfig} {
+			if v != "" {
+				bad("target."+key, 0, "target.%s applies to the kubernetes driver, not %s", key, g.Target.Driver)
+			}
+		}
 	}
 	if err := g.Target.checkSlots(); err != nil {
 		bad("target.slots", 0, "%v", err)
 	}
-	paths := map[string]string{"target.env_file": g.Target.EnvFile}
+	paths := map[string]string{"target.env_file": g.Target.EnvFile, "target.manifest": g.Target.Manifest, "target.kubeconfig": g.Target.Kubeconfig}
 	for i, f := range g.Target.Files {
 		paths[fmt.Sprintf("target.files[%d]", i)] = f
 	}

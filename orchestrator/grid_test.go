@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/vgrid/vgrid/failure"
 	"math"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +71,10 @@ func TestGridErrorsHaveLines(t *testing.T) {
 		{"", "the file is empty"},
 		{"name: x\n", "target.driver is missing"},
 		{strings.Replace(gridOK, "[0.80, 0.90]", "[0.80, 1.5]", 1), "g.yaml:8: space.axes.gpu-memory-utilization: invalid value \"1.5\""},
-		{strings.Replace(gridOK, "driver: process", "driver: kubernetes", 1), "target.driver \"kubernetes\""},
+		{strings.Replace(gridOK, "driver: process", "driver: kubernetes", 1), "target.manifest: the kubernetes driver needs the manifest"},
+		{strings.Replace(gridOK, "driver: process", "driver: kubernetes\n  manifest: vllm.yaml\n  workload: vllm", 1), `target.workload "vllm": want KIND/NAME`},
+		{strings.Replace(gridOK, "driver: process", "driver: nomad", 1), `target.driver "nomad": want compose, process or kubernetes`},
+		{strings.Replace(gridOK, "driver: process", "driver: process\n  workload: deployment/vllm", 1), "target.workload applies to the kubernetes driver, not process"},
 		{strings.Replace(gridOK, "errors == 0", "errors about 0", 1), "want METRIC OP NUMBER"},
 		{strings.Replace(gridOK, "maximize: kv-cache.acceleration", "", 1), "objective: set maximize"},
 		{strings.Replace(gridOK, "prefer lower", "prefer cheaper", 1), "prefer lower FLAG"},
@@ -80,6 +84,23 @@ func TestGridErrorsHaveLines(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("got %v, want %q", err, tt.want)
 		}
+	}
+}
+
+// A Kubernetes target: its paths resolve against the grid's folder, and
+// its key (one run at a time) is the context, namespace and workload.
+func TestKubernetesTarget(t *testing.T) {
+	src := strings.Replace(gridOK, "driver: process", "driver: kubernetes\n  manifest: k8s/vllm.yaml\n  workload: Deployment/vllm\n  namespace: lab\n  parallel: 2", 1)
+	src = strings.Replace(src, "  endpoint: http://127.0.0.1:8011\n", "", 1)
+	g, err := LoadGrid("g.yaml", []byte(src), "/srv/grids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Target.Manifest != filepath.Join("/srv/grids", "k8s", "vllm.yaml") || g.Target.Parallel != 2 {
+		t.Errorf("target %+v", g.Target)
+	}
+	if k := g.Target.Key(); k != "kubernetes:(current context)/lab/deployment/vllm" {
+		t.Errorf("key %q", k)
 	}
 }
 

@@ -5,6 +5,12 @@
 // flags, verifies the result by loading it back with compose-go exactly as
 // docker compose would, and keeps backups with atomic writes and rollback.
 //
+// A Kubernetes manifest is read the same way (ParseManifest): its units
+// are the containers of its workloads, a container's command and args in
+// the roles of a service's entrypoint and command, and a rendering is
+// checked by reading the manifest again (no other container or document
+// may change).
+//
 // It holds the typed model of vLLM serve flags (Spec, Normalize): booleans
 // are written as --flag / --no-flag, never "off by omission", because vLLM V1
 // turns prefix caching and chunked prefill on by default.

@@ -95,7 +95,7 @@ func (d *Document) Render(service string, cand vllm.Candidate) ([]byte, []Change
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := r.checkFixed(cand); err != nil {
+	if err := r.checkFixed(d, cand); err != nil {
 		return nil, nil, err
 	}
 	rd := &renderer{d: d, r: r, args: vllm.ParseArgs(texts(r.words)), removed: map[int]bool{}}
@@ -106,7 +106,7 @@ func (d *Document) Render(service string, cand vllm.Candidate) ([]byte, []Change
 		return nil, nil, err
 	}
 	if rd.err != nil {
-		return nil, nil, fmt.Errorf("%s: service %q: %w; nothing was written", d.Name, service, rd.err)
+		return nil, nil, fmt.Errorf("%s: %s: %w; nothing was written", d.Name, d.who(service), rd.err)
 	}
 	return applyEdits(d.src, rd.edits), rd.changes, nil
 }
@@ -362,7 +362,7 @@ func (rd *renderer) finish() error {
 		return nil
 	}
 	if last < 0 {
-		return fmt.Errorf("service %q: every vLLM argument would be removed; vgrid needs at least one to place new flags after", rd.r.service)
+		return fmt.Errorf("%s: every vLLM argument would be removed; vgrid needs at least one to place new flags after", rd.d.who(rd.r.service))
 	}
 	anchorLine := rd.d.lineOf(rd.r.words[last].start)
 	for i := range rd.changes {
@@ -574,12 +574,12 @@ func plainYAMLString(w string) bool {
 
 // checkFixed refuses a candidate that changes a flag written in the
 // entrypoint before the words vgrid edits.
-func (r *region) checkFixed(cand vllm.Candidate) error {
+func (r *region) checkFixed(d *Document, cand vllm.Candidate) error {
 	fixed := vllm.ParseArgs(r.fixed)
 	for _, s := range cand {
 		for _, a := range fixed {
 			if a.Name == s.Name {
-				return fmt.Errorf("service %q: --%s is written in its entrypoint, which vgrid does not edit (it edits the command); move --%s from the entrypoint to the command", r.service, s.Name, s.Name)
+				return fmt.Errorf("%s: --%s is written in its %s, which vgrid does not edit (it edits the %s); move --%s from the %s to the %s", d.who(r.service), s.Name, d.epKey, d.cmdKey, s.Name, d.epKey, d.cmdKey)
 			}
 		}
 	}

@@ -21,7 +21,8 @@ import (
 // tree used to find things in them. Edits are made to the bytes, so every
 // comment, blank line and quote that is not edited stays as it was.
 type Document struct {
-	Name       string // file name, for messages
+	Name string // file name, for messages
+	*dialect
 	eol        string // the file's line break: "\n", or "\r\n" in a Windows checkout
 	src        []byte
 	lineStarts []int
@@ -38,7 +39,7 @@ func ParseDocument(name string, src []byte) (*Document, error) {
 		}
 		return nil, fmt.Errorf("%s is not valid YAML: %w; fix the file (docker compose would reject it too)", name, err)
 	}
-	d := &Document{Name: name, src: src, services: map[string]*yaml.Node{}, eol: "\n"}
+	d := &Document{Name: name, dialect: composeDialect, src: src, services: map[string]*yaml.Node{}, eol: "\n"}
 	if crlf := bytes.Count(src, []byte("\r\n")); crlf > 0 && crlf*2 >= bytes.Count(src, []byte("\n")) {
 		d.eol = "\r\n"
 	}
@@ -61,6 +62,31 @@ func ParseDocument(name string, src []byte) (*Document, error) {
 		d.order = append(d.order, n)
 	}
 	return d, nil
+}
+
+// dialect is what a file format calls the parts vgrid edits: a compose
+// service's entrypoint and command, or a Kubernetes container's command
+// and args (the same two roles: the program, then its arguments).
+type dialect struct {
+	unit   string // what holds the arguments: "service", "container"
+	epKey  string // the key of the program: compose entrypoint, Kubernetes command
+	cmdKey string // the key of the arguments: compose command, Kubernetes args
+	reader string // what reads the file: "docker compose", "Kubernetes"
+	// epArgs: the program's key may hold vLLM's arguments itself, with no
+	// arguments' key (Kubernetes: command: [vllm, serve, --model, m]).
+	epArgs bool
+}
+
+var composeDialect = &dialect{unit: "service", epKey: "entrypoint", cmdKey: "command", reader: "docker compose"}
+
+// who names a service, or a container of a workload, in messages.
+func (dl *dialect) who(name string) string {
+	if dl.unit == "container" {
+		if i := strings.LastIndexByte(name, '/'); i > 0 {
+			return fmt.Sprintf("container %q of %s", name[i+1:], name[:i])
+		}
+	}
+	return fmt.Sprintf("%s %q", dl.unit, name)
 }
 
 // Bytes returns the document's source.
@@ -299,8 +325,8 @@ func (d *Document) expansion(r *region) error {
 		}
 		w := r.words[a.First]
 		if strings.Contains(w.text, "$") {
-			return fmt.Errorf("%s: service %q: vLLM's arguments include %q (line %d), which is expanded when the container starts; vgrid cannot see the flags inside it, so it can neither edit nor check them. Write the flags out in the profile",
-				d.Name, r.service, w.text, d.lineOf(w.start)+1)
+			return fmt.Errorf("%s: %s: vLLM's arguments include %q (line %d), which is expanded when the container starts; vgrid cannot see the flags inside it, so it can neither edit nor check them. Write the flags out in the profile",
+				d.Name, d.who(r.service), w.text, d.lineOf(w.start)+1)
 		}
 	}
 	return nil
@@ -312,10 +338,21 @@ func (d *Document) findRegion(service string) (*region, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s has no service %q; services: %s", d.Name, service, strings.Join(d.order, ", "))
 	}
-	cmd, _ := lookup(svc, "command")
-	ep, _ := lookup(svc, "entrypoint")
+	cmd, _ := lookup(svc, d.cmdKey)
+	ep, _ := lookup(svc, d.epKey)
 	if empty(ep) {
 		ep = nil // entrypoint: [] or "" clears the image's: the command runs as is
+	}
+	if d.epArgs && cmd == nil && ep != nil && !epShell(ep) && ep.Kind == yaml.SequenceNode {
+		// The program and its arguments in one list: edited as the
+		// arguments' list, the program's words skipped.
+		if words, _, err := d.nodeWords(ep); err == nil && programEnd(texts(words)) > 0 {
+			r := d.seqRegion(service, ep)
+			r.key = d.epKey
+			prefix := programEnd(texts(r.words))
+			r.words, r.items = r.words[prefix:], r.items[prefix:]
+			return r, nil
+		}
 	}
 	image := ""
 	if n, _ := lookup(svc, "image"); n != nil {
@@ -329,7 +366,7 @@ func (d *Document) findRegion(service string) (*region, error) {
 	if ep != nil {
 		words, _, err := d.nodeWords(ep)
 		if err != nil {
-			return nil, fmt.Errorf("service %q entrypoint: %w", service, err)
+			return nil, fmt.Errorf("%s %s: %w", d.who(service), d.epKey, err)
 		}
 		if end := programEnd(texts(words)); end > 0 {
 			epProgram, fixed = true, texts(words[end:])
@@ -337,19 +374,19 @@ func (d *Document) findRegion(service string) (*region, error) {
 	}
 	if cmd == nil {
 		if epProgram {
-			return nil, fmt.Errorf("service %q: its entrypoint starts vLLM but it has no command:, so there is no argument list to edit; move the arguments into a command: list", service)
+			return nil, fmt.Errorf("%s: its %s starts vLLM but it has no %s:, so there is no argument list to edit; move the arguments into a %s: list", d.who(service), d.epKey, d.cmdKey, d.cmdKey)
 		}
 		if ext, _ := lookup(svc, "extends"); ext != nil {
 			return nil, fmt.Errorf("service %q %w as far as vgrid can see: it has no command: of its own and takes it through extends:, from a service vgrid does not edit; copy the command into service %q", service, ErrNotVLLM, service)
 		}
-		return nil, fmt.Errorf("service %q %w as far as vgrid can see: it has no command:, so its vLLM arguments are not in this file (image %q)", service, ErrNotVLLM, image)
+		return nil, fmt.Errorf("%s %w as far as vgrid can see: it has no %s:, so its vLLM arguments are not in this file (image %q)", d.who(service), ErrNotVLLM, d.cmdKey, image)
 	}
 	var r *region
 	switch cmd.Kind {
 	case yaml.ScalarNode:
 		src, err := d.scalarSource(cmd)
 		if err != nil {
-			return nil, fmt.Errorf("service %q command: %w", service, err)
+			return nil, fmt.Errorf("%s %s: %w", d.who(service), d.cmdKey, err)
 		}
 		words, ps := lexCompose(src.text)
 		r = &region{kind: regionString, service: service, block: src.block, enc: src.enc}
@@ -358,14 +395,14 @@ func (d *Document) findRegion(service string) (*region, error) {
 	case yaml.SequenceNode:
 		r = d.seqRegion(service, cmd)
 	default:
-		return nil, fmt.Errorf("service %q: command is a %s, expected a string or a list", service, kindName(cmd.Kind))
+		return nil, fmt.Errorf("%s: %s is a %s, expected a string or a list", d.who(service), d.cmdKey, kindName(cmd.Kind))
 	}
-	r.key, r.fixed = "command", fixed
+	r.key, r.fixed = d.cmdKey, fixed
 	prefix := 0
 	if !epProgram {
 		prefix = programEnd(texts(r.words))
 		if prefix == 0 && !strings.Contains(strings.ToLower(image), "vllm") && !slices.Contains(texts(r.words), "--model") {
-			return nil, fmt.Errorf("service %q %w: its command has no --model and its image %q is not a vLLM image", service, ErrNotVLLM, image)
+			return nil, fmt.Errorf("%s %w: its %s has no --model and its image %q is not a vLLM image", d.who(service), ErrNotVLLM, d.cmdKey, image)
 		}
 	}
 	r.words = r.words[prefix:]
@@ -465,32 +502,32 @@ func cmdShell(cmd *yaml.Node) bool { return isShell(firstWord(cmd)) }
 // quoted word of a string), or the command's first word after an
 // entrypoint ending in -c.
 func (d *Document) scriptRegion(service string, ep, cmd *yaml.Node) (*region, error) {
-	holder, key := cmd, "command"
+	holder, key := cmd, d.cmdKey
 	if ep != nil {
-		holder, key = ep, "entrypoint"
+		holder, key = ep, d.epKey
 	}
 	script, err := d.scriptAfterC(holder)
 	if err != nil {
-		return nil, fmt.Errorf("service %q %s: %w", service, key, err)
+		return nil, fmt.Errorf("%s %s: %w", d.who(service), key, err)
 	}
 	if script == nil && ep != nil && cmd != nil {
-		holder, key = cmd, "command"
+		holder, key = cmd, d.cmdKey
 		if script, err = d.firstCommandWord(cmd); err != nil {
-			return nil, fmt.Errorf("service %q command: %w", service, err)
+			return nil, fmt.Errorf("%s %s: %w", d.who(service), d.cmdKey, err)
 		}
 	}
 	if script == nil {
-		return nil, fmt.Errorf("service %q %w: it runs a shell, but vgrid finds no script after -c", service, ErrNotVLLM)
+		return nil, fmt.Errorf("%s %w: it runs a shell, but vgrid finds no script after -c", d.who(service), ErrNotVLLM)
 	}
 	if script.block && holder.Kind == yaml.ScalarNode && holder.Style == yaml.FoldedStyle && strings.Contains(script.text, "\n") {
-		return nil, fmt.Errorf("service %q: the script is a folded scalar (>): its lines are joined and the shell sees one line; use a literal block (|)", service)
+		return nil, fmt.Errorf("%s: the script is a folded scalar (>): its lines are joined and the shell sees one line; use a literal block (|)", d.who(service))
 	}
 	inv, err := findServe(script.text)
 	if err != nil {
-		return nil, fmt.Errorf("%s: service %q: %w", d.Name, service, err)
+		return nil, fmt.Errorf("%s: %s: %w", d.Name, d.who(service), err)
 	}
 	if inv == nil {
-		return nil, fmt.Errorf("service %q %w: it runs a shell script with no %s line", service, ErrNotVLLM, serverPrograms)
+		return nil, fmt.Errorf("%s %w: it runs a shell script with no %s line", d.who(service), ErrNotVLLM, serverPrograms)
 	}
 	r := &region{kind: regionScript, service: service, key: key, block: script.block, enc: script.enc, progEnd: script.at[inv.progEnd]}
 	r.words = mapWords(script, inv.args)

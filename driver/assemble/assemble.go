@@ -4,7 +4,8 @@
 // vgrid serve all build through it, so what runs a grid does not depend
 // on the command that started it.
 //
-// May import: orchestrator, driver, driver/composedriver, zerolog.
+// May import: orchestrator, driver, driver/composedriver,
+// driver/kubedriver, zerolog.
 package assemble
 
 import (
@@ -16,6 +17,7 @@ import (
 
 	"github.com/vgrid/vgrid/driver"
 	"github.com/vgrid/vgrid/driver/composedriver"
+	"github.com/vgrid/vgrid/driver/kubedriver"
 	"github.com/vgrid/vgrid/orchestrator"
 )
 
@@ -57,9 +59,19 @@ func (p *Parts) Close() error {
 func Target(ctx context.Context, g *orchestrator.Grid, runDir string, opt Options) (driver.Closer, error) {
 	var d driver.Closer
 	var err error
-	if g.Target.Driver == "compose" {
+	switch g.Target.Driver {
+	case "compose":
 		d, err = composedriver.NewCompose(ctx, g.Target, opt.Environ, opt.Log)
-	} else {
+	case "kubernetes":
+		var k *kubedriver.Kube
+		if k, err = kubedriver.New(g.Target, opt.Log); err == nil {
+			if s := time.Duration(g.Timeouts.Schedule); s > 0 {
+				k.ReadyTimeoutSchedule = s
+			}
+			k.Parallel = g.Target.Parallel
+			d = k
+		}
+	default:
 		d, err = driver.NewProcess(g.Target, opt.Environ, filepath.Join(runDir, "logs"), opt.Log)
 	}
 	if err != nil {
@@ -78,9 +90,14 @@ func Build(ctx context.Context, g *orchestrator.Grid, runDir string, opt Options
 		return nil, err
 	}
 	p := &Parts{Driver: d}
-	if g.Target.Driver == "compose" {
+	switch g.Target.Driver {
+	case "compose":
 		p.Slots, p.closers, err = composedriver.Slots(ctx, g.Target, opt.Environ, opt.Log)
-	} else {
+	case "kubernetes":
+		if k, ok := d.(*kubedriver.Kube); ok && g.Target.Parallel > 1 {
+			p.Slots = k.Slots(g.Target.Parallel)
+		}
+	default:
 		p.Slots, p.closers, err = driver.ProcessSlots(ctx, g.Target, opt.Environ, filepath.Join(runDir, "logs"), opt.Log)
 	}
 	if err != nil {

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vgrid/vgrid/internal/dockertest"
+	"github.com/vgrid/vgrid/internal/kubetest"
+	"github.com/vgrid/vgrid/store"
+)
+
+// A Deployment in the style of vLLM's Kubernetes docs (sh -c with one
+// args string), its image the simulator's, through vgrid run on a real
+// cluster: each candidate rendered into the manifest and run as its own
+// workload the scheduler places, benchmarked, stored; the champion
+// applied to the user's workload and written to the manifest, which
+// keeps a backup the rollback restores byte for byte.
+func TestKubernetesRun(t *testing.T) {
+	img := dockertest.BuildSimImage(t)
+	c := kubetest.Start(t, []int{4, 4}, img)
+	dir := t.TempDir()
+	manifest := fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: qwen
+  labels:
+    app: qwen
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: qwen
+  template:
+    metadata:
+      labels:
+        app: qwen
+    spec:
+      containers:
+      - name: vllm
+        image: %s
+        imagePullPolicy: Never
+        command: ["/bin/sh", "-c"]
+        args: [
+          "vllm serve Qwen/Qwen3-8B --port 8000 --tensor-parallel-size 2 --max_num_seqs 64"
+        ]
+        env:
+        - {name: VLLM_SIM_TIME_SCALE, value: "0.01"}
+        resources:
+          limits:
+            nvidia.com/gpu: "2"
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: qwen
+spec:
+  selector:
+    app: qwen
+  ports:
+  - port: 8000
+    targetPort: 8000
+`, img)
+	mf := filepath.Join(dir, "vllm.yaml")
+	os.WriteFile(mf, []byte(manifest), 0o644)
+	c.Apply(manifest)
+	grid := filepath.Join(dir, "grid.yaml")
+	os.WriteFile(grid, []byte(fmt.Sprintf(`name: k8s
+target:
+  driver: kubernetes
+  manifest: vllm.yaml
+  workload: deployment/qwen
+  kubeconfig: %s
+space:
+  axes:
+    max-num-seqs: [16, 128]
+benchmark:
+  scenarios: [kv-cache]
+  requests: 4
+timeouts: {ready: 3m, schedule: 2m}
+objective: {maximize: kv-cache.acceleration}
+tie: prefer lower max-num-seqs
+end: crown
+`, c.Kubeconfig)), 0o644)
+	db := filepath.Join(dir, "vgrid.db")
+	code, out, errs := vgrid(t, "run", grid, "--store", db, "--quiet")
+	if code != 0 {
+		t.Fatalf("vgrid run: %d\n%s\n%s\n%s", code, out, errs, c.Kubectl("get", "pods", "-A", "-o", "wide"))
+	}
+	st, err := store.OpenReadOnly(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	run, _ := st.GetRun("latest")
+	trials, _ := st.Trials(run.ID)
+	if len(trials) != 2 || run.Champion == nil || run.Champion.Champion < 0 {
+		t.Fatalf("run %s: %d trials, champion %+v", run.State, len(trials), run.Champion)
+	}
+	for _, tr := range trials {
+		if tr.Phase.String() != "done" {
+			t.Errorf("trial %d: %s %v", tr.Seq, tr.Phase, tr.Failure)
+		}
+	}
+	// The champion runs in the user's workload, and the manifest says so.
+	champ := trials[run.Champion.Champion].Candidate.Name
+	now, _ := os.ReadFile(mf)
+	want := strings.TrimPrefix(champ, "max-num-seqs=")
+	if !strings.Contains(string(now), "--max_num_seqs "+want) {
+		t.Errorf("the manifest after the crown:\n%s", now)
+	}
+	if args := c.Kubectl("get", "deployment", "qwen", "-o", "jsonpath={.spec.template.spec.containers[0].args[0]}"); !strings.Contains(args, "--max_num_seqs "+want) {
+		t.Errorf("the workload's args after the crown: %q", args)
+	}
+	// No trial object is left.
+	if left := c.Kubectl("get", "deploy,pods", "-l", "app.kubernetes.io/managed-by=vgrid", "-o", "name"); strings.TrimSpace(left) != "" {
+		t.Errorf("left behind: %s", left)
+	}
+	// The rollback restores the manifest byte for byte.
+	if code, out, errs := vgrid(t, "profile", "rollback", "-f", mf, "--to", "latest"); code != 0 {
+		t.Fatalf("rollback: %s %s", out, errs)
+	}
+	if back, _ := os.ReadFile(mf); string(back) != manifest {
+		t.Error("the rollback did not restore the manifest")
+	}
+}
