@@ -126,3 +126,66 @@ end: crown
 		t.Error("the rollback did not restore the manifest")
 	}
 }
+
+// Bad input gets a clear error before any trial: no cluster answers, an
+// unknown context or workload, a manifest whose container runs no vLLM,
+// GPUs asked beyond any node's capacity.
+func TestKubernetesBadInput(t *testing.T) {
+	img := dockertest.BuildSimImage(t)
+	c := kubetest.Start(t, []int{4}, img)
+	dir := t.TempDir()
+	deployment := func(name, args, gpus string) string {
+		return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %s}
+spec:
+  selector: {matchLabels: {app: %s}}
+  template:
+    metadata: {labels: {app: %s}}
+    spec:
+      containers:
+        - name: main
+          image: %s
+          imagePullPolicy: Never
+          args: %s
+          resources: {limits: {nvidia.com/gpu: "%s"}}
+`, name, name, name, img, args, gpus)
+	}
+	os.WriteFile(filepath.Join(dir, "vllm.yaml"), []byte(deployment("qwen", `[--model, Qwen/Qwen3-8B, --max-num-seqs, "64"]`, "2")), 0o644)
+	os.WriteFile(filepath.Join(dir, "big.yaml"), []byte(deployment("big", `[--model, Qwen/Qwen3-8B, --tensor-parallel-size, "8"]`, "8")), 0o644)
+	os.WriteFile(filepath.Join(dir, "web.yaml"), []byte(strings.Replace(deployment("web", `["-g", "daemon off;"]`, "0"), img, "nginx:1.27", 1)), 0o644)
+	os.WriteFile(filepath.Join(dir, "nowhere.kubeconfig"), []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: x, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: x, user: u}}]
+current-context: x
+`), 0o600)
+	cases := []struct{ name, target, want string }{
+		{"no cluster", "manifest: vllm.yaml\n  kubeconfig: nowhere.kubeconfig", `does not answer`},
+		{"unknown context", "manifest: vllm.yaml\n  context: staging\n  kubeconfig: " + c.Kubeconfig, `target.context "staging" is not in the kubeconfig`},
+		{"unknown workload", "manifest: vllm.yaml\n  workload: deployment/other\n  kubeconfig: " + c.Kubeconfig, "has no deployment/other; its workloads: deployment/qwen"},
+		{"no vLLM", "manifest: web.yaml\n  kubeconfig: " + c.Kubeconfig, "no container of the manifest starts vLLM"},
+		{"GPUs beyond any node", "manifest: big.yaml\n  kubeconfig: " + c.Kubeconfig, "asks 8 nvidia.com/gpu per pod, and no node of the cluster has more than 4"},
+	}
+	for _, cs := range cases {
+		t.Run(cs.name, func(t *testing.T) {
+			grid := filepath.Join(dir, "grid.yaml")
+			os.WriteFile(grid, []byte(fmt.Sprintf(`name: bad
+target:
+  driver: kubernetes
+  %s
+space: {axes: {max-num-seqs: [16, 32]}}
+benchmark: {scenarios: [kv-cache], requests: 2}
+objective: {maximize: kv-cache.acceleration}
+`, cs.target)), 0o644)
+			code, out, errs := vgrid(t, "run", grid, "--store", filepath.Join(dir, cs.name+".db"), "--quiet")
+			if code == 0 || !strings.Contains(errs+out, cs.want) {
+				t.Errorf("code %d, want an error with %q:\n%s%s", code, cs.want, out, errs)
+			}
+			if left := c.Kubectl("get", "deploy,pods", "-l", "app.kubernetes.io/managed-by=vgrid", "-o", "name"); strings.TrimSpace(left) != "" {
+				t.Errorf("a trial started: %s", left)
+			}
+		})
+	}
+}
