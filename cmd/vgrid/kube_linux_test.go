@@ -6,9 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vgrid/vgrid/internal/dockertest"
 	"github.com/vgrid/vgrid/internal/kubetest"
+	"github.com/vgrid/vgrid/orchestrator"
 	"github.com/vgrid/vgrid/store"
 )
 
@@ -187,5 +189,79 @@ objective: {maximize: kv-cache.acceleration}
 				t.Errorf("a trial started: %s", left)
 			}
 		})
+	}
+}
+
+// target.parallel: trials side by side, placed by the scheduler on both
+// nodes; each slot replaces only its own trial, and none is left after.
+func TestKubernetesParallel(t *testing.T) {
+	img := dockertest.BuildSimImage(t)
+	c := kubetest.Start(t, []int{4, 4}, img)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "vllm.yaml"), []byte(fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: qwen}
+spec:
+  selector: {matchLabels: {app: qwen}}
+  template:
+    metadata: {labels: {app: qwen}}
+    spec:
+      containers:
+        - name: vllm
+          image: %s
+          imagePullPolicy: Never
+          args: [--model, Qwen/Qwen3-8B, --tensor-parallel-size, "2", --max-num-seqs, "64"]
+          env: [{name: VLLM_SIM_TIME_SCALE, value: "0.01"}]
+          resources: {limits: {nvidia.com/gpu: "2"}}
+`, img)), 0o644)
+	grid := filepath.Join(dir, "grid.yaml")
+	os.WriteFile(grid, []byte(fmt.Sprintf(`name: par
+target:
+  driver: kubernetes
+  manifest: vllm.yaml
+  kubeconfig: %s
+  parallel: 4
+space: {axes: {max-num-seqs: [8, 16, 32, 64, 128, 256]}}
+benchmark: {scenarios: [kv-cache], requests: 4}
+objective: {maximize: kv-cache.acceleration}
+tie: prefer lower max-num-seqs
+end: restore
+`, c.Kubeconfig)), 0o644)
+	db := filepath.Join(dir, "vgrid.db")
+	if code, out, errs := vgrid(t, "run", grid, "--store", db, "--quiet"); code != 0 {
+		t.Fatalf("vgrid run: %d\n%s\n%s", code, out, errs)
+	}
+	st, err := store.OpenReadOnly(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	run, _ := st.GetRun("latest")
+	trials, _ := st.Trials(run.ID)
+	if len(trials) != 6 {
+		t.Fatalf("%d trials", len(trials))
+	}
+	// Some trials benchmarked at the same time.
+	type span struct{ from, to time.Time }
+	var spans []span
+	for _, tr := range trials {
+		if tr.Phase.String() != "done" {
+			t.Errorf("trial %d: %s %v", tr.Seq, tr.Phase, tr.Failure)
+		}
+		spans = append(spans, span{tr.Entered(orchestrator.PhaseDeploying), tr.Entered(orchestrator.PhaseDone)})
+	}
+	overlap := 0
+	for i := range spans {
+		for j := i + 1; j < len(spans); j++ {
+			if spans[i].from.Before(spans[j].to) && spans[j].from.Before(spans[i].to) {
+				overlap++
+			}
+		}
+	}
+	if overlap == 0 {
+		t.Errorf("no two trials ran at once: %v", spans)
+	}
+	if left := c.Kubectl("get", "deploy,pods", "-l", "app.kubernetes.io/managed-by=vgrid", "-o", "name"); strings.TrimSpace(left) != "" {
+		t.Errorf("left behind: %s", left)
 	}
 }
