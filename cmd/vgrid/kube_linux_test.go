@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -264,4 +267,131 @@ end: restore
 	if left := c.Kubectl("get", "deploy,pods", "-l", "app.kubernetes.io/managed-by=vgrid", "-o", "name"); strings.TrimSpace(left) != "" {
 		t.Errorf("left behind: %s", left)
 	}
+}
+
+// Faults on a cluster: vgrid killed with SIGKILL mid-benchmark and
+// resumed, the API server restarted while a trial's pod runs, the node of
+// a trial's pod drained mid-trial. Every trial ends done once (the struck
+// one redone, its samples not counted twice) and no trial object is left.
+func TestKubernetesFaults(t *testing.T) {
+	img := dockertest.BuildSimImage(t)
+	c := kubetest.Start(t, []int{4, 4}, img)
+	bin := vgridBinary(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "vllm.yaml"), []byte(fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: qwen}
+spec:
+  selector: {matchLabels: {app: qwen}}
+  template:
+    metadata: {labels: {app: qwen}}
+    spec:
+      containers:
+        - name: vllm
+          image: %s
+          imagePullPolicy: Never
+          args: [--model, Qwen/Qwen3-8B, --tensor-parallel-size, "2", --max-num-seqs, "64"]
+          env: [{name: VLLM_SIM_TIME_SCALE, value: "0.05"}]
+          resources: {limits: {nvidia.com/gpu: "2"}}
+`, img)), 0o644)
+	grid := filepath.Join(dir, "grid.yaml")
+	os.WriteFile(grid, []byte(fmt.Sprintf(`name: faults
+target:
+  driver: kubernetes
+  manifest: vllm.yaml
+  kubeconfig: %s
+space: {axes: {max-num-seqs: [16, 32, 64]}}
+benchmark: {scenarios: [kv-cache], requests: 6}
+timeouts: {ready: 3m, schedule: 2m, engine: 2m}
+objective: {maximize: kv-cache.acceleration}
+tie: prefer lower max-num-seqs
+end: restore
+`, c.Kubeconfig)), 0o644)
+	check := func(t *testing.T, db string, redone int) {
+		t.Helper()
+		st := openStore(t, db)
+		defer st.Close()
+		run, _ := st.GetRun("latest")
+		trials, _ := st.Trials(run.ID)
+		attempts := 0
+		for _, tr := range trials {
+			reps, _ := st.Reports(run.ID, tr.Seq)
+			if tr.Phase != orchestrator.PhaseDone || len(reps) != 1 {
+				t.Errorf("trial %d: %s %v with %d reports, want done with 1", tr.Seq, tr.Phase, tr.Failure, len(reps))
+			}
+			attempts += tr.Attempts - 1
+		}
+		if len(trials) != 3 || run.State != orchestrator.RunDone || attempts < redone {
+			t.Errorf("run %s, %d trials, %d redone (want at least %d)", run.State, len(trials), attempts, redone)
+		}
+		if left := c.Kubectl("get", "deploy,pods,configmaps", "-l", "app.kubernetes.io/managed-by=vgrid", "-o", "name"); strings.TrimSpace(left) != "" {
+			t.Errorf("left behind: %s", left)
+		}
+	}
+
+	t.Run("kill -9 and resume", func(t *testing.T) {
+		db := filepath.Join(dir, "kill.db")
+		killDuring(t, bin, "[2/3] benchmarking", "run", grid, "--store", db)
+		if out, err := exec.Command(bin, "run", "--resume", "latest", "--store", db).CombinedOutput(); err != nil {
+			t.Fatalf("resume: %v\n%s", err, out)
+		}
+		check(t, db, 1)
+	})
+
+	// waitPod waits until a trial's pod runs, and returns its node.
+	waitPod := func(t *testing.T) string {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for time.Now().Before(deadline) {
+			out, _ := exec.Command(filepath.Join(kubetest.BinDir(t), "kubectl"), "--kubeconfig", c.Kubeconfig, "get", "pods", "-l", "app.kubernetes.io/managed-by=vgrid",
+				"--field-selector", "status.phase=Running", "-o", "jsonpath={.items[0].spec.nodeName}").Output()
+			if n := strings.TrimSpace(string(out)); n != "" {
+				return n
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Fatal("no trial pod ran within 2 minutes")
+		return ""
+	}
+
+	t.Run("API server restart", func(t *testing.T) {
+		db := filepath.Join(dir, "api.db")
+		cmd := exec.Command(bin, "run", grid, "--store", db, "--quiet")
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitPod(t)
+		c.StopAPIServer()
+		c.StartAPIServer()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("vgrid run across an API server restart: %v\n%s", err, out)
+		}
+		check(t, db, 0)
+	})
+
+	t.Run("node drained", func(t *testing.T) {
+		db := filepath.Join(dir, "drain.db")
+		slow := filepath.Join(dir, "slow.yaml") // a benchmark long enough to be struck
+		b, _ := os.ReadFile(grid)
+		os.WriteFile(slow, []byte(strings.Replace(string(b), "requests: 6", "requests: 40", 1)), 0o644)
+		cmd := exec.Command(bin, "run", slow, "--store", db)
+		stdout, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() && !strings.HasPrefix(sc.Text(), "[1/3] benchmarking") {
+		}
+		node := waitPod(t)
+		c.Kubectl("drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--grace-period=1", "--timeout=60s")
+		defer c.Kubectl("uncordon", node)
+		go io.Copy(io.Discard, stdout)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("vgrid run across a drain: %v", err)
+		}
+		check(t, db, 1)
+	})
 }

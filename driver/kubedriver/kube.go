@@ -407,10 +407,15 @@ func (d *KubeDeployment) WaitReady(ctx context.Context, timeout time.Duration) (
 			}
 			continue
 		}
-		if len(pods.Items) == 0 {
+		pod := newestLive(pods.Items)
+		if pod == nil {
 			continue
 		}
-		pod := &pods.Items[0]
+		if d.pod != "" && d.pod != pod.Name {
+			// The workload replaced the pod (its node drained, it was
+			// evicted): the boot starts again, on the new one.
+			return nil, failure.Fail(failure.ReasonEngineGone, "the trial's pod %s was replaced by %s (on node %s): the trial is redone", d.pod, pod.Name, pod.Spec.NodeName)
+		}
 		d.pod = pod.Name
 		events, _ := k.cs.CoreV1().Events(k.namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name})
 		var evs []corev1.Event
@@ -459,6 +464,21 @@ func (d *KubeDeployment) WaitReady(ctx context.Context, timeout time.Duration) (
 			}()
 		}
 	}
+}
+
+// newestLive is the newest pod not being deleted, or nil.
+func newestLive(pods []corev1.Pod) *corev1.Pod {
+	var best *corev1.Pod
+	for i := range pods {
+		p := &pods[i]
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		if best == nil || p.CreationTimestamp.After(best.CreationTimestamp.Time) {
+			best = p
+		}
+	}
+	return best
 }
 
 // follow streams the vLLM container's log lines into lines until ctx ends.
@@ -538,6 +558,13 @@ func (k *Kube) put(ctx context.Context, file []byte, w *unstructured.Unstructure
 		if err := k.deleteTrials(ctx, ""); err != nil {
 			return err
 		}
+		// The run's ConfigMap goes with its last trial: nothing of the run
+		// is left in the cluster but the workload it crowned or restored.
+		name := (TrialIDs{Run: k.runID, Trial: "run"}).Name()
+		if err := k.cs.CoreV1().ConfigMaps(k.namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete the run's ConfigMap %s: %w", name, err)
+		}
+		k.owner = nil
 	}
 	if err := profiles.WriteFileAtomic(k.file, file, k.mode); err != nil {
 		return err
