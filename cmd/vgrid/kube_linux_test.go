@@ -395,3 +395,52 @@ end: restore
 		check(t, db, 1)
 	})
 }
+
+// vgrid serve runs a Kubernetes grid too: submitted over the API, queued
+// on the cluster's key, run to its end.
+func TestKubernetesServe(t *testing.T) {
+	img := dockertest.BuildSimImage(t)
+	c := kubetest.Start(t, []int{4}, img)
+	dir := t.TempDir()
+	mf := filepath.Join(dir, "vllm.yaml")
+	os.WriteFile(mf, []byte(fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: qwen}
+spec:
+  selector: {matchLabels: {app: qwen}}
+  template:
+    metadata: {labels: {app: qwen}}
+    spec:
+      containers:
+        - name: vllm
+          image: %s
+          imagePullPolicy: Never
+          args: [--model, Qwen/Qwen3-8B, --max-num-seqs, "64"]
+          env: [{name: VLLM_SIM_TIME_SCALE, value: "0.01"}]
+          resources: {limits: {nvidia.com/gpu: "1"}}
+`, img)), 0o644)
+	d := startDaemon(t, dir, freePortT(t))
+	id := d.submit(t, fmt.Sprintf(`name: served
+target:
+  driver: kubernetes
+  manifest: %s
+  kubeconfig: %s
+space: {axes: {max-num-seqs: [16, 64]}}
+benchmark: {scenarios: [kv-cache], requests: 4}
+objective: {maximize: kv-cache.acceleration}
+tie: prefer lower max-num-seqs
+end: restore
+`, mf, c.Kubeconfig))
+	state, trials := d.waitRun(t, id, 3*time.Minute, func(state string, _ []orchestrator.Trial) bool { return state == "done" || state == "failed" })
+	if state != "done" || len(trials) != 2 {
+		t.Fatalf("run %s with %d trials\n%s", state, len(trials), d.log.String())
+	}
+	for _, tr := range trials {
+		if tr.Phase != orchestrator.PhaseDone {
+			t.Errorf("trial %d: %s %v", tr.Seq, tr.Phase, tr.Failure)
+		}
+	}
+	if code, body := d.call(t, "GET", "/v1/runs/"+id+"/report?format=md", d.token, ""); code != 200 || !strings.Contains(body, "max-num-seqs=16") {
+		t.Errorf("report: %d\n%s", code, body)
+	}
+}
