@@ -656,7 +656,19 @@ func (w *world) inject(t *testing.T, f Fault, more func() bool) Injection {
 		time.Sleep(f.Hold)
 		os.Remove(filepath.Join(w.storeDir, "filler"))
 	case ProfileReadOnly:
-		run(t, "mount", "-o", "remount,bind,ro", w.dir)
+		// The kernel refuses (EBUSY) while a file there is open for
+		// writing (vgrid writing a rendering or a backup): the folder turns
+		// read-only as soon as none is, a few milliseconds later.
+		for try := 0; ; try++ {
+			out, err := exec.Command("mount", "-o", "remount,bind,ro", w.dir).CombinedOutput()
+			if err == nil {
+				break
+			}
+			if try == 500 || !strings.Contains(string(out), "busy") {
+				t.Fatalf("mount -o remount,bind,ro %s: %v\n%s", w.dir, err, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		time.Sleep(f.Hold)
 		run(t, "mount", "-o", "remount,bind,rw", w.dir)
 	}
