@@ -40,16 +40,7 @@ var kindAliases = map[string]string{"deploy": "deployment", "sts": "statefulset"
 
 // ParseManifest parses a Kubernetes manifest.
 func ParseManifest(name string, src []byte) (*Document, error) {
-	d := &Document{Name: name, dialect: kubeDialect, src: src, services: map[string]*yaml.Node{}, eol: "\n"}
-	if crlf := bytes.Count(src, []byte("\r\n")); crlf > 0 && crlf*2 >= bytes.Count(src, []byte("\n")) {
-		d.eol = "\r\n"
-	}
-	d.lineStarts = []int{0}
-	for i, c := range src {
-		if c == '\n' {
-			d.lineStarts = append(d.lineStarts, i+1)
-		}
-	}
+	d := newDocument(name, src, kubeDialect)
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	for {
 		var root yaml.Node

@@ -39,16 +39,7 @@ func ParseDocument(name string, src []byte) (*Document, error) {
 		}
 		return nil, fmt.Errorf("%s is not valid YAML: %w; fix the file (docker compose would reject it too)", name, err)
 	}
-	d := &Document{Name: name, dialect: composeDialect, src: src, services: map[string]*yaml.Node{}, eol: "\n"}
-	if crlf := bytes.Count(src, []byte("\r\n")); crlf > 0 && crlf*2 >= bytes.Count(src, []byte("\n")) {
-		d.eol = "\r\n"
-	}
-	d.lineStarts = []int{0}
-	for i, c := range src {
-		if c == '\n' {
-			d.lineStarts = append(d.lineStarts, i+1)
-		}
-	}
+	d := newDocument(name, src, composeDialect)
 	if len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%s: the top level is not a mapping; a compose file starts with keys such as `services`", name)
 	}
@@ -87,6 +78,21 @@ func (dl *dialect) who(name string) string {
 		}
 	}
 	return fmt.Sprintf("%s %q", dl.unit, name)
+}
+
+// newDocument holds src's bytes, its line starts and its line break.
+func newDocument(name string, src []byte, dl *dialect) *Document {
+	d := &Document{Name: name, dialect: dl, src: src, services: map[string]*yaml.Node{}, eol: "\n"}
+	if crlf := bytes.Count(src, []byte("\r\n")); crlf > 0 && crlf*2 >= bytes.Count(src, []byte("\n")) {
+		d.eol = "\r\n"
+	}
+	d.lineStarts = []int{0}
+	for i, c := range src {
+		if c == '\n' {
+			d.lineStarts = append(d.lineStarts, i+1)
+		}
+	}
+	return d
 }
 
 // Bytes returns the document's source.

@@ -201,22 +201,7 @@ func TestKubernetesParallel(t *testing.T) {
 	img := dockertest.BuildSimImage(t)
 	c := kubetest.Start(t, []int{4, 4}, img)
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "vllm.yaml"), []byte(fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: qwen}
-spec:
-  selector: {matchLabels: {app: qwen}}
-  template:
-    metadata: {labels: {app: qwen}}
-    spec:
-      containers:
-        - name: vllm
-          image: %s
-          imagePullPolicy: Never
-          args: [--model, Qwen/Qwen3-8B, --tensor-parallel-size, "2", --max-num-seqs, "64"]
-          env: [{name: VLLM_SIM_TIME_SCALE, value: "0.01"}]
-          resources: {limits: {nvidia.com/gpu: "2"}}
-`, img)), 0o644)
+	os.WriteFile(filepath.Join(dir, "vllm.yaml"), []byte(qwenDeployment(img, `--model, Qwen/Qwen3-8B, --tensor-parallel-size, "2", --max-num-seqs, "64"`, "0.01", "2")), 0o644)
 	grid := filepath.Join(dir, "grid.yaml")
 	os.WriteFile(grid, []byte(fmt.Sprintf(`name: par
 target:
@@ -278,22 +263,7 @@ func TestKubernetesFaults(t *testing.T) {
 	c := kubetest.Start(t, []int{4, 4}, img)
 	bin := vgridBinary(t)
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "vllm.yaml"), []byte(fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: qwen}
-spec:
-  selector: {matchLabels: {app: qwen}}
-  template:
-    metadata: {labels: {app: qwen}}
-    spec:
-      containers:
-        - name: vllm
-          image: %s
-          imagePullPolicy: Never
-          args: [--model, Qwen/Qwen3-8B, --tensor-parallel-size, "2", --max-num-seqs, "64"]
-          env: [{name: VLLM_SIM_TIME_SCALE, value: "0.05"}]
-          resources: {limits: {nvidia.com/gpu: "2"}}
-`, img)), 0o644)
+	os.WriteFile(filepath.Join(dir, "vllm.yaml"), []byte(qwenDeployment(img, `--model, Qwen/Qwen3-8B, --tensor-parallel-size, "2", --max-num-seqs, "64"`, "0.05", "2")), 0o644)
 	grid := filepath.Join(dir, "grid.yaml")
 	os.WriteFile(grid, []byte(fmt.Sprintf(`name: faults
 target:
@@ -403,22 +373,7 @@ func TestKubernetesServe(t *testing.T) {
 	c := kubetest.Start(t, []int{4}, img)
 	dir := t.TempDir()
 	mf := filepath.Join(dir, "vllm.yaml")
-	os.WriteFile(mf, []byte(fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: qwen}
-spec:
-  selector: {matchLabels: {app: qwen}}
-  template:
-    metadata: {labels: {app: qwen}}
-    spec:
-      containers:
-        - name: vllm
-          image: %s
-          imagePullPolicy: Never
-          args: [--model, Qwen/Qwen3-8B, --max-num-seqs, "64"]
-          env: [{name: VLLM_SIM_TIME_SCALE, value: "0.01"}]
-          resources: {limits: {nvidia.com/gpu: "1"}}
-`, img)), 0o644)
+	os.WriteFile(mf, []byte(qwenDeployment(img, `--model, Qwen/Qwen3-8B, --max-num-seqs, "64"`, "0.01", "1")), 0o644)
 	d := startDaemon(t, dir, freePortT(t))
 	id := d.submit(t, fmt.Sprintf(`name: served
 target:
@@ -443,4 +398,26 @@ end: restore
 	if code, body := d.call(t, "GET", "/v1/runs/"+id+"/report?format=md", d.token, ""); code != 200 || !strings.Contains(body, "max-num-seqs=16") {
 		t.Errorf("report: %d\n%s", code, body)
 	}
+}
+
+// qwenDeployment is a Deployment qwen of the simulator's image: its
+// container vllm takes args (vLLM's flags, after the image's vllm serve),
+// runs at time scale, and asks gpus nvidia.com/gpu.
+func qwenDeployment(img, args, scale, gpus string) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: qwen}
+spec:
+  selector: {matchLabels: {app: qwen}}
+  template:
+    metadata: {labels: {app: qwen}}
+    spec:
+      containers:
+        - name: vllm
+          image: %s
+          imagePullPolicy: Never
+          args: [%s]
+          env: [{name: VLLM_SIM_TIME_SCALE, value: "%s"}]
+          resources: {limits: {nvidia.com/gpu: "%s"}}
+`, img, args, scale, gpus)
 }

@@ -118,6 +118,16 @@ func (k *Kube) Slots(n int) []orchestrator.Slot {
 	return out
 }
 
+// originalWorkload is the workload as the original manifest defines it.
+func (k *Kube) originalWorkload() (*Manifest, *unstructured.Unstructured, error) {
+	m, err := DecodeManifest(k.original)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := m.Workload(workloadOf(k.unit))
+	return m, w, err
+}
+
 func workloadOf(unit string) string { return unit[:strings.LastIndexByte(unit, '/')] }
 
 // EngineAlive says whether the API server answers: a run waits for one
@@ -136,11 +146,7 @@ func (k *Kube) CheckTarget(ctx context.Context) error {
 	if _, err := k.cs.CoreV1().Namespaces().Get(ctx, k.namespace, metav1.GetOptions{}); err != nil {
 		return fmt.Errorf("namespace %q: %w", k.namespace, err)
 	}
-	m, err := DecodeManifest(k.original)
-	if err != nil {
-		return err
-	}
-	w, err := m.Workload(workloadOf(k.unit))
+	m, w, err := k.originalWorkload()
 	if err != nil {
 		return err
 	}
@@ -294,11 +300,7 @@ func (k *Kube) apply(ctx context.Context, o *unstructured.Unstructured) (*unstru
 // deleteTrials deletes this run's trial objects but keep (every kind the
 // workload's), in the foreground: their pods are gone when it returns.
 func (k *Kube) deleteTrials(ctx context.Context, keep string) error {
-	m, err := DecodeManifest(k.original)
-	if err != nil {
-		return err
-	}
-	w, err := m.Workload(workloadOf(k.unit))
+	_, w, err := k.originalWorkload()
 	if err != nil {
 		return err
 	}
@@ -542,11 +544,7 @@ func (k *Kube) Crown(ctx context.Context, cand orchestrator.Candidate) error {
 
 // Restore writes the original manifest back and applies its workload.
 func (k *Kube) Restore(ctx context.Context) error {
-	m, err := DecodeManifest(k.original)
-	if err != nil {
-		return err
-	}
-	w, err := m.Workload(workloadOf(k.unit))
+	_, w, err := k.originalWorkload()
 	if err != nil {
 		return err
 	}

@@ -138,7 +138,7 @@ func secondEngineIn(t testing.TB, netns, tlsDir string, images []string) *Engine
 		e.Addr = isolatedAddr
 	}
 	if tlsDir != "" {
-		e.TCP = fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
+		e.TCP = fmt.Sprintf("tcp://127.0.0.1:%d", FreePort(t))
 	}
 	ip := func(args ...string) *exec.Cmd {
 		if netns != "" {
@@ -305,7 +305,8 @@ func tail(s string, n int) string {
 	return s
 }
 
-func freePort(t testing.TB) int {
+// FreePort is a TCP port free on 127.0.0.1 now.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

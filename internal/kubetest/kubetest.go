@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -220,7 +219,7 @@ func Start(t testing.TB, gpus []int, images ...string) *Cluster {
 // scheduler and the controller manager.
 func (c *Cluster) controlPlane() {
 	t, dir := c.t, c.Dir
-	etcd, peer, api, sch, cm := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+	etcd, peer, api, sch, cm := dockertest.FreePort(t), dockertest.FreePort(t), dockertest.FreePort(t), dockertest.FreePort(t), dockertest.FreePort(t)
 	for _, args := range [][]string{{"genrsa", "-out", dir + "/sa.key", "2048"}, {"rsa", "-in", dir + "/sa.key", "-pubout", "-out", dir + "/sa.pub"}} {
 		if out, err := exec.Command("openssl", args...).CombinedOutput(); err != nil {
 			t.Fatalf("openssl %s: %v\n%s", args[0], err, out)
@@ -303,7 +302,7 @@ healthzPort: 0
 resolvConf: ""
 evictionHard: {}
 localStorageCapacityIsolation: false
-`, sock, name, freePort(t))), 0o644)
+`, sock, name, dockertest.FreePort(t))), 0o644)
 	c.start("kubelet-"+name, c.bin+"/kubelet", "--config", filepath.Join(n, "kubelet.yaml"), "--kubeconfig", c.Kubeconfig,
 		"--hostname-override", name, "--root-dir", filepath.Join(n, "kubelet"))
 	c.waitFor("node "+name+" Ready", func() bool {
@@ -500,14 +499,4 @@ func netnsList() map[string]bool {
 		}
 	}
 	return m
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
