@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -91,4 +93,21 @@ spec:
 	}
 	c.StartAPIServer()
 	c.Kubectl("get", "pods")
+}
+
+// The cluster's binaries are there (built from the module proxy the first
+// time) and run. .ci/run builds them through this test in the background
+// while it vets and lints, so that the cluster tests find them ready.
+func TestBuildsTheBinaries(t *testing.T) {
+	dir := BinDir(t)
+	for _, c := range components {
+		args := []string{"--version"}
+		if c == "kubectl" {
+			args = []string{"version", "--client"}
+		}
+		out, err := exec.Command(filepath.Join(dir, c), args...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Kubernetes v") && !strings.Contains(string(out), "Client Version: v") {
+			t.Errorf("%s %v: %v\n%s", c, args, err, out)
+		}
+	}
 }
