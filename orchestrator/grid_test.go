@@ -92,11 +92,12 @@ func TestGridErrorsHaveLines(t *testing.T) {
 func TestKubernetesTarget(t *testing.T) {
 	src := strings.Replace(gridOK, "driver: process", "driver: kubernetes\n  manifest: k8s/vllm.yaml\n  workload: Deployment/vllm\n  namespace: lab\n  parallel: 2", 1)
 	src = strings.Replace(src, "  endpoint: http://127.0.0.1:8011\n", "", 1)
-	g, err := LoadGrid("g.yaml", []byte(src), "/srv/grids")
+	dir := t.TempDir()
+	g, err := LoadGrid("g.yaml", []byte(src), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Target.Manifest != filepath.Join("/srv/grids", "k8s", "vllm.yaml") || g.Target.Parallel != 2 {
+	if g.Target.Manifest != filepath.Join(dir, "k8s", "vllm.yaml") || g.Target.Parallel != 2 {
 		t.Errorf("target %+v", g.Target)
 	}
 	if k := g.Target.Key(); k != "kubernetes:(current context)/lab/deployment/vllm" {
