@@ -78,6 +78,10 @@ type Target struct {
 	// Parallel caps the trials in flight on the cluster (default 1);
 	// where they run is the scheduler's choice.
 	Parallel int `yaml:"parallel" json:"parallel,omitempty"`
+	// Connect is how vgrid reaches a trial's server: auto (the pod's IP
+	// when it routes from here, else a port-forward), pod-ip or
+	// port-forward.
+	Connect string `yaml:"connect" json:"connect,omitempty"`
 
 	// Slots run trials at once, each on its GPUs and port (slots.go);
 	// none: one trial at a time on the target itself.
@@ -503,6 +507,11 @@ func (g *Grid) check(file string, lines keyLineMap) error {
 		if g.Target.Parallel < 0 {
 			bad("target.parallel", 0, "target.parallel %d: want the number of trials in flight (1 or more)", g.Target.Parallel)
 		}
+		switch g.Target.Connect {
+		case "", "auto", "pod-ip", "port-forward":
+		default:
+			bad("target.connect", 0, "target.connect %q: want auto (the pod's IP when it routes from here, else a port-forward), pod-ip or port-forward", g.Target.Connect)
+		}
 		if len(g.Target.Slots) > 0 {
 			bad("target.slots", 0, "target.slots: on Kubernetes the scheduler places trials; cap them with target.parallel instead")
 		}
@@ -512,7 +521,7 @@ func (g *Grid) check(file string, lines keyLineMap) error {
 		bad("target.driver", 0, "target.driver %q: want compose, process or kubernetes", g.Target.Driver)
 	}
 	if g.Target.Driver != "kubernetes" {
-		for key, v := range map[string]string{"manifest": g.Target.Manifest, "workload": g.Target.Workload, "container": g.Target.Container, "namespace": g.Target.Namespace, "context": g.Target.Context, "kubeconfig": g.Target.Kubeconfig} {
+		for key, v := range map[string]string{"manifest": g.Target.Manifest, "workload": g.Target.Workload, "container": g.Target.Container, "namespace": g.Target.Namespace, "context": g.Target.Context, "kubeconfig": g.Target.Kubeconfig, "connect": g.Target.Connect} {
 			if v != "" {
 				bad("target."+key, 0, "target.%s applies to the kubernetes driver, not %s", key, g.Target.Driver)
 			}

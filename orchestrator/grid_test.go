@@ -75,6 +75,8 @@ func TestGridErrorsHaveLines(t *testing.T) {
 		{strings.Replace(gridOK, "driver: process", "driver: kubernetes\n  manifest: vllm.yaml\n  workload: vllm", 1), `target.workload "vllm": want KIND/NAME`},
 		{strings.Replace(gridOK, "driver: process", "driver: nomad", 1), `target.driver "nomad": want compose, process or kubernetes`},
 		{strings.Replace(gridOK, "driver: process", "driver: process\n  workload: deployment/vllm", 1), "target.workload applies to the kubernetes driver, not process"},
+		{strings.Replace(gridOK, "driver: process", "driver: kubernetes\n  manifest: vllm.yaml\n  connect: ssh", 1), `target.connect "ssh": want auto`},
+		{strings.Replace(gridOK, "driver: process", "driver: process\n  connect: port-forward", 1), "target.connect applies to the kubernetes driver"},
 		{strings.Replace(gridOK, "errors == 0", "errors about 0", 1), "want METRIC OP NUMBER"},
 		{strings.Replace(gridOK, "maximize: kv-cache.acceleration", "", 1), "objective: set maximize"},
 		{strings.Replace(gridOK, "prefer lower", "prefer cheaper", 1), "prefer lower FLAG"},

@@ -103,6 +103,11 @@ type Ready struct {
 	// ImageID is the ID of the image the server's container runs, on
 	// its engine ("" for a process).
 	ImageID string
+	// Node and Hardware, when set, say where the server runs when the
+	// driver learns it only at boot (a cluster's scheduler placed it):
+	// they replace the slot's host and hardware for the trial.
+	Node     string
+	Hardware string
 }
 
 // Bencher measures a serving endpoint. look, when not nil, is called with
@@ -824,6 +829,12 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, j *job, slot Slot) err
 		return failed(err)
 	}
 	t.Endpoint, t.Boot, t.ImageID = ready.Endpoint, &ready.Boot, ready.ImageID
+	if ready.Node != "" {
+		t.Host = ready.Node
+	}
+	if ready.Hardware != "" {
+		t.Hardware = ready.Hardware
+	}
 	if err := step(PhaseVerifyingConfig, fmt.Sprintf("ready at %s after %.1fs", ready.Endpoint, ready.Boot.Ready)); err != nil {
 		return err
 	}

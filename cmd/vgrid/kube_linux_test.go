@@ -23,10 +23,18 @@ import (
 // workload the scheduler places, benchmarked, stored; the champion
 // applied to the user's workload and written to the manifest, which
 // keeps a backup the rollback restores byte for byte.
+//
+// The server is measured through a port-forward (target.connect), and
+// the nodes carry no GPU product label: the trial's GPUs are named by
+// nvidia-smi in its container, which also gives the benchmark's GPU
+// telemetry (here a stand-in on a hostPath, as NVIDIA's container
+// toolkit mounts the host's, replaying real H100 output).
 func TestKubernetesRun(t *testing.T) {
 	img := dockertest.BuildSimImage(t)
 	c := kubetest.Start(t, []int{4, 4}, img)
 	dir := t.TempDir()
+	smi := filepath.Join(dir, "nvidia-smi")
+	os.WriteFile(smi, []byte(standInSMI(t)), 0o755)
 	manifest := fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -56,6 +64,11 @@ spec:
         resources:
           limits:
             nvidia.com/gpu: "2"
+        volumeMounts:
+        - {name: nvidia-smi, mountPath: /usr/bin/nvidia-smi}
+      volumes:
+      - name: nvidia-smi
+        hostPath: {path: %s, type: File}
 ---
 apiVersion: v1
 kind: Service
@@ -67,7 +80,7 @@ spec:
   ports:
   - port: 8000
     targetPort: 8000
-`, img)
+`, img, smi)
 	mf := filepath.Join(dir, "vllm.yaml")
 	os.WriteFile(mf, []byte(manifest), 0o644)
 	c.Apply(manifest)
@@ -78,6 +91,7 @@ target:
   manifest: vllm.yaml
   workload: deployment/qwen
   kubeconfig: %s
+  connect: port-forward
 space:
   axes:
     max-num-seqs: [16, 128]
@@ -91,6 +105,7 @@ end: crown
 `, c.Kubeconfig)), 0o644)
 	db := filepath.Join(dir, "vgrid.db")
 	code, out, errs := vgrid(t, "run", grid, "--store", db, "--quiet")
+	t.Logf("vgrid run:\n%s\n%s", out, errs)
 	if code != 0 {
 		t.Fatalf("vgrid run: %d\n%s\n%s\n%s", code, out, errs, c.Kubectl("get", "pods", "-A", "-o", "wide"))
 	}
@@ -107,6 +122,23 @@ end: crown
 	for _, tr := range trials {
 		if tr.Phase.String() != "done" {
 			t.Errorf("trial %d: %s %v", tr.Seq, tr.Phase, tr.Failure)
+		}
+		// Measured through a port-forward on this machine.
+		if !strings.HasPrefix(tr.Endpoint, "http://127.0.0.1:") || strings.HasSuffix(tr.Endpoint, ":8000") {
+			t.Errorf("trial %d measured at %s, not through a port-forward", tr.Seq, tr.Endpoint)
+		}
+		if (tr.Host != "127.0.0.1" && tr.Host != "127.0.0.2") || tr.Hardware != "2x NVIDIA-H100-80GB-HBM3" {
+			t.Errorf("trial %d: node %q, hardware %q", tr.Seq, tr.Host, tr.Hardware)
+		}
+		if !strings.HasPrefix(tr.ImageID, "sha256:") && !strings.Contains(tr.ImageID, "@sha256:") {
+			t.Errorf("trial %d: image %q", tr.Seq, tr.ImageID)
+		}
+		reps, err := st.Reports(run.ID, tr.Seq)
+		if err != nil || len(reps) == 0 || len(reps[0].Scenarios) == 0 {
+			t.Fatalf("trial %d: reports %v %v", tr.Seq, reps, err)
+		}
+		if g := reps[0].Scenarios[0].GPU; g == nil || !g.Available || len(g.GPUs) != 2 || g.GPUs[0].UUID != "GPU-5675a971-1c67-8b90-88cc-d36993190cbb" || g.GPUs[0].MemTotalMiB != 81559 {
+			t.Errorf("trial %d: GPU telemetry through exec in its pod: %+v", tr.Seq, g)
 		}
 	}
 	// The champion runs in the user's workload, and the manifest says so.
@@ -130,6 +162,29 @@ end: crown
 	if back, _ := os.ReadFile(mf); string(back) != manifest {
 		t.Error("the rollback did not restore the manifest")
 	}
+}
+
+// standInSMI is an nvidia-smi for a pod with two H100s: it answers the
+// name query and samples vgrid's telemetry query with real H100 output
+// (benchmark/testdata), the second GPU the first re-indexed.
+func standInSMI(t *testing.T) string {
+	names, err := os.ReadFile("../../benchmark/testdata/h100_query_gpu_index_name.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("../../benchmark/testdata/h100_query_gpu_noheader_nounits.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.TrimSpace(string(names))
+	sample := strings.Split(strings.TrimSpace(string(data)), "\n")[0]
+	second := func(l string) string { return "1" + strings.TrimPrefix(l, "0") }
+	return fmt.Sprintf(`#!/bin/sh
+case "$*" in
+*index,name*) printf '%%s\n' '%s' '%s'; exit 0 ;;
+esac
+while :; do printf '%%s\n' '%s' '%s'; sleep 0.2; done
+`, name, second(name), sample, second(sample))
 }
 
 // Bad input gets a clear error before any trial: no cluster answers, an
@@ -197,9 +252,16 @@ objective: {maximize: kv-cache.acceleration}
 
 // target.parallel: trials side by side, placed by the scheduler on both
 // nodes; each slot replaces only its own trial, and none is left after.
+// The nodes' GPUs differ (GPU feature discovery's product labels): each
+// trial records its node and GPUs, and no champion is crowned across the
+// two classes.
 func TestKubernetesParallel(t *testing.T) {
 	img := dockertest.BuildSimImage(t)
 	c := kubetest.Start(t, []int{4, 4}, img)
+	products := map[string]string{"127.0.0.1": "NVIDIA-H100-80GB-HBM3", "127.0.0.2": "NVIDIA-A100-SXM4-80GB"}
+	for node, p := range products {
+		c.Kubectl("label", "node", node, "nvidia.com/gpu.product="+p)
+	}
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "vllm.yaml"), []byte(qwenDeployment(img, `--model, Qwen/Qwen3-8B, --tensor-parallel-size, "2", --max-num-seqs, "64"`, "0.01", "2")), 0o644)
 	grid := filepath.Join(dir, "grid.yaml")
@@ -248,6 +310,21 @@ end: restore
 	}
 	if overlap == 0 {
 		t.Errorf("no two trials ran at once: %v", spans)
+	}
+	classes := map[string]bool{}
+	for _, tr := range trials {
+		p, ok := products[tr.Host]
+		if !ok || tr.Hardware != "2x "+p {
+			t.Errorf("trial %d ran on node %q, hardware %q", tr.Seq, tr.Host, tr.Hardware)
+		}
+		classes[tr.Hardware] = true
+	}
+	// Four trials of two GPUs in flight fill both nodes.
+	if len(classes) != 2 {
+		t.Errorf("the trials ran on %d GPU class(es), want both nodes'", len(classes))
+	}
+	if v := run.Champion; v == nil || v.Champion >= 0 || !strings.Contains(v.Reason, "no overall champion: the trials ran on different hardware") {
+		t.Errorf("a champion across GPU classes: %+v", v)
 	}
 	if left := c.Kubectl("get", "deploy,pods", "-l", "app.kubernetes.io/managed-by=vgrid", "-o", "name"); strings.TrimSpace(left) != "" {
 		t.Errorf("left behind: %s", left)

@@ -69,6 +69,7 @@ func Target(ctx context.Context, g *orchestrator.Grid, runDir string, opt Option
 				k.ReadyTimeoutSchedule = s
 			}
 			k.Parallel = g.Target.Parallel
+			k.Connect = g.Target.Connect
 			d = k
 		}
 	default:

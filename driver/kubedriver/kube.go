@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/restmapper"
+	"k8s.io/klog/v2"
 
 	"github.com/vgrid/vgrid/driver"
 	"github.com/vgrid/vgrid/failure"
@@ -54,6 +56,8 @@ type Kube struct {
 
 	ReadyTimeoutSchedule time.Duration // timeouts.schedule (default 30m)
 	Parallel             int           // target.parallel: trials in flight
+	Connect              string        // target.connect: auto (default), pod-ip or port-forward
+	fwd                  *forwards     // the port-forwards of the trials in flight, shared by the slots
 	// OnPhase, when set, hears each boot phase as WaitReady sees it.
 	OnPhase func(phase string)
 }
@@ -61,6 +65,7 @@ type Kube struct {
 // New reads the target's manifest and finds its cluster; nothing is
 // changed and the cluster is not contacted (CheckTarget does).
 func New(t orchestrator.Target, log zerolog.Logger) (*Kube, error) {
+	quietKlog(log)
 	src, err := os.ReadFile(t.Manifest)
 	if err != nil {
 		return nil, fmt.Errorf("target.manifest: %w", err)
@@ -87,7 +92,7 @@ func New(t orchestrator.Target, log zerolog.Logger) (*Kube, error) {
 		return nil, err
 	}
 	k := &Kube{acc: acc, cs: cs, dyn: dyn, log: log, file: t.Manifest, mode: info.Mode().Perm(), original: src, doc: doc, unit: unit,
-		container: unit[strings.LastIndexByte(unit, '/')+1:], ReadyTimeoutSchedule: 30 * time.Minute}
+		container: unit[strings.LastIndexByte(unit, '/')+1:], ReadyTimeoutSchedule: 30 * time.Minute, fwd: &forwards{m: map[string]func(){}}}
 	k.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cs.Discovery()))
 	m, err := DecodeManifest(src)
 	if err != nil {
@@ -101,8 +106,57 @@ func New(t orchestrator.Target, log zerolog.Logger) (*Kube, error) {
 	return k, nil
 }
 
-// Close releases nothing: client-go's connections close with the process.
-func (k *Kube) Close() error { return nil }
+var klogOnce sync.Once
+
+// quietKlog sends client-go's own log lines (klog: a stream vgrid closes
+// is "Copying stdout failed", a watch that restarts) to vgrid's log at
+// debug level, not to the user's terminal.
+func quietKlog(log zerolog.Logger) {
+	klogOnce.Do(func() {
+		klog.SetLogger(funcr.New(func(prefix, args string) {
+			log.Debug().Str("from", "client-go").Msg(strings.TrimSpace(prefix + " " + args))
+		}, funcr.Options{}))
+	})
+}
+
+// Close stops the port-forwards still open.
+func (k *Kube) Close() error {
+	k.fwd.stop("")
+	return nil
+}
+
+// forwards are the port-forwards open, one per slot at most.
+type forwards struct {
+	mu sync.Mutex
+	m  map[string]func()
+}
+
+// set records slot's forward, stopping the one it replaces.
+func (f *forwards) set(slot string, stop func()) {
+	f.mu.Lock()
+	old := f.m[slot]
+	f.m[slot] = stop
+	f.mu.Unlock()
+	if old != nil {
+		old()
+	}
+}
+
+// stop stops slot's forward, or every one for "".
+func (f *forwards) stop(slot string) {
+	f.mu.Lock()
+	var stops []func()
+	for s, stop := range f.m {
+		if slot == "" || s == slot {
+			stops = append(stops, stop)
+			delete(f.m, s)
+		}
+	}
+	f.mu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
+}
 
 // Slots are n copies of the driver that run trials side by side, each
 // replacing only its own previous trial; where their pods run is the
@@ -271,6 +325,7 @@ func (p *KubePlan) Deploy(ctx context.Context) (orchestrator.Deployment, error) 
 			return nil, err
 		}
 	}
+	k.fwd.stop(k.slot)
 	if err := k.deleteTrials(ctx, p.ids.Name()); err != nil {
 		return nil, err
 	}
@@ -358,6 +413,7 @@ type KubeDeployment struct {
 	pod      string
 	endpoint string
 	imageID  string
+	node     *corev1.Node // where the pod runs, once scheduled
 }
 
 func (d *KubeDeployment) selector() string {
@@ -395,7 +451,7 @@ func (d *KubeDeployment) WaitReady(ctx context.Context, timeout time.Duration) (
 			case f != nil:
 				return nil, f
 			case ready:
-				return &orchestrator.Ready{Endpoint: d.endpoint, Model: model, APIKey: apiKey, Boot: bw.Boot(time.Since(d.started)), ImageID: d.imageID}, nil
+				return d.ready(ctx, model, apiKey, bw.Boot(time.Since(d.started))), nil
 			}
 			continue
 		case <-tick.C:
@@ -438,6 +494,7 @@ func (d *KubeDeployment) WaitReady(ctx context.Context, timeout time.Duration) (
 		}
 		if scheduledAt.IsZero() {
 			scheduledAt = time.Now()
+			d.node, _ = k.cs.CoreV1().Nodes().Get(ctx, st.Node, metav1.GetOptions{})
 		}
 		if time.Since(scheduledAt) > timeout {
 			return nil, bw.Timeout(timeout, time.Now())
@@ -453,7 +510,15 @@ func (d *KubeDeployment) WaitReady(ctx context.Context, timeout time.Duration) (
 			}
 		}
 		if st.Running && pod.Status.PodIP != "" && !probing {
-			d.endpoint = fmt.Sprintf("http://%s:%d", pod.Status.PodIP, port)
+			if d.endpoint == "" {
+				addr, stop, err := k.endpoint(ctx, pod, port)
+				if err != nil {
+					k.log.Warn().Err(err).Str("pod", pod.Name).Msg("no way to the trial's server yet")
+					continue
+				}
+				k.fwd.set(k.slot, stop)
+				d.endpoint = addr
+			}
 			probing = true
 			wg.Add(1)
 			go func() {
@@ -466,6 +531,23 @@ func (d *KubeDeployment) WaitReady(ctx context.Context, timeout time.Duration) (
 			}()
 		}
 	}
+}
+
+// ready is the trial's server, ready: where it runs (its node, and the
+// GPUs it ran on, for the hardware classes no champion crosses) and its
+// GPU telemetry, nvidia-smi in its container.
+func (d *KubeDeployment) ready(ctx context.Context, model, apiKey string, boot failure.Boot) *orchestrator.Ready {
+	k := d.p.k
+	r := &orchestrator.Ready{Endpoint: d.endpoint, Model: model, APIKey: apiKey, Boot: boot, ImageID: d.imageID, GPU: k.gpuSource(d.pod)}
+	if d.node != nil {
+		r.Node = d.node.Name
+	}
+	hw, err := k.hardware(ctx, d.node, d.pod, GPUs(d.p.workload))
+	if err != nil {
+		k.log.Warn().Err(err).Str("pod", d.pod).Msg("the trial's GPU models are unknown (no node label " + LabelGPUProduct + ", no nvidia-smi in its container): it is compared only with trials of unknown hardware")
+	}
+	r.Hardware = hw
+	return r
 }
 
 // newestLive is the newest pod not being deleted, or nil.
@@ -552,6 +634,7 @@ func (k *Kube) Restore(ctx context.Context) error {
 }
 
 func (k *Kube) put(ctx context.Context, file []byte, w *unstructured.Unstructured) error {
+	k.fwd.stop("")
 	if k.runID != "" {
 		if err := k.deleteTrials(ctx, ""); err != nil {
 			return err
