@@ -110,6 +110,21 @@ type Ready struct {
 	Hardware string
 }
 
+type trialKey struct{}
+
+// WithTrial marks ctx as the rendering of trial seq, for drivers that name
+// what they create after the trial (the kubernetes driver's
+// vgrid-<run>-<trial>); TrialOf reads it.
+func WithTrial(ctx context.Context, seq int) context.Context {
+	return context.WithValue(ctx, trialKey{}, seq)
+}
+
+// TrialOf is the trial a context renders, if WithTrial marked it.
+func TrialOf(ctx context.Context) (int, bool) {
+	seq, ok := ctx.Value(trialKey{}).(int)
+	return seq, ok
+}
+
 // Bencher measures a serving endpoint. look, when not nil, is called with
 // the report so far after each scenario; its error stops the benchmark,
 // which returns the report so far with that error.
@@ -804,7 +819,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, j *job, slot Slot) err
 		return err
 	}
 	t.Slot, t.Host, t.Hardware = slot.Name, slot.Host, slot.Hardware
-	plan, err := slot.Driver.Render(ctx, t.Candidate)
+	plan, err := slot.Driver.Render(WithTrial(ctx, t.Seq), t.Candidate)
 	if err != nil {
 		var f *failure.Failure
 		if !errors.As(err, &f) {

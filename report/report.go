@@ -617,10 +617,10 @@ func (d *ReportData) tputChart() string {
 // whereMarkdown lists where each trial ran, when the run had slots, and
 // says when the trials ran different builds of the image.
 func (d *ReportData) whereMarkdown(w io.Writer) {
-	slots := false
+	slots := false // trials in slots, or placed by a cluster's scheduler
 	ids := map[string]bool{}
 	for _, t := range d.Trials {
-		slots = slots || t.Slot != ""
+		slots = slots || t.Slot != "" || t.Host != "" || t.Hardware != ""
 		if t.ImageID != "" {
 			ids[t.ImageID] = true
 		}

@@ -2,14 +2,23 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/vgrid/vgrid/internal/dockertest"
 	"github.com/vgrid/vgrid/internal/kubetest"
@@ -84,6 +93,10 @@ spec:
 	mf := filepath.Join(dir, "vllm.yaml")
 	os.WriteFile(mf, []byte(manifest), 0o644)
 	c.Apply(manifest)
+	c.Kubectl("rollout", "status", "deployment/qwen", "--timeout=120s")
+	// The user's service is never left without a ready replica: watched
+	// from before the run to after the crown's rollout.
+	outage := watchAvailable(t, c.Kubeconfig, "qwen")
 	grid := filepath.Join(dir, "grid.yaml")
 	os.WriteFile(grid, []byte(fmt.Sprintf(`name: k8s
 target:
@@ -104,7 +117,20 @@ tie: prefer lower max-num-seqs
 end: crown
 `, c.Kubeconfig)), 0o644)
 	db := filepath.Join(dir, "vgrid.db")
-	code, out, errs := vgrid(t, "run", grid, "--store", db, "--quiet")
+	// vgrid plan renders every candidate into the manifest's copy and
+	// checks the cluster, changing nothing there.
+	code, out, errs := vgrid(t, "plan", grid, "--store", db)
+	t.Logf("vgrid plan:\n%s\n%s", out, errs)
+	if code != 0 || !strings.Contains(out, "max-num-seqs=16") || !strings.Contains(out, "max-num-seqs=128") {
+		t.Fatalf("vgrid plan: %d\n%s\n%s", code, out, errs)
+	}
+	if left := c.Kubectl("get", "deploy,pods,configmaps", "-l", "app.kubernetes.io/managed-by=vgrid", "-o", "name"); strings.TrimSpace(left) != "" {
+		t.Errorf("vgrid plan created %s", left)
+	}
+	if now, _ := os.ReadFile(mf); string(now) != manifest {
+		t.Error("vgrid plan changed the manifest")
+	}
+	code, out, errs = vgrid(t, "run", grid, "--store", db, "--quiet")
 	t.Logf("vgrid run:\n%s\n%s", out, errs)
 	if code != 0 {
 		t.Fatalf("vgrid run: %d\n%s\n%s\n%s", code, out, errs, c.Kubectl("get", "pods", "-A", "-o", "wide"))
@@ -155,12 +181,46 @@ end: crown
 	if left := c.Kubectl("get", "deploy,pods", "-l", "app.kubernetes.io/managed-by=vgrid", "-o", "name"); strings.TrimSpace(left) != "" {
 		t.Errorf("left behind: %s", left)
 	}
+	if o := outage(); o != "" {
+		t.Errorf("the user's service had no available replica during the run: %s", o)
+	}
 	// The rollback restores the manifest byte for byte.
 	if code, out, errs := vgrid(t, "profile", "rollback", "-f", mf, "--to", "latest"); code != 0 {
 		t.Fatalf("rollback: %s %s", out, errs)
 	}
 	if back, _ := os.ReadFile(mf); string(back) != manifest {
 		t.Error("the rollback did not restore the manifest")
+	}
+}
+
+// watchAvailable watches the Deployment name from now on; the function
+// it returns stops the watch and describes the first moment the
+// Deployment had no available replica ("" when it always had one).
+func watchAvailable(t *testing.T, kubeconfig, name string) func() string {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := cs.AppsV1().Deployments("default").Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string, 1)
+	go func() {
+		first := ""
+		for ev := range w.ResultChan() {
+			if d, ok := ev.Object.(*appsv1.Deployment); ok && first == "" && d.Status.AvailableReplicas < 1 {
+				first = fmt.Sprintf("%s at %s: %d available, %d updated, generation %d", ev.Type, time.Now().Format(time.TimeOnly), d.Status.AvailableReplicas, d.Status.UpdatedReplicas, d.Generation)
+			}
+		}
+		done <- first
+	}()
+	return func() string {
+		cancel()
+		w.Stop()
+		return <-done
 	}
 }
 
@@ -472,8 +532,25 @@ end: restore
 			t.Errorf("trial %d: %s %v", tr.Seq, tr.Phase, tr.Failure)
 		}
 	}
-	if code, body := d.call(t, "GET", "/v1/runs/"+id+"/report?format=md", d.token, ""); code != 200 || !strings.Contains(body, "max-num-seqs=16") {
+	if code, body := d.call(t, "GET", "/v1/runs/"+id+"/report?format=md", d.token, ""); code != 200 || !strings.Contains(body, "max-num-seqs=16") || !strings.Contains(body, "## Where the trials ran") || !strings.Contains(body, "| 127.0.0.1 |") {
 		t.Errorf("report: %d\n%s", code, body)
+	}
+	// The dashboard's page of the run: each trial with the node it ran on.
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar}
+	resp, err := hc.PostForm(d.url+"/login", url.Values{"token": {d.token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = hc.Get(d.url + "/runs/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.Count(string(page), `<td class="where">127.0.0.1</td>`) != 2 || !strings.Contains(string(page), "Champion") && !strings.Contains(string(page), "champion") {
+		t.Errorf("the dashboard's run page: %d\n%s", resp.StatusCode, page)
 	}
 }
 
@@ -497,4 +574,89 @@ spec:
           env: [{name: VLLM_SIM_TIME_SCALE, value: "%s"}]
           resources: {limits: {nvidia.com/gpu: "%s"}}
 `, img, args, scale, gpus)
+}
+
+// BenchmarkKubernetesParallel runs eight tensor-parallel-2 candidates on
+// two nodes of 4 GPUs (none held by the user's workload), one at a time and then with target.parallel: 4
+// (the cluster's 8 GPUs), and reports both wall times, their ratio and
+// both champions; it fails when the parallel run takes more than 0.3 of
+// the serial one or crowns another candidate. The candidates take about
+// as long as each other (with max-num-seqs 1 against 32 concurrent
+// requests, one trial alone would last a third of the serial night, and
+// no scheduler could beat that). Each run is `vgrid run`
+// from start to end (checks, trials, the crown and its rollout).
+//
+//	go test ./cmd/vgrid -run '^$' -bench KubernetesParallel -benchtime 1x -timeout 30m
+func BenchmarkKubernetesParallel(b *testing.B) {
+	img := dockertest.BuildSimImage(b)
+	c := kubetest.Start(b, []int{4, 4}, img)
+	dir := b.TempDir()
+	mf := filepath.Join(dir, "vllm.yaml")
+	// Trials wait on their servers as real ones do (a real boot takes
+	// minutes; here a boot slowed fourfold at time scale 0.3, about a
+	// minute, sleeping); the benchmark is short: four simulators
+	// streaming at once contend for this machine's CPUs, which GPU
+	// servers do not.
+	manifest := strings.Replace(qwenDeployment(img, `--model, Qwen/Qwen3-8B, --tensor-parallel-size, "2", --max-num-seqs, "64"`, "0.3", "2"),
+		`env: [{name: VLLM_SIM_TIME_SCALE, value: "0.3"}]`, `env: [{name: VLLM_SIM_TIME_SCALE, value: "0.3"}, {name: VLLM_SIM_BOOT_SLOWDOWN, value: "4"}]`, 1)
+	os.WriteFile(mf, []byte(manifest), 0o644)
+	run := func(parallel int) (time.Duration, string) {
+		// Each run starts with the cluster's 8 GPUs free: the user's
+		// workload that the previous run crowned is removed first.
+		c.Kubectl("delete", "deployment", "qwen", "--ignore-not-found", "--wait")
+		grid := filepath.Join(dir, fmt.Sprintf("grid%d.yaml", parallel))
+		os.WriteFile(grid, []byte(fmt.Sprintf(`name: tp2-%d
+target:
+  driver: kubernetes
+  manifest: vllm.yaml
+  kubeconfig: %s
+  parallel: %d
+space: {axes: {max-num-seqs: [4, 5, 6, 7, 8, 10, 12, 16]}}
+benchmark:
+  scenarios: [load]
+  requests: 16
+  concurrency: [8]
+  rates: []
+  repetitions: 2
+  workload: {kind: synthetic, input_tokens: 256, output_tokens: 16}
+objective: {maximize: load.max_output_throughput_tok_s}
+tie: prefer higher max-num-seqs
+end: crown
+`, parallel, c.Kubeconfig, parallel)), 0o644)
+		db := filepath.Join(dir, fmt.Sprintf("vgrid%d.db", parallel))
+		start := time.Now()
+		code, out, errs := vgrid(b, "run", grid, "--store", db, "--quiet")
+		wall := time.Since(start)
+		if code != 0 {
+			b.Fatalf("vgrid run (parallel %d): %d\n%s\n%s", parallel, code, out, errs)
+		}
+		b.Logf("parallel %d: %s\n%s", parallel, wall.Round(time.Second), out)
+		st, err := store.OpenReadOnly(db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer st.Close()
+		r, _ := st.GetRun("latest")
+		trials, _ := st.Trials(r.ID)
+		if r.Champion == nil || r.Champion.Champion < 0 || len(trials) != 8 {
+			b.Fatalf("parallel %d: %d trials, verdict %+v", parallel, len(trials), r.Champion)
+		}
+		return wall, r.Champion.Name
+	}
+	for b.Loop() {
+		serial, champSerial := run(1)
+		par, champPar := run(4)
+		ratio := par.Seconds() / serial.Seconds()
+		b.ReportMetric(serial.Seconds(), "serial-s")
+		b.ReportMetric(par.Seconds(), "parallel-s")
+		b.ReportMetric(ratio, "ratio")
+		fmt.Printf("8 TP-2 candidates, 2 nodes x 4 GPUs: serial %.0fs (champion %s), parallel 4 %.0fs (champion %s), ratio %.2f\n",
+			serial.Seconds(), champSerial, par.Seconds(), champPar, ratio)
+		if ratio > 0.3 {
+			b.Errorf("parallel took %.2f of the serial wall time, want at most 0.3", ratio)
+		}
+		if champSerial != champPar {
+			b.Errorf("champions differ: serial %s, parallel %s", champSerial, champPar)
+		}
+	}
 }

@@ -272,11 +272,17 @@ func (k *Kube) ensureOwner(ctx context.Context) error {
 
 // Render renders cand into the manifest (from the original) and builds
 // the trial's workload from the result.
+// The trial object is named for the run and the trial's place in it
+// (vgrid-<run>-<trial>); outside a run's trial, for the rendering's hash.
 func (k *Kube) Render(ctx context.Context, cand orchestrator.Candidate) (orchestrator.Plan, error) {
-	return k.render(cand)
+	trial := ""
+	if seq, ok := orchestrator.TrialOf(ctx); ok {
+		trial = fmt.Sprint(seq)
+	}
+	return k.render(cand, trial)
 }
 
-func (k *Kube) render(cand orchestrator.Candidate) (*KubePlan, error) {
+func (k *Kube) render(cand orchestrator.Candidate, trial string) (*KubePlan, error) {
 	plan, err := k.doc.RenderManifest(k.unit, cand.Settings)
 	if err != nil {
 		return nil, failure.Fail(failure.ReasonRender, "%v", err)
@@ -299,7 +305,10 @@ func (k *Kube) render(cand orchestrator.Candidate) (*KubePlan, error) {
 			}
 		}
 	}
-	ids := TrialIDs{Run: k.runID, Trial: hash[:10], Candidate: hash[:12], Slot: k.slot}
+	if trial == "" {
+		trial = hash[:10]
+	}
+	ids := TrialIDs{Run: k.runID, Trial: trial, Candidate: hash[:12], Slot: k.slot}
 	return &KubePlan{k: k, after: plan.After, workload: w, ids: ids, flags: plan.Effective,
 		rendered: orchestrator.Rendered{Candidate: cand, Hash: hash, Words: driver.Redacted(plan.Effective.Words()), Image: image}}, nil
 }
@@ -617,7 +626,7 @@ func (d *KubeDeployment) Diagnose(ctx context.Context) *failure.Failure {
 // then waits for the rollout; the run's trial objects are deleted first,
 // freeing their GPUs.
 func (k *Kube) Crown(ctx context.Context, cand orchestrator.Candidate) error {
-	p, err := k.render(cand)
+	p, err := k.render(cand, "")
 	if err != nil {
 		return err
 	}
