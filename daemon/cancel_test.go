@@ -22,7 +22,7 @@ type sleepBench struct {
 	rnd  func() time.Duration
 }
 
-func (b *sleepBench) Bench(ctx context.Context, ready *orchestrator.Ready, look func(*benchmark.Report) error) (*benchmark.Report, error) {
+func (b *sleepBench) Bench(ctx context.Context, ready *orchestrator.Ready, only []string, look func(*benchmark.Report) error) (*benchmark.Report, error) {
 	select {
 	case <-time.After(b.rnd()):
 	case <-ctx.Done():
@@ -30,7 +30,7 @@ func (b *sleepBench) Bench(ctx context.Context, ready *orchestrator.Ready, look 
 	}
 	g := &gateTarget{gate: make(chan struct{})}
 	close(g.gate)
-	return (&gateBench{g: g, grid: b.grid}).Bench(ctx, ready, look)
+	return (&gateBench{g: g, grid: b.grid}).Bench(ctx, ready, only, look)
 }
 
 // Hundreds of cancels race the scheduler, queued and running runs alike,

@@ -82,7 +82,7 @@ type gateBench struct {
 	grid *orchestrator.Grid
 }
 
-func (b *gateBench) Bench(ctx context.Context, ready *orchestrator.Ready, _ func(*benchmark.Report) error) (*benchmark.Report, error) {
+func (b *gateBench) Bench(ctx context.Context, ready *orchestrator.Ready, _ []string, _ func(*benchmark.Report) error) (*benchmark.Report, error) {
 	select {
 	case <-b.g.gate:
 	case <-ctx.Done():

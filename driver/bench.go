@@ -17,7 +17,7 @@ type Bencher struct {
 	GPU    benchmark.GPUSource // nil: no GPU telemetry; else this, or the trial's own (Ready.GPU)
 }
 
-func (b *Bencher) Bench(ctx context.Context, ready *orchestrator.Ready, look func(*benchmark.Report) error) (*benchmark.Report, error) {
+func (b *Bencher) Bench(ctx context.Context, ready *orchestrator.Ready, only []string, look func(*benchmark.Report) error) (*benchmark.Report, error) {
 	keyEnv := b.Grid.Target.APIKeyEnv
 	c := benchmark.NewClient(ready.Endpoint, ready.Model, keyEnv, b.Getenv)
 	if b.Getenv(keyEnv) == "" && ready.APIKey != "" {
@@ -28,7 +28,11 @@ func (b *Bencher) Bench(ctx context.Context, ready *orchestrator.Ready, look fun
 		gpu = ready.GPU
 	}
 	r := &benchmark.Runner{Client: c, Config: b.Grid.Benchmark.Resolve(), GPU: gpu, Look: look, Stall: time.Duration(b.Grid.Timeouts.Stall)}
-	return r.Run(ctx, b.Grid.Benchmark.Scenarios)
+	scenarios := b.Grid.Benchmark.Scenarios
+	if only != nil {
+		scenarios = only
+	}
+	return r.Run(ctx, scenarios)
 }
 
 // GPUTelemetry is where a grid's benchmark reads GPU telemetry: this

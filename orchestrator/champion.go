@@ -195,11 +195,27 @@ func SettingsOf(reports []*benchmark.Report) (*benchmark.Settings, string) {
 			first = r.Settings
 			continue
 		}
-		if d := first.Diff(*r.Settings); d != "" {
+		// A repetition of some scenarios alone (benchmark.precision's,
+		// of the objective's) is compared on those scenarios.
+		like := *first
+		if subset(r.Settings.Scenarios, first.Scenarios) {
+			like.Scenarios = r.Settings.Scenarios
+		}
+		if d := like.Diff(*r.Settings); d != "" {
 			return first, fmt.Sprintf("repetition %d was measured differently from the first (%s)", i, d)
 		}
 	}
 	return first, ""
+}
+
+// subset reports whether every name of a is in b.
+func subset(a, b []string) bool {
+	for _, n := range a {
+		if !slices.Contains(b, n) {
+			return false
+		}
+	}
+	return true
 }
 
 // AccelerationCI pools the kv-cache samples of every repetition and

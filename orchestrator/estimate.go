@@ -68,8 +68,11 @@ func NewHistory() *History {
 
 // Add learns from one run's trials.
 func (h *History) Add(r *Run, trials []*Trial) {
-	reps := max(r.Grid.Benchmark.Repetitions, 1)
 	for _, t := range trials {
+		reps := max(r.Grid.Benchmark.Repetitions, 1)
+		if t.Precision != nil && t.Precision.Reps > 0 {
+			reps = t.Precision.Reps // benchmark.precision's added ones counted
+		}
 		tm := t.Timing()
 		c := ClassOf(t.Image, t.Rendered)
 		switch { // pruned trials are left out: their benchmark was cut short

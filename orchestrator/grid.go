@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/url"
 	"path/filepath"
 	"reflect"
@@ -160,6 +161,45 @@ type BenchConfig struct {
 	Sweep *benchmark.SweepConfig `yaml:"sweep" json:"sweep,omitempty"`
 	// Language of the tool-calling cases' prompts: en (default) or fr.
 	Language string `yaml:"language" json:"language,omitempty"`
+	// Precision, when set, repeats the objective's scenario after the
+	// repetitions until the objective is known to the precision asked.
+	Precision *Precision `yaml:"precision" json:"precision,omitempty"`
+}
+
+// Precision asks each trial to measure its objective until the 95%
+// interval of its mean over repetitions is within Objective percent of it
+// (half-width), or MaxRepetitions repetitions ran (the first
+// benchmark.repetitions of the whole suite, the others of the objective's
+// scenario alone).
+type Precision struct {
+	Objective      Percent `yaml:"objective" json:"objective"`
+	MaxRepetitions int     `yaml:"max_repetitions" json:"max_repetitions"`
+}
+
+// MaxRepetitions is the most repetitions a trial of the grid runs.
+func (b BenchConfig) MaxRepetitions() int {
+	if b.Precision != nil && b.Precision.MaxRepetitions > b.Repetitions {
+		return b.Precision.MaxRepetitions
+	}
+	return max(b.Repetitions, 1)
+}
+
+// scenarioNames are the scenarios a suite runs (nil: the default suite's).
+func scenarioNames(s []string) []string {
+	names, _ := benchmark.CheckNames(s)
+	return names
+}
+
+// Percent is a percentage, written 3% or 3 (both 3 percent).
+type Percent float64
+
+func (p *Percent) UnmarshalYAML(n *yaml.Node) error {
+	v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(n.Value), "%")), 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Errorf("line %d: %q is not a percentage (write 3%% or 3)", n.Line, n.Value)
+	}
+	*p = Percent(v)
+	return nil
 }
 
 // Resolve is the benchmark suite a trial of this grid runs: the built-in
@@ -343,10 +383,10 @@ var (
 
 // sections names where each grid type sits, for messages about its keys.
 var sections = map[string]any{"Grid": Grid{}, "Target": Target{}, "Space": Space{}, "CandidateDef": CandidateDef{},
-	"BenchConfig": BenchConfig{}, "Objective": Objective{}, "Timeouts": Timeouts{}, "Hardware": Hardware{}, "Search": Search{}, "SlotDef": SlotDef{}}
+	"BenchConfig": BenchConfig{}, "Precision": Precision{}, "Objective": Objective{}, "Timeouts": Timeouts{}, "Hardware": Hardware{}, "Search": Search{}, "SlotDef": SlotDef{}}
 
 var sectionNames = map[string]string{"Grid": "the grid", "Target": "target", "Space": "space", "CandidateDef": "a space.candidates entry",
-	"BenchConfig": "benchmark", "Objective": "objective", "Timeouts": "timeouts", "Hardware": "hardware", "Search": "search", "SlotDef": "a target.slots entry"}
+	"BenchConfig": "benchmark", "Precision": "benchmark.precision", "Objective": "objective", "Timeouts": "timeouts", "Hardware": "hardware", "Search": "search", "SlotDef": "a target.slots entry"}
 
 // yamlKeys lists the keys a grid type accepts.
 func yamlKeys(v any) []string {
@@ -596,6 +636,21 @@ func (g *Grid) check(file string, lines keyLineMap) error {
 	}
 	if g.Benchmark.Repetitions < 0 {
 		bad("benchmark.repetitions", 0, "benchmark.repetitions must be at least 1")
+	}
+	if pr := g.Benchmark.Precision; pr != nil {
+		metric := g.Objective.Maximize + g.Objective.Minimize
+		switch {
+		case pr.Objective < 0.5 || pr.Objective > 50:
+			bad("benchmark.precision.objective", 0, "benchmark.precision.objective %g%%: want a half-width between 0.5%% and 50%% of the objective (3%% is a usual target; below 0.5%% the machine's own noise is larger than the target, above 50%% the interval says little)", float64(pr.Objective))
+		case pr.MaxRepetitions < 2:
+			bad("benchmark.precision.max_repetitions", 0, "benchmark.precision.max_repetitions %d: want at least 2 (an interval needs two repetitions); 8 is a usual cap", pr.MaxRepetitions)
+		case pr.MaxRepetitions < g.Benchmark.Repetitions:
+			bad("benchmark.precision.max_repetitions", 0, "benchmark.precision.max_repetitions %d is below benchmark.repetitions %d: the cap counts every repetition, the first %d included", pr.MaxRepetitions, g.Benchmark.Repetitions, g.Benchmark.Repetitions)
+		case metric != "" && objectiveScenario(metric) == "":
+			bad("benchmark.precision", 0, "benchmark.precision: the objective %s is not measured by one scenario that could be repeated alone; use a scenario's metric (e.g. load.max_output_throughput_tok_s)", metric)
+		case metric != "" && !slices.Contains(scenarioNames(g.Benchmark.Scenarios), objectiveScenario(metric)):
+			bad("benchmark.precision", 0, "benchmark.precision: the objective %s is measured by the %s scenario, which benchmark.scenarios does not run", metric, objectiveScenario(metric))
+		}
 	}
 	if _, err := benchmark.CheckNames(g.Benchmark.Scenarios); err != nil {
 		bad("benchmark.scenarios", 0, "benchmark.scenarios: %v", err)

@@ -61,8 +61,11 @@ func (g *Grid) pruneLooks() (int, error) {
 	if at < 0 {
 		return 0, fmt.Errorf("search.prune: the objective %s is measured by the %s scenario, which benchmark.scenarios does not run", metric, scen)
 	}
-	looks := g.Benchmark.Repetitions
-	if at == len(names)-1 {
+	// A look after each repetition's objective scenario, but the last
+	// repetition's when nothing comes after it: the grid's repetitions of
+	// the suite, then benchmark.precision's of the objective's scenario.
+	looks := g.Benchmark.MaxRepetitions()
+	if at == len(names)-1 || looks > g.Benchmark.Repetitions {
 		looks--
 	}
 	if looks == 0 {
@@ -78,8 +81,9 @@ type pruner struct {
 	scenario  string
 	alpha     float64 // per look: prune_alpha / looks
 	looks     int
-	scenarios int                 // per repetition
-	reps      int                 // repetitions
+	scenarios int                 // per repetition of the whole suite
+	full      int                 // repetitions of the whole suite; those after run the objective's scenario alone
+	reps      int                 // repetitions at most
 	champ     string              // its name
 	reports   []*benchmark.Report // the champion's
 	value     float64             // the champion's objective
@@ -122,7 +126,7 @@ func newPruner(s Store, r *Run) (*pruner, error) {
 	}
 	names, _ := benchmark.CheckNames(g.Benchmark.Scenarios)
 	return &pruner{metric: v.Metric, maximize: v.Maximize, scenario: objectiveScenario(v.Metric),
-		alpha: g.Search.PruneAlpha / float64(looks), looks: looks, scenarios: len(names), reps: g.Benchmark.Repetitions,
+		alpha: g.Search.PruneAlpha / float64(looks), looks: looks, scenarios: len(names), full: g.Benchmark.Repetitions, reps: g.Benchmark.MaxRepetitions(),
 		champ: champ.Name, reports: reps, value: champ.Values[v.Metric]}, nil
 }
 
@@ -131,8 +135,14 @@ func newPruner(s Store, r *Run) (*pruner, error) {
 // confidence, else nil. A look that could save nothing (the trial's last
 // scenario) is not taken.
 func (p *pruner) look(rep int, sofar *benchmark.Report) *failure.Failure {
-	n := len(sofar.Scenarios)
-	if p == nil || n == 0 || sofar.Scenarios[n-1].Name != p.scenario || (rep == p.reps-1 && n == p.scenarios) {
+	if p == nil {
+		return nil
+	}
+	n, per := len(sofar.Scenarios), p.scenarios
+	if rep >= p.full {
+		per = 1
+	}
+	if n == 0 || sofar.Scenarios[n-1].Name != p.scenario || (rep == p.reps-1 && n == per) {
 		return nil
 	}
 	mine := append(slices.Clone(p.done), sofar)

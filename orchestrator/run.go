@@ -125,11 +125,12 @@ func TrialOf(ctx context.Context) (int, bool) {
 	return seq, ok
 }
 
-// Bencher measures a serving endpoint. look, when not nil, is called with
-// the report so far after each scenario; its error stops the benchmark,
-// which returns the report so far with that error.
+// Bencher measures a serving endpoint: the grid's scenarios, or only
+// these when only is not nil. look, when not nil, is called with the
+// report so far after each scenario; its error stops the benchmark, which
+// returns the report so far with that error.
 type Bencher interface {
-	Bench(ctx context.Context, ready *Ready, look func(sofar *benchmark.Report) error) (*benchmark.Report, error)
+	Bench(ctx context.Context, ready *Ready, only []string, look func(sofar *benchmark.Report) error) (*benchmark.Report, error)
 }
 
 // Store persists runs, trials, reports and events.
@@ -867,7 +868,18 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, j *job, slot Slot) err
 	if err != nil {
 		return err
 	}
-	for rep := 0; rep < r.Grid.Benchmark.Repetitions; rep++ {
+	metric := r.Grid.Objective.Maximize + r.Grid.Objective.Minimize
+	var measured []*benchmark.Report // this attempt's repetitions
+	for rep := 0; rep < r.Grid.Benchmark.MaxRepetitions(); rep++ {
+		// After the grid's repetitions of the whole suite, benchmark.precision
+		// repeats the objective's scenario alone until it is precise.
+		var only []string
+		if rep >= r.Grid.Benchmark.Repetitions {
+			if a := r.Grid.precision(measured, metric); a == nil || a.Met {
+				break
+			}
+			only = []string{objectiveScenario(metric)}
+		}
 		var look func(*benchmark.Report) error
 		if pr != nil {
 			look = func(sofar *benchmark.Report) error {
@@ -877,7 +889,7 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, j *job, slot Slot) err
 				return nil
 			}
 		}
-		res, err := o.Bench.Bench(bctx, ready, look)
+		res, err := o.Bench.Bench(bctx, ready, only, look)
 		if res != nil {
 			if perr := o.Store.PutReport(r.ID, t.Seq, rep, res); perr != nil {
 				return perr
@@ -904,7 +916,9 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, j *job, slot Slot) err
 			return failed(&failure.Failure{Reason: failure.ReasonBenchmark, Detail: err.Error()})
 		}
 		pr.finished(res)
+		measured = append(measured, res)
 	}
+	t.Precision = r.Grid.precision(measured, metric)
 	if err := step(PhaseDone, ""); err != nil {
 		return err
 	}
@@ -919,7 +933,7 @@ func (o *Orchestrator) redo(r *Run, t *Trial, why string) error {
 		return err
 	}
 	t.Attempts++
-	t.Failure, t.Boot, t.Effective, t.Endpoint = nil, nil, nil, ""
+	t.Failure, t.Boot, t.Effective, t.Endpoint, t.Precision = nil, nil, nil, "", nil
 	return o.move(t, PhasePending, fmt.Sprintf("%s, redone (attempt %d)", why, t.Attempts))
 }
 

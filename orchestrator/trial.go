@@ -93,6 +93,8 @@ type Trial struct {
 	Slot     string `json:"slot,omitempty"`
 	Host     string `json:"host,omitempty"`
 	Hardware string `json:"hardware,omitempty"`
+	// Precision is what benchmark.precision achieved on the objective.
+	Precision *Achieved `json:"precision,omitempty"`
 }
 
 // Outcome is the trial's phase with its reason: "done", "failed (oom)",

@@ -30,9 +30,11 @@ import (
 // Row is one candidate in the report. Every number comes from the stored
 // samples of its trial (NaN when not measured).
 type Row struct {
-	Seq     int
-	Name    string
-	Outcome string // done, failed (reason), skipped (reason)
+	// Precision is what benchmark.precision achieved (nil without it).
+	Precision *orchestrator.Achieved
+	Seq       int
+	Name      string
+	Outcome   string // done, failed (reason), skipped (reason)
 	// Flags are the candidate's own values of the report's flag columns
 	// (ReportData.Flags), whatever the trial's outcome: the value the
 	// candidate sets, "unset" when it removes the flag, else the value
@@ -152,7 +154,7 @@ func BuildReportCached(run *orchestrator.Run, trials []*orchestrator.Trial, load
 		}
 	}
 	for _, t := range trials {
-		row := Row{Seq: t.Seq, Name: t.Candidate.Name, Outcome: t.Outcome(), Failure: t.Failure, Rendered: t.Rendered}
+		row := Row{Seq: t.Seq, Name: t.Candidate.Name, Outcome: t.Outcome(), Failure: t.Failure, Rendered: t.Rendered, Precision: t.Precision}
 		for _, name := range d.Flags {
 			row.Flags = append(row.Flags, flagCell(t, name))
 		}
@@ -300,6 +302,20 @@ func (r Row) ObjectiveText() string {
 	return fmt.Sprintf("%s [%s, %s]", f3(r.ObjectiveValue), f3(r.ObjectiveLo), f3(r.ObjectiveHi))
 }
 
+// PrecisionText is "±2.1% (4 reps)", marked when the target was not met.
+func (r Row) PrecisionText() string {
+	a := r.Precision
+	switch {
+	case a == nil:
+		return "-"
+	case a.Pct < 0:
+		return fmt.Sprintf("- (%d rep)", a.Reps)
+	case !a.Met:
+		return fmt.Sprintf("±%.2g%% (%d reps, target ±%g%% not met)", a.Pct, a.Reps, a.Target)
+	}
+	return fmt.Sprintf("±%.2g%% (%d reps)", a.Pct, a.Reps)
+}
+
 func f3(v float64) string {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return "-"
@@ -379,6 +395,19 @@ func (d *ReportData) layout() []tableColumn {
 		tableColumn{head: metric + " [95% CI]", cell: Row.ObjectiveText, csvHeads: []string{"objective", "objective_ci_low", "objective_ci_high"},
 			csvCells: func(r Row) []string { return []string{num(r.ObjectiveValue), num(r.ObjectiveLo), num(r.ObjectiveHi)} }},
 		tableColumn{head: "verdict", cell: func(r Row) string { return r.Verdict }, csvHeads: []string{"verdict"}, csvCells: func(r Row) []string { return []string{r.Verdict} }})
+	if d.Run.Grid.Benchmark.Precision != nil {
+		cols = append(cols, tableColumn{head: "precision (95% half-width, reps)", cell: Row.PrecisionText,
+			csvHeads: []string{"precision_pct", "precision_reps", "precision_met"}, csvCells: func(r Row) []string {
+				if r.Precision == nil {
+					return []string{"", "", ""}
+				}
+				pct := ""
+				if r.Precision.Pct >= 0 {
+					pct = num(r.Precision.Pct)
+				}
+				return []string{pct, strconv.Itoa(r.Precision.Reps), strconv.FormatBool(r.Precision.Met)}
+			}})
+	}
 	return cols
 }
 

@@ -198,6 +198,9 @@ func (d *Dashboard) runView(id string) (*runView, error) {
 	objective := map[int]string{}
 	for _, row := range rep.Rows {
 		objective[row.Seq] = row.ObjectiveText()
+		if row.Precision != nil {
+			objective[row.Seq] += " · precision " + row.PrecisionText()
+		}
 	}
 	for _, t := range trials {
 		tv := trialView{Trial: t, Objective: objective[t.Seq]}

@@ -222,7 +222,7 @@ func (p *replayPlan) WaitReady(context.Context, time.Duration) (*orchestrator.Re
 func (p *replayPlan) Verify(context.Context) (map[string]string, error) { return p.t.Effective, nil }
 func (p *replayPlan) Diagnose(context.Context) *failure.Failure         { return nil }
 
-func (r *replay) Bench(_ context.Context, ready *orchestrator.Ready, _ func(*benchmark.Report) error) (*benchmark.Report, error) {
+func (r *replay) Bench(_ context.Context, ready *orchestrator.Ready, _ []string, _ func(*benchmark.Report) error) (*benchmark.Report, error) {
 	name := strings.TrimPrefix(ready.Endpoint, "replay://")
 	if name != r.serving {
 		return nil, fmt.Errorf("benchmarked %s while %s serves", name, r.serving)

@@ -120,7 +120,9 @@ func Build(ctx context.Context, g *orchestrator.Grid, runDir string, opt Options
 		r := pl.Rendered()
 		ok, _ := p.Feasible(c)
 		dur, src := hist.Estimate(orchestrator.ClassOf(r.Image, r.Words), !ok, driver.ModelDurations(g, r.Words, env))
-		return dur.Total(g.Benchmark.Repetitions), src
+		// With benchmark.precision, the most repetitions a trial may run:
+		// the deadline planner counts them all.
+		return dur.Total(g.Benchmark.MaxRepetitions()), src
 	}
 	return p, nil
 }
