@@ -16,11 +16,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
+	httpstream "k8s.io/streaming/pkg/httpstream"
 
 	"github.com/rs/zerolog"
 
@@ -73,9 +73,9 @@ func (k *Kube) forward(ctx context.Context, pod string, port int) (string, func(
 	if err != nil {
 		return "", nil, err
 	}
-	var dialer httpstream.Dialer = spdy.NewDialer(upgrader, &http.Client{Transport: rt}, http.MethodPost, req.URL())
-	if ws, err := portforward.NewSPDYOverWebsocketDialer(req.URL(), k.acc.Config); err == nil {
-		dialer = portforward.NewFallbackDialer(ws, dialer, func(err error) bool {
+	dialer := spdy.NewDialerForStreaming(upgrader, &http.Client{Transport: rt}, http.MethodPost, req.URL())
+	if ws, err := portforward.NewSPDYOverWebsocketDialerForStreaming(req.URL(), k.acc.Config); err == nil {
+		dialer = portforward.NewFallbackDialerForStreaming(ws, dialer, func(err error) bool {
 			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 		})
 	}
