@@ -1,12 +1,13 @@
-// Package kubedriver is the Kubernetes driver (issue 25, under way): each
-// trial is a workload the cluster schedules. This file reads what the
+// Package kubedriver is the Kubernetes driver: each trial is a workload
+// the cluster schedules. This file reads what the
 // cluster says of a trial's pod (its conditions, its container's status,
 // the events about it) into the one boot watch every driver feeds, so that
 // a pod waiting for GPUs, a failed image pull, an OOM kill or an eviction
 // is named as the compose driver names its equivalents.
 //
-// May import: orchestrator (types), failure, profiles, driver, vllm,
-// k8s.io/api, k8s.io/apimachinery, k8s.io/client-go.
+// May import: orchestrator (types), failure, profiles, driver, benchmark
+// (GPU names and telemetry), vllm, k8s.io/api, k8s.io/apimachinery,
+// k8s.io/client-go, k8s.io/streaming.
 package kubedriver
 
 import (
