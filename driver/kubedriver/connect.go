@@ -243,17 +243,6 @@ func (t *tunnel) close() {
 	t.wg.Wait()
 }
 
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
 // exec runs cmd in the pod's container (as kubectl exec, WebSocket else
 // SPDY) and streams its standard output; Close stops it and says how it
 // ended (its standard error with a failure).
@@ -274,16 +263,12 @@ func (k *Kube) exec(ctx context.Context, pod string, cmd []string) (io.ReadClose
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	pr, pw := io.Pipe()
-	var errBuf bytes.Buffer
-	stderr := &lockedWriter{w: &errBuf}
+	stderr := &headBuffer{n: 4096}
 	done := make(chan error, 1)
 	go func() {
-		err := ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: pw, Stderr: &limited{w: stderr, n: 4096}})
+		err := ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: pw, Stderr: stderr})
 		if err != nil {
-			stderr.mu.Lock()
-			msg := strings.TrimSpace(errBuf.String())
-			stderr.mu.Unlock()
-			if msg != "" {
+			if msg := stderr.String(); msg != "" {
 				err = fmt.Errorf("%w: %s", err, msg)
 			}
 		}
@@ -293,19 +278,25 @@ func (k *Kube) exec(ctx context.Context, pod string, cmd []string) (io.ReadClose
 	return &execStream{r: pr, cancel: cancel, done: done}, nil
 }
 
-// limited keeps the first n bytes written to it.
-type limited struct {
-	w io.Writer
-	n int
+// headBuffer keeps the first n bytes written to it, for the streams'
+// goroutines and the reader alike.
+type headBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+	n  int
 }
 
-func (l *limited) Write(p []byte) (int, error) {
-	if l.n > 0 {
-		q := p[:min(len(p), l.n)]
-		l.n -= len(q)
-		l.w.Write(q)
-	}
+func (h *headBuffer) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.b.Write(p[:min(len(p), max(h.n-h.b.Len(), 0))])
 	return len(p), nil
+}
+
+func (h *headBuffer) String() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return strings.TrimSpace(h.b.String())
 }
 
 type execStream struct {
