@@ -644,6 +644,8 @@ func (g *Grid) check(file string, lines keyLineMap) error {
 			bad("benchmark.precision.objective", 0, "benchmark.precision.objective %g%%: want a half-width between 0.5%% and 50%% of the objective (3%% is a usual target; below 0.5%% the machine's own noise is larger than the target, above 50%% the interval says little)", float64(pr.Objective))
 		case pr.MaxRepetitions < 2:
 			bad("benchmark.precision.max_repetitions", 0, "benchmark.precision.max_repetitions %d: want at least 2 (an interval needs two repetitions); 8 is a usual cap", pr.MaxRepetitions)
+		case pr.MaxRepetitions > 50:
+			bad("benchmark.precision.max_repetitions", 0, "benchmark.precision.max_repetitions %d: at most 50 (each adds a run of the objective's scenario to every trial; a target that needs more is below what this machine can measure)", pr.MaxRepetitions)
 		case pr.MaxRepetitions < g.Benchmark.Repetitions:
 			bad("benchmark.precision.max_repetitions", 0, "benchmark.precision.max_repetitions %d is below benchmark.repetitions %d: the cap counts every repetition, the first %d included", pr.MaxRepetitions, g.Benchmark.Repetitions, g.Benchmark.Repetitions)
 		case metric != "" && objectiveScenario(metric) == "":

@@ -113,6 +113,7 @@ func TestPrecisionConfigErrors(t *testing.T) {
 		{"{objective: 60%, max_repetitions: 8}", "benchmark.precision.objective 60%"},
 		{"{objective: 3%, max_repetitions: 1}", "benchmark.precision.max_repetitions 1: want at least 2"},
 		{"{objective: 3%}", "benchmark.precision.max_repetitions 0: want at least 2"},
+		{"{objective: 3%, max_repetitions: 100000}", "benchmark.precision.max_repetitions 100000: at most 50"},
 		{"{objective: three, max_repetitions: 4}", `"three" is not a percentage`},
 		{"{objective: 3%, max_repetitions: 4, confidence: 99}", "confidence"},
 	} {
