@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -20,7 +21,11 @@ import (
 	"github.com/vgrid/vgrid/store"
 )
 
-var searchBenchStore = flag.String("searchbench.store", "", "BenchmarkSearchQuality: the store of the exhaustive run (measured there when absent)")
+var (
+	searchBenchStore  = flag.String("searchbench.store", "", "BenchmarkSearchQuality: the store of the exhaustive run (measured there when absent)")
+	searchBenchGrid   = flag.String("searchbench.grid", "space256", "BenchmarkSearchQuality: the space, testdata/NAME.yaml")
+	searchBenchExport = flag.String("searchbench.export", "", "BenchmarkSearchQuality: write the exhaustive run's surface as CSV to this file (testdata/surfaces/NAME.csv)")
+)
 
 // BenchmarkSearchQuality measures how close an adaptive search gets to the
 // best candidate of a 256-candidate space within 24 boots.
@@ -39,17 +44,18 @@ var searchBenchStore = flag.String("searchbench.store", "", "BenchmarkSearchQual
 //
 //	go test ./cmd/vgrid -run '^$' -bench SearchQuality -benchtime 1x -timeout 30m [-searchbench.store /tmp/space256.db]
 func BenchmarkSearchQuality(b *testing.B) {
-	src, err := os.ReadFile("testdata/space256.yaml")
+	src, err := os.ReadFile("testdata/" + *searchBenchGrid + ".yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
-	grid := strings.ReplaceAll(string(src), "8412", fmt.Sprint(freePortT(b)))
+	port := regexp.MustCompile(`"841[0-9]"`).FindString(string(src))
+	grid := strings.ReplaceAll(string(src), strings.Trim(port, `"`), fmt.Sprint(freePortT(b)))
 	db := *searchBenchStore
 	if db == "" {
 		db = filepath.Join(b.TempDir(), "exhaustive.db")
 	}
 	if _, err := os.Stat(db); err != nil {
-		gf := filepath.Join(b.TempDir(), "space256.yaml")
+		gf := filepath.Join(b.TempDir(), *searchBenchGrid+".yaml")
 		os.WriteFile(gf, []byte(grid), 0o644)
 		start := time.Now()
 		if code, out, errs := vgrid(b, "run", gf, "--store", db, "--quiet"); code != 0 {
@@ -58,11 +64,19 @@ func BenchmarkSearchQuality(b *testing.B) {
 		b.Logf("exhaustive run: %s", time.Since(start).Round(time.Second))
 	}
 	truth := loadTruth(b, db)
-	best := math.Inf(-1)
-	for _, v := range truth.objective {
-		best = math.Max(best, v)
+	if *searchBenchExport != "" {
+		exportSurface(b, db, *searchBenchExport)
 	}
-	b.Logf("exhaustive: %d candidates, %d measured, best %s %.1f tok/s (median %.1f)", len(truth.trials), len(truth.objective), truth.bestName, best, truth.median())
+	best, sign := math.Inf(-1), 1.0
+	if strings.Contains(grid, "\n  minimize:") {
+		best, sign = math.Inf(1), -1
+	}
+	for _, v := range truth.objective {
+		if sign*v > sign*best {
+			best = v
+		}
+	}
+	b.Logf("exhaustive: %d candidates, %d measured, best %s %.1f (median %.1f)", len(truth.trials), len(truth.objective), truth.bestName, best, truth.median())
 
 	for i := 0; i < b.N; i++ {
 		for _, strategy := range []string{"gp", "tpe", "random"} {
@@ -72,7 +86,7 @@ func BenchmarkSearchQuality(b *testing.B) {
 			for seed := 1; seed <= 10; seed++ {
 				champ, booted, wall := replaySearch(b, grid, strategy, seed, truth)
 				v := truth.objective[champ]
-				gap := 100 * (best - v) / best
+				gap := 100 * math.Abs(best-v) / math.Abs(best)
 				if math.IsNaN(v) {
 					gap = 100
 				}
@@ -121,8 +135,8 @@ func loadTruth(b *testing.B, db string) *truth {
 		b.Fatal(err)
 	}
 	trials, _ := st.Trials(run.ID)
-	if run.State != orchestrator.RunDone || len(trials) != 256 || run.Champion == nil {
-		b.Fatalf("the exhaustive run %s is %s with %d trials: want done with 256 (delete %s to measure again)", run.ID, run.State, len(trials), db)
+	if run.State != orchestrator.RunDone || len(trials) != len(run.Grid.Space.Candidates) || run.Champion == nil {
+		b.Fatalf("the exhaustive run %s is %s with %d trials: want done with %d (delete %s to measure again)", run.ID, run.State, len(trials), len(run.Grid.Space.Candidates), db)
 	}
 	t := &truth{trials: map[string]*orchestrator.Trial{}, reports: map[string][]*benchmark.Report{}, objective: map[string]float64{}}
 	for _, tr := range trials {
@@ -138,13 +152,55 @@ func loadTruth(b *testing.B, db string) *truth {
 	return t
 }
 
+// exportSurface writes the exhaustive run in db as a surface file.
+func exportSurface(b *testing.B, db, path string) {
+	st, err := store.OpenReadOnly(db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	run, err := st.GetRun("latest")
+	if err != nil {
+		b.Fatal(err)
+	}
+	trials, _ := st.Trials(run.ID)
+	scored, err := orchestrator.Score(st, run, trials)
+	if err != nil {
+		b.Fatal(err)
+	}
+	objective := map[string]float64{}
+	for _, r := range run.Champion.Ranking {
+		if r.Eligible {
+			objective[r.Name] = r.Objective
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	direction := "maximize " + run.Grid.Objective.Maximize
+	if run.Grid.Objective.Minimize != "" {
+		direction = "minimize " + run.Grid.Objective.Minimize
+	}
+	header := fmt.Sprintf(`%s, subject to %v
+The surface of testdata/%s.yaml: every candidate measured once by an exhaustive
+vgrid run on the simulator (run %s, %s, vgrid %s), written by
+go test ./cmd/vgrid -run '^$' -bench SearchQuality -benchtime 1x -searchbench.grid %s -searchbench.export %s
+outcome: measured (objective set), constraint (measured, out of the constraints) or failed (reason).`,
+		direction, run.Grid.Constraints, *searchBenchGrid, run.ID, run.Created.Format("2006-01-02"), run.Version, *searchBenchGrid, path)
+	if err := writeSurface(f, header, &run.Grid, scored, objective); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // replaySearch runs an adaptive search of the grid through the
 // orchestrator and a fresh bbolt store, replaying the exhaustive run: it
 // returns the champion's name, the boots spent and the time those boots
 // took on the simulator in the exhaustive run.
 func replaySearch(b *testing.B, grid, strategy string, seed int, tr *truth) (string, int, time.Duration) {
 	src := strings.Replace(grid, "deadline: 20h\n", fmt.Sprintf("search: {strategy: %s, max_trials: 24, seed: %d}\n", strategy, seed), 1)
-	g, err := orchestrator.LoadGrid("space256.yaml", []byte(src), "")
+	g, err := orchestrator.LoadGrid(*searchBenchGrid+".yaml", []byte(src), "")
 	if err != nil {
 		b.Fatal(err)
 	}
