@@ -135,8 +135,8 @@ func loadTruth(b *testing.B, db string) *truth {
 		b.Fatal(err)
 	}
 	trials, _ := st.Trials(run.ID)
-	if run.State != orchestrator.RunDone || len(trials) != len(run.Grid.Space.Candidates) || run.Champion == nil {
-		b.Fatalf("the exhaustive run %s is %s with %d trials: want done with %d (delete %s to measure again)", run.ID, run.State, len(trials), len(run.Grid.Space.Candidates), db)
+	if run.State != orchestrator.RunDone || len(trials) != len(run.Grid.Expand()) || run.Champion == nil {
+		b.Fatalf("the exhaustive run %s is %s with %d trials: want done with %d (delete %s to measure again)", run.ID, run.State, len(trials), len(run.Grid.Expand()), db)
 	}
 	t := &truth{trials: map[string]*orchestrator.Trial{}, reports: map[string][]*benchmark.Report{}, objective: map[string]float64{}}
 	for _, tr := range trials {
