@@ -11,15 +11,18 @@ import (
 // GP is Bayesian optimisation with a Gaussian process on the enumerated
 // space: after Startup random trials it fits a GP (Matérn 5/2 kernel, one
 // length scale per feature, hyperparameters by maximum marginal
-// likelihood) to the measured objective and proposes the untried
-// candidate of largest expected improvement (computed in log space, so
-// that it still ranks candidates where the improvement is tiny).
+// likelihood) to the measured objective, on a log scale when it has one
+// sign, and proposes the untried candidate of largest expected
+// improvement (computed in log space, so that it still ranks candidates
+// where the improvement is tiny) times its probability of being measured.
 //
 // Each axis is a feature: an ordinal axis its value's rank scaled to
 // [0, 1], a categorical one a one-hot group. A failed boot, an infeasible
-// candidate or a broken constraint is not a measurement: it enters the
-// model as the worst measured value, so that its region is avoided
-// without distorting the best one. A trial running on another slot
+// candidate or a broken constraint is not a measurement: the objective's
+// model never sees it, and a second GP, fitted to every trial's outcome
+// (1 measured, 0 not), gives each candidate its chance of being measured,
+// so that regions that fail are avoided without bending the objective's
+// surface around them. A trial running on another slot
 // (Pending) enters as the model's own prediction at its place (the
 // "kriging believer"), so that parallel slots are sent to different
 // places.
@@ -50,27 +53,33 @@ func (g *GP) Next(space []Candidate, obs []Observation) (int, bool) {
 	}
 	feat := func(c Candidate) []float64 { return features(g.Axes, coords(g.Axes, c)) }
 
-	// The evidence: measured objectives (maximised), failures at the worst.
-	worst := math.Inf(1)
-	for _, o := range obs {
-		if o.Measured && !o.Pending {
-			worst = math.Min(worst, -o.Loss)
-		}
-	}
-	var xs [][]float64
-	var ys []float64
+	// The evidence: measured objectives (maximised, on a log scale when
+	// they are all of one sign), and apart from them, which trials failed.
+	warp := lossWarp(obs)
+	var xs, fxs [][]float64
+	var ys, fys []float64
 	var pending [][]float64
+	failed := 0
 	for _, o := range obs {
-		switch {
-		case o.Pending:
+		if o.Pending {
 			pending = append(pending, feat(space[o.Index]))
-		case o.Measured:
-			xs, ys = append(xs, feat(space[o.Index])), append(ys, -o.Loss)
-		default:
-			xs, ys = append(xs, feat(space[o.Index])), append(ys, worst)
+			continue
+		}
+		x := feat(space[o.Index])
+		fxs = append(fxs, x)
+		if o.Measured {
+			xs, ys = append(xs, x), append(ys, warp(o.Loss))
+			fys = append(fys, 1)
+		} else {
+			fys = append(fys, 0)
+			failed++
 		}
 	}
 	m := fitGP(xs, ys, r)
+	var feasible *gpModel
+	if failed > 0 {
+		feasible = fitGP(fxs, fys, r)
+	}
 	for _, p := range pending { // the believer: each pending trial at its prediction
 		mu, _ := m.predict(p)
 		xs, ys = append(xs, p), append(ys, m.unscale(mu))
@@ -79,7 +88,7 @@ func (g *GP) Next(space []Candidate, obs []Observation) (int, bool) {
 	best := math.Inf(-1)
 	for _, o := range obs {
 		if o.Measured && !o.Pending {
-			best = math.Max(best, m.scale(-o.Loss))
+			best = math.Max(best, m.scale(warp(o.Loss)))
 		}
 	}
 	if len(left) > gpMaxScored {
@@ -89,8 +98,14 @@ func (g *GP) Next(space []Candidate, obs []Observation) (int, bool) {
 	}
 	pick, pickScore := left[0], math.Inf(-1)
 	for _, i := range left {
-		mu, sd := m.predict(feat(space[i]))
-		if s := logEI(mu, sd, best); s > pickScore {
+		x := feat(space[i])
+		mu, sd := m.predict(x)
+		s := logEI(mu, sd, best)
+		if feasible != nil {
+			p, _ := feasible.predict(x)
+			s += math.Log(min(max(feasible.unscale(p), 1e-6), 1))
+		}
+		if s > pickScore {
 			pick, pickScore = i, s
 		}
 	}
@@ -281,3 +296,31 @@ func logEI(mu, sd, best float64) float64 {
 
 func normPDF(z float64) float64 { return math.Exp(-0.5*z*z) / math.Sqrt(2*math.Pi) }
 func normCDF(z float64) float64 { return 0.5 * math.Erfc(-z/math.Sqrt2) }
+
+// lossWarp maps a measured loss to the maximised target the GP models:
+// minus the logarithm of the magnitude when every measured loss has one
+// sign (latencies and throughputs vary by factors, and a log scale keeps
+// the best region's differences from being flattened by the worst
+// candidates'), else minus the loss.
+func lossWarp(obs []Observation) func(float64) float64 {
+	pos, neg := 0, 0
+	for _, o := range obs {
+		if o.Measured && !o.Pending {
+			switch {
+			case o.Loss > 0:
+				pos++
+			case o.Loss < 0:
+				neg++
+			default:
+				return func(l float64) float64 { return -l }
+			}
+		}
+	}
+	switch {
+	case neg == 0:
+		return func(l float64) float64 { return -math.Log(l) }
+	case pos == 0:
+		return func(l float64) float64 { return math.Log(-l) }
+	}
+	return func(l float64) float64 { return -l }
+}

@@ -479,3 +479,70 @@ func TestLogEI(t *testing.T) {
 		t.Error("logEI does not rank deep-tail candidates")
 	}
 }
+
+// The GP models which trials fail apart from what the others measured: on
+// a surface whose best lies near a region that never boots (30% of the
+// space), the trials it proposes after its random start and until it has
+// the best rarely land in that region.
+func TestGPAvoidsFailures(t *testing.T) {
+	var vals []string
+	for v := range 10 {
+		vals = append(vals, fmt.Sprint(v))
+	}
+	axes := []searchAxis{{Flag: "a", Values: vals, Ordinal: true}, {Flag: "b", Values: vals, Ordinal: true}}
+	var space []Candidate
+	value := map[int]float64{}
+	for a := range 10 {
+		for b := range 10 {
+			space = append(space, Candidate{Settings: vllm.Candidate{{Name: "a", Value: fmt.Sprint(a)}, {Name: "b", Value: fmt.Sprint(b)}}})
+			value[len(space)-1] = 900 + 30*float64(a) + 40*float64(b) - 6*float64(b*b) // best at a=9, b=3
+		}
+	}
+	fails := func(i int) bool { return i%10 >= 7 } // b >= 7: 30% of the space
+	modelled, failed, hits := 0, 0, 0
+	for seed := range 10 {
+		g := &GP{Search: Search{Seed: uint64(seed), Startup: 5}, Axes: axes}
+		var obs []Observation
+		got := 0.0
+		for n := range 20 {
+			if got == value[9*10+3] {
+				break // what it proposes once it has the best is exploration
+			}
+			i, _ := g.Next(space, obs)
+			if n >= 5 {
+				modelled++
+			}
+			if fails(i) {
+				if n >= 5 {
+					failed++
+				}
+				obs = append(obs, Observation{Index: i, Outcome: "failed (oom)"})
+				continue
+			}
+			obs = append(obs, Observation{Index: i, Loss: -value[i], Measured: true, Outcome: "measured"})
+			got = math.Max(got, value[i])
+		}
+		if got == value[9*10+3] {
+			hits++
+		}
+	}
+	t.Logf("best found in %d of 10 seeds; %d of %d modelled proposals until then failed", hits, failed, modelled)
+	if hits < 9 || failed*6 > modelled { // without the feasibility model: 23 of 68
+		t.Errorf("the GP found the best in %d of 10 seeds, and %d of its %d modelled proposals until then landed where trials fail (30%% of the space)", hits, failed, modelled)
+	}
+}
+
+func TestLossWarp(t *testing.T) {
+	min := lossWarp([]Observation{{Loss: 700, Measured: true}, {Loss: 1400, Measured: true}, {Loss: -5}}) // a latency minimised
+	if got := min(700) - min(1400); math.Abs(got-math.Log(2)) > 1e-12 {
+		t.Errorf("minimised latencies: warp(700)-warp(1400) = %v, want log 2", got)
+	}
+	max := lossWarp([]Observation{{Loss: -1200, Measured: true}, {Loss: -600, Measured: true}}) // a throughput maximised
+	if got := max(-1200) - max(-600); math.Abs(got-math.Log(2)) > 1e-12 {
+		t.Errorf("maximised throughputs: %v, want log 2", got)
+	}
+	mixed := lossWarp([]Observation{{Loss: -3, Measured: true}, {Loss: 2, Measured: true}})
+	if mixed(2) != -2 {
+		t.Errorf("losses of both signs are modelled as they are: warp(2) = %v", mixed(2))
+	}
+}
