@@ -8,7 +8,8 @@ at random, then each proposal the untried candidate of largest log expected
 improvement under a GP (SingleTaskGP: Matern 5/2 with one length scale per
 feature, fitted by maximum marginal likelihood) over the enumerated
 candidates. A candidate that failed or broke a constraint costs its trial
-and enters the model at the worst value measured so far, as in vgrid's gp.
+and enters the model at the worst value measured so far (the plain
+treatment; vgrid's gp models failures with a second GP instead).
 
 Features are built as vgrid builds them: an axis whose values are all
 numbers is its rank scaled to [0, 1]; any other axis is one-hot.
