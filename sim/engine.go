@@ -33,6 +33,10 @@ type Env struct {
 	StallAfterRequests int     // VLLM_SIM_STALL_AFTER_REQUESTS: decoding stops after N requests, /health stays 200
 	BootSlowdown       float64 // VLLM_SIM_BOOT_SLOWDOWN: multiplies boot durations (default 1)
 
+	// Noise: seeded step jitter and boot offset (noise.go); none by
+	// default.
+	Noise Noise
+
 	// The vLLM release played (VLLM_SIM_VERSION, default DefaultVersion):
 	// metric names, the reasoning field, the help's shape.
 	Personality Personality
@@ -54,6 +58,9 @@ func EnvFromGetenv(c *vllm.Config, getenv func(string) string) (Env, error) {
 			}
 			*dst = f
 		}
+	}
+	if e.Noise, err = noiseFromGetenv(getenv); err != nil {
+		return e, err
 	}
 	e.BootSlowdown = 1
 	for name, dst := range map[string]*float64{"VLLM_SIM_DIE_AFTER_SECONDS": &e.DieAfterSeconds, "VLLM_SIM_BOOT_SLOWDOWN": &e.BootSlowdown} {
@@ -103,6 +110,7 @@ type Engine struct {
 
 	cacheMu sync.Mutex
 	cache   *PrefixCache
+	noise   *draws // nil without noise
 
 	sched        *scheduler
 	promptTokens atomic.Int64
@@ -241,6 +249,15 @@ func Boot(ctx context.Context, c *vllm.Config, env Env, w io.Writer) (*Engine, e
 		cacheBlocks = mem.NumBlocks
 	}
 	e := &Engine{Config: c, Env: env, Mem: mem, cache: NewPrefixCache(c.BlockSize, cacheBlocks), log: w, dead: make(chan struct{})}
+	if env.Noise.On() {
+		key := noiseKey(c.Flags)
+		n, err := env.Noise.bootNumber(key)
+		if err != nil {
+			return nil, err
+		}
+		e.noise = env.Noise.boot(key, n)
+		logf(w, "INFO", "vllm-sim noise: seed %d, boot %d of this configuration, offset %.4f, step jitter %g", env.Noise.Seed, n, e.noise.offset, env.Noise.StepJitter)
+	}
 	e.sched = newScheduler(e)
 	e.reg = e.registry()
 	logf(w, "INFO", "Starting vLLM API server 0 on http://%s:%d", c.Host, c.Port)

@@ -192,6 +192,7 @@ func (s *scheduler) step(ctx context.Context) {
 	if len(p.decode) > 0 {
 		ms += e.Env.ITLMs * (1 + e.Env.ITLGrowth*float64(len(p.decode)-1))
 	}
+	ms *= e.noise.step()
 	if sleep(ctx, e.Env.scaled(ms/1000)) != nil {
 		return
 	}
