@@ -181,6 +181,9 @@ type Scored struct {
 	// repetitions were not all measured the same way.
 	Settings *benchmark.Settings
 	Mixed    string
+	// Boots are the objective's values of the candidate's boots, when the
+	// verdict pooled its trial with confirm's fresh boots of it.
+	Boots []float64
 }
 
 // SettingsOf returns the settings of a trial's reports and, when its
@@ -251,6 +254,9 @@ type Rank struct {
 	Objective float64 `json:"objective"`
 	Eligible  bool    `json:"eligible"`
 	Why       string  `json:"why,omitempty"` // why it is out
+	// Boots counts the boots its objective pools (its trial and confirm's
+	// fresh boots of it, the objective their mean); 0 or 1: one.
+	Boots int `json:"boots,omitempty"`
 }
 
 // MarshalJSON writes an unmeasured objective (NaN) as null.
@@ -296,6 +302,15 @@ type Verdict struct {
 	Method   string  `json:"method,omitempty"`
 	Reason   string  `json:"reason"`
 	Ranking  []Rank  `json:"ranking"`
+	// Contenders are the trials (seqs) of the candidates the leader is
+	// not separated from, the leader first, best first: what confirm
+	// boots again. Empty when the leader is crowned by the test.
+	Contenders []int `json:"contenders,omitempty"`
+	// Equivalent are the candidates shown equivalent to the leader
+	// within Within percent (the leader included), the set the tie rule
+	// chose from; empty when none was.
+	Equivalent []int   `json:"equivalent,omitempty"`
+	Within     float64 `json:"within,omitempty"`
 	// Cancelled marks the verdict of a cancelled run: its champion is the
 	// best so far among the trials measured before the cancel; nothing
 	// was crowned.
@@ -373,6 +388,24 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 		}
 		return a < b
 	}
+	eligible = poolBoots(eligible, v.Metric)
+	pooled := map[string]Scored{}
+	for _, s := range eligible {
+		pooled[s.Name+"\x00"+spaceKey(s.Candidate)] = s
+	}
+	for i := range v.Ranking {
+		r := &v.Ranking[i]
+		if !r.Eligible {
+			continue
+		}
+		p := pooled[r.Name+"\x00"+spaceKey(scoredBySeq(scored, r.Seq).Candidate)]
+		switch {
+		case p.Seq == r.Seq && len(p.Boots) > 1:
+			r.Objective, r.Boots = p.Values[v.Metric], len(p.Boots)
+		case p.Seq != r.Seq:
+			r.Eligible, r.Why = false, fmt.Sprintf("a fresh boot of trial %d's candidate: counted in its row (the mean of its boots)", p.Seq)
+		}
+	}
 	sort.SliceStable(eligible, func(i, j int) bool { return better(eligible[i].Values[v.Metric], eligible[j].Values[v.Metric]) })
 	sort.SliceStable(v.Ranking, func(i, j int) bool {
 		a, b := v.Ranking[i], v.Ranking[j]
@@ -399,6 +432,24 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 	}
 	lead, second := eligible[0], eligible[1]
 	v.RunnerUp = second.Seq
+	if len(lead.Boots) >= 2 && len(second.Boots) >= 2 {
+		lo, hi, method, _ := difference(lead, second, v.Metric, v.Maximize)
+		v.Method = fmt.Sprintf("%s: %s is %.2f%% to %.2f%% worse (95%%)", method, second.Name, lo, hi)
+		if lo > 0 {
+			var beaten []string
+			for _, s := range eligible[1:] {
+				if len(s.Boots) >= 2 {
+					if lo, _, _, _ := difference(lead, s, v.Metric, v.Maximize); lo > 0 {
+						beaten = append(beaten, fmt.Sprintf("%s (%g)", s.Name, round(s.Values[v.Metric])))
+					}
+				}
+			}
+			v.Champion, v.Name = lead.Seq, lead.Name
+			v.Reason = fmt.Sprintf("%s %s %g (mean of %d boots) beats %s with confidence: %s", lead.Name, v.Metric, round(lead.Values[v.Metric]), len(lead.Boots), strings.Join(beaten, ", "), v.Method)
+			return v
+		}
+		return v.tie(g, v.undecided(eligible), v.Method)
+	}
 	if lead.CI != nil && second.CI != nil {
 		sep := lead.CI.Lo > second.CI.Hi
 		if !v.Maximize {
@@ -445,6 +496,10 @@ func (v *Verdict) undecided(eligible []Scored) []Scored {
 // beats reports whether a beats b on the verdict's metric with confidence,
 // by the test Choose uses for the leader and the runner-up.
 func (v *Verdict) beats(a, b Scored) bool {
+	if len(a.Boots) >= 2 && len(b.Boots) >= 2 {
+		lo, _, _, _ := difference(a, b, v.Metric, v.Maximize)
+		return lo > 0
+	}
 	if a.CI != nil && b.CI != nil {
 		if v.Maximize {
 			return a.CI.Lo > b.CI.Hi
@@ -484,16 +539,42 @@ func hardwareClasses(eligible []Scored, metric string) string {
 	return "no overall champion: the trials ran on different hardware, and a result holds only for the hardware it was measured on; leaders per hardware class: " + strings.Join(parts, "; ")
 }
 
-// tie decides between the two leaders with the grid's tie rule.
+// tie decides when the leader is not separated from the others (set:
+// the leader first, then every candidate it does not beat, best first).
+// Those shown equivalent to the leader (the 95% interval of their
+// difference within ±within) are the tie rule's choice, the leader among
+// them; the others are neither beaten nor equivalent, and the tie rule
+// never picks them: with none equivalent, the leader is crowned on its
+// point estimate. Either way the set is the contenders confirm boots
+// again.
 func (v *Verdict) tie(g *Grid, set []Scored, why string) *Verdict {
 	v.Tie = true
 	lead := set[0]
-	winner := lead
-	rule := "the higher point estimate"
-	if tie, err := ParseTie(g.Tie); err == nil && g.Tie != "" {
+	for _, s := range set {
+		v.Contenders = append(v.Contenders, s.Seq)
+	}
+	margin := g.within()
+	equiv := []Scored{lead}
+	var eqText, openText []string
+	bound := 0.0
+	for _, s := range set[1:] {
+		lo, hi, method, ok := difference(lead, s, v.Metric, v.Maximize)
+		switch {
+		case ok && lo >= -margin && hi <= margin:
+			equiv = append(equiv, s)
+			bound = math.Max(bound, math.Max(-lo, hi))
+			eqText = append(eqText, fmt.Sprintf("%s %+.2f%% to %+.2f%% (%s)", s.Name, lo, hi, method))
+		case ok:
+			openText = append(openText, fmt.Sprintf("%s (%g: %+.2f%% to %+.2f%% worse, %s)", s.Name, round(s.Values[v.Metric]), lo, hi, method))
+		default:
+			openText = append(openText, fmt.Sprintf("%s (%g: no interval, one measurement)", s.Name, round(s.Values[v.Metric])))
+		}
+	}
+	winner, rule := lead, "the better point estimate"
+	if tie, err := ParseTie(g.Tie); err == nil && g.Tie != "" && len(equiv) > 1 {
 		best, values := lead, map[float64]bool{}
 		bestV, have := 0.0, false
-		for _, s := range set {
+		for _, s := range equiv {
 			x, ok := flagFloat(s.Candidate, tie.Flag)
 			if !ok {
 				continue
@@ -508,18 +589,46 @@ func (v *Verdict) tie(g *Grid, set []Scored, why string) *Verdict {
 		}
 	}
 	v.Champion, v.Name = winner.Seq, winner.Name
-	if len(set) == 2 {
-		v.Reason = fmt.Sprintf("tie between %s (%g) and %s (%g) on %s: %s; decided by %s", lead.Name, round(lead.Values[v.Metric]),
-			set[1].Name, round(set[1].Values[v.Metric]), v.Metric, why, rule)
-		return v
+	var b strings.Builder
+	if len(equiv) > 1 {
+		var names []string
+		for _, s := range equiv {
+			names = append(names, fmt.Sprintf("%s (%g)", s.Name, round(s.Values[v.Metric])))
+			v.Equivalent = append(v.Equivalent, s.Seq)
+		}
+		v.Within = math.Ceil(bound*10) / 10
+		fmt.Fprintf(&b, "%s are equivalent within %.1f%% on %s (the leader not separated: %s; 95%% intervals of the difference from %s, inside ±%g%%: %s); decided by %s",
+			joinAnd(names), v.Within, v.Metric, why, lead.Name, margin, strings.Join(eqText, "; "), rule)
+	} else {
+		fmt.Fprintf(&b, "%s (%g) leads on %s but is not separated from the runner-up (%s), and no candidate is shown within ±%g%% of it: crowned on its point estimate",
+			lead.Name, round(lead.Values[v.Metric]), v.Metric, why, margin)
 	}
-	var names []string
-	for _, s := range set {
-		names = append(names, fmt.Sprintf("%s (%g)", s.Name, round(s.Values[v.Metric])))
+	if len(openText) > 0 {
+		fmt.Fprintf(&b, "; not separated from the leader, nor shown equivalent (the tie rule does not choose them): %s", strings.Join(openText, "; "))
+		if g.Confirm == nil {
+			b.WriteString("; confirm: {top: 3, boots: 2} would boot the contenders again, benchmark.precision measure them longer")
+		}
 	}
-	v.Reason = fmt.Sprintf("tie among %s and %s on %s: %s between the first two, and the leader does not beat the others with confidence either; decided by %s",
-		strings.Join(names[:len(names)-1], ", "), names[len(names)-1], v.Metric, why, rule)
+	v.Reason = b.String()
 	return v
+}
+
+// joinAnd writes "a, b and c".
+func joinAnd(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
+// scoredBySeq finds a trial's Scored.
+func scoredBySeq(scored []Scored, seq int) Scored {
+	for _, s := range scored {
+		if s.Seq == seq {
+			return s
+		}
+	}
+	return Scored{}
 }
 
 func round(f float64) float64 { return math.Round(f*1000) / 1000 }

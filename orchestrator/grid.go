@@ -39,6 +39,9 @@ type Grid struct {
 	End         string      `yaml:"end" json:"end"`                     // crown (default) or restore
 	Feasibility Hardware    `yaml:"hardware" json:"hardware,omitempty"` // for pre-flight estimates
 	Search      Search      `yaml:"search" json:"search"`
+	// Confirm re-deploys the contenders when the leader is not separated
+	// from them (confirm.go); nil: the verdict uses the trials as they are.
+	Confirm *Confirm `yaml:"confirm" json:"confirm,omitempty"`
 	// Deadline: no trial starts that cannot end by then: "07:00" (the next
 	// 07:00, local time), "2026-11-24 07:00", or a duration from the run's
 	// creation ("8h").
@@ -383,10 +386,10 @@ var (
 
 // sections names where each grid type sits, for messages about its keys.
 var sections = map[string]any{"Grid": Grid{}, "Target": Target{}, "Space": Space{}, "CandidateDef": CandidateDef{},
-	"BenchConfig": BenchConfig{}, "Precision": Precision{}, "Objective": Objective{}, "Timeouts": Timeouts{}, "Hardware": Hardware{}, "Search": Search{}, "SlotDef": SlotDef{}}
+	"BenchConfig": BenchConfig{}, "Precision": Precision{}, "Objective": Objective{}, "Timeouts": Timeouts{}, "Hardware": Hardware{}, "Search": Search{}, "SlotDef": SlotDef{}, "Confirm": Confirm{}}
 
 var sectionNames = map[string]string{"Grid": "the grid", "Target": "target", "Space": "space", "CandidateDef": "a space.candidates entry",
-	"BenchConfig": "benchmark", "Precision": "benchmark.precision", "Objective": "objective", "Timeouts": "timeouts", "Hardware": "hardware", "Search": "search", "SlotDef": "a target.slots entry"}
+	"BenchConfig": "benchmark", "Precision": "benchmark.precision", "Objective": "objective", "Timeouts": "timeouts", "Hardware": "hardware", "Search": "search", "SlotDef": "a target.slots entry", "Confirm": "confirm"}
 
 // yamlKeys lists the keys a grid type accepts.
 func yamlKeys(v any) []string {
@@ -652,6 +655,18 @@ func (g *Grid) check(file string, lines keyLineMap) error {
 			bad("benchmark.precision", 0, "benchmark.precision: the objective %s is not measured by one scenario that could be repeated alone; use a scenario's metric (e.g. load.max_output_throughput_tok_s)", metric)
 		case metric != "" && !slices.Contains(scenarioNames(g.Benchmark.Scenarios), objectiveScenario(metric)):
 			bad("benchmark.precision", 0, "benchmark.precision: the objective %s is measured by the %s scenario, which benchmark.scenarios does not run", metric, objectiveScenario(metric))
+		}
+	}
+	if c := g.Confirm; c != nil {
+		switch {
+		case c.Top < 2:
+			bad("confirm.top", 0, "confirm.top %d: want at least 2 (the leader and one contender re-deployed); 3 is usual", c.Top)
+		case c.Top > MaxConfirmTop:
+			bad("confirm.top", 0, "confirm.top %d: at most %d (each contender is booted again confirm.boots times)", c.Top, MaxConfirmTop)
+		case c.Boots < 1 || c.Boots > MaxConfirmBoots:
+			bad("confirm.boots", 0, "confirm.boots %d: want 1 to %d fresh boots per contender (2 is usual)", c.Boots, MaxConfirmBoots)
+		case c.Within != 0 && (c.Within < 0.5 || c.Within > 20):
+			bad("confirm.within", 0, "confirm.within %g%%: want an equivalence margin between 0.5%% and 20%% (default %g%%)", float64(c.Within), DefaultWithin)
 		}
 	}
 	if _, err := benchmark.CheckNames(g.Benchmark.Scenarios); err != nil {

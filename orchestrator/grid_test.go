@@ -6,6 +6,7 @@ import (
 	"github.com/vgrid/vgrid/failure"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,8 +147,8 @@ func scored(seq int, gmu string, obj float64, samples ...float64) Scored {
 func TestChoose(t *testing.T) {
 	fast := []float64{100, 101, 102, 103, 104, 105, 106, 107, 108, 109}
 	slow := []float64{200, 201, 202, 203, 204, 205, 206, 207, 208, 209}
-	close1 := []float64{100, 120, 101, 119, 102, 118}
-	close2 := []float64{103, 117, 104, 116, 105, 115}
+	close1, close2 := spread(110, 60, 4), spread(110.3, 60, 4) // 60 requests each within ±4%
+	wide1, wide2 := []float64{100, 120, 101, 119, 102, 118}, []float64{103, 117, 104, 116, 105, 115}
 	minTTFT := &Grid{Objective: Objective{Minimize: "load.ttft_p50_ms"}, Constraints: []string{"errors == 0"}, Tie: "prefer lower gpu-memory-utilization"}
 	maxTput := &Grid{Objective: Objective{Maximize: "throughput"}, Tie: "prefer lower gpu-memory-utilization"}
 	broken := scored(3, "0.80", 50, fast...)
@@ -163,8 +164,9 @@ func TestChoose(t *testing.T) {
 		reason   string
 	}{
 		{"clear winner", minTTFT, []Scored{scored(0, "0.90", 204.5, slow...), scored(1, "0.85", 104.5, fast...), broken, failed}, 1, false, "by the champion test"},
-		{"tie broken by the rule", minTTFT, []Scored{scored(0, "0.90", 110, close1...), scored(1, "0.85", 110.5, close2...)}, 1, true, "decided by prefer lower gpu-memory-utilization"},
-		{"one repetition: no test, tie", maxTput, []Scored{scored(0, "0.90", 500, 500), scored(1, "0.85", 450, 450)}, 1, true, "no repeated measurements"},
+		{"equivalent: the tie rule decides", minTTFT, []Scored{scored(0, "0.90", 110, close1...), scored(1, "0.85", 110.3, close2...)}, 1, true, "are equivalent within"},
+		{"not separated, not shown equivalent: the leader", minTTFT, []Scored{scored(0, "0.90", 110, wide1...), scored(1, "0.85", 110.5, wide2...)}, 0, true, "crowned on its point estimate"},
+		{"one repetition: no test, the leader, never the tie rule", maxTput, []Scored{scored(0, "0.90", 500, 500), scored(1, "0.85", 450, 450)}, 0, true, "no repeated measurements"},
 		{"nobody eligible", minTTFT, []Scored{broken, failed}, -1, false, "no candidate"},
 		{"only one", minTTFT, []Scored{scored(2, "0.9", 100, fast...), failed}, 2, false, "only candidate"},
 	}
@@ -192,21 +194,35 @@ func TestTimingCountsABootThatFails(t *testing.T) {
 	}
 }
 
-// TestTieAmongAllUndecided: when the leader beats neither the runner-up
-// nor a third candidate with confidence, the tie rule chooses among all
-// three (not only the two that noise put on top); a candidate the leader
-// does beat with confidence stays out.
-func TestTieAmongAllUndecided(t *testing.T) {
+// spread is n per-request samples around m, evenly within ±pct percent.
+func spread(m float64, n int, pct float64) []float64 {
+	var out []float64
+	for i := range n {
+		out = append(out, m*(1+pct/100*(2*float64(i)/float64(n-1)-1)))
+	}
+	return out
+}
+
+// TestTieAmongEquivalents: when the leader is not separated from the
+// others, the tie rule chooses only among those shown equivalent to it
+// (the 95% interval of the difference within ±2%), not among every
+// candidate noise left undecided: one that may be 10% worse is never
+// crowned by the rule; one beaten with confidence is out.
+func TestTieAmongEquivalents(t *testing.T) {
 	g := &Grid{Objective: Objective{Minimize: "load.ttft_p50_ms"}, Tie: "prefer lower gpu-memory-utilization"}
 	in := []Scored{
-		scored(0, "0.80", 108, 100, 120, 101, 119, 102, 118),
-		scored(1, "0.75", 110, 103, 117, 104, 116, 105, 115),
-		scored(2, "0.70", 111, 102, 118, 103, 117, 104, 116),
-		scored(3, "0.60", 205, 200, 201, 202, 203, 204, 205), // beaten with confidence
+		scored(0, "0.80", 108, spread(108, 60, 4)...),
+		scored(1, "0.75", 108.3, spread(108.3, 60, 4)...),
+		scored(2, "0.70", 111, 100, 120, 101, 119, 102, 118, 103, 117, 104, 116, 100, 122, 98, 121, 99, 123, 97, 120, 99, 124, 96), // undecided: wide
+		scored(3, "0.60", 205, spread(205, 40, 1)...), // beaten with confidence
 	}
 	v := Choose(g, in)
-	if !v.Tie || v.Champion != 2 || !strings.Contains(v.Reason, "tie among gmu=0.80 (108), gmu=0.75 (110) and gmu=0.70 (111)") || strings.Contains(v.Reason, "0.60") {
+	if !v.Tie || v.Champion != 1 || !strings.Contains(v.Reason, "gmu=0.80 (108) and gmu=0.75 (108.3) are equivalent within") ||
+		!strings.Contains(v.Reason, "nor shown equivalent (the tie rule does not choose them): gmu=0.70 (111") || strings.Contains(v.Reason, "0.60") {
 		t.Errorf("champion %d, tie %v: %s", v.Champion, v.Tie, v.Reason)
+	}
+	if !slices.Equal(v.Equivalent, []int{0, 1}) || !slices.Equal(v.Contenders, []int{0, 1, 2}) || v.Within <= 0 || v.Within > 2 {
+		t.Errorf("equivalent %v within %g, contenders %v", v.Equivalent, v.Within, v.Contenders)
 	}
 }
 

@@ -441,18 +441,30 @@ func (o *Orchestrator) Run(ctx context.Context, r *Run) (err error) {
 }
 
 // late says why a candidate's trial should not start: it cannot end
-// before the run's deadline. "" when it can, or there is no deadline.
-func (o *Orchestrator) late(r *Run, c Candidate) string {
+// before the run's deadline, with the time confirm keeps for its boots
+// after it. "" when it can, or there is no deadline.
+func (o *Orchestrator) late(r *Run, c Candidate) string { return o.lateBy(r, c, true) }
+
+// lateBy is late, keeping confirm's time (keep) or not (confirm's own
+// boots).
+func (o *Orchestrator) lateBy(r *Run, c Candidate, keep bool) string {
 	if r.Deadline.IsZero() {
 		return ""
 	}
-	var need time.Duration
+	var need, kept time.Duration
 	if o.Estimate != nil {
 		need = o.Estimate(c)
 	}
+	if keep {
+		kept = confirmReserve(r, need, len(o.slots()))
+	}
 	now := o.Now()
-	if left := r.Deadline.Sub(now); need >= left {
-		return fmt.Sprintf("deadline %s: the next trial needs about %s, %s left", r.Deadline.Format("2006-01-02 15:04"), need.Round(time.Second), max(left, 0).Round(time.Second))
+	if left := r.Deadline.Sub(now); need+kept >= left {
+		also := ""
+		if kept > 0 {
+			also = fmt.Sprintf(" (and %s kept for confirm's boots)", kept.Round(time.Second))
+		}
+		return fmt.Sprintf("deadline %s: the next trial needs about %s%s, %s left", r.Deadline.Format("2006-01-02 15:04"), need.Round(time.Second), also, max(left, 0).Round(time.Second))
 	}
 	return ""
 }
@@ -498,7 +510,7 @@ func (o *Orchestrator) search(ctx context.Context, r *Run, trials []*Trial) ([]*
 			}
 			booted := 0
 			for _, t := range stored {
-				if t.Phase != PhaseSkipped {
+				if t.Phase != PhaseSkipped && t.Confirm == 0 {
 					booted++
 				}
 			}
@@ -566,8 +578,8 @@ func (o *Orchestrator) observe(r *Run, trials []*Trial, index map[string]int) ([
 	var out []Observation
 	for k, t := range trials {
 		i, ok := index[spaceKey(t.Candidate)]
-		if !ok {
-			continue
+		if !ok || t.Confirm > 0 {
+			continue // confirm's boots come after the search
 		}
 		ob := Observation{Index: i, Outcome: t.Phase.String()}
 		switch {
@@ -604,7 +616,17 @@ func (o *Orchestrator) checkSchedule(r *Run) error {
 			perTrial = append(perTrial, o.Estimate(c))
 		}
 	}
-	return CheckSchedule(&r.Grid, r.Deadline, o.Now(), perTrial)
+	if err := CheckSchedule(&r.Grid, r.Deadline, o.Now(), perTrial); err != nil {
+		return err
+	}
+	if r.Grid.Confirm != nil && o.Estimate != nil && !r.Deadline.IsZero() {
+		var per []time.Duration
+		for _, c := range r.Grid.Expand() {
+			per = append(per, o.Estimate(c))
+		}
+		return CheckConfirm(&r.Grid, r.Deadline, o.Now(), MedianDuration(per), len(o.slots()))
+	}
+	return nil
 }
 
 // ErrRunEnded says a run cannot be started or resumed: it is done or
@@ -868,6 +890,9 @@ func (o *Orchestrator) trial(ctx context.Context, r *Run, j *job, slot Slot) err
 	if err != nil {
 		return err
 	}
+	if t.Confirm > 0 {
+		pr = nil // a contender's fresh boot is measured whole
+	}
 	metric := r.Grid.Objective.Maximize + r.Grid.Objective.Minimize
 	var measured []*benchmark.Report // this attempt's repetitions
 	for rep := 0; rep < r.Grid.Benchmark.MaxRepetitions(); rep++ {
@@ -1034,6 +1059,13 @@ func outcomes(trials []*Trial) string {
 func (o *Orchestrator) finish(ctx context.Context, r *Run, trials []*Trial) error {
 	if o.cancelRequested(ctx, r) {
 		return errCancelRequested // no crown: the cancel restores the original
+	}
+	trials, err := o.confirm(ctx, r, trials)
+	if err != nil {
+		return err
+	}
+	if o.cancelRequested(ctx, r) {
+		return errCancelRequested
 	}
 	scored, err := Score(o.Store, r, trials)
 	if err != nil {

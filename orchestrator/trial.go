@@ -95,6 +95,10 @@ type Trial struct {
 	Hardware string `json:"hardware,omitempty"`
 	// Precision is what benchmark.precision achieved on the objective.
 	Precision *Achieved `json:"precision,omitempty"`
+	// Confirm numbers a fresh boot of a candidate already measured, run by
+	// confirm (confirm.go): 1 for its first re-deployment; 0 for a trial of
+	// the search or the grid.
+	Confirm int `json:"confirm,omitempty"`
 }
 
 // Outcome is the trial's phase with its reason: "done", "failed (oom)",

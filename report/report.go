@@ -155,6 +155,9 @@ func BuildReportCached(run *orchestrator.Run, trials []*orchestrator.Trial, load
 	}
 	for _, t := range trials {
 		row := Row{Seq: t.Seq, Name: t.Candidate.Name, Outcome: t.Outcome(), Failure: t.Failure, Rendered: t.Rendered, Precision: t.Precision}
+		if t.Confirm > 0 {
+			row.Outcome += fmt.Sprintf(" (confirm: fresh boot %d)", t.Confirm)
+		}
 		for _, name := range d.Flags {
 			row.Flags = append(row.Flags, flagCell(t, name))
 		}
@@ -448,8 +451,11 @@ func (d *ReportData) Markdown(w io.Writer) {
 	if v := d.Verdict; v != nil {
 		fmt.Fprintf(w, "## %s\n\n", v.Title())
 		fmt.Fprintf(w, "%s.\n\n", v.Reason)
-		if v.Tie {
-			fmt.Fprintf(w, "**This was a tie**: the measurements do not separate the two leaders with 95%% confidence.\n\n")
+		switch {
+		case v.Tie && len(v.Equivalent) > 1:
+			fmt.Fprintf(w, "**Equivalent within %.1f%%**: the measurements do not separate the leader from %d other candidate(s), and show them within %.1f%% of it (95%%); the tie rule chose among those only.\n\n", v.Within, len(v.Equivalent)-1, v.Within)
+		case v.Tie:
+			fmt.Fprintf(w, "**Not separated**: the measurements do not separate the leader from the runner-up with 95%% confidence, nor show them equivalent; the leader is crowned on its point estimate.\n\n")
 		}
 	}
 	cols := d.Columns()

@@ -401,6 +401,9 @@ runs the simulator.`,
 			if err := orchestrator.CheckSchedule(g, deadline, now, perTrial); err != nil {
 				return usageError{err}
 			}
+			if err := orchestrator.CheckConfirm(g, deadline, now, orchestrator.MedianDuration(perTrial), max(1, len(g.Target.Slots))); err != nil {
+				return usageError{err}
+			}
 			// Whether anything can start at all: vgrid run would fail every trial.
 			if err := orchestrator.CheckTarget(cmd.Context(), drv); err != nil {
 				return fmt.Errorf("no candidate can start on %s: %w", g.Target.Key(), err)

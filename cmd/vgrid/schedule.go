@@ -35,6 +35,10 @@ func searchSummary(g *orchestrator.Grid, deadline, now time.Time, perTrial []tim
 	if s.Prune {
 		out += fmt.Sprintf("\nprune: on: a trial worse than the champion by the prune test (one-sided) stops early (error rate at most %g); the champion is still crowned by its own two-sided test", s.PruneAlpha)
 	}
+	if c := g.Confirm; c != nil {
+		out += fmt.Sprintf("\nconfirm: when the leader is not separated, its %d best contenders are booted again, up to %d more boots each (at most %d boots, about %s)",
+			c.Top, c.Boots, g.ConfirmBoots(), orchestrator.About(orchestrator.MedianDuration(perTrial)*time.Duration(g.ConfirmBoots())))
+	}
 	if deadline.IsZero() {
 		return out
 	}

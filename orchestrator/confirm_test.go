@@ -1,0 +1,118 @@
+package orchestrator
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+const confirmGrid = `name: confirm
+target:
+  driver: process
+  command: [vllm, serve, --model, m]
+  endpoint: http://127.0.0.1:8000
+space:
+  axes:
+    max-num-seqs: [8, 32, 64]
+benchmark:
+  scenarios: [kv-cache]
+objective: {maximize: kv-cache.acceleration}
+end: restore
+`
+
+// confirmTrials lists the stored trials as "NAME confirm=N phase".
+func confirmTrials(t *testing.T, st *memStore, id string) []*Trial {
+	t.Helper()
+	trials, err := st.Trials(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return trials
+}
+
+// Two candidates whose first measurements overlap (6.0 and 5.95, their
+// bootstrap intervals ±2.5%) are booted again; boots that agree separate
+// them after one round, and confirm stops there: the third candidate,
+// beaten with confidence, is never booted again.
+func TestConfirmStopsWhenSeparated(t *testing.T) {
+	o, run, st, target, _ := fakeRun(t, confirmGrid+"confirm: {top: 3, boots: 3}\n", map[string]behaviour{"8": {accel: 2}, "32": {accel: 5.95}, "64": {accel: 6}})
+	if err := o.Run(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	trials := confirmTrials(t, st, run.ID)
+	var again []string
+	for _, tr := range trials[3:] {
+		again = append(again, tr.Candidate.Name+" boot "+strconv.Itoa(tr.Confirm)+" "+tr.Phase.String())
+	}
+	if len(trials) != 5 || strings.Join(again, ", ") != "max-num-seqs=64 boot 1 done, max-num-seqs=32 boot 1 done" {
+		t.Fatalf("confirm booted %v; want 64 and 32 once each", again)
+	}
+	if n := strings.Count(strings.Join(target.deploys, " "), "max-num-seqs=64"); n != 2 {
+		t.Errorf("max-num-seqs=64 deployed %d times, want 2 (deploys %v)", n, target.deploys)
+	}
+	v := run.Champion
+	if v.Champion != 2 || v.Tie || !strings.Contains(v.Reason, "(mean of 2 boots) beats max-num-seqs=32 (5.95) with confidence") {
+		t.Errorf("champion %d tie %v: %s", v.Champion, v.Tie, v.Reason)
+	}
+	for _, r := range v.Ranking {
+		if r.Seq == 2 && (r.Boots != 2 || !r.Eligible) || r.Seq >= 3 && (r.Eligible || !strings.Contains(r.Why, "a fresh boot of trial")) {
+			t.Errorf("ranking row %+v", r)
+		}
+	}
+}
+
+// A candidate that led on a lucky first boot (6.0, then 5.7 twice) loses
+// to one whose boots are steadier (5.95, then 6.13 twice): confirm spends
+// its two boots on each, and the verdict pools them (the mean of 3
+// boots), crowning the better mean.
+func TestConfirmCorrectsALuckyBoot(t *testing.T) {
+	o, run, st, _, bench := fakeRun(t, confirmGrid+"confirm: {top: 2, boots: 2}\n", map[string]behaviour{"8": {accel: 2}, "32": {accel: 5.95}, "64": {accel: 6}})
+	bench.jitter = map[string][]float64{"max-num-seqs=64": {1, 0.95, 0.95}, "max-num-seqs=32": {1, 1.03, 1.03}}
+	if err := o.Run(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	trials := confirmTrials(t, st, run.ID)
+	if len(trials) != 7 {
+		t.Fatalf("%d trials, want 3 and two boots of each of 2 contenders", len(trials))
+	}
+	v := run.Champion
+	if v.Name != "max-num-seqs=32" {
+		t.Errorf("champion %s: %s", v.Name, v.Reason)
+	}
+	for _, r := range v.Ranking {
+		if r.Name == "max-num-seqs=32" && r.Eligible && r.Boots != 3 {
+			t.Errorf("ranking row %+v: want 3 boots pooled", r)
+		}
+	}
+}
+
+// Bad confirm settings are refused when the grid is read; a confirm that
+// cannot fit before the deadline is refused before anything boots.
+func TestConfirmBadInput(t *testing.T) {
+	for _, c := range []struct{ conf, want string }{
+		{"{top: 1, boots: 2}", "confirm.top 1: want at least 2"},
+		{"{top: 3, boots: 0}", "confirm.boots 0"},
+		{"{top: 30, boots: 2}", "confirm.top 30: at most 8"},
+		{"{top: 3, boots: 2, within: 0.1%}", "confirm.within 0.1%"},
+		{"{top: 3, bots: 2}", "bots"},
+	} {
+		_, err := LoadGrid("g.yaml", []byte(confirmGrid+"confirm: "+c.conf+"\n"), "")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("confirm: %s: %v, want %q", c.conf, err, c.want)
+		}
+	}
+	g, err := LoadGrid("g.yaml", []byte(confirmGrid+"confirm: {top: 3, boots: 2}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 5, 22, 0, 0, 0, time.UTC)
+	err = CheckConfirm(g, now.Add(time.Hour), now, 15*time.Minute, 1)
+	if err == nil || !strings.Contains(err.Error(), "confirm: {top: 3, boots: 2} needs about 1h30m for its 6 boots") {
+		t.Errorf("a confirm of 6 boots of 15 minutes before a deadline in 1h: %v", err)
+	}
+	if err := CheckConfirm(g, now.Add(time.Hour), now, 15*time.Minute, 3); err != nil {
+		t.Errorf("three slots boot the 6 in about 30 minutes, before the deadline in 1h: %v", err)
+	}
+}
