@@ -386,6 +386,7 @@ func TestDaemonSearchAndDeadline(t *testing.T) {
 		{grid + "deadline: \"2020-01-01 07:00\"\n", `(2020-01-01 07:00) has passed`},
 		{strings.Replace(grid, "max-num-seqs: [8, 16, 32, 64]", "max-num-seqs: [8, 16, 32, 64, 128, 256], max-model-len: [4096, 8192, 16384, 32768, 65536], block-size: [8, 16, 32, 64, 128]", 1),
 			"150 candidates, more than the 128 a grid runs without a deadline or a search"},
+		{grid + "confirm: {top: 1, boots: 2}\n", "confirm.top 1: want at least 2"},
 	} {
 		code, body := td.call("POST", "/v1/runs?name=g.yaml", tc.grid)
 		if code != http.StatusBadRequest || !strings.Contains(body, tc.want) {
@@ -394,6 +395,34 @@ func TestDaemonSearchAndDeadline(t *testing.T) {
 	}
 	if after, _ := td.st.Runs(); len(after) != len(runs) {
 		t.Errorf("%d runs stored by refused submissions", len(after)-len(runs))
+	}
+
+	// A confirm whose boots (6 of about 9 h) cannot end by the deadline:
+	// refused when the run starts, before any trial.
+	id = td.submitGrid(grid + "deadline: 8h\nconfirm: {top: 3, boots: 2}\n")
+	td.wait(id, func(r *orchestrator.Run, _ []*orchestrator.Trial) bool { return r.State == orchestrator.RunFailed })
+	r, _ = td.st.GetRun(id)
+	if trials, _ := td.st.Trials(id); len(trials) != 0 || !strings.Contains(r.Error, "confirm: {top: 3, boots: 2} needs about 54h for its 6 boots (about 9h each)") {
+		t.Errorf("confirm past the deadline: %d trials, error %q", len(trials), r.Error)
+	}
+}
+
+// TestDaemonConfirm: the daemon runs a grid with confirm; two candidates
+// that measure alike are shown equivalent (their difference's interval
+// within ±2%), so confirm boots nothing more, and the tie rule chooses
+// between them.
+func TestDaemonConfirm(t *testing.T) {
+	target := &gateTarget{gate: make(chan struct{})}
+	close(target.gate)
+	td := startTestDaemon(t, t.TempDir(), target)
+	defer td.stop()
+	id := td.submitGrid(fmt.Sprintf(daemonGrid, 8000) + "confirm: {top: 2, boots: 2}\ntie: prefer higher max-num-seqs\n")
+	td.wait(id, func(r *orchestrator.Run, _ []*orchestrator.Trial) bool { return r.State == orchestrator.RunDone })
+	r, _ := td.st.GetRun(id)
+	trials, _ := td.st.Trials(id)
+	if len(trials) != 2 || r.Champion == nil || r.Champion.Name != "max-num-seqs=16" || len(r.Champion.Equivalent) != 2 ||
+		!strings.Contains(r.Champion.Reason, "are equivalent within 0.0%") || !strings.Contains(r.Champion.Reason, "decided by prefer higher max-num-seqs") {
+		t.Errorf("%d trials; verdict %+v", len(trials), r.Champion)
 	}
 }
 

@@ -311,6 +311,9 @@ type Verdict struct {
 	// chose from; empty when none was.
 	Equivalent []int   `json:"equivalent,omitempty"`
 	Within     float64 `json:"within,omitempty"`
+	// Open are the contenders neither beaten by the leader nor shown
+	// equivalent to it: what more boots (confirm) could settle.
+	Open []int `json:"open,omitempty"`
 	// Cancelled marks the verdict of a cancelled run: its champion is the
 	// best so far among the trials measured before the cancel; nothing
 	// was crowned.
@@ -565,8 +568,10 @@ func (v *Verdict) tie(g *Grid, set []Scored, why string) *Verdict {
 			bound = math.Max(bound, math.Max(-lo, hi))
 			eqText = append(eqText, fmt.Sprintf("%s %+.2f%% to %+.2f%% (%s)", s.Name, lo, hi, method))
 		case ok:
+			v.Open = append(v.Open, s.Seq)
 			openText = append(openText, fmt.Sprintf("%s (%g: %+.2f%% to %+.2f%% worse, %s)", s.Name, round(s.Values[v.Metric]), lo, hi, method))
 		default:
+			v.Open = append(v.Open, s.Seq)
 			openText = append(openText, fmt.Sprintf("%s (%g: no interval, one measurement)", s.Name, round(s.Values[v.Metric])))
 		}
 	}

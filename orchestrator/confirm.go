@@ -99,6 +99,9 @@ func (o *Orchestrator) confirm(ctx context.Context, r *Run, trials []*Trial) ([]
 			return trials, err
 		}
 		v := Choose(&r.Grid, scored)
+		if len(v.Open) == 0 {
+			return trials, nil // separated, or every contender shown equivalent
+		}
 		boots := map[string]int{}
 		for _, t := range trials {
 			if t.Confirm > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -114,5 +115,47 @@ func TestConfirmBadInput(t *testing.T) {
 	}
 	if err := CheckConfirm(g, now.Add(time.Hour), now, 15*time.Minute, 3); err != nil {
 		t.Errorf("three slots boot the 6 in about 30 minutes, before the deadline in 1h: %v", err)
+	}
+}
+
+// On two slots, a round of confirm boots its contenders at once, one on
+// each slot.
+func TestConfirmOnSlots(t *testing.T) {
+	b := map[string]behaviour{"8": {accel: 2}, "32": {accel: 5.95}, "64": {accel: 6}}
+	o, run, st, _, bench := fakeRun(t, confirmGrid+"confirm: {top: 2, boots: 1}\n", b)
+	withSlots(o, bench, b)
+	// The 4th and 5th benchmarks (confirm's) each wait for the other.
+	var mu sync.Mutex
+	n, together := 0, make(chan struct{})
+	met := false
+	bench.hook = func(string) {
+		mu.Lock()
+		n++
+		if n == 5 {
+			close(together)
+		}
+		k := n
+		mu.Unlock()
+		if k < 4 {
+			return
+		}
+		select {
+		case <-together:
+			mu.Lock()
+			met = true
+			mu.Unlock()
+		case <-time.After(2 * time.Second):
+		}
+	}
+	if err := o.Run(context.Background(), run); err != nil {
+		t.Fatal(err)
+	}
+	trials := confirmTrials(t, st, run.ID)
+	if len(trials) != 5 {
+		t.Fatalf("%d trials, want 3 and a boot of each of 2 contenders", len(trials))
+	}
+	x, y := trials[3], trials[4]
+	if x.Confirm != 1 || y.Confirm != 1 || x.Slot == y.Slot || !met {
+		t.Errorf("confirm's boots: %s on %s, %s on %s, benchmarked at once: %v; want both at once on the two slots", x.Candidate.Name, x.Slot, y.Candidate.Name, y.Slot, met)
 	}
 }
