@@ -266,4 +266,3 @@ func truthRun(b *testing.B, name, mode string, seed int) truthResult {
 	}
 	return r
 }
-
