@@ -2,6 +2,8 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -157,5 +159,48 @@ func TestConfirmOnSlots(t *testing.T) {
 	x, y := trials[3], trials[4]
 	if x.Confirm != 1 || y.Confirm != 1 || x.Slot == y.Slot || !met {
 		t.Errorf("confirm's boots: %s on %s, %s on %s, benchmarked at once: %v; want both at once on the two slots", x.Candidate.Name, x.Slot, y.Candidate.Name, y.Slot, met)
+	}
+}
+
+// A run interrupted in confirm's first round resumes there: the boot
+// interrupted is redone, the round and the next one complete, and the
+// run ends with the boots an uninterrupted run has (3 trials, 2 rounds
+// of 2 boots).
+func TestConfirmResumes(t *testing.T) {
+	o, run, st, _, bench := fakeRun(t, confirmGrid+"confirm: {top: 2, boots: 2}\n", map[string]behaviour{"8": {accel: 2}, "32": {accel: 5.95}, "64": {accel: 6}})
+	bench.jitter = map[string][]float64{"max-num-seqs=64": {1, 0.95, 0.95}, "max-num-seqs=32": {1, 1.03, 1.03}}
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	bench.hook = func(string) {
+		if calls++; calls == 4 { // confirm's first boot
+			cancel()
+		}
+	}
+	if err := o.Run(ctx, run); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	r, _ := st.GetRun(run.ID)
+	trials := confirmTrials(t, st, run.ID)
+	if r.State != RunInterrupted || len(trials) < 4 || trials[3].Confirm != 1 || trials[3].Phase.Final() {
+		t.Fatalf("after the interruption: %s, %d trials", r.State, len(trials))
+	}
+	bench.hook = nil
+	if err := o.Run(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	trials = confirmTrials(t, st, run.ID)
+	boots := map[string][]int{}
+	for _, tr := range trials[3:] {
+		boots[tr.Candidate.Name] = append(boots[tr.Candidate.Name], tr.Confirm)
+		if tr.Phase != PhaseDone {
+			t.Errorf("trial %d: %s", tr.Seq, tr.Phase)
+		}
+	}
+	if len(trials) != 7 || fmt.Sprint(boots["max-num-seqs=64"]) != "[1 2]" || fmt.Sprint(boots["max-num-seqs=32"]) != "[1 2]" || trials[3].Attempts != 2 {
+		t.Errorf("after resume: %d trials, boots %v, trial 3 attempts %d", len(trials), boots, trials[3].Attempts)
+	}
+	r, _ = st.GetRun(run.ID)
+	if r.Champion == nil || r.Champion.Name != "max-num-seqs=32" {
+		t.Errorf("verdict after resume: %+v", r.Champion)
 	}
 }
