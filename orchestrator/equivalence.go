@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -33,30 +34,14 @@ func poolBoots(eligible []Scored, metric string) []Scored {
 		}
 		p := &out[i]
 		p.Boots = append(p.Boots, s.Values[metric])
-		p.Values = maps2(p.Values)
+		p.Values = maps.Clone(p.Values)
 		p.Values[metric] = stat.Mean(p.Boots, nil)
-		p.Reps = maps3(p.Reps)
+		p.Reps = maps.Clone(p.Reps)
 		p.Reps[metric] = append(slices.Clone(p.Reps[metric]), s.Reps[metric]...)
 		p.Samples = append(slices.Clone(p.Samples), s.Samples...)
 		p.CI = nil
 	}
 	return out
-}
-
-func maps2(m map[string]float64) map[string]float64 {
-	c := make(map[string]float64, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
-}
-
-func maps3(m map[string][]float64) map[string][]float64 {
-	c := make(map[string][]float64, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 // difference is the 95% interval of how much worse b is than a on the

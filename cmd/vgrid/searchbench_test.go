@@ -125,16 +125,8 @@ func (t *truth) median() float64 {
 }
 
 func loadTruth(b *testing.B, db string) *truth {
-	st, err := store.OpenReadOnly(db)
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, run, trials := latestRun(b, db)
 	defer st.Close()
-	run, err := st.GetRun("latest")
-	if err != nil {
-		b.Fatal(err)
-	}
-	trials, _ := st.Trials(run.ID)
 	if run.State != orchestrator.RunDone || len(trials) != len(run.Grid.Expand()) || run.Champion == nil {
 		b.Fatalf("the exhaustive run %s is %s with %d trials: want done with %d (delete %s to measure again)", run.ID, run.State, len(trials), len(run.Grid.Expand()), db)
 	}
@@ -154,16 +146,8 @@ func loadTruth(b *testing.B, db string) *truth {
 
 // exportSurface writes the exhaustive run in db as a surface file.
 func exportSurface(b *testing.B, db, path string) {
-	st, err := store.OpenReadOnly(db)
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, run, trials := latestRun(b, db)
 	defer st.Close()
-	run, err := st.GetRun("latest")
-	if err != nil {
-		b.Fatal(err)
-	}
-	trials, _ := st.Trials(run.ID)
 	scored, err := orchestrator.Score(st, run, trials)
 	if err != nil {
 		b.Fatal(err)
@@ -288,4 +272,23 @@ func (r *replay) Bench(_ context.Context, ready *orchestrator.Ready, _ []string,
 		return nil, fmt.Errorf("no stored report for %s", name)
 	}
 	return reps[0], nil
+}
+
+// latestRun opens a store read-only and reads its latest run and trials.
+func latestRun(t testing.TB, db string) (*store.Store, *orchestrator.Run, []*orchestrator.Trial) {
+	st, err := store.OpenReadOnly(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := st.GetRun("latest")
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	trials, err := st.Trials(run.ID)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	return st, run, trials
 }

@@ -85,17 +85,7 @@ func readSurface(t testing.TB, name string) *surface {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open("testdata/surfaces/" + name + ".csv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r := csv.NewReader(f)
-	r.Comment = '#'
-	rows, err := r.ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCSV(t, "testdata/surfaces/"+name+".csv")
 	s := &surface{name: name, grid: g, space: g.Expand(), minimize: g.Objective.Minimize != ""}
 	col := map[string]int{}
 	for i, h := range rows[0] {
@@ -247,4 +237,20 @@ func BenchmarkSearchSurfaces(b *testing.B) {
 			b.Logf("\n%s", table)
 		}
 	}
+}
+
+// readCSV reads a testdata CSV file, its '#' lines comments.
+func readCSV(t testing.TB, path string) [][]string {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	r.Comment = '#'
+	rows, err := r.ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }

@@ -97,17 +97,7 @@ type truthFile struct {
 }
 
 func readTruth(t testing.TB, name string) *truthFile {
-	f, err := os.Open("testdata/truth/" + name + ".csv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r := csv.NewReader(f)
-	r.Comment = '#'
-	rows, err := r.ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := readCSV(t, "testdata/truth/"+name+".csv")
 	tf := &truthFile{value: map[string]float64{}, half: map[string]float64{}, best: math.Inf(-1)}
 	for _, row := range rows[1:] {
 		if row[1] == "" {
@@ -135,13 +125,8 @@ func measureTruth(b *testing.B, name string, reps int) {
 	if code, out, errs := vgrid(b, "run", gf, "--store", db, "--quiet"); code != 0 {
 		b.Fatalf("truth run: code %d\n%s\n%s", code, out, errs)
 	}
-	st := openStore(b, db)
+	st, run, trials := latestRun(b, db)
 	defer st.Close()
-	run, err := st.GetRun("latest")
-	if err != nil {
-		b.Fatal(err)
-	}
-	trials, _ := st.Trials(run.ID)
 	scored, err := orchestrator.Score(st, run, trials)
 	if err != nil {
 		b.Fatal(err)
@@ -255,13 +240,8 @@ func truthRun(b *testing.B, name, mode string, seed int) truthResult {
 		b.Fatalf("%s %s seed %d: code %d\n%s\n%s", name, mode, seed, code, out, errs)
 	}
 	wall := time.Since(start)
-	st := openStore(b, db)
+	st, run, trials := latestRun(b, db)
 	defer st.Close()
-	run, err := st.GetRun("latest")
-	if err != nil {
-		b.Fatal(err)
-	}
-	trials, _ := st.Trials(run.ID)
 	r := truthResult{trials: len(trials), wall: wall}
 	for _, t := range trials {
 		r.bench += t.Timing().Bench
