@@ -72,7 +72,8 @@ func CheckConfirm(g *Grid, deadline, now time.Time, per time.Duration, slots int
 // confirm runs confirm's rounds after the search or the grid: while the
 // verdict names contenders the leader is not separated from, each of them
 // that has had fewer than Boots fresh boots gets one more (the slots boot
-// them at once). It returns the trials, its own added. A resumed run
+// them at once), within Top x Boots boots in all (the contenders may
+// change from round to round). It returns the trials, its own added. A resumed run
 // picks up where the rounds stood: the boots are counted from the
 // trials.
 func (o *Orchestrator) confirm(ctx context.Context, r *Run, trials []*Trial) ([]*Trial, error) {
@@ -102,10 +103,11 @@ func (o *Orchestrator) confirm(ctx context.Context, r *Run, trials []*Trial) ([]
 		if len(v.Open) == 0 {
 			return trials, nil // separated, or every contender shown equivalent
 		}
-		boots := map[string]int{}
+		boots, spent := map[string]int{}, 0
 		for _, t := range trials {
 			if t.Confirm > 0 {
 				boots[spaceKey(t.Candidate)]++
+				spent++
 			}
 		}
 		bySeq := map[int]*Trial{}
@@ -122,6 +124,10 @@ func (o *Orchestrator) confirm(ctx context.Context, r *Run, trials []*Trial) ([]
 			if boots[k] >= c.Boots {
 				continue
 			}
+			if spent >= r.Grid.ConfirmBoots() {
+				break // the contenders changed between rounds: top x boots is the whole budget
+			}
+			spent++
 			if why := o.lateBy(r, orig.Candidate, false); why != "" {
 				_ = o.Store.AddEvent(r.ID, Event{At: o.Now(), Kind: EventRun, Trial: -1, Text: "confirm stopped: " + why})
 				return trials, o.confirmRound(ctx, r, next)

@@ -21,7 +21,7 @@ import (
 var (
 	truthSeeds   = flag.Int("truth.seeds", 20, "BenchmarkTruth: seeds per grid and mode")
 	truthGrids   = flag.String("truth.grids", "quickstart32,mission14", "BenchmarkTruth: which grids (comma-separated)")
-	truthModes   = flag.String("truth.modes", "today,precision,confirm", "BenchmarkTruth: which modes")
+	truthModes   = flag.String("truth.modes", "today,precision,confirm", "BenchmarkTruth: which modes (today, precision, confirm: precision and confirm, confirm-only)")
 	truthMeasure = flag.Bool("truth.measure", false, "BenchmarkTruth: measure the truth files (testdata/truth/NAME.csv) again")
 )
 
@@ -82,6 +82,8 @@ func truthMode(grid, mode string, seed int, boots string) string {
 		grid = strings.Replace(grid, "benchmark:\n", "benchmark:\n  precision: {objective: 3%, max_repetitions: 8}\n", 1)
 	case "confirm":
 		grid = strings.Replace(grid, "benchmark:\n", "benchmark:\n  precision: {objective: 3%, max_repetitions: 8}\n", 1)
+		grid += "confirm: {top: 3, boots: 2}\n"
+	case "confirm-only":
 		grid += "confirm: {top: 3, boots: 2}\n"
 	}
 	return grid
