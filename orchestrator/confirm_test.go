@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -202,5 +203,17 @@ func TestConfirmResumes(t *testing.T) {
 	r, _ = st.GetRun(run.ID)
 	if r.Champion == nil || r.Champion.Name != "max-num-seqs=32" {
 		t.Errorf("verdict after resume: %+v", r.Champion)
+	}
+}
+
+// A contender booted three times against a candidate booted once: the
+// interval of their difference uses the three boots' spread for both.
+func TestDifferenceOneBoot(t *testing.T) {
+	a := Scored{Name: "a", Values: map[string]float64{"m": 10}, Boots: []float64{9.8, 10, 10.2}}
+	b := Scored{Name: "b", Values: map[string]float64{"m": 9}, Boots: []float64{9}}
+	lo, hi, method, ok := difference(a, b, "m", true)
+	// sd 0.2, se 0.2*sqrt(1/3+1) = 0.231, t(2) = 4.303: 1 ± 0.994, in percent of 10
+	if !ok || math.Abs(lo-0.06) > 0.01 || math.Abs(hi-19.94) > 0.01 || !strings.Contains(method, "3 and 1 boots") {
+		t.Errorf("difference: %.3f%% to %.3f%% (%s, %v)", lo, hi, method, ok)
 	}
 }

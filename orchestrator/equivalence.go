@@ -50,7 +50,9 @@ func poolBoots(eligible []Scored, metric string) []Scored {
 // single measurement on a side).
 //
 // The unit is the boot when both have two or more (Welch's t over the
-// boots' values: boot-to-boot variance counted); else the repetition
+// boots' values: boot-to-boot variance counted), or when one has two or
+// more and the other one (Student's t, the spread of the first standing
+// for both); else the repetition
 // (Welch's t over repetitions); else, for a percentile of latency, a
 // bootstrap of the percentile over the per-request samples; else, for an
 // acceleration, the two bootstrap intervals taken as normal.
@@ -69,6 +71,11 @@ func difference(a, b Scored, metric string, maximize bool) (lo, hi float64, meth
 		d, h := welch(a.Boots, b.Boots)
 		lo, hi = order(rel(d-h), rel(d+h))
 		return lo, hi, fmt.Sprintf("Welch's t over %d and %d boots", len(a.Boots), len(b.Boots)), true
+	}
+	if x, y := a.Boots, b.Boots; len(x) >= 2 && len(y) == 1 || len(x) == 1 && len(y) >= 2 {
+		d, h := oneBoot(x, y)
+		lo, hi = order(rel(d-h), rel(d+h))
+		return lo, hi, fmt.Sprintf("Student's t over %d and %d boots, the spread of the side with more", len(x), len(y)), true
 	}
 	if x, y := a.Reps[metric], b.Reps[metric]; len(x) >= 2 && len(y) >= 2 {
 		d, h := welch(x, y)
@@ -102,6 +109,21 @@ func welch(x, y []float64) (float64, float64) {
 	df := se2 * se2 / (vx*vx/(nx*nx*(nx-1)) + vy*vy/(ny*ny*(ny-1)))
 	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: df}.Quantile(0.975)
 	return my - mx, t * math.Sqrt(se2)
+}
+
+// oneBoot is the difference of means y - x and its 95% half-width when
+// one side has a single boot: the boot-to-boot spread of the other side
+// stands for both (a boot's spread is the server's, whichever candidate
+// it serves).
+func oneBoot(x, y []float64) (float64, float64) {
+	many := x
+	if len(y) > len(x) {
+		many = y
+	}
+	_, v := stat.MeanVariance(many, nil)
+	se := math.Sqrt(v * (1/float64(len(x)) + 1/float64(len(y))))
+	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(len(many) - 1)}.Quantile(0.975)
+	return stat.Mean(y, nil) - stat.Mean(x, nil), t * se
 }
 
 // percentileOf reads the percentile of a latency metric
