@@ -362,7 +362,10 @@ runs the simulator.`,
 				}
 				line := fmt.Sprintf("%d\t%s\t%s\t%s\t%s", i, c.Name, render, pred, estText)
 				if !deadline.IsZero() && !g.Search.Adaptive() {
-					if now.Add(total).After(deadline) {
+					// As the run decides: this trial, and the time kept for
+					// confirm's boots after it.
+					kept := d * time.Duration(g.ConfirmBoots()) / time.Duration(max(1, len(g.Target.Slots)))
+					if now.Add(total + kept).After(deadline) {
 						line += "\tno: would end at " + now.Add(total).Format("15:04")
 					} else {
 						line += "\tyes: ends by " + now.Add(total).Format("15:04")
