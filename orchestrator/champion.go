@@ -396,12 +396,16 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 	for _, s := range eligible {
 		pooled[s.Name+"\x00"+spaceKey(s.Candidate)] = s
 	}
+	candidate := make(map[int]Candidate, len(scored))
+	for _, s := range scored {
+		candidate[s.Seq] = s.Candidate
+	}
 	for i := range v.Ranking {
 		r := &v.Ranking[i]
 		if !r.Eligible {
 			continue
 		}
-		p := pooled[r.Name+"\x00"+spaceKey(scoredBySeq(scored, r.Seq).Candidate)]
+		p := pooled[r.Name+"\x00"+spaceKey(candidate[r.Seq])]
 		switch {
 		case p.Seq == r.Seq && len(p.Boots) > 1:
 			r.Objective, r.Boots = p.Values[v.Metric], len(p.Boots)
@@ -624,16 +628,6 @@ func joinAnd(s []string) string {
 		return strings.Join(s, "")
 	}
 	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
-}
-
-// scoredBySeq finds a trial's Scored.
-func scoredBySeq(scored []Scored, seq int) Scored {
-	for _, s := range scored {
-		if s.Seq == seq {
-			return s
-		}
-	}
-	return Scored{}
 }
 
 func round(f float64) float64 { return math.Round(f*1000) / 1000 }
