@@ -439,16 +439,14 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 	}
 	lead, second := eligible[0], eligible[1]
 	v.RunnerUp = second.Seq
-	if len(lead.Boots) >= 2 && len(second.Boots) >= 2 {
+	if rebooted(lead, second) {
 		lo, hi, method, _ := difference(lead, second, v.Metric, v.Maximize)
 		v.Method = fmt.Sprintf("%s: %s is %.2f%% to %.2f%% worse (95%%)", method, second.Name, lo, hi)
 		if lo > 0 {
 			var beaten []string
 			for _, s := range eligible[1:] {
-				if len(s.Boots) >= 2 {
-					if lo, _, _, _ := difference(lead, s, v.Metric, v.Maximize); lo > 0 {
-						beaten = append(beaten, fmt.Sprintf("%s (%g)", s.Name, round(s.Values[v.Metric])))
-					}
+				if v.beats(lead, s) {
+					beaten = append(beaten, fmt.Sprintf("%s (%g)", s.Name, round(s.Values[v.Metric])))
 				}
 			}
 			v.Champion, v.Name = lead.Seq, lead.Name
@@ -485,6 +483,14 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 	return v.tie(g, v.undecided(eligible), why)
 }
 
+// rebooted reports whether a and b are compared boot against boot: one of
+// them was booted again (confirm), so the boot is the unit of the
+// comparison, with the spread of the side booted more standing for a
+// side booted once (difference). A pooled side has no bootstrap interval
+// of its own (its boots' samples mixed), so the tests for single boots
+// do not apply to it.
+func rebooted(a, b Scored) bool { return len(a.Boots) >= 2 || len(b.Boots) >= 2 }
+
 // undecided is the set a tie is decided among: the leader, the runner-up
 // (which it does not beat with confidence) and every other eligible
 // candidate it does not beat with confidence either. Without that, among
@@ -503,7 +509,7 @@ func (v *Verdict) undecided(eligible []Scored) []Scored {
 // beats reports whether a beats b on the verdict's metric with confidence,
 // by the test Choose uses for the leader and the runner-up.
 func (v *Verdict) beats(a, b Scored) bool {
-	if len(a.Boots) >= 2 && len(b.Boots) >= 2 {
+	if rebooted(a, b) {
 		lo, _, _, _ := difference(a, b, v.Metric, v.Maximize)
 		return lo > 0
 	}

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vgrid/vgrid/benchmark"
 )
 
 const confirmGrid = `name: confirm
@@ -57,7 +60,7 @@ func TestConfirmStopsWhenSeparated(t *testing.T) {
 		t.Errorf("max-num-seqs=64 deployed %d times, want 2 (deploys %v)", n, target.deploys)
 	}
 	v := run.Champion
-	if v.Champion != 2 || v.Tie || !strings.Contains(v.Reason, "(mean of 2 boots) beats max-num-seqs=32 (5.95) with confidence") {
+	if v.Champion != 2 || v.Tie || !strings.Contains(v.Reason, "(mean of 2 boots) beats max-num-seqs=32 (5.95), max-num-seqs=8 (2) with confidence") {
 		t.Errorf("champion %d tie %v: %s", v.Champion, v.Tie, v.Reason)
 	}
 	for _, r := range v.Ranking {
@@ -215,5 +218,26 @@ func TestDifferenceOneBoot(t *testing.T) {
 	// sd 0.2, se 0.2*sqrt(1/3+1) = 0.231, t(2) = 4.303: 1 ± 0.994, in percent of 10
 	if !ok || math.Abs(lo-0.06) > 0.01 || math.Abs(hi-19.94) > 0.01 || !strings.Contains(method, "3 and 1 boots") {
 		t.Errorf("difference: %.3f%% to %.3f%% (%s, %v)", lo, hi, method, ok)
+	}
+}
+
+// After confirm, the leader pooled over three boots is compared with the
+// candidates booted once boot against boot (the leader's spread standing
+// for theirs): one with prefix caching off (1.0 against 12.3) is beaten,
+// not left "not separated" as when only the bootstrap intervals of single
+// boots were looked for; a close one stays open.
+func TestVerdictBootsAgainstOneBoot(t *testing.T) {
+	g := &Grid{Objective: Objective{Maximize: "kv-cache.acceleration"}}
+	one := func(seq int, name string, x float64) Scored {
+		return Scored{Seq: seq, Name: name, Candidate: Candidate{Name: name}, Done: true,
+			Values: map[string]float64{"kv-cache.acceleration": x}, CI: &benchmark.CI{Value: x, Lo: 0.93 * x, Hi: 1.07 * x}}
+	}
+	in := []Scored{one(0, "lead", 12.5), one(1, "close", 12.2), one(2, "off", 1.0), one(3, "lead", 12.1), one(4, "lead", 12.3)}
+	v := Choose(g, in)
+	if v.Name != "lead" || !slices.Equal(v.Contenders, []int{0, 1}) || !slices.Equal(v.Open, []int{1}) || strings.Contains(v.Reason, "off (1") {
+		t.Errorf("champion %s, contenders %v, open %v: %s", v.Name, v.Contenders, v.Open, v.Reason)
+	}
+	if !v.beats(in[0], in[2]) {
+		t.Error("a candidate at 1.0 booted once is not beaten by one at 12.3 over three boots")
 	}
 }

@@ -37,6 +37,9 @@ func poolBoots(eligible []Scored, metric string) []Scored {
 		p.Values = maps.Clone(p.Values)
 		p.Values[metric] = stat.Mean(p.Boots, nil)
 		p.Reps = maps.Clone(p.Reps)
+		if p.Reps == nil {
+			p.Reps = map[string][]float64{}
+		}
 		p.Reps[metric] = append(slices.Clone(p.Reps[metric]), s.Reps[metric]...)
 		p.Samples = append(slices.Clone(p.Samples), s.Samples...)
 		p.CI = nil
