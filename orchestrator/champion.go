@@ -184,6 +184,9 @@ type Scored struct {
 	// Boots are the objective's values of the candidate's boots, when the
 	// verdict pooled its trial with confirm's fresh boots of it.
 	Boots []float64
+	// BootCIs are the objective's bootstrap intervals of those boots, one
+	// each (nil where a boot has none), for the test a boot alone passes.
+	BootCIs []*benchmark.CI
 }
 
 // SettingsOf returns the settings of a trial's reports and, when its
@@ -483,6 +486,26 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 	return v.tie(g, v.undecided(eligible), why)
 }
 
+// everyBootBeats reports whether each boot of a beats each boot of b by
+// their bootstrap intervals (an acceleration's); false when a boot has
+// none.
+func (v *Verdict) everyBootBeats(a, b Scored) bool {
+	if len(a.BootCIs) == 0 || len(b.BootCIs) == 0 {
+		return false
+	}
+	for _, x := range a.BootCIs {
+		for _, y := range b.BootCIs {
+			if x == nil || y == nil {
+				return false
+			}
+			if v.Maximize && x.Lo <= y.Hi || !v.Maximize && x.Hi >= y.Lo {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // rebooted reports whether a and b are compared boot against boot: one of
 // them was booted again (confirm), so the boot is the unit of the
 // comparison, with the spread of the side booted more standing for a
@@ -510,8 +533,15 @@ func (v *Verdict) undecided(eligible []Scored) []Scored {
 // by the test Choose uses for the leader and the runner-up.
 func (v *Verdict) beats(a, b Scored) bool {
 	if rebooted(a, b) {
-		lo, _, _, _ := difference(a, b, v.Metric, v.Maximize)
-		return lo > 0
+		if lo, _, _, ok := difference(a, b, v.Metric, v.Maximize); ok && lo > 0 {
+			return true
+		}
+		// Two or three boots say little of the boot-to-boot spread (Student's
+		// t on one degree of freedom is 12.7), so a candidate at a twelfth
+		// of the leader could stay "not separated" by that test alone; it is
+		// beaten too when every boot of a beats every boot of b by the test
+		// for single boots (their bootstrap intervals apart).
+		return v.everyBootBeats(a, b)
 	}
 	if a.CI != nil && b.CI != nil {
 		if v.Maximize {

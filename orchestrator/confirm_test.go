@@ -240,4 +240,17 @@ func TestVerdictBootsAgainstOneBoot(t *testing.T) {
 	if !v.beats(in[0], in[2]) {
 		t.Error("a candidate at 1.0 booted once is not beaten by one at 12.3 over three boots")
 	}
+
+	// Two boots 10% apart: Student's t on one degree of freedom leaves
+	// 1.0 inside the interval of the difference, but each boot alone
+	// beats it by the single-boot test, and so it is beaten; the close
+	// candidate, inside both boots' intervals, stays open.
+	in = []Scored{one(0, "lead", 12.8), one(1, "close", 12.0), one(2, "off", 1.0), one(3, "lead", 11.6)}
+	v = Choose(g, in)
+	if v.Name != "lead" || !slices.Equal(v.Contenders, []int{0, 1}) || !slices.Equal(v.Open, []int{1}) {
+		t.Errorf("two boots: champion %s, contenders %v, open %v: %s", v.Name, v.Contenders, v.Open, v.Reason)
+	}
+	if lo, _, _, _ := difference(poolBoots(in, "kv-cache.acceleration")[0], in[2], "kv-cache.acceleration", true); lo > 0 {
+		t.Errorf("the boots' interval alone separates 1.0 (lo %.1f%%): the case is not the one meant", lo)
+	}
 }

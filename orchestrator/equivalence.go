@@ -27,13 +27,14 @@ func poolBoots(eligible []Scored, metric string) []Scored {
 		k := s.Name + "\x00" + spaceKey(s.Candidate)
 		i, ok := at[k]
 		if !ok {
-			s.Boots = []float64{s.Values[metric]}
+			s.Boots, s.BootCIs = []float64{s.Values[metric]}, []*benchmark.CI{s.CI}
 			at[k] = len(out)
 			out = append(out, s)
 			continue
 		}
 		p := &out[i]
 		p.Boots = append(p.Boots, s.Values[metric])
+		p.BootCIs = append(slices.Clone(p.BootCIs), s.CI)
 		p.Values = maps.Clone(p.Values)
 		p.Values[metric] = stat.Mean(p.Boots, nil)
 		p.Reps = maps.Clone(p.Reps)
