@@ -445,18 +445,19 @@ func Choose(g *Grid, scored []Scored) *Verdict {
 	if rebooted(lead, second) {
 		lo, hi, method, _ := difference(lead, second, v.Metric, v.Maximize)
 		v.Method = fmt.Sprintf("%s: %s is %.2f%% to %.2f%% worse (95%%)", method, second.Name, lo, hi)
-		if lo > 0 {
-			var beaten []string
-			for _, s := range eligible[1:] {
-				if v.beats(lead, s) {
-					beaten = append(beaten, fmt.Sprintf("%s (%g)", s.Name, round(s.Values[v.Metric])))
-				}
-			}
-			v.Champion, v.Name = lead.Seq, lead.Name
-			v.Reason = fmt.Sprintf("%s %s %g (mean of %d boots) beats %s with confidence: %s", lead.Name, v.Metric, round(lead.Values[v.Metric]), len(lead.Boots), strings.Join(beaten, ", "), v.Method)
-			return v
+		// Boots make the candidates' intervals unequal: one booted once
+		// below a runner-up booted three times can still be open, so the
+		// leader beats the field only if it beats every other candidate.
+		if set := v.undecided(eligible); len(set) > 1 {
+			return v.tie(g, set, v.Method)
 		}
-		return v.tie(g, v.undecided(eligible), v.Method)
+		var beaten []string
+		for _, s := range eligible[1:] {
+			beaten = append(beaten, fmt.Sprintf("%s (%g)", s.Name, round(s.Values[v.Metric])))
+		}
+		v.Champion, v.Name = lead.Seq, lead.Name
+		v.Reason = fmt.Sprintf("%s %s %g (mean of %d boots) beats %s with confidence: %s", lead.Name, v.Metric, round(lead.Values[v.Metric]), len(lead.Boots), strings.Join(beaten, ", "), v.Method)
+		return v
 	}
 	if lead.CI != nil && second.CI != nil {
 		sep := lead.CI.Lo > second.CI.Hi
@@ -514,14 +515,14 @@ func (v *Verdict) everyBootBeats(a, b Scored) bool {
 // do not apply to it.
 func rebooted(a, b Scored) bool { return len(a.Boots) >= 2 || len(b.Boots) >= 2 }
 
-// undecided is the set a tie is decided among: the leader, the runner-up
-// (which it does not beat with confidence) and every other eligible
-// candidate it does not beat with confidence either. Without that, among
+// undecided is the set a tie is decided among: the leader and every other
+// eligible candidate it does not beat with confidence (the runner-up
+// among them when the champion test did not separate the two). Without that, among
 // equals the tie rule would only see whichever two noise put on top.
 func (v *Verdict) undecided(eligible []Scored) []Scored {
 	lead := eligible[0]
-	set := []Scored{lead, eligible[1]}
-	for _, s := range eligible[2:] {
+	set := []Scored{lead}
+	for _, s := range eligible[1:] {
 		if !v.beats(lead, s) {
 			set = append(set, s)
 		}

@@ -253,4 +253,14 @@ func TestVerdictBootsAgainstOneBoot(t *testing.T) {
 	if lo, _, _, _ := difference(poolBoots(in, "kv-cache.acceleration")[0], in[2], "kv-cache.acceleration", true); lo > 0 {
 		t.Errorf("the boots' interval alone separates 1.0 (lo %.1f%%): the case is not the one meant", lo)
 	}
+
+	// The leader separated from the runner-up, both booted three times,
+	// but not from a candidate booted once just below the runner-up (its
+	// interval wider): no "beats with confidence", the third stays open.
+	in = []Scored{one(0, "lead", 12.3), one(1, "runner", 11.9), one(2, "third", 11.95),
+		one(3, "lead", 12.4), one(4, "runner", 12.0), one(5, "lead", 12.5), one(6, "runner", 12.1)}
+	v = Choose(g, in)
+	if v.Name != "lead" || !v.Tie || !slices.Equal(v.Contenders, []int{0, 2}) || !slices.Equal(v.Open, []int{2}) || strings.Contains(v.Reason, "with confidence") {
+		t.Errorf("beaten runner-up, open third: champion %s tie %v, contenders %v, open %v: %s", v.Name, v.Tie, v.Contenders, v.Open, v.Reason)
+	}
 }
