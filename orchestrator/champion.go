@@ -511,8 +511,8 @@ func (v *Verdict) everyBootBeats(a, b Scored) bool {
 // them was booted again (confirm), so the boot is the unit of the
 // comparison, with the spread of the side booted more standing for a
 // side booted once (difference). A pooled side has no bootstrap interval
-// of its own (its boots' samples mixed), so the tests for single boots
-// do not apply to it.
+// of its own (its boots' samples mixed): the single-boot test applies to
+// it boot by boot (everyBootBeats).
 func rebooted(a, b Scored) bool { return len(a.Boots) >= 2 || len(b.Boots) >= 2 }
 
 // undecided is the set a tie is decided among: the leader and every other

@@ -48,11 +48,12 @@ func (g *Grid) ConfirmBoots() int {
 	return g.Confirm.Top * g.Confirm.Boots
 }
 
-// confirmReserve is the time the run keeps, before its deadline, for
+// ConfirmReserve is the time a run keeps, before its deadline, for
 // confirm's boots: all of them, at the length of a trial (per), shared by
-// the slots.
-func confirmReserve(r *Run, per time.Duration, slots int) time.Duration {
-	return per * time.Duration(r.Grid.ConfirmBoots()) / time.Duration(max(slots, 1))
+// the slots. The run, CheckConfirm and vgrid plan's deadline column count
+// it alike.
+func (g *Grid) ConfirmReserve(per time.Duration, slots int) time.Duration {
+	return per * time.Duration(g.ConfirmBoots()) / time.Duration(max(slots, 1))
 }
 
 // CheckConfirm refuses a confirm that cannot fit before the deadline:
@@ -61,7 +62,7 @@ func CheckConfirm(g *Grid, deadline, now time.Time, per time.Duration, slots int
 	if g.Confirm == nil || deadline.IsZero() || per <= 0 {
 		return nil
 	}
-	need := per * time.Duration(g.ConfirmBoots()) / time.Duration(max(slots, 1))
+	need := g.ConfirmReserve(per, slots)
 	if left := deadline.Sub(now); need >= left {
 		return &ScheduleError{fmt.Sprintf("confirm: {top: %d, boots: %d} needs about %s for its %d boots (about %s each), and the deadline %s leaves %s: lower confirm.top or confirm.boots, or set a later deadline",
 			g.Confirm.Top, g.Confirm.Boots, About(need), g.ConfirmBoots(), About(per), deadline.Format("2006-01-02 15:04"), About(max(left, 0)))}

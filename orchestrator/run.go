@@ -456,7 +456,7 @@ func (o *Orchestrator) lateBy(r *Run, c Candidate, keep bool) string {
 		need = o.Estimate(c)
 	}
 	if keep {
-		kept = confirmReserve(r, need, len(o.slots()))
+		kept = r.Grid.ConfirmReserve(need, len(o.slots()))
 	}
 	now := o.Now()
 	if left := r.Deadline.Sub(now); need+kept >= left {

@@ -364,7 +364,7 @@ runs the simulator.`,
 				if !deadline.IsZero() && !g.Search.Adaptive() {
 					// As the run decides: this trial, and the time kept for
 					// confirm's boots after it.
-					kept := d * time.Duration(g.ConfirmBoots()) / time.Duration(max(1, len(g.Target.Slots)))
+					kept := g.ConfirmReserve(d, len(g.Target.Slots))
 					if now.Add(total + kept).After(deadline) {
 						line += "\tno: would end at " + now.Add(total).Format("15:04")
 					} else {

@@ -320,12 +320,12 @@ func (tf *truthFile) judge(b testing.TB, name, mode string, results []truthResul
 	for _, r := range results {
 		kind, _, _ := strings.Cut(r.verdict, ":")
 		if kind == "" {
-			kind = "not recorded"
+			kind = "none"
 		}
 		said[kind]++
 	}
 	var verdicts []string
-	for _, k := range []string{"beats", "equivalent", "open", "not recorded"} {
+	for _, k := range []string{"beats", "equivalent", "open", "none"} {
 		if said[k] > 0 {
 			verdicts = append(verdicts, fmt.Sprintf("%s %d", k, said[k]))
 		}
@@ -377,23 +377,8 @@ func (r *truthRecord) close() { r.f.Close() }
 
 // readRecord reads a truth record: the runs of each "grid mode", by seed.
 func readRecord(b testing.TB, path string) map[string][]truthResult {
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	cr := csv.NewReader(f)
-	cr.Comment = '#'
-	cr.FieldsPerRecord = -1
-	rows, err := cr.ReadAll()
-	if err != nil {
-		b.Fatalf("%s: %v", path, err)
-	}
 	out := map[string][]truthResult{}
-	for i, row := range rows {
-		if len(row) == 7 {
-			row = append(row, "") // written before the verdict was kept
-		}
+	for i, row := range readCSV(b, path) {
 		if len(row) != 8 {
 			b.Fatalf("%s: record %d has %d fields, want 8 (grid, mode, seed, champion, trials, benchmark_s, wall_s, verdict)", path, i+1, len(row))
 		}
@@ -433,8 +418,8 @@ type truthResult struct {
 	// verdict is what the run said of its champion: "beats" (separated
 	// from every other candidate), "equivalent:K" (K candidates shown
 	// equivalent, the tie rule chose), "open:K" (crowned on its point
-	// estimate, K contenders neither beaten nor shown equivalent); ""
-	// in a record written before it was kept.
+	// estimate, K contenders neither beaten nor shown equivalent); "" when
+	// the run crowned nobody (judged "none").
 	verdict string
 }
 
@@ -516,7 +501,7 @@ func TestTruthRecordJudged(t *testing.T) {
 		t.Errorf("today: %q, want %q (bench %s)", row, want, bench)
 	}
 	_, row = tf.judge(t, "g", "confirm", got["g confirm"], bench)
-	if want := "| g | confirm | 1/2 | 100.0% | 100.0% | 20s, +100% against today's | 23s | equivalent 1, not recorded 1 |"; row != want {
+	if want := "| g | confirm | 1/2 | 100.0% | 100.0% | 20s, +100% against today's | 23s | equivalent 1, none 1 |"; row != want {
 		t.Errorf("confirm: %q, want %q", row, want)
 	}
 	if _, err := truthMode("env:\n", "confirm-only-3", 1, "x"); err == nil {
