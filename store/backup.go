@@ -24,9 +24,12 @@ func (s *Store) Backup() (string, error) {
 	}
 	dst := BackupPath(s.path)
 	tmp := dst + ".tmp"
-	// One read transaction on the store's own handle checks and copies the
-	// same snapshot; a damaged store is not copied.
-	err := s.view(func(tx *bolt.Tx) error {
+	// One transaction on the store's own handle checks and copies the same
+	// snapshot; a damaged store is not copied. It is a write transaction,
+	// rolled back: bbolt's check reads the freelist, which another
+	// writer's commit changes under a read transaction (a false "reachable
+	// freed", or a crash), so no commit may run meanwhile.
+	err := s.hold(func(tx *bolt.Tx) error {
 		res := &CheckResult{Path: s.path}
 		checkTx(tx, res)
 		if len(res.Problems) > 0 {

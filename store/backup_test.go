@@ -63,3 +63,51 @@ func TestBackupAndRestore(t *testing.T) {
 		t.Errorf("after restore: %+v %v", res, err)
 	}
 }
+
+// The daemon backs the store up after each run while other runs keep
+// writing: the backup's consistency check reads bbolt's freelist, which a
+// concurrent commit changes, so the check must not overlap a commit (it
+// once crashed the daemon with "concurrent map iteration and map write").
+func TestBackupWhileWriting(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "vgrid.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stop := make(chan struct{})
+	wrote := make(chan int)
+	go func() {
+		n := 0
+		defer func() { wrote <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r := &orchestrator.Run{ID: orchestrator.NewRunID(time.Now()), State: orchestrator.RunDone, Error: strings.Repeat("x", 3000)}
+			if err := s.PutRun(r); err != nil {
+				t.Error(err)
+				return
+			}
+			if n%3 == 0 { // freed pages enter the freelist's pending map
+				s.DeleteRun(r.ID)
+			}
+			n++
+		}
+	}()
+	for i := 0; i < 100; i++ {
+		if _, err := s.Backup(); err != nil {
+			t.Errorf("backup %d: %v", i, err)
+			break
+		}
+	}
+	close(stop)
+	if n := <-wrote; n == 0 {
+		t.Fatal("no write ran during the backups")
+	}
+	res, err := Check(BackupPath(s.Path()))
+	if err != nil || len(res.Problems) > 0 {
+		t.Fatalf("the last backup: %v %v", err, res)
+	}
+}

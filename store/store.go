@@ -294,6 +294,27 @@ func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
 	return db.View(fn)
 }
 
+// hold runs fn in a write transaction that it rolls back: fn sees a
+// snapshot no writer changes until it returns, and nothing is written.
+func (s *Store) hold(fn func(*bolt.Tx) error) (err error) {
+	if s.readOnly {
+		return fmt.Errorf("store %s is open read-only", s.path)
+	}
+	db, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer s.release()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer guard(s.path, &err)
+	tx, err := db.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
 // update runs fn in a write transaction. A commit the file system refuses
 // for a while (disk full, read-only: nothing is written, bbolt rolls the
 // transaction back) is tried again until it goes through; see FullWait.
