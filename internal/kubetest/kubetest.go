@@ -168,7 +168,7 @@ type Cluster struct {
 	t          testing.TB
 
 	mu     sync.Mutex
-	procs  map[string]*exec.Cmd // by name: etcd, apiserver, scheduler, controller-manager, containerd-NODE, kubelet-NODE
+	procs  map[string]*proc // by name: etcd, apiserver, scheduler, controller-manager, containerd-NODE, kubelet-NODE
 	args   map[string][]string
 	nodes  []string
 	socks  []string // each node's containerd socket
@@ -196,7 +196,7 @@ func Start(t testing.TB, gpus []int, images ...string) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), bin: bin, t: t, procs: map[string]*exec.Cmd{}, args: map[string][]string{}, netns0: netnsList()}
+	c := &Cluster{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), bin: bin, t: t, procs: map[string]*proc{}, args: map[string][]string{}, netns0: netnsList()}
 	t.Cleanup(func() {
 		c.down()
 		if !t.Failed() {
@@ -414,23 +414,31 @@ func (c *Cluster) start(name, bin string, args ...string) {
 		logf.Close()
 		c.t.Fatalf("start %s: %v", name, err)
 	}
-	go func() { cmd.Wait(); logf.Close() }()
+	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	go func() { cmd.Wait(); logf.Close(); close(p.exited) }()
 	c.mu.Lock()
-	c.procs[name], c.args[name] = cmd, append([]string{bin}, args...)
+	c.procs[name], c.args[name] = p, append([]string{bin}, args...)
 	c.mu.Unlock()
 }
 
 func (c *Cluster) stop(name string) {
 	c.mu.Lock()
-	cmd := c.procs[name]
+	p := c.procs[name]
 	delete(c.procs, name)
 	c.mu.Unlock()
-	if cmd != nil && cmd.Process != nil {
-		cmd.Process.Kill()
-		for i := 0; i < 100 && cmd.ProcessState == nil; i++ {
-			time.Sleep(50 * time.Millisecond)
+	if p != nil {
+		p.cmd.Process.Kill()
+		select { // Wait, on start's goroutine, reaps it
+		case <-p.exited:
+		case <-time.After(5 * time.Second):
 		}
 	}
+}
+
+// proc is a component's process; exited is closed once Wait returned.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // waitFor polls cond for up to 2 minutes; the test fails with the
