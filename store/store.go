@@ -283,7 +283,9 @@ func guard(path string, err *error) {
 	}
 }
 
-func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+// with runs fn on the open handle; a damaged page that makes bbolt fault
+// or panic is returned as a DamagedError instead of crashing the process.
+func (s *Store) with(fn func(db *bolt.DB) error) (err error) {
 	db, err := s.acquire()
 	if err != nil {
 		return err
@@ -291,28 +293,27 @@ func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
 	defer s.release()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer guard(s.path, &err)
-	return db.View(fn)
+	return fn(db)
+}
+
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	return s.with(func(db *bolt.DB) error { return db.View(fn) })
 }
 
 // hold runs fn in a write transaction that it rolls back: fn sees a
 // snapshot no writer changes until it returns, and nothing is written.
-func (s *Store) hold(fn func(*bolt.Tx) error) (err error) {
+func (s *Store) hold(fn func(*bolt.Tx) error) error {
 	if s.readOnly {
 		return fmt.Errorf("store %s is open read-only", s.path)
 	}
-	db, err := s.acquire()
-	if err != nil {
-		return err
-	}
-	defer s.release()
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer guard(s.path, &err)
-	tx, err := db.Begin(true)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	return fn(tx)
+	return s.with(func(db *bolt.DB) error {
+		tx, err := db.Begin(true)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		return fn(tx)
+	})
 }
 
 // update runs fn in a write transaction. A commit the file system refuses
@@ -322,18 +323,9 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 	if s.readOnly {
 		return fmt.Errorf("store %s is open read-only", s.path)
 	}
-	return diskwait.Retry(s.closing, s.FullWait, s.OnWait, s.OnBack, func() error { return s.updateOnce(fn) })
-}
-
-func (s *Store) updateOnce(fn func(*bolt.Tx) error) (err error) {
-	db, err := s.acquire()
-	if err != nil {
-		return err
-	}
-	defer s.release()
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer guard(s.path, &err)
-	return db.Update(fn)
+	return diskwait.Retry(s.closing, s.FullWait, s.OnWait, s.OnBack, func() error {
+		return s.with(func(db *bolt.DB) error { return db.Update(fn) })
+	})
 }
 
 // migrations[v] upgrades a store from version v to v+1.
