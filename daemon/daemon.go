@@ -345,7 +345,7 @@ func (d *Daemon) execute(ctx context.Context, r *orchestrator.Run, a *active) {
 		// A checked copy of the store after each run (FILE.backup): what
 		// a damaged store's messages point to.
 		if _, err := d.cfg.Store.Backup(); err != nil {
-			d.cfg.Log.Warn().Err(err).Msg("store backup not taken")
+			d.cfg.Log.Warn().Err(err).Msg("store: backup not taken; the last one stays")
 		}
 	}()
 	log := d.cfg.Log.With().Str("run_id", r.ID).Logger()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,40 +24,54 @@ func (s *Store) Backup() (string, error) {
 		return "", errors.New("a read-only store keeps no backup")
 	}
 	dst := BackupPath(s.path)
-	tmp := dst + ".tmp"
 	// One transaction on the store's own handle checks and copies the same
 	// snapshot; a damaged store is not copied. It is a write transaction,
 	// rolled back: bbolt's check reads the freelist, which another
 	// writer's commit changes under a read transaction (a false "reachable
 	// freed", or a crash), so no commit may run meanwhile.
-	err := s.hold(func(tx *bolt.Tx) error {
-		res := &CheckResult{Path: s.path}
-		checkTx(tx, res)
-		if len(res.Problems) > 0 {
-			return &DamagedError{Path: s.path, Cause: res.Problems[0]}
-		}
-		return tx.CopyFile(tmp, 0o600)
+	err := replaceWith(dst, func(f *os.File) error {
+		return s.hold(func(tx *bolt.Tx) error {
+			res := &CheckResult{Path: s.path}
+			checkTx(tx, res)
+			if len(res.Problems) > 0 {
+				return &DamagedError{Path: s.path, Cause: res.Problems[0]}
+			}
+			_, err := tx.WriteTo(f)
+			return err
+		})
 	})
+	if err != nil {
+		return "", fmt.Errorf("back up store %s: %w", s.path, err)
+	}
+	return dst, nil
+}
+
+// replaceWith writes dst whole or not at all: write fills a new file
+// beside it, which is synced and renamed over dst; on any error dst is
+// left as it was and the new file removed. The new file's name is
+// random and created exclusively, so a link planted at a fixed name is
+// never followed; it is opened for writing, as Windows flushes only a
+// handle that may write.
+func replaceWith(dst string, write func(f *os.File) error) error {
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	err = write(f)
 	if err == nil {
-		err = syncFile(tmp)
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	if err == nil {
 		err = os.Rename(tmp, dst)
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return "", fmt.Errorf("back up store %s: %w", s.path, err)
 	}
-	return dst, nil
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return err
 }
 
 // Remedy says what to do about a damaged store at path: restore the
@@ -103,13 +118,5 @@ func copyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	tmp := dst + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	if err := syncFile(tmp); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
+	return replaceWith(dst, func(f *os.File) error { _, err := f.Write(b); return err })
 }

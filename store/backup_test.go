@@ -111,3 +111,31 @@ func TestBackupWhileWriting(t *testing.T) {
 		t.Fatalf("the last backup: %v %v", err, res)
 	}
 }
+
+// A backup Close cannot keep is told, not dropped, and leaves nothing
+// half-written beside the store.
+func TestBackupFailureIsTold(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "vgrid.db")
+	if err := os.Mkdir(BackupPath(path), 0o700); err != nil { // no file can replace it
+		t.Fatal(err)
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var told error
+	s.OnBackupFailed = func(err error) { told = err }
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if told == nil || !strings.Contains(told.Error(), "back up store "+path) {
+		t.Fatalf("OnBackupFailed was told %v", told)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != "vgrid.db" && e.Name() != "vgrid.db.backup" && !strings.HasSuffix(e.Name(), ".lock") {
+			t.Errorf("left beside the store: %s", e.Name())
+		}
+	}
+}

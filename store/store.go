@@ -72,8 +72,12 @@ type Store struct {
 	FullWait time.Duration
 	OnWait   func(err error)
 	OnBack   func(waited time.Duration)
-	closing  context.Context
-	close    context.CancelFunc
+	// OnBackupFailed is told why Close could not keep a backup (a
+	// damaged store, a directory it cannot write); the last good copy
+	// stays.
+	OnBackupFailed func(err error)
+	closing        context.Context
+	close          context.CancelFunc
 }
 
 // openTimeout bounds the wait for the bbolt file lock held by another
@@ -148,7 +152,9 @@ func OpenReadOnly(path string) (*Store, error) {
 // store when it is healthy (Backup). Operations after Close fail.
 func (s *Store) Close() error {
 	if s.owner != nil && s.path != "" {
-		s.Backup() // a damaged store keeps the last good backup; Close says nothing of it
+		if _, err := s.Backup(); err != nil && s.OnBackupFailed != nil {
+			s.OnBackupFailed(err)
+		}
 	}
 	if s.close != nil {
 		s.close() // a write waiting for the file system gives up

@@ -40,15 +40,20 @@ func (a *app) openStore(path string) (*store.Store, error) {
 	return store.Open(a.storePath(path))
 }
 
-// logStoreWaits logs a store write that the file system refuses for a
-// while (disk full, read-only), which the store retries, and its end.
-func logStoreWaits(st *store.Store, log zerolog.Logger) {
+// logStore logs a store write that the file system refuses for a while
+// (disk full, read-only), which the store retries, and its end; and a
+// backup the store could not keep when it closed.
+func logStore(st *store.Store, log zerolog.Logger) {
 	st.OnWait = func(err error) {
 		log.Error().Err(err).Stringer("retry_every", diskwait.Interval).Stringer("for_up_to", st.FullWait).
 			Msg("store: the file system refused a write (full or read-only); the run waits and retries instead of failing")
 	}
 	st.OnBack = func(waited time.Duration) {
 		log.Warn().Stringer("waited", waited.Round(time.Millisecond)).Msg("store: the write went through; the run goes on")
+	}
+	backup := store.BackupPath(st.Path())
+	st.OnBackupFailed = func(err error) {
+		log.Warn().Err(err).Str("backup", backup).Msg("store: backup not taken; the last one stays")
 	}
 }
 
@@ -141,7 +146,7 @@ error, 2 for a usage error, 130 when interrupted.`,
 				return err
 			}
 			defer closeLog()
-			logStoreWaits(st, log)
+			logStore(st, log)
 			parts, err := a.buildRun(ctx, st, g, runDir, log)
 			if err != nil {
 				return err

@@ -64,7 +64,7 @@ again. A second signal exits at once.`,
 				return err
 			}
 			defer st.Close()
-			logStoreWaits(st, log)
+			logStore(st, log)
 			ctx := cmd.Context()
 			d, created, err := daemon.New(daemon.Config{
 				Listen: listen, TokenFile: tokenFile, TLSCert: tlsCert, TLSKey: tlsKey, InsecureListen: insecure, Hosts: hosts, Store: st, Log: log, Version: buildinfo.Read().String(),
