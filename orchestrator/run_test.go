@@ -310,7 +310,11 @@ func TestOneRunPerTarget(t *testing.T) {
 // Run ids sort in creation order, also within one second or one
 // millisecond: the store lists runs and resolves "latest" by id.
 func TestRunIDsSortInCreationOrder(t *testing.T) {
-	now := time.Date(2026, 11, 23, 17, 22, 17, 558137000, time.UTC)
+	// After every id this process made (ids never go backwards, so a
+	// fixed clock would fail on a second -count).
+	lastRunID.Lock()
+	now := lastRunID.at.Add(time.Hour).Truncate(time.Second).Add(558137 * time.Microsecond)
+	lastRunID.Unlock()
 	var ids []string
 	for i := range 50 {
 		ids = append(ids, NewRunID(now.Add(time.Duration(i)*100*time.Microsecond)))
@@ -320,7 +324,7 @@ func TestRunIDsSortInCreationOrder(t *testing.T) {
 			t.Fatalf("id %d %s does not sort after %s", i, ids[i], ids[i-1])
 		}
 	}
-	if !strings.HasPrefix(ids[0], "20261123-172217.558-") {
+	if want := now.Format("20060102-150405") + ".558-"; !strings.HasPrefix(ids[0], want) {
 		t.Errorf("id %s", ids[0])
 	}
 }
