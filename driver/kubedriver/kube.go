@@ -110,7 +110,9 @@ var klogOnce sync.Once
 
 // quietKlog sends client-go's own log lines (klog: a stream vgrid closes
 // is "Copying stdout failed", a watch that restarts) to vgrid's log at
-// debug level, not to the user's terminal.
+// debug level, not to the user's terminal. klog has one logger per
+// process: the first one given serves every later driver (vgrid run
+// builds one; vgrid serve gives every run's driver the daemon's log).
 func quietKlog(log zerolog.Logger) {
 	klogOnce.Do(func() {
 		klog.SetLogger(funcr.New(func(prefix, args string) {
