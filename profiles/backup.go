@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/vgrid/vgrid/internal/atomicfile"
 )
 
 // TimeLayout is the timestamp of backup names, as the user's scripts wrote it.
@@ -142,49 +144,20 @@ func WriteBackup(profile, label string, now time.Time) (string, error) {
 	return path, nil
 }
 
-// WriteFileAtomic replaces path with data: a temporary file in the same
-// directory, fsync, rename over path, fsync of the directory. On any error
-// path is left as it was and the temporary file is removed.
-func WriteFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
+// WriteFileAtomic replaces path with data (atomicfile.Replace): on any
+// error path is left as it was and no temporary file is left.
+func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	// A profile that is a symbolic link is written where it points: the
 	// link stays a link (a rename over it would replace it with a file).
 	if target, err := filepath.EvalSymlinks(path); err == nil {
 		path = target
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create a temporary file in %s: %w (is the directory writable and the disk not full?)", dir, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+	return atomicfile.Replace(path, perm, func(f *os.File) error {
+		if _, err := f.Write(data); err != nil {
+			return fmt.Errorf("write %s: %w", f.Name(), err)
 		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err = f.Chmod(perm); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err = replaceFile(tmp, path); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil // the rename happened; a failed directory fsync cannot be undone
-	}
-	defer d.Close()
-	_ = d.Sync()
-	return nil
+		return nil
+	})
 }
 
 // Write backs up the profile and writes the plan's bytes atomically, unless

@@ -15,6 +15,6 @@
 // are written as --flag / --no-flag, never "off by omission", because vLLM V1
 // turns prefix caching and chunked prefill on by default.
 //
-// May import: vllm (the flag model), internal/yamlerr, go.yaml.in/yaml/v3,
-// compose-go v2, go-difflib.
+// May import: vllm (the flag model), internal/yamlerr, internal/atomicfile,
+// go.yaml.in/yaml/v3, compose-go v2, go-difflib.
 package profiles

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/vgrid/vgrid/internal/atomicfile"
 )
 
 // BackupPath is where a writer keeps a copy of the store as it was when it
@@ -29,7 +30,7 @@ func (s *Store) Backup() (string, error) {
 	// rolled back: bbolt's check reads the freelist, which another
 	// writer's commit changes under a read transaction (a false "reachable
 	// freed", or a crash), so no commit may run meanwhile.
-	err := replaceWith(dst, func(f *os.File) error {
+	err := atomicfile.Replace(dst, 0o600, func(f *os.File) error {
 		return s.hold(func(tx *bolt.Tx) error {
 			res := &CheckResult{Path: s.path}
 			checkTx(tx, res)
@@ -44,34 +45,6 @@ func (s *Store) Backup() (string, error) {
 		return "", fmt.Errorf("back up store %s: %w", s.path, err)
 	}
 	return dst, nil
-}
-
-// replaceWith writes dst whole or not at all: write fills a new file
-// beside it, which is synced and renamed over dst; on any error dst is
-// left as it was and the new file removed. The new file's name is
-// random and created exclusively, so a link planted at a fixed name is
-// never followed; it is opened for writing, as Windows flushes only a
-// handle that may write.
-func replaceWith(dst string, write func(f *os.File) error) error {
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	err = write(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }
 
 // Remedy says what to do about a damaged store at path: restore the
@@ -118,5 +91,5 @@ func copyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	return replaceWith(dst, func(f *os.File) error { _, err := f.Write(b); return err })
+	return atomicfile.Replace(dst, 0o600, func(f *os.File) error { _, err := f.Write(b); return err })
 }

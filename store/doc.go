@@ -31,5 +31,5 @@
 // one transaction when a writer opens an older store; each is tested.
 //
 // May import: bbolt, orchestrator, failure and benchmark types,
-// internal/lockfile, internal/diskwait.
+// internal/lockfile, internal/diskwait, internal/atomicfile.
 package store

@@ -1,4 +1,4 @@
-package profiles
+package atomicfile
 
 import (
 	"errors"
@@ -9,12 +9,12 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// replaceFile renames tmp over path (MoveFileEx, replacing). On Windows the
+// rename renames tmp over path (MoveFileEx, replacing). On Windows the
 // rename fails while another program holds path open without sharing its
 // deletion: an editor, a virus scanner, Docker Desktop's file sharing. Such
 // holds are usually brief, so it tries again for two seconds, then says who
 // is likely in the way.
-func replaceFile(tmp, path string) error {
+func rename(tmp, path string) error {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		err := os.Rename(tmp, path)
